@@ -1,0 +1,42 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install the lock first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test airflow install lock clean bench
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+airflow: $(STAMP)
+	$(PY) scripts/standalone.py
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Re-resolve requirements.in into requirements.txt in a throw-away venv.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -r requirements.in
+	{ echo "# Resolved lock for Python 3.11 of requirements.in (pip freeze of a clean venv); regenerate with 'make lock'."; \
+	  .lock-venv/bin/pip freeze; } > requirements.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf .demo .airflow .pytest_cache

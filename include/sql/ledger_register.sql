@@ -1,0 +1,24 @@
+-- Put an extracted invoice in the ledger as pending. A row already there is left alone unless it
+-- was rejected or never validated: the ERP row may have been fixed, so it is checked again.
+INSERT INTO inexchange_dispatch (
+    invoice_id, invoice_number, invoice_type, customer_id, customer_number, customer_name,
+    invoice_date, currency, total_amount, erp_document_id, state, attempts, created_at, updated_at,
+    dag_run_id, data_interval_start, data_interval_end)
+VALUES (
+    :invoice_id, :invoice_number, :invoice_type, :customer_id, :customer_number, :customer_name,
+    :invoice_date, :currency, :total_amount, :erp_document_id, 'pending', 0, :now, :now,
+    :dag_run_id, :data_interval_start, :data_interval_end)
+ON CONFLICT (invoice_id) DO UPDATE SET
+    invoice_number = excluded.invoice_number,
+    customer_number = excluded.customer_number,
+    customer_name = excluded.customer_name,
+    invoice_date = excluded.invoice_date,
+    currency = excluded.currency,
+    total_amount = excluded.total_amount,
+    state = 'pending',
+    message = NULL,
+    updated_at = excluded.updated_at,
+    dag_run_id = excluded.dag_run_id,
+    data_interval_start = excluded.data_interval_start,
+    data_interval_end = excluded.data_interval_end
+ WHERE inexchange_dispatch.state IN ('pending', 'rejected')

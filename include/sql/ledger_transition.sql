@@ -1,0 +1,18 @@
+-- Move one invoice from one of the expected states to a new one (compare-and-set): a row that
+-- another worker moved meanwhile is not touched, and the caller sees rowcount 0.
+UPDATE inexchange_dispatch
+   SET state = :to_state,
+       message = :message,
+       delivery_method = COALESCE(:delivery_method, delivery_method),
+       document_uri = COALESCE(:document_uri, document_uri),
+       inexchange_document_id = COALESCE(:inexchange_document_id, inexchange_document_id),
+       inexchange_status = COALESCE(:inexchange_status, inexchange_status),
+       status_time = COALESCE(:status_time, status_time),
+       attempts = attempts + :attempt,
+       next_retry_at = :next_retry_at,
+       submitted_at = COALESCE(:submitted_at, submitted_at),
+       sent_at = COALESCE(:sent_at, sent_at),
+       updated_at = :now,
+       dag_run_id = :dag_run_id
+ WHERE invoice_id = :invoice_id
+   AND state IN :from_states

@@ -1,0 +1,1 @@
+SELECT MAX(data_interval_start) FROM inexchange_report

@@ -1,0 +1,65 @@
+"""Exceptions raised by the InExchange provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InExchangeError(Exception):
+    """Base class of every error this provider raises."""
+
+
+class InExchangeConfigError(InExchangeError):
+    """A connection or seller configuration is missing or invalid."""
+
+
+class InExchangeApiError(InExchangeError):
+    """InExchange answered with an error status.
+
+    :param status_code: HTTP status of the response.
+    :param message: InExchange's ``message`` field (or the response text).
+    :param model_state: InExchange's ``modelState`` (field -> list of reasons), if any.
+    :param path: API path of the request, without host or secrets.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        model_state: dict[str, list[str]] | None = None,
+        path: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.model_state = model_state or {}
+        self.path = path
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """Return a one-line description fit for a ledger message."""
+        text = f"HTTP {self.status_code} from InExchange {self.path}: {self.message}".strip()
+        if self.model_state:
+            details = "; ".join(
+                f"{field}: {', '.join(reasons)}" for field, reasons in sorted(self.model_state.items())
+            )
+            text = f"{text} ({details})"
+        return text
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later (429 and 5xx)."""
+        return self.status_code == 429 or self.status_code >= 500
+
+    @property
+    def permanent(self) -> bool:
+        """Whether InExchange refused the request itself (4xx other than 401/404/429)."""
+        return 400 <= self.status_code < 500 and self.status_code not in (401, 404, 429)
+
+
+class InExchangeTransportError(InExchangeError):
+    """The request may or may not have reached InExchange (connect error, timeout, dropped reply)."""
+
+    def __init__(self, path: str, cause: Any) -> None:
+        self.path = path
+        super().__init__(f"no usable reply from InExchange {path}: {type(cause).__name__}")

@@ -1,0 +1,45 @@
+"""Provider metadata Airflow reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider: its hook, operator, sensor, trigger and the ``inexchange`` connection."""
+    return {
+        "package-name": "airflow-provider-inexchange",
+        "name": "InExchange",
+        "description": "Send ERP invoices as Peppol BIS Billing 3.0 documents through InExchange.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": "InExchange",
+                "external-doc-url": "https://www.inexchange.se/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "InExchange", "python-modules": ["inexchange.hooks.inexchange"]}],
+        "operators": [{"integration-name": "InExchange", "python-modules": ["inexchange.operators.submit"]}],
+        "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
+        "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
+        "connection-types": [
+            {
+                "hook-class-name": "inexchange.hooks.inexchange.InExchangeHook",
+                "hook-name": "InExchange",
+                "connection-type": "inexchange",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "API base URL", "password": "API key"},
+                    "placeholders": {"host": "https://testapi.inexchange.se/v1/api/"},
+                },
+                "conn-fields": {
+                    "erp_id": {
+                        "label": "ERP id",
+                        "description": "The id InExchange knows your ERP installation by (clientTokens/create).",
+                        "schema": {"type": ["string", "null"]},
+                    }
+                },
+            }
+        ],
+    }

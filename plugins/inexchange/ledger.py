@@ -1,0 +1,309 @@
+"""The dispatch ledger: one row per invoice, its state, and the history of every change.
+
+The ledger is the only hand-over between tasks. Every state change is a compare-and-set
+(``ledger_transition.sql``) written together with its history row in one transaction, so a change is
+either fully recorded or not at all, and two workers can never both move the same invoice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam
+
+from inexchange.api import LedgerState
+from inexchange.db import as_date, now_text, utc_text
+from inexchange.sql import script, statement
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """The DAG run a ledger change belongs to.
+
+    :param dag_run_id: Airflow run id.
+    :param start: data interval start (aware).
+    :param end: data interval end (aware).
+    :param start_date: first invoice date of the interval.
+    :param end_date: first invoice date after the interval.
+    """
+
+    dag_run_id: str
+    start: datetime
+    end: datetime
+    start_date: date
+    end_date: date
+
+    @classmethod
+    def from_context(cls, context: Any, timezone: str = "Europe/Stockholm") -> RunScope:
+        """Build the scope of the running task's DAG run.
+
+        Invoice dates are compared with the interval's dates in the ERP's time zone.
+
+        :param context: the Airflow task context.
+        :param timezone: time zone of the ERP's invoice dates.
+        """
+        import pendulum
+
+        start, end = context["data_interval_start"], context["data_interval_end"]
+        if start is None or end is None:
+            raise ValueError("this DAG run has no data interval; give the DAG a data-interval timetable")
+        tz = pendulum.timezone(timezone)
+        return cls(
+            dag_run_id=context["run_id"],
+            start=start,
+            end=end,
+            start_date=pendulum.instance(start).in_timezone(tz).date(),
+            end_date=pendulum.instance(end).in_timezone(tz).date(),
+        )
+
+    @property
+    def bounds(self) -> dict[str, Any]:
+        """Bind parameters selecting the interval's invoice dates."""
+        return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat()}
+
+    @property
+    def interval(self) -> dict[str, str]:
+        """The interval as ledger text."""
+        return {"data_interval_start": utc_text(self.start), "data_interval_end": utc_text(self.end)}
+
+
+def erp_document_id(invoice_id: int) -> str:
+    """The stable key InExchange knows an invoice by (``erpDocumentId``)."""
+    return f"invoice-{invoice_id}"
+
+
+_TRANSITION_DEFAULTS: dict[str, Any] = {
+    "message": None,
+    "delivery_method": None,
+    "document_uri": None,
+    "inexchange_document_id": None,
+    "inexchange_status": None,
+    "status_time": None,
+    "attempt": 0,
+    "next_retry_at": None,
+    "submitted_at": None,
+    "sent_at": None,
+}
+
+
+class Ledger:
+    """Read and change the dispatch ledger in the reporting database.
+
+    :param engine: SQLAlchemy engine of the reporting database.
+    :param scope: the DAG run whose changes this ledger records.
+    """
+
+    def __init__(self, engine: Engine, scope: RunScope) -> None:
+        self.engine = engine
+        self.scope = scope
+
+    def ensure_schema(self) -> None:
+        """Create the ledger, history and report tables when missing."""
+        with self.engine.begin() as conn:
+            for clause in script("ledger_schema"):
+                conn.execute(clause)
+
+    # ---- reads -----------------------------------------------------------------------------
+    def rows(self, *states: LedgerState) -> list[dict[str, Any]]:
+        """Return the interval's rows in the given states."""
+        query = statement("ledger_select_by_state").bindparams(bindparam("states", expanding=True))
+        with self.engine.connect() as conn:
+            result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
+            return [dict(row._mapping) for row in result]
+
+    def due_rows(self, *, max_attempts: int) -> list[dict[str, Any]]:
+        """Rows to submit: ready, failed and due, or left in ``submitting``."""
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                statement("ledger_select_due"),
+                {"now": now_text(), "max_attempts": max_attempts, **self.scope.bounds},
+            )
+            return [dict(row._mapping) for row in result]
+
+    # ---- writes ----------------------------------------------------------------------------
+    def register(self, invoices: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Put extracted invoices in the ledger as ``pending``.
+
+        Rows already sent or in flight are left as they are; rejected rows are checked again.
+        Returns counts of new, re-checked and untouched rows.
+        """
+        invoices = list(invoices)
+        existing = self._states([int(i["invoice_id"]) for i in invoices])
+        now = now_text()
+        params = [
+            {
+                "invoice_id": int(i["invoice_id"]),
+                "invoice_number": str(i["invoice_number"]),
+                "invoice_type": i["invoice_type"],
+                "customer_id": int(i["customer_id"]),
+                "customer_number": None if i.get("customer_number") is None else str(i["customer_number"]),
+                "customer_name": i.get("customer_name"),
+                "invoice_date": as_date(i["invoice_date"]).isoformat(),
+                "currency": i.get("currency"),
+                "total_amount": None if i.get("total_amount") is None else float(i["total_amount"]),
+                "erp_document_id": erp_document_id(int(i["invoice_id"])),
+                "now": now,
+                "dag_run_id": self.scope.dag_run_id,
+                **self.scope.interval,
+            }
+            for i in invoices
+        ]
+        counts = {"new": 0, "rechecked": 0, "unchanged": 0}
+        history = []
+        for p in params:
+            before = existing.get(p["invoice_id"])
+            if before is None:
+                counts["new"] += 1
+            elif before in (LedgerState.REJECTED.value, LedgerState.PENDING.value):
+                counts["rechecked"] += 1
+            else:
+                counts["unchanged"] += 1
+                continue
+            if before != LedgerState.PENDING.value:
+                history.append(self._history(p["invoice_id"], before, LedgerState.PENDING, None, None, "extract", now))
+        with self.engine.begin() as conn:
+            if params:
+                conn.execute(statement("ledger_register"), params)
+            if history:
+                conn.execute(statement("ledger_insert_history"), history)
+        return counts
+
+    def transition(
+        self,
+        invoice_id: int,
+        from_states: Sequence[LedgerState],
+        to_state: LedgerState,
+        *,
+        source: str,
+        conn: Connection | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move one invoice to ``to_state`` if it is still in one of ``from_states``.
+
+        The change and its history row commit together. Returns whether the row moved.
+
+        :param source: what made the change (extract, validate, submit, status poll, manual rerun).
+        :param conn: an open transaction to join, else a new one is committed here.
+        :param fields: columns of ``ledger_transition.sql`` to set (message, inexchange_document_id, ...).
+        """
+        unknown = set(fields) - set(_TRANSITION_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown ledger fields: {sorted(unknown)}")
+        now = now_text()
+        params = {
+            **_TRANSITION_DEFAULTS,
+            **fields,
+            "invoice_id": invoice_id,
+            "from_states": [s.value for s in from_states],
+            "to_state": to_state.value,
+            "now": now,
+            "dag_run_id": self.scope.dag_run_id,
+        }
+        query = statement("ledger_transition").bindparams(bindparam("from_states", expanding=True))
+        if conn is None:
+            with self.engine.begin() as own:
+                return self._transition(own, query, params, from_states, source, now)
+        return self._transition(conn, query, params, from_states, source, now)
+
+    def _transition(self, conn: Connection, query: Any, params: dict[str, Any],
+                    from_states: Sequence[LedgerState], source: str, now: str) -> bool:
+        if conn.execute(query, params).rowcount != 1:
+            return False
+        from_state = from_states[0].value if len(from_states) == 1 else None
+        conn.execute(
+            statement("ledger_insert_history"),
+            self._history(params["invoice_id"], from_state, LedgerState(params["to_state"]),
+                          params["inexchange_status"], params["message"], source, now),
+        )
+        return True
+
+    def apply_statuses(self, changes: Iterable[dict[str, Any]], *, source: str = "status poll") -> int:
+        """Write InExchange status changes (trigger event items) to the ledger in one transaction.
+
+        Only invoices still ``waiting`` (or ``failed``, which a later status may clear) are moved;
+        documents the ledger does not know are ignored. Returns the number of rows changed.
+
+        :param changes: dicts with ``id``, ``status``, ``time`` and ``message``.
+        """
+        from inexchange.api import ledger_state_for, parse_time
+
+        changes = list(changes)
+        if not changes:
+            return 0
+        known = self._by_document([c["id"] for c in changes])
+        moved = 0
+        with self.engine.begin() as conn:
+            for change in changes:
+                row = known.get(change["id"])
+                if row is None or row["state"] not in (LedgerState.WAITING.value, LedgerState.FAILED.value):
+                    continue
+                if row["inexchange_status"] == change["status"] and row["state"] == LedgerState.WAITING.value:
+                    continue
+                state = ledger_state_for(change["status"])
+                status_time = parse_time(change.get("time"))
+                moved += self.transition(
+                    row["invoice_id"],
+                    [LedgerState(row["state"])],
+                    state,
+                    source=source,
+                    conn=conn,
+                    inexchange_status=change["status"],
+                    status_time=utc_text(status_time) if status_time else None,
+                    message=change.get("message") if state is not LedgerState.SENT else None,
+                    sent_at=utc_text(status_time) if state is LedgerState.SENT and status_time else None,
+                )
+        return moved
+
+    def refresh_report(self) -> list[dict[str, Any]]:
+        """Upsert the interval's report rows from the ledger and return them."""
+        params = {**self.scope.bounds, **self.scope.interval, "dag_run_id": self.scope.dag_run_id}
+        with self.engine.begin() as conn:
+            conn.execute(statement("report_refresh"), params)
+            result = conn.execute(statement("report_select"), self.scope.interval)
+            return [dict(row._mapping) for row in result]
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _states(self, invoice_ids: list[int]) -> dict[int, str]:
+        if not invoice_ids:
+            return {}
+        query = statement("ledger_select_states").bindparams(bindparam("ids", expanding=True))
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(invoice_ids, 900):
+                found.update({int(r[0]): r[1] for r in conn.execute(query, {"ids": chunk})})
+        return found
+
+    def _by_document(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
+        query = statement("ledger_select_by_document").bindparams(bindparam("document_ids", expanding=True))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(document_ids, 900):
+                for row in conn.execute(query, {"document_ids": chunk}):
+                    found[row.inexchange_document_id] = dict(row._mapping)
+        return found
+
+    def _history(self, invoice_id: int, from_state: str | None, to_state: LedgerState,
+                 status: str | None, message: str | None, source: str, now: str) -> dict[str, Any]:
+        return {
+            "history_id": str(uuid.uuid4()),
+            "invoice_id": invoice_id,
+            "from_state": from_state,
+            "to_state": to_state.value,
+            "inexchange_status": status,
+            "message": message,
+            "source": source,
+            "now": now,
+            "dag_run_id": self.scope.dag_run_id,
+        }
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

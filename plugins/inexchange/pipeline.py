@@ -1,0 +1,106 @@
+"""The extract, validate and report stages, as plain functions the DAG's tasks call.
+
+Each takes the task context and connection ids, works through the ledger, and returns a small
+JSON-friendly summary for XCom (counts and invoice numbers, never invoice data).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from inexchange.api import ACTION_STATES, LedgerState
+from inexchange.db import engine_for, reporting_engine
+from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
+from inexchange.ledger import Ledger, RunScope
+from inexchange.validation import validate_batch
+
+log = logging.getLogger(__name__)
+
+
+def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = "Europe/Stockholm",
+            billing_method: str = INEXCHANGE_BILLING_METHOD) -> dict[str, int]:
+    """Put the interval's posted InExchange invoices in the ledger as ``pending``.
+
+    Invoices already sent or in flight are left alone; rejected ones are checked again.
+    """
+    scope = RunScope.from_context(context, timezone)
+    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    ledger.ensure_schema()
+    invoices = ErpReader(engine_for(erp_conn_id)).extract(
+        billing_method=billing_method, **scope.bounds
+    )
+    counts = ledger.register(invoices)
+    log.info("extract %s..%s: %d invoices in the ERP, ledger %s", scope.start_date, scope.end_date,
+                len(invoices), counts)
+    return {"extracted": len(invoices), **counts}
+
+
+def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
+             timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+    """Validate the interval's ``pending`` invoices; failures become ``rejected`` with one message each."""
+    scope = RunScope.from_context(context, timezone)
+    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    pending = ledger.rows(LedgerState.PENDING)
+    if not pending:
+        return {"ready": 0, "rejected": 0, "rejected_invoices": []}
+    reader = ErpReader(engine_for(erp_conn_id))
+    batch = reader.load([row["invoice_id"] for row in pending])
+    duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
+    results = validate_batch(batch, start=scope.start_date, end=scope.end_date, duplicate_numbers=duplicates)
+    rejected = []
+    with ledger.engine.begin() as conn:
+        for row in pending:
+            invoice_id = int(row["invoice_id"])
+            message = results.get(invoice_id, f"Faktura {row['invoice_number']}: finns inte längre i ERP")
+            if message is None:
+                ledger.transition(invoice_id, [LedgerState.PENDING], LedgerState.READY, source="validate", conn=conn)
+            else:
+                ledger.transition(invoice_id, [LedgerState.PENDING], LedgerState.REJECTED, source="validate",
+                                  conn=conn, message=message)
+                rejected.append(row["invoice_number"])
+                log.warning("rejected: %s", message)
+    return {"ready": len(pending) - len(rejected), "rejected": len(rejected), "rejected_invoices": rejected}
+
+
+def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
+           timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+    """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
+
+    :param fail_on_action_needed: raise when any invoice is rejected, stopped or failed, so the run
+        shows red in the Airflow UI.
+    """
+    from airflow.sdk.exceptions import AirflowException
+
+    scope = RunScope.from_context(context, timezone)
+    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    ledger.ensure_schema()
+    rows = ledger.refresh_report()
+    counts = Counter(row["state"] for row in rows)
+    action = sorted(str(row["invoice_number"]) for row in rows if row["state"] in {s.value for s in ACTION_STATES})
+    log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
+    log.info("per state: %s", dict(sorted(counts.items())))
+    summary = {"total": len(rows), "states": dict(counts), "action_needed": action}
+    if action and fail_on_action_needed:
+        raise AirflowException(f"{len(action)} invoices need action in the ERP or InExchange: {', '.join(action)}")
+    return summary
+
+
+def format_report(rows: list[dict[str, Any]]) -> str:
+    """Render report rows as a plain-text table."""
+    from tabulate import tabulate
+
+    headers = ["Typ", "Nummer", "Kundnr", "Kund", "Leveranssätt", "Status", "InExchange", "Skickat", "Meddelande"]
+    table = [
+        [r["document_type"], r["invoice_number"], r["customer_number"], _cut(r["customer_name"], 28),
+         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", (r["sent_at"] or "")[:16],
+         _cut(r["message"], 90)]
+        for r in rows
+    ]
+    return tabulate(table, headers=headers, tablefmt="simple")
+
+
+def _cut(text: Any, width: int) -> str:
+    text = "" if text is None else str(text).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"

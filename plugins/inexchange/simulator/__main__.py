@@ -1,0 +1,144 @@
+"""Command line of the InExchange simulator: ``python -m inexchange.simulator --help``.
+
+Once the server listens it prints exactly one line, ``SIMULATOR_URL=http://HOST:PORT/v1/api/``, to
+standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from inexchange.simulator.app import create_app
+from inexchange.simulator.config import FAULT_KINDS, SimulatorConfig, parse_faults
+from inexchange.simulator.faults import DroppedConnectionLogFilter
+
+
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the simulator's command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m inexchange.simulator",
+        description="Serve a local simulation of the InExchange REST API v1.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of every random decision (default 42)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every API request, ±20%% jitter")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability that an API request faults")
+    parser.add_argument(
+        "--faults",
+        type=_fault_kinds,
+        default=FAULT_KINDS,
+        help=f"comma-separated fault kinds to inject (default {','.join(FAULT_KINDS)})",
+    )
+    parser.add_argument(
+        "--status-step-ms", type=float, default=1000.0, help="time between two statuses of a document"
+    )
+    parser.add_argument("--stop-rate", type=float, default=0.05, help="share of documents that end Stopped")
+    parser.add_argument("--error-rate", type=float, default=0.03, help="share of documents that end Error")
+    parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
+    parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
+    parser.add_argument("--data-dir", type=Path, help="where uploaded files go (default: a temporary folder)")
+    parser.add_argument("--url-file", type=Path, help="also write the base URL into this file")
+    return parser
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _write_url_file(path: Path, url: str) -> None:
+    """Write the URL so that a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(url + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+async def serve(server: uvicorn.Server, sock: socket.socket, url_file: Path | None) -> None:
+    """Serve on ``sock`` until uvicorn receives SIGTERM or SIGINT; announce the URL once listening."""
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            await serving
+            return
+        await asyncio.sleep(0.01)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}/v1/api/"
+    if url_file is not None:
+        _write_url_file(url_file, url)
+    print(f"SIMULATOR_URL={url}", flush=True)
+    await serving
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    """End the process with status 0 on SIGTERM or SIGINT.
+
+    While serving, uvicorn handles these signals itself (graceful shutdown) and re-raises them once
+    it has stopped; this handler turns that, or a signal before uvicorn starts, into a clean exit.
+    """
+    raise SystemExit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the simulator; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="inexchange-sim-") as scratch:
+        try:
+            config = SimulatorConfig(
+                seed=args.seed,
+                latency_ms=args.latency_ms,
+                fault_rate=args.fault_rate,
+                faults=args.faults,
+                status_step_ms=args.status_step_ms,
+                stop_rate=args.stop_rate,
+                error_rate=args.error_rate,
+                api_key=args.api_key,
+                token_ttl_s=args.token_ttl_s,
+                data_dir=args.data_dir or Path(scratch),
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        try:
+            sock = _listening_socket(args.host, args.port)
+        except OSError as exc:
+            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        server_config = uvicorn.Config(
+            create_app(config), loop="auto", log_level="warning", access_log=False, lifespan="off"
+        )
+        logging.getLogger("uvicorn.error").addFilter(DroppedConnectionLogFilter())
+        for handled in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(handled, _exit_quietly)
+        # uvicorn's loop factory picks uvloop when it is installed, as ``uvicorn.run`` does.
+        with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
+            runner.run(serve(uvicorn.Server(server_config), sock, args.url_file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

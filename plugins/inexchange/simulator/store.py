@@ -1,0 +1,374 @@
+"""In-memory state of the simulator: client tokens, uploaded files, outbound documents, counters.
+
+Outbound documents never change once stored: their whole timeline (``PendingInPlatform``, then
+``Pending`` one status step later, then the final status two steps later) and their outcome are fixed
+when they are sent, and the status shown is computed from the time of the request. No background
+task is needed and a status never moves backwards, even when the status step is changed at runtime.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from inexchange.simulator.config import FAULT_KINDS, SimulatorConfig
+from inexchange.simulator.registry import PartyRegistry
+from inexchange.simulator.seeded import unit
+
+UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+DOCUMENT_TYPES = ("Invoice", "CreditNote")
+US_PER_S = 1_000_000
+DUPLICATE_WINDOW_US = 365 * 24 * 3600 * US_PER_S
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def utc_iso(micros: int) -> str:
+    """Format epoch microseconds as UTC ISO 8601 with microseconds and a ``Z`` suffix."""
+    moment = _EPOCH + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> int:
+    """Parse an ISO 8601 timestamp (``Z``, an offset, or naive meaning UTC) to epoch microseconds.
+
+    Raises ``ValueError`` for anything else.
+    """
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class Clock:
+    """Wall-clock time in whole microseconds that never goes backwards within one process.
+
+    Whole microseconds are exactly what the API's timestamps show, so a time read back from a
+    response (an ``updatedAfter`` cursor) compares equal to the stored one.
+    """
+
+    def __init__(self) -> None:
+        """Start at the current wall-clock time."""
+        self._last = time.time_ns() // 1000
+
+    def now(self) -> int:
+        """Return epoch microseconds, never less than any value returned before."""
+        self._last = max(self._last, time.time_ns() // 1000)
+        return self._last
+
+
+@dataclass
+class Token:
+    """A client token and the ERP company (``erpId``) it was created for."""
+
+    value: str
+    erp_id: str
+    expires_at: int
+    revoked: bool = False
+
+    def live(self, now: int) -> bool:
+        """Tell whether the token is neither revoked nor expired at ``now``."""
+        return not self.revoked and now < self.expires_at
+
+
+@dataclass
+class Upload:
+    """A file received by ``POST documents``."""
+
+    guid: str
+    path: Path
+    size: int
+    document_type: str
+    invoice_number: str | None
+
+    @property
+    def uri(self) -> str:
+        """The ``DocumentUri`` that ``documents/outbound`` refers to."""
+        return f"urn:inexchangedocument:{self.guid}"
+
+
+@dataclass
+class OutboundDocument:
+    """One sent document with its predetermined timeline and outcome."""
+
+    id: str
+    owner: str
+    erp_document_id: str
+    document_type: str
+    invoice_number: str
+    send_as: str | None
+    recipient_information: dict[str, Any]
+    created: int
+    step_us: int
+    final_status: str
+    error: dict[str, Any] | None = field(default=None)
+
+    def history(self, now: int) -> list[tuple[str, int]]:
+        """Return the statuses reached at ``now``, oldest first (the first one always)."""
+        timeline = [
+            ("PendingInPlatform", self.created),
+            ("Pending", self.created + self.step_us),
+            (self.final_status, self.created + 2 * self.step_us),
+        ]
+        return [timeline[0], *(entry for entry in timeline[1:] if entry[1] <= now)]
+
+    def current(self, now: int) -> tuple[str, int]:
+        """Return the status and its time at ``now``."""
+        return self.history(now)[-1]
+
+    def to_json(self, now: int, *, include_error: bool = True) -> dict[str, Any]:
+        """Render the document the way the InExchange API does at ``now``."""
+        history = self.history(now)
+        status, since = history[-1]
+        body: dict[str, Any] = {
+            "id": self.id,
+            "documentType": self.document_type,
+            "erpDocumentId": self.erp_document_id,
+            "created": utc_iso(self.created),
+            "currentStatus": {"status": status, "time": utc_iso(since)},
+            "statusHistory": [{"status": s, "time": utc_iso(t)} for s, t in history],
+            "sendDocumentAs": self.send_as,
+            "recipientInformation": dict(self.recipient_information),
+        }
+        if include_error:
+            body["error"] = dict(self.error) if self.error and status == self.final_status else None
+        return body
+
+
+def read_ubl(content: bytes) -> tuple[str, str | None]:
+    """Return the document type and invoice number (``cbc:ID``) of a UBL file.
+
+    Content that is not a UBL Invoice or CreditNote counts as an invoice without a number.
+    """
+    try:
+        root = etree.fromstring(content, parser=_XML_PARSER)
+    except etree.XMLSyntaxError:
+        return "Invoice", None
+    local_name = etree.QName(root).localname
+    document_type = local_name if local_name in DOCUMENT_TYPES else "Invoice"
+    number = root.findtext(f"{{{UBL_CBC}}}ID")
+    return document_type, (number.strip() or None) if number else None
+
+
+class Store:
+    """All mutable state of one simulator, shared by the request handlers."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        """Create empty state that stores uploaded files under ``config.data_dir/documents``."""
+        self.config = config
+        self.clock = Clock()
+        self.registry = PartyRegistry(config.seed)
+        self.tokens: dict[str, Token] = {}
+        self.documents_dir = config.data_dir / "documents"
+        self.documents_dir.mkdir(parents=True, exist_ok=True)
+        self._reset_documents()
+
+    def _reset_documents(self) -> None:
+        self.uploads: dict[str, Upload] = {}
+        self.documents: dict[str, OutboundDocument] = {}
+        self.latest_by_erp_id: dict[tuple[str, str], OutboundDocument] = {}
+        self.by_invoice_number: dict[tuple[str, str, str], list[OutboundDocument]] = {}
+        self.sends: Counter[str] = Counter()
+        self.requests = 0
+        self.tokens_created = 0
+        self.faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self.rng = random.Random(self.config.seed)
+
+    def reset(self) -> None:
+        """Forget documents, uploads, counters and registered parties; tokens stay valid.
+
+        The random generator behind latency jitter and faults is reseeded, so a run after a reset
+        sees the same fault sequence as a run on a fresh simulator.
+        """
+        self._reset_documents()
+        self.registry.clear()
+        shutil.rmtree(self.documents_dir, ignore_errors=True)
+        self.documents_dir.mkdir(parents=True, exist_ok=True)
+
+    # Tokens -------------------------------------------------------------------------------
+
+    def create_token(self, erp_id: str, valid_to: int | None) -> Token:
+        """Issue a token for ``erp_id`` that lives ``token_ttl_s`` or until ``valid_to`` (epoch µs)."""
+        expires_at = self.clock.now() + round(self.config.token_ttl_s * US_PER_S)
+        if valid_to is not None:
+            expires_at = min(expires_at, valid_to)
+        token = Token(value=secrets.token_urlsafe(32), erp_id=erp_id, expires_at=expires_at)
+        self.tokens[token.value] = token
+        self.tokens_created += 1
+        return token
+
+    def live_token(self, value: str | None) -> Token | None:
+        """Return the token named by ``value`` when it is live, else ``None``."""
+        token = self.tokens.get(value or "")
+        return token if token is not None and token.live(self.clock.now()) else None
+
+    # Documents ----------------------------------------------------------------------------
+
+    def upload(self, content: bytes) -> Upload:
+        """Store an uploaded file and remember its type and invoice number."""
+        guid = str(uuid.uuid4())
+        path = self.documents_dir / f"{guid}.xml"
+        path.write_bytes(content)
+        document_type, number = read_ubl(content)
+        upload = Upload(guid, path, len(content), document_type, number)
+        self.uploads[guid] = upload
+        return upload
+
+    def upload_by_uri(self, uri: str) -> Upload | None:
+        """Resolve a ``urn:inexchangedocument:{guid}`` URI (case-insensitively) to its upload."""
+        prefix = "urn:inexchangedocument:"
+        if not uri.lower().startswith(prefix):
+            return None
+        return self.uploads.get(uri[len(prefix):].lower())
+
+    def send(
+        self,
+        *,
+        owner: str,
+        upload: Upload,
+        erp_document_id: str,
+        send_as: str | None,
+        pdf_email: str | None,
+        recipient_information: dict[str, Any],
+    ) -> OutboundDocument:
+        """Create an outbound document, count the send and fix its outcome.
+
+        The outcome, in order of precedence: ``Error`` when the same owner sent a document of the
+        same type with the same invoice number within a year (an earlier document that itself ended
+        in ``Error`` does not count); otherwise a seeded draw on ``erpDocumentId`` gives ``Stopped``
+        with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
+        for electronic delivery and ``Sent`` for the others.
+        """
+        now = self.clock.now()
+        number = upload.invoice_number or erp_document_id
+        number_key = (owner, upload.document_type, number)
+        earlier = [
+            doc
+            for doc in self.by_invoice_number.get(number_key, [])
+            if doc.final_status != "Error" and now - doc.created < DUPLICATE_WINDOW_US
+        ]
+        final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, bool(earlier))
+        document = OutboundDocument(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            erp_document_id=erp_document_id,
+            document_type=upload.document_type,
+            invoice_number=number,
+            send_as=send_as,
+            recipient_information=recipient_information,
+            created=now,
+            step_us=round(self.config.status_step_ms * 1000),
+            final_status=final_status,
+            error=error,
+        )
+        self.documents[document.id] = document
+        self.latest_by_erp_id[(owner, erp_document_id)] = document
+        self.by_invoice_number.setdefault(number_key, []).append(document)
+        self.sends[erp_document_id] += 1
+        return document
+
+    def _outcome(
+        self, erp_document_id: str, send_as: str | None, pdf_email: str | None, number: str, duplicate: bool
+    ) -> tuple[str, dict[str, Any] | None]:
+        seed = self.config.seed
+        if duplicate:
+            return "Error", _error("DuplicateInvoiceNumber", f"Duplicate invoice number {number}")
+        draw = unit(seed, "outcome", erp_document_id)
+        if draw < self.config.stop_rate:
+            if unit(seed, "stop-reason", erp_document_id) < 0.5:
+                return "Stopped", _error(
+                    "AwaitingRecipientApproval",
+                    "The recipient must approve the supplier before the invoice can be delivered",
+                )
+            return "Stopped", _error(
+                "InvalidDeliveryMethod", "The recipient does not accept invoices by the chosen delivery method"
+            )
+        if draw < self.config.stop_rate + self.config.error_rate:
+            if send_as == "Pdf":
+                return "Error", _error("InvalidEmailAddress", f"The e-mail to {pdf_email} could not be delivered")
+            if send_as == "Electronic":
+                return "Error", _error("DeliveryFailed", "The recipient's access point rejected the document")
+            return "Error", _error("DeliveryFailed", "The document could not be delivered")
+        return ("Delivered" if send_as == "Electronic" else "Sent"), None
+
+    def document(self, owner: str, document_id: str) -> OutboundDocument | None:
+        """Return the owner's document with this id (case-insensitive), if any."""
+        document = self.documents.get(document_id.lower())
+        return document if document is not None and document.owner == owner else None
+
+    def latest_for_erp_id(self, owner: str, erp_document_id: str) -> OutboundDocument | None:
+        """Return the owner's most recently sent document with this ``erpDocumentId``, if any."""
+        return self.latest_by_erp_id.get((owner, erp_document_id))
+
+    def list_documents(
+        self,
+        owner: str,
+        *,
+        created_from: int | None,
+        created_to: int | None,
+        updated_after: int | None,
+        document_type: str | None,
+        status: str | None,
+        ignore_statuses: Iterable[str],
+    ) -> list[tuple[OutboundDocument, int]]:
+        """Return the owner's matching documents with the time of their current status.
+
+        ``createdFrom`` and ``createdTo`` are inclusive, ``updatedAfter`` is strict and applies to
+        the current status time; status filters compare case-insensitively. The result is ordered by
+        current status time, then id, so paging with ``skip``/``take`` is stable.
+        """
+        now = self.clock.now()
+        ignored = {item.lower() for item in ignore_statuses}
+        matches: list[tuple[OutboundDocument, int]] = []
+        for document in self.documents.values():
+            if document.owner != owner:
+                continue
+            current, since = document.current(now)
+            if created_from is not None and document.created < created_from:
+                continue
+            if created_to is not None and document.created > created_to:
+                continue
+            if updated_after is not None and since <= updated_after:
+                continue
+            if document_type is not None and document.document_type.lower() != document_type.lower():
+                continue
+            if status is not None and current.lower() != status.lower():
+                continue
+            if current.lower() in ignored:
+                continue
+            matches.append((document, since))
+        matches.sort(key=lambda item: (item[1], item[0].id))
+        return matches
+
+    # Statistics ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counters that tests and benchmarks check."""
+        now = self.clock.now()
+        statuses = Counter(document.current(now)[0] for document in self.documents.values())
+        return {
+            "sends": dict(self.sends),
+            "duplicates": sorted(erp_id for erp_id, count in self.sends.items() if count > 1),
+            "documents_uploaded": len(self.uploads),
+            "outbound_documents": len(self.documents),
+            "statuses": dict(statuses),
+            "requests": self.requests,
+            "tokens_created": self.tokens_created,
+            "faults": dict(self.faults),
+        }
+
+
+def _error(status: str, message: str) -> dict[str, Any]:
+    return {"status": status, "message": message, "moreInfoUri": None}

@@ -1,0 +1,191 @@
+"""Start the simulator in a subprocess for tests and benchmarks.
+
+>>> with run_simulator(seed=7, status_step_ms=50) as sim:  # doctest: +SKIP
+...     httpx.post(sim.base_url + "clientTokens/create", headers={"APIKey": sim.api_key}, json={"erpId": "a"})
+...     sim.stats()["sends"]
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import httpx
+
+URL_PREFIX = "SIMULATOR_URL="
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+_PLUGINS_DIR = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class SimulatorHandle:
+    """A running simulator: its URLs, its API key and helpers for the ``/_sim`` routes."""
+
+    base_url: str
+    root_url: str
+    api_key: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+
+    def _sim(self, method: str, path: str, json: Any = None) -> Any:
+        response = httpx.request(method, f"{self.root_url}_sim/{path}", json=json, timeout=10.0)
+        response.raise_for_status()
+        return response.json()
+
+    def stats(self) -> dict[str, Any]:
+        """Return ``GET /_sim/stats``: sends per erpDocumentId, duplicates, counters."""
+        return dict(self._sim("GET", "stats"))
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change runtime settings and return the settings now in force.
+
+        Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``status_step_ms``, ``stop_rate``,
+        ``error_rate`` and ``token_ttl_s``.
+        """
+        return dict(self._sim("POST", "config", json=settings))
+
+    def reset(self) -> None:
+        """Forget documents, counters and registered parties (client tokens stay valid)."""
+        self._sim("POST", "reset")
+
+    def register_parties(self, parties: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Register buyer parties that lookups return before the seed-derived registry."""
+        return list(self._sim("POST", "parties", json=list(parties))["parties"])
+
+
+def _pump_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Forward the subprocess's output lines to a queue; ``None`` marks the end."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _wait_for_url(process: subprocess.Popen[str], lines: queue.Queue[str | None], timeout: float) -> str:
+    try:
+        while True:
+            line = lines.get(timeout=timeout)
+            if line is None:
+                break
+            if line.startswith(URL_PREFIX):
+                return line[len(URL_PREFIX) :].strip()
+    except queue.Empty:
+        raise TimeoutError(f"the simulator did not report its URL within {timeout:.0f} s") from None
+    process.wait(timeout=STOP_TIMEOUT_S)
+    raise RuntimeError(f"the simulator exited with code {process.returncode} before listening")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def simulator_command(
+    *,
+    seed: int,
+    latency_ms: float,
+    fault_rate: float,
+    faults: Iterable[str] | None,
+    status_step_ms: float,
+    stop_rate: float,
+    error_rate: float,
+    api_key: str,
+    data_dir: Path,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """Return the command line that starts the simulator on a free loopback port."""
+    command = [
+        sys.executable,
+        "-m",
+        "inexchange.simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--seed",
+        str(seed),
+        "--latency-ms",
+        str(latency_ms),
+        "--fault-rate",
+        str(fault_rate),
+        "--status-step-ms",
+        str(status_step_ms),
+        "--stop-rate",
+        str(stop_rate),
+        "--error-rate",
+        str(error_rate),
+        "--api-key",
+        api_key,
+        "--data-dir",
+        str(data_dir),
+    ]
+    if faults is not None:
+        command += ["--faults", ",".join(faults)]
+    return [*command, *extra_args]
+
+
+@contextmanager
+def run_simulator(
+    *,
+    seed: int = 42,
+    latency_ms: float = 0,
+    fault_rate: float = 0.0,
+    faults: Iterable[str] | None = None,
+    status_step_ms: float = 200,
+    stop_rate: float = 0.05,
+    error_rate: float = 0.03,
+    api_key: str = "sim-api-key",
+    data_dir: str | Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[SimulatorHandle]:
+    """Run ``python -m inexchange.simulator`` on a free loopback port for the ``with`` block.
+
+    ``faults=None`` enables every fault kind (they only happen when ``fault_rate`` > 0). Without a
+    ``data_dir`` the uploads go to a temporary folder removed afterwards. The process is stopped
+    (terminated, killed after a timeout) when the block ends, also on error. Its standard error is
+    inherited, so a crash shows in the test output.
+    """
+    owns_directory = data_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="inexchange-sim-")) if data_dir is None else Path(data_dir)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PLUGINS_DIR), env.get("PYTHONPATH")]))
+    command = simulator_command(
+        seed=seed,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        faults=faults,
+        status_step_ms=status_step_ms,
+        stop_rate=stop_rate,
+        error_rate=error_rate,
+        api_key=api_key,
+        data_dir=directory,
+        extra_args=extra_args,
+    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        lines: queue.Queue[str | None] = queue.Queue()
+        stdout = cast(IO[str], process.stdout)
+        threading.Thread(target=_pump_lines, args=(stdout, lines), daemon=True).start()
+        base_url = _wait_for_url(process, lines, START_TIMEOUT_S)
+        root_url = base_url[: -len("v1/api/")]
+        yield SimulatorHandle(base_url, root_url, api_key, directory, process)
+    finally:
+        _stop(process)
+        if owns_directory:
+            shutil.rmtree(directory, ignore_errors=True)

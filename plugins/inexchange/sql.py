@@ -1,0 +1,58 @@
+"""Load the SQL statements kept in ``include/sql/``.
+
+Every statement the project runs lives in one ``.sql`` file per purpose and uses named bind
+parameters (``:name``) only; SQLAlchemy's ``text()`` turns them into the driver's paramstyle, so the
+same file runs on SQLite and PostgreSQL.
+
+The folder is found through ``INEXCHANGE_SQL_DIR`` when set (a deployment that copies ``include/``
+elsewhere), else ``include/sql`` of the source tree this package is installed from (editable install).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import TextClause, text
+
+_DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+
+
+def sql_dir() -> Path:
+    """Return the folder holding the project's SQL files."""
+    return Path(os.environ.get("INEXCHANGE_SQL_DIR") or _DEFAULT_SQL_DIR)
+
+
+@lru_cache(maxsize=None)
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"SQL file {path} not found; set INEXCHANGE_SQL_DIR to the folder holding include/sql"
+        ) from None
+
+
+def load_sql(name: str) -> str:
+    """Return the text of ``include/sql/<name>.sql``.
+
+    :param name: file name without the ``.sql`` suffix.
+    """
+    return _read(sql_dir() / f"{name}.sql")
+
+
+def statement(name: str) -> TextClause:
+    """Return ``include/sql/<name>.sql`` as one SQLAlchemy ``text()`` clause."""
+    return text(load_sql(name))
+
+
+def script(name: str) -> list[TextClause]:
+    """Split a multi-statement file (DDL) on ``;`` at line ends into separate clauses.
+
+    Comment lines (``--``) are dropped; statements must not contain ``;`` inside literals.
+    """
+    body = "\n".join(
+        line for line in load_sql(name).splitlines() if not line.lstrip().startswith("--")
+    )
+    return [text(part.strip()) for part in body.split(";") if part.strip()]

@@ -1,0 +1,344 @@
+"""Build Peppol BIS Billing 3.0 (UBL 2.1) Invoices and CreditNotes with lxml.
+
+One invoice of the ERP (header, lines, customer, attachments) and the seller's configuration give one
+document. The output is deterministic: the same input gives byte-identical XML (no timestamps, lines
+in ERP order, VAT subtotals sorted by category and rate). Where the ERP data cannot make a valid
+document, :class:`DocumentError` names the rule and the invoice is rejected before upload.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pandas as pd
+from lxml import etree
+
+from inexchange.db import as_date
+from inexchange.exceptions import InExchangeConfigError
+from inexchange.validation import money, number
+
+CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+
+#: ERP units -> UN/ECE Recommendation 20 codes
+UNIT_CODES = {
+    "st": "H87", "styck": "H87", "pcs": "H87", "tim": "HUR", "h": "HUR", "timme": "HUR",
+    "kg": "KGM", "g": "GRM", "m": "MTR", "km": "KMT", "l": "LTR", "mån": "MON", "månad": "MON",
+    "dag": "DAY", "d": "DAY", "år": "ANN", "m2": "MTK", "m3": "MTQ", "paket": "XPK", "": "C62",
+}
+
+_CENT = Decimal("0.01")
+
+
+class DocumentError(ValueError):
+    """The ERP data cannot make a valid Peppol BIS 3 document; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class Seller:
+    """Our company, as it appears as AccountingSupplierParty and in PaymentMeans.
+
+    Configured as the Airflow Variable ``inexchange_seller`` (JSON with these keys).
+    """
+
+    name: str
+    org_number: str
+    vat_number: str
+    street: str
+    postal_code: str
+    city: str
+    country_code: str = "SE"
+    f_skatt: bool = True
+    bankgiro: str | None = None
+    plusgiro: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Seller:
+        """Build and check the seller configuration; every problem is named at once."""
+        from stdnum import iban as iban_check
+        from stdnum.se import orgnr, vat
+
+        known = {f.name for f in fields(cls)}
+        problems = [f"unknown key {k!r}" for k in sorted(set(config) - known)]
+        for key in ("name", "org_number", "vat_number", "street", "postal_code", "city"):
+            if not str(config.get(key) or "").strip():
+                problems.append(f"{key} is required")
+        org, vat_no = str(config.get("org_number") or ""), str(config.get("vat_number") or "")
+        if org and not orgnr.is_valid(org):
+            problems.append(f"org_number {org} is not a valid Swedish organisation number")
+        if vat_no and (not vat.is_valid(vat_no) or (orgnr.is_valid(org) and vat.compact(vat_no)[:10] != orgnr.compact(org))):
+            problems.append(f"vat_number {vat_no} must be SE + org_number + 01")
+        if not any(config.get(k) for k in ("bankgiro", "plusgiro", "iban")):
+            problems.append("one of bankgiro, plusgiro or iban is required for PaymentMeans")
+        if config.get("iban") and not iban_check.is_valid(config["iban"]):
+            problems.append(f"iban {config['iban']} is not valid")
+        if problems:
+            raise InExchangeConfigError("seller configuration (Variable inexchange_seller): " + "; ".join(problems))
+        values = {k: v for k, v in config.items() if k in known}
+        values["org_number"] = orgnr.compact(org)
+        values["vat_number"] = "SE" + vat.compact(vat_no)
+        return cls(**values)
+
+
+def _q(ns: str, tag: str) -> str:
+    return f"{{{ns}}}{tag}"
+
+
+class _Builder:
+    """Appends UBL elements in schema order."""
+
+    def __init__(self, root: etree._Element, currency: str) -> None:
+        self.root = root
+        self.currency = currency
+
+    def cbc(self, parent: etree._Element, tag: str, text: Any, **attrib: str) -> etree._Element:
+        element = etree.SubElement(parent, _q(NS_CBC, tag), attrib)
+        element.text = str(text)
+        return element
+
+    def cac(self, parent: etree._Element, tag: str) -> etree._Element:
+        return etree.SubElement(parent, _q(NS_CAC, tag))
+
+    def amount(self, parent: etree._Element, tag: str, value: Decimal) -> etree._Element:
+        return self.cbc(parent, tag, f"{value.quantize(_CENT, ROUND_HALF_UP):.2f}", currencyID=self.currency)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
+def _digits(value: Any) -> str:
+    return "".join(ch for ch in _text(value) if ch.isdigit())
+
+
+def _category(rate: Decimal) -> str:
+    return "S" if rate > 0 else "Z"
+
+
+def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
+    """BuyerReference: Märkning, else your reference, else the customer number (PEPPOL-EN16931-R003)."""
+    return _text(customer.get("marking")) or _text(invoice.get("your_reference")) or _text(customer.get("customer_number"))
+
+
+def build_document(
+    invoice: pd.Series,
+    lines: pd.DataFrame,
+    customer: pd.Series,
+    seller: Seller,
+    attachments: pd.DataFrame | None = None,
+) -> bytes:
+    """Return the UBL XML of one invoice: an Invoice (380) for debit, a CreditNote (381) for credit.
+
+    :param invoice: a ``customer_invoice`` row.
+    :param lines: its ``customer_invoice_line`` rows, in line order.
+    :param customer: its ``customer`` row.
+    :param seller: our company.
+    :param attachments: its ``invoice_attachment`` rows, embedded when the customer wants them.
+    """
+    credit = invoice["invoice_type"] == "credit"
+    sign = Decimal(-1) if credit else Decimal(1)
+    currency = _text(invoice["currency"]) or "SEK"
+    root_ns, root_tag = (NS_CREDIT_NOTE, "CreditNote") if credit else (NS_INVOICE, "Invoice")
+    root = etree.Element(_q(root_ns, root_tag), nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC})
+    b = _Builder(root, currency)
+    number_text = _text(invoice["invoice_number"])
+
+    b.cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+    b.cbc(root, "ProfileID", PROFILE_ID)
+    b.cbc(root, "ID", number_text)
+    b.cbc(root, "IssueDate", as_date(invoice["invoice_date"]).isoformat())
+    if not credit and _text(invoice.get("due_date")):
+        b.cbc(root, "DueDate", as_date(invoice["due_date"]).isoformat())
+    b.cbc(root, "CreditNoteTypeCode" if credit else "InvoiceTypeCode", "381" if credit else "380")
+    b.cbc(root, "DocumentCurrencyCode", currency)
+    b.cbc(root, "BuyerReference", buyer_reference(invoice, customer))
+    if _text(invoice.get("order_number")):
+        b.cbc(b.cac(root, "OrderReference"), "ID", _text(invoice["order_number"]))
+    if credit:
+        credited = _text(invoice.get("credited_invoice_number"))
+        if not credited:
+            raise DocumentError(f"invoice {number_text}: a credit note must reference the invoice it credits (BR-55)")
+        b.cbc(b.cac(b.cac(root, "BillingReference"), "InvoiceDocumentReference"), "ID", credited)
+    if attachments is not None and bool(customer.get("attach_documents")):
+        _attachments(b, attachments, number_text)
+    _supplier(b, seller)
+    _customer(b, customer, number_text)
+    _payment_means(b, seller, number_text)
+
+    line_rows, per_rate = _lines(lines, sign, number_text)
+    tax_total = b.cac(root, "TaxTotal")
+    tax_sum = Decimal("0")
+    subtotals = []
+    for rate in sorted(per_rate, key=lambda r: (_category(r), r)):
+        base = per_rate[rate]
+        tax = (base * rate / 100).quantize(_CENT, ROUND_HALF_UP)
+        tax_sum += tax
+        subtotals.append((rate, base, tax))
+    b.amount(tax_total, "TaxAmount", tax_sum)
+    for rate, base, tax in subtotals:
+        subtotal = b.cac(tax_total, "TaxSubtotal")
+        b.amount(subtotal, "TaxableAmount", base)
+        b.amount(subtotal, "TaxAmount", tax)
+        _tax_category(b, b.cac(subtotal, "TaxCategory"), rate)
+
+    line_total = sum(per_rate.values(), Decimal("0"))
+    totals = b.cac(root, "LegalMonetaryTotal")
+    b.amount(totals, "LineExtensionAmount", line_total)
+    b.amount(totals, "TaxExclusiveAmount", line_total)
+    b.amount(totals, "TaxInclusiveAmount", line_total + tax_sum)
+    b.amount(totals, "PayableAmount", line_total + tax_sum)
+
+    for row in line_rows:
+        _line(b, credit, row)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _attachments(b: _Builder, attachments: pd.DataFrame, number_text: str) -> None:
+    for row in attachments.itertuples():
+        content = bytes(row.content or b"")
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise DocumentError(
+                f"invoice {number_text}: attachment {row.file_name} is {len(content)} bytes; "
+                f"InExchange accepts at most {MAX_ATTACHMENT_BYTES} bytes per attachment"
+            )
+        reference = b.cac(b.root, "AdditionalDocumentReference")
+        b.cbc(reference, "ID", _text(row.file_name))
+        attachment = b.cac(reference, "Attachment")
+        b.cbc(attachment, "EmbeddedDocumentBinaryObject", base64.b64encode(content).decode("ascii"),
+              mimeCode=_text(row.mime_type) or "application/pdf", filename=_text(row.file_name))
+
+
+def _supplier(b: _Builder, seller: Seller) -> None:
+    party = b.cac(b.cac(b.root, "AccountingSupplierParty"), "Party")
+    b.cbc(party, "EndpointID", seller.org_number, schemeID="0007")
+    b.cbc(b.cac(party, "PartyName"), "Name", seller.name)
+    _address(b, party, seller.street, seller.city, seller.postal_code, seller.country_code)
+    _tax_scheme(b, party, seller.vat_number, "VAT")
+    if seller.f_skatt:
+        _tax_scheme(b, party, "Godkänd för F-skatt", "TAX")
+    legal = b.cac(party, "PartyLegalEntity")
+    b.cbc(legal, "RegistrationName", seller.name)
+    b.cbc(legal, "CompanyID", seller.org_number, schemeID="0007")
+    if seller.contact_name or seller.contact_email or seller.contact_phone:
+        contact = b.cac(party, "Contact")
+        for tag, value in (("Name", seller.contact_name), ("Telephone", seller.contact_phone),
+                           ("ElectronicMail", seller.contact_email)):
+            if value:
+                b.cbc(contact, tag, value)
+
+
+def _customer(b: _Builder, customer: pd.Series, number_text: str) -> None:
+    party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
+    gln, org = _digits(customer.get("gln")), _digits(customer.get("org_number"))
+    if gln:
+        b.cbc(party, "EndpointID", gln, schemeID="0088")
+    elif org:
+        b.cbc(party, "EndpointID", org, schemeID="0007")
+    else:
+        raise DocumentError(f"invoice {number_text}: the buyer has neither GLN nor org number for EndpointID (BT-49)")
+    b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))
+    _address(b, party, _text(customer.get("street")), _text(customer.get("city")),
+             _text(customer.get("postal_code")), _text(customer.get("country_code")) or "SE")
+    if _text(customer.get("vat_number")):
+        _tax_scheme(b, party, _text(customer["vat_number"]).replace(" ", ""), "VAT")
+    legal = b.cac(party, "PartyLegalEntity")
+    b.cbc(legal, "RegistrationName", _text(customer["name"]))
+    if org and (_text(customer.get("country_code")) or "SE") == "SE":
+        b.cbc(legal, "CompanyID", org, schemeID="0007")
+    if _text(customer.get("invoice_email")):
+        b.cbc(b.cac(party, "Contact"), "ElectronicMail", _text(customer["invoice_email"]))
+
+
+def _address(b: _Builder, party: etree._Element, street: str, city: str, postal: str, country: str) -> None:
+    address = b.cac(party, "PostalAddress")
+    for tag, value in (("StreetName", street), ("CityName", city), ("PostalZone", postal)):
+        if value:
+            b.cbc(address, tag, value)
+    b.cbc(b.cac(address, "Country"), "IdentificationCode", country)
+
+
+def _tax_scheme(b: _Builder, party: etree._Element, company_id: str, scheme: str) -> None:
+    tax = b.cac(party, "PartyTaxScheme")
+    b.cbc(tax, "CompanyID", company_id)
+    b.cbc(b.cac(tax, "TaxScheme"), "ID", scheme)
+
+
+def _payment_means(b: _Builder, seller: Seller, number_text: str) -> None:
+    means = b.cac(b.root, "PaymentMeans")
+    b.cbc(means, "PaymentMeansCode", "30")
+    b.cbc(means, "PaymentID", number_text)
+    account = b.cac(means, "PayeeFinancialAccount")
+    if seller.bankgiro or seller.plusgiro:
+        b.cbc(account, "ID", _digits(seller.bankgiro or seller.plusgiro))
+        b.cbc(b.cac(account, "FinancialInstitutionBranch"), "ID", "9900" if seller.bankgiro else "SE:PLUSGIRO")
+    else:
+        b.cbc(account, "ID", (seller.iban or "").replace(" ", ""))
+        if seller.bic:
+            b.cbc(b.cac(account, "FinancialInstitutionBranch"), "ID", seller.bic)
+
+
+def _tax_category(b: _Builder, category: etree._Element, rate: Decimal) -> None:
+    b.cbc(category, "ID", _category(rate))
+    b.cbc(category, "Percent", f"{rate:.2f}".rstrip("0").rstrip("."))
+    b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
+
+
+def _lines(lines: pd.DataFrame, sign: Decimal, number_text: str) -> tuple[list[dict[str, Any]], dict[Decimal, Decimal]]:
+    rows: list[dict[str, Any]] = []
+    per_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
+    if lines.empty:
+        raise DocumentError(f"invoice {number_text}: an invoice needs at least one line (BR-16)")
+    for line in lines.itertuples():
+        unit = _text(line.unit).lower()
+        if unit not in UNIT_CODES:
+            raise DocumentError(
+                f"invoice {number_text}, line {line.line_number}: unit '{line.unit}' has no UN/ECE rec 20 code; "
+                f"use one of {', '.join(sorted(u for u in UNIT_CODES if u))}"
+            )
+        quantity, price, amount, rate = number(line.quantity), number(line.unit_price), money(line.line_amount), number(line.vat_rate)
+        if None in (quantity, price, amount, rate):
+            raise DocumentError(f"invoice {number_text}, line {line.line_number}: quantity, price, amount and VAT rate are required")
+        quantity, amount = quantity * sign, amount * sign
+        if price < 0:  # BR-27: the price is never negative; the quantity carries the sign
+            price, quantity = -price, -quantity
+        rows.append({"id": str(line.line_number), "quantity": quantity, "unit": UNIT_CODES[unit], "amount": amount,
+                     "price": price, "rate": rate, "name": _text(line.description) or _text(line.article_number),
+                     "article": _text(line.article_number)})
+        per_rate[rate] += amount
+    return rows, per_rate
+
+
+def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
+    line = b.cac(b.root, "CreditNoteLine" if credit else "InvoiceLine")
+    b.cbc(line, "ID", row["id"])
+    b.cbc(line, "CreditedQuantity" if credit else "InvoicedQuantity", _plain(row["quantity"]), unitCode=row["unit"])
+    b.amount(line, "LineExtensionAmount", row["amount"])
+    item = b.cac(line, "Item")
+    b.cbc(item, "Name", row["name"][:200] or "Artikel")
+    if row["article"]:
+        b.cbc(b.cac(item, "SellersItemIdentification"), "ID", row["article"])
+    category = b.cac(item, "ClassifiedTaxCategory")
+    b.cbc(category, "ID", _category(row["rate"]))
+    b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
+    b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
+    b.cbc(b.cac(line, "Price"), "PriceAmount", _plain(row["price"]), currencyID=b.currency)
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros ('2', '12.5')."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,83 @@
+"""The embedded demo setup shared by ``make demo`` and ``make airflow``.
+
+A project-local AIRFLOW_HOME with SQLite metadata, the demo ERP as a SQLite file, connections and
+the seller Variable given as AIRFLOW_CONN_* / AIRFLOW_VAR_* environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = ROOT / ".demo"
+AIRFLOW_HOME = ROOT / ".airflow"
+ERP_DB = DEMO_DIR / "erp.db"
+#: the demo ERP's invoice dates start here; the demo run covers the third day
+DEMO_START_DATE = "2026-11-16"
+DEMO_DAYS = 7
+DEMO_RUN_DATE = "2026-11-18"
+API_KEY = "demo-api-key"
+
+DEMO_SELLER = {
+    "name": "Exempelbolaget i Göteborg AB",
+    "org_number": "556677-8899",
+    "vat_number": "SE556677889901",
+    "street": "Lilla Bommen 1",
+    "postal_code": "411 04",
+    "city": "Göteborg",
+    "country_code": "SE",
+    "f_skatt": True,
+    "bankgiro": "5050-1055",
+    "contact_name": "Ekonomiavdelningen",
+    "contact_email": "ekonomi@exempelbolaget.se",
+    "contact_phone": "031-123 45 67",
+}
+
+
+def airflow_env(simulator_url: str) -> dict[str, str]:
+    """Environment for Airflow commands on the demo setup."""
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(AIRFLOW_HOME / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
+        "AIRFLOW_CONN_ERP_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(ERP_DB)}),
+        "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
+            "conn_type": "inexchange",
+            "host": simulator_url,
+            "password": API_KEY,
+            "extra": {"erp_id": "softone-demo"},
+        }),
+        "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(DEMO_SELLER),
+        "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": "1",
+        "INEXCHANGE_SQL_DIR": str(ROOT / "include" / "sql"),
+    })
+    return env
+
+
+def build_erp() -> None:
+    """(Re)build the demo ERP database from include/sql with the seeded generator."""
+    DEMO_DIR.mkdir(exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{ERP_DB}", "--seed", "7",
+         "--customers", "40", "--invoices", "200", "--start-date", DEMO_START_DATE, "--days", str(DEMO_DAYS),
+         "--replace"],
+        check=True,
+    )
+
+
+def prepare_airflow(env: dict[str, str]) -> None:
+    """Migrate the metadata database and create the API pool."""
+    AIRFLOW_HOME.mkdir(exist_ok=True)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([airflow, "pools", "set", "inexchange_api", "4", "InExchange API concurrency"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)

@@ -1,0 +1,675 @@
+"""Contract of the InExchange simulator, exercised over loopback HTTP like a real client would."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inexchange.simulator.testing import SimulatorHandle, run_simulator
+
+pytestmark = pytest.mark.integration
+
+UNAUTHORIZED = {"message": "Authorization has been denied for this request."}
+GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+DEFAULTS: dict[str, Any] = {
+    "fault_rate": 0.0,
+    "faults": ["5xx", "429", "drop", "lost"],
+    "latency_ms": 0,
+    "status_step_ms": 0,
+    "stop_rate": 0.0,
+    "error_rate": 0.0,
+    "token_ttl_s": 3600,
+}
+
+
+def ubl(number: str, root: str = "Invoice") -> bytes:
+    """Return a minimal UBL document carrying ``number`` as its ``cbc:ID``."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>'
+        f'<{root} xmlns="urn:oasis:names:specification:ubl:schema:xsd:{root}-2"'
+        f' xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">'
+        f"<cbc:ID>{number}</cbc:ID></{root}>"
+    ).encode()
+
+
+class Client:
+    """A thin InExchange client bound to one client token."""
+
+    def __init__(self, sim: SimulatorHandle, erp_id: str = "erp-1") -> None:
+        """Create a token for ``erp_id`` and keep an HTTP client that sends it."""
+        self.sim = sim
+        self.http = httpx.Client(base_url=sim.base_url, timeout=10.0)
+        response = self.http.post("clientTokens/create", headers={"APIKey": sim.api_key}, json={"erpId": erp_id})
+        assert response.status_code == 200, response.text
+        self.token = response.json()["token"]
+        self.http.headers["ClientToken"] = self.token
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.http.close()
+
+    def upload(self, content: bytes) -> str:
+        """Upload a file and return its document URI."""
+        response = self.http.post("documents", content=content, headers={"Content-Type": "application/xml"})
+        assert response.status_code == 201, response.text
+        return response.headers["Location"]
+
+    def send(
+        self, erp_document_id: str, *, number: str | None = None, root: str = "Invoice", kind: str | None = "Electronic"
+    ) -> str:
+        """Upload a UBL file and send it; return the outbound document id."""
+        uri = self.upload(ubl(number or erp_document_id, root))
+        response = self.http.post("documents/outbound", json=send_body(uri, erp_document_id, kind))
+        assert response.status_code == 201, response.text
+        return response.headers["Location"].rsplit("/", 1)[1]
+
+    def document(self, document_id: str) -> dict[str, Any]:
+        """Return one outbound document."""
+        response = self.http.get(f"documents/outbound/{document_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def list(self, **body: Any) -> dict[str, Any]:
+        """Return one page of ``documents/outbound/list``."""
+        response = self.http.post("documents/outbound/list", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def lookup(self, **body: Any) -> dict[str, Any]:
+        """Return the answer of ``buyerparties/lookup``."""
+        response = self.http.post("buyerparties/lookup", json={"PartyId": "seller-1", **body})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def send_body(uri: str, erp_document_id: Any, kind: str | None = "Electronic") -> dict[str, Any]:
+    """Return a valid ``documents/outbound`` body for the delivery type ``kind``."""
+    return {
+        "sendDocumentAs": {
+            "type": kind,
+            "electronic": {"recipientId": "0007:5566778899"},
+            "pdf": {"recipientEmail": "ap@buyer.example"},
+            "paper": {},
+        },
+        "recipientInformation": {"orgNo": "556677-8899", "name": "Buyer AB", "recipientNo": "C-1", "countryCode": "SE"},
+        "document": {"documentFormat": "bis3", "erpDocumentId": erp_document_id, "documentUri": uri, "language": "sv"},
+    }
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.02)
+    pytest.fail("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorHandle]:
+    """One simulator for the whole module."""
+    with run_simulator(seed=42) as handle:
+        yield handle
+
+
+@pytest.fixture(autouse=True)
+def clean(sim: SimulatorHandle) -> None:
+    """Start every test from empty state and predictable settings (no faults, final status at once)."""
+    sim.reset()
+    sim.configure(**DEFAULTS)
+
+
+@pytest.fixture
+def client(sim: SimulatorHandle) -> Iterator[Client]:
+    """A client with a fresh token."""
+    api = Client(sim)
+    yield api
+    api.close()
+
+
+def uid() -> str:
+    """Return a unique erpDocumentId."""
+    return f"INV-{uuid.uuid4().hex[:12]}"
+
+
+# Command line ---------------------------------------------------------------------------------
+
+
+def test_cli_prints_one_url_line_writes_url_file_and_stops_on_sigterm(tmp_path: Path) -> None:
+    url_file = tmp_path / "url.txt"
+    command = [sys.executable, "-m", "inexchange.simulator", "--port", "0", "--seed", "1"]
+    command += ["--data-dir", str(tmp_path / "data"), "--url-file", str(url_file)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.fullmatch(r"SIMULATOR_URL=http://127\.0\.0\.1:\d+/v1/api/\n", line)
+        url = line.split("=", 1)[1].strip()
+        assert url_file.read_text().strip() == url
+        assert httpx.get(url.replace("v1/api/", "_sim/health")).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert rest == ""
+    assert process.returncode == 0
+
+
+def test_cli_rejects_unknown_fault_kind() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "inexchange.simulator", "--faults", "5xx,bogus"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "bogus" in result.stderr
+
+
+def test_handle_urls(sim: SimulatorHandle) -> None:
+    assert sim.base_url.endswith("/v1/api/")
+    assert sim.base_url == f"{sim.root_url}v1/api/"
+    assert httpx.get(f"{sim.root_url}_sim/health").json()["status"] == "ok"
+
+
+# Authentication -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"APIKey": "wrong"}])
+def test_token_create_needs_the_api_key(sim: SimulatorHandle, headers: dict[str, str]) -> None:
+    response = httpx.post(f"{sim.base_url}clientTokens/create", headers=headers, json={"erpId": "erp-1"})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == UNAUTHORIZED
+
+
+def test_token_create_validates_its_body(sim: SimulatorHandle) -> None:
+    url = f"{sim.base_url}clientTokens/create"
+    headers = {"APIKey": sim.api_key}
+    missing = httpx.post(url, headers=headers, json={})
+    assert missing.status_code == 400
+    assert missing.json()["message"] == "The request is invalid."
+    assert "erpId" in missing.json()["modelState"]
+    bad_time = httpx.post(url, headers=headers, json={"erpId": "e", "validTo": "tomorrow"})
+    assert bad_time.status_code == 400
+    assert "validTo" in bad_time.json()["modelState"]
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+def test_api_calls_need_a_live_client_token(sim: SimulatorHandle, token: str | None) -> None:
+    headers = {"ClientToken": token} if token else {}
+    for method, path in [
+        ("POST", "buyerparties/lookup"),
+        ("POST", "documents"),
+        ("POST", "documents/outbound"),
+        ("POST", "documents/outbound/list"),
+        ("GET", f"documents/outbound/{uuid.uuid4()}"),
+        ("GET", "invoices/outbound/byerpid/x"),
+        ("POST", "invoices/outbound/byerpid/x"),
+    ]:
+        response = httpx.request(method, f"{sim.base_url}{path}", headers=headers, content=b"{}")
+        assert response.status_code == 401, path
+        assert response.json() == UNAUTHORIZED
+
+
+def test_api_key_alone_does_not_open_the_api(sim: SimulatorHandle) -> None:
+    response = httpx.post(f"{sim.base_url}documents/outbound/list", headers={"APIKey": sim.api_key}, json={})
+    assert response.status_code == 401
+
+
+def test_revoke_with_api_key_ends_the_token(sim: SimulatorHandle, client: Client) -> None:
+    assert client.http.post("documents/outbound/list", json={}).status_code == 200
+    revoke = httpx.post(
+        f"{sim.base_url}clientTokens/revoke", headers={"APIKey": sim.api_key}, json={"clientToken": client.token}
+    )
+    assert revoke.status_code in (200, 204)
+    response = client.http.post("documents/outbound/list", json={})
+    assert response.status_code == 401
+    assert response.json() == UNAUTHORIZED
+
+
+def test_revoke_with_a_client_token_of_the_same_erp_id_only(sim: SimulatorHandle, client: Client) -> None:
+    stranger = Client(sim, erp_id="erp-stranger")
+    try:
+        denied = stranger.http.post("clientTokens/revoke", json={"clientToken": client.token})
+    finally:
+        stranger.close()
+    assert denied.status_code == 401
+    assert client.http.post("clientTokens/revoke", json={"clientToken": client.token}).status_code in (200, 204)
+    assert client.http.post("documents/outbound/list", json={}).status_code == 401
+
+
+def test_revoke_needs_authentication_and_a_token(sim: SimulatorHandle, client: Client) -> None:
+    url = f"{sim.base_url}clientTokens/revoke"
+    assert httpx.post(url, json={"clientToken": client.token}).json() == UNAUTHORIZED
+    missing = httpx.post(url, headers={"APIKey": sim.api_key}, json={})
+    assert missing.status_code == 400
+    assert "clientToken" in missing.json()["modelState"]
+    assert client.http.post("documents/outbound/list", json={}).status_code == 200
+
+
+def test_token_expires_after_its_ttl(sim: SimulatorHandle) -> None:
+    sim.configure(token_ttl_s=0.5)
+    api = Client(sim)
+    try:
+        assert api.http.post("documents/outbound/list", json={}).status_code == 200
+        wait_for(lambda: api.http.post("documents/outbound/list", json={}).status_code == 401)
+    finally:
+        api.close()
+
+
+def test_token_expires_at_valid_to(sim: SimulatorHandle) -> None:
+    valid_to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1.5))
+    response = httpx.post(
+        f"{sim.base_url}clientTokens/create", headers={"APIKey": sim.api_key}, json={"erpId": "e", "validTo": valid_to}
+    )
+    token = response.json()["token"]
+    url = f"{sim.base_url}documents/outbound/list"
+    assert httpx.post(url, headers={"ClientToken": token}, json={}).status_code == 200
+    wait_for(lambda: httpx.post(url, headers={"ClientToken": token}, json={}).status_code == 401, timeout=4)
+
+
+# Buyer party lookup ---------------------------------------------------------------------------
+
+PARTY_KEYS = {
+    "companyId",
+    "name",
+    "orgNo",
+    "vatNo",
+    "gln",
+    "peppolParticipantIdentifiers",
+    "receiveElectronicInvoiceCapability",
+}
+
+
+def _org_numbers() -> Iterator[str]:
+    for n in range(556000_0000, 556000_0000 + 400):
+        yield f"{str(n)[:6]}-{str(n)[6:]}"
+
+
+def test_lookup_by_org_number_gives_all_three_outcomes(client: Client) -> None:
+    outcomes: dict[str, dict[str, Any]] = {}
+    for org_no in _org_numbers():
+        answer = client.lookup(orgNo=org_no)
+        assert set(answer) == {"parties", "potentialMatches", "exactHit"}
+        if answer["parties"]:
+            assert answer["exactHit"] is True
+            kind = answer["parties"][0]["receiveElectronicInvoiceCapability"]
+        else:
+            assert answer["exactHit"] is False
+            kind = "unknown"
+        outcomes.setdefault(kind, {"orgNo": org_no, **answer})
+        if len(outcomes) == 3:
+            break
+    assert set(outcomes) == {"ReceivingElectronicInvoices", "NotReceivingElectronicInvoices", "unknown"}
+    receiving = outcomes["ReceivingElectronicInvoices"]
+    party = receiving["parties"][0]
+    assert set(party) == PARTY_KEYS
+    assert party["peppolParticipantIdentifiers"]
+    digits = receiving["orgNo"].replace("-", "")
+    assert client.lookup(orgNo=digits) == {k: v for k, v in receiving.items() if k != "orgNo"}
+    assert client.lookup(vatNo=f"SE{digits}01")["parties"] == [party]
+    not_receiving = outcomes["NotReceivingElectronicInvoices"]["parties"][0]
+    assert not_receiving["peppolParticipantIdentifiers"] == []
+    assert outcomes["unknown"]["parties"] == []
+
+
+def test_lookup_by_gln_is_a_receiving_party(client: Client) -> None:
+    answer = client.lookup(gln="7300009012345")
+    assert answer["exactHit"] is True
+    assert answer["parties"][0]["gln"] == "7300009012345"
+    assert answer["parties"][0]["receiveElectronicInvoiceCapability"] == "ReceivingElectronicInvoices"
+
+
+def test_lookup_needs_party_id(client: Client) -> None:
+    response = client.http.post("buyerparties/lookup", json={"orgNo": "5560000000"})
+    assert response.status_code == 400
+    assert response.json()["message"] == "The request is invalid."
+    assert "PartyId" in response.json()["modelState"]
+
+
+def test_registered_parties_override_and_match_by_name(sim: SimulatorHandle, client: Client) -> None:
+    capability = "NotReceivingElectronicInvoices"
+    acme = {"orgNo": "5560000001", "name": "Acme Nordic AB", "receiveElectronicInvoiceCapability": capability}
+    sim.register_parties([acme])
+    party = client.lookup(orgNo="556000-0001")["parties"][0]
+    assert party["name"] == "Acme Nordic AB"
+    assert party["receiveElectronicInvoiceCapability"] == capability
+    by_name = client.lookup(name="acme")
+    assert by_name["potentialMatches"] is True and by_name["exactHit"] is False
+    assert by_name["parties"] == [party]
+    for bad in ({"name": "no identifier"}, [{"gln": "7300009012345", "receiveElectronicInvoiceCapability": "Maybe"}]):
+        assert httpx.post(f"{sim.root_url}_sim/parties", json=bad).status_code == 400
+
+
+# Upload ---------------------------------------------------------------------------------------
+
+
+def test_upload_stores_the_file_and_answers_a_document_uri(sim: SimulatorHandle, client: Client) -> None:
+    response = client.http.post("documents", content=ubl("1001"), headers={"Content-Type": "application/xml"})
+    assert response.status_code == 201
+    match = re.fullmatch(rf"urn:inexchangedocument:({GUID})", response.headers["Location"])
+    assert match
+    assert (sim.data_dir / "documents" / f"{match.group(1)}.xml").read_bytes() == ubl("1001")
+    assert sim.stats()["documents_uploaded"] == 1
+
+
+def test_upload_accepts_multipart(client: Client) -> None:
+    response = client.http.post("documents", files={"file": ("invoice.xml", ubl("1002"), "application/xml")})
+    assert response.status_code == 201
+    assert response.headers["Location"].startswith("urn:inexchangedocument:")
+
+
+def test_upload_of_nothing_is_invalid(client: Client) -> None:
+    response = client.http.post("documents", content=b"")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"message": "The request is invalid.", "modelState": {"file": ["No file content"]}}
+
+
+# Send -----------------------------------------------------------------------------------------
+
+
+def test_send_answers_the_document_location(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("2001"))
+    response = client.http.post("documents/outbound", json=send_body(uri, "ERP-2001"))
+    assert response.status_code == 201
+    assert re.fullmatch(rf"{re.escape(sim.base_url)}documents/outbound/{GUID}", response.headers["Location"])
+    assert sim.stats()["sends"] == {"ERP-2001": 1}
+
+
+def _invalid_bodies(uri: str) -> list[tuple[dict[str, Any], str]]:
+    def body(**changes: Any) -> dict[str, Any]:
+        result = send_body(uri, "ERP-X")
+        for dotted, value in changes.items():
+            target = result
+            *parents, leaf = dotted.split("__")
+            for parent in parents:
+                target = target[parent]
+            target[leaf] = value
+        return result
+
+    return [
+        ({"sendDocumentAs": {"type": "Electronic", "electronic": {"recipientId": "x"}}}, "document"),
+        (body(document__documentUri=f"urn:inexchangedocument:{uuid.uuid4()}"), "document.documentUri"),
+        (body(document__documentUri=None), "document.documentUri"),
+        (body(document__documentFormat=None), "document.documentFormat"),
+        (body(document__erpDocumentId=None), "document.erpDocumentId"),
+        (body(document__erpDocumentId=12345), "document.erpDocumentId"),
+        (body(sendDocumentAs__type="Fax"), "sendDocumentAs.type"),
+        (body(sendDocumentAs__electronic={}), "sendDocumentAs.electronic.recipientId"),
+        (
+            body(sendDocumentAs__type="Pdf", sendDocumentAs__pdf={"recipientEmail": "not-an-email"}),
+            "sendDocumentAs.pdf.recipientEmail",
+        ),
+        (body(document__attachments="x"), "document.attachments"),
+    ]
+
+
+def test_send_rejects_each_invalid_body_with_model_state(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("3001"))
+    for payload, field in _invalid_bodies(uri):
+        response = client.http.post("documents/outbound", json=payload)
+        assert response.status_code == 400, field
+        body = response.json()
+        assert body["message"] == "The request is invalid."
+        assert field in body["modelState"], (field, body)
+        assert all(isinstance(reasons, list) and reasons for reasons in body["modelState"].values())
+    broken = client.http.post("documents/outbound", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400
+    assert broken.json()["message"] == "The request is invalid."
+    assert sim.stats()["sends"] == {}
+
+
+def test_send_without_a_type_lets_the_operator_choose(client: Client) -> None:
+    document = client.document(client.send(uid(), kind=None))
+    assert document["sendDocumentAs"] is None
+    assert document["currentStatus"]["status"] == "Sent"
+
+
+# Status over time -----------------------------------------------------------------------------
+
+
+def test_status_moves_from_pending_in_platform_to_final(sim: SimulatorHandle, client: Client) -> None:
+    sim.configure(status_step_ms=500)
+    erp_id = uid()
+    document_id = client.send(erp_id)
+    first = client.document(document_id)
+    assert first["id"] == document_id
+    assert first["erpDocumentId"] == erp_id
+    assert first["documentType"] == "Invoice"
+    assert first["sendDocumentAs"] == "Electronic"
+    assert first["recipientInformation"]["recipientNo"] == "C-1"
+    assert first["currentStatus"]["status"] == "PendingInPlatform"
+    assert [s["status"] for s in first["statusHistory"]] == ["PendingInPlatform"]
+    assert first["error"] is None
+    wait_for(lambda: client.document(document_id)["currentStatus"]["status"] == "Pending")
+    final = wait_for(lambda: (d := client.document(document_id))["currentStatus"]["status"] == "Delivered" and d)
+    assert [s["status"] for s in final["statusHistory"]] == ["PendingInPlatform", "Pending", "Delivered"]
+    times = [s["time"] for s in final["statusHistory"]]
+    assert times == sorted(times) and all(t.endswith("Z") for t in times)
+    assert final["created"] == times[0]
+    assert final["currentStatus"] == final["statusHistory"][-1]
+
+
+def test_pdf_and_paper_end_sent(client: Client) -> None:
+    assert client.document(client.send(uid(), kind="Pdf"))["currentStatus"]["status"] == "Sent"
+    assert client.document(client.send(uid(), kind="Paper"))["currentStatus"]["status"] == "Sent"
+
+
+def test_stop_rate_one_stops_every_document(sim: SimulatorHandle, client: Client) -> None:
+    sim.configure(stop_rate=1.0)
+    for _ in range(4):
+        document = client.document(client.send(uid()))
+        assert document["currentStatus"]["status"] == "Stopped"
+        error = document["error"]
+        assert error["status"] in ("AwaitingRecipientApproval", "InvalidDeliveryMethod")
+        assert error["message"] and error["moreInfoUri"] is None
+
+
+def test_error_rate_one_fails_every_document(sim: SimulatorHandle, client: Client) -> None:
+    sim.configure(error_rate=1.0)
+    document = client.document(client.send(uid(), kind="Pdf"))
+    assert document["currentStatus"]["status"] == "Error"
+    assert document["error"]["status"] == "InvalidEmailAddress"
+    assert "ap@buyer.example" in document["error"]["message"]
+
+
+def test_invoice_number_sent_again_is_a_duplicate(sim: SimulatorHandle, client: Client) -> None:
+    first = client.document(client.send(uid(), number="1234"))
+    again = client.document(client.send(uid(), number="1234"))
+    credit = client.document(client.send(uid(), number="1234", root="CreditNote"))
+    other_company = Client(sim, erp_id="erp-2")
+    try:
+        elsewhere = other_company.document(other_company.send(uid(), number="1234"))
+    finally:
+        other_company.close()
+    assert first["currentStatus"]["status"] == "Delivered"
+    assert again["currentStatus"]["status"] == "Error"
+    assert again["error"]["status"] == "DuplicateInvoiceNumber"
+    assert again["error"]["message"] == "Duplicate invoice number 1234"
+    assert credit["documentType"] == "CreditNote"
+    assert credit["currentStatus"]["status"] == "Delivered"
+    assert elsewhere["currentStatus"]["status"] == "Delivered"
+
+
+def test_unknown_document_is_404(client: Client) -> None:
+    response = client.http.get(f"documents/outbound/{uuid.uuid4()}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert "message" in response.json()
+
+
+# List -----------------------------------------------------------------------------------------
+
+
+def test_list_pages_filters_and_counts(sim: SimulatorHandle, client: Client) -> None:
+    ids = [client.send(uid(), kind="Electronic") for _ in range(3)]
+    ids += [client.send(uid(), kind="Pdf") for _ in range(2)]
+    ids.append(client.send(uid(), root="CreditNote"))
+    everything = client.list()
+    assert everything["totalCount"] == 6
+    listed = everything["documents"]
+    assert sorted(d["id"] for d in listed) == sorted(ids)
+    keys = [(d["currentStatus"]["time"], d["id"]) for d in listed]
+    assert keys == sorted(keys)
+    assert all("error" not in d for d in listed)
+    assert all("error" in d for d in client.list(includeErrorInfo=True)["documents"])
+
+    pages = [client.list(take=2, skip=skip) for skip in (0, 2, 4, 6)]
+    assert [len(p["documents"]) for p in pages] == [2, 2, 2, 0]
+    assert all(p["totalCount"] == 6 for p in pages)
+    assert [d["id"] for p in pages for d in p["documents"]] == [d["id"] for d in listed]
+
+    cursor = listed[2]["currentStatus"]["time"]
+    after = client.list(updatedAfter=cursor)
+    assert [d["id"] for d in after["documents"]] == [d["id"] for d in listed[3:]]
+    assert after["totalCount"] == 3
+    assert client.list(updatedAfter=cursor.replace("Z", "+00:00"))["totalCount"] == 3
+
+    assert client.list(status="Sent")["totalCount"] == 2
+    assert client.list(ignoreStatuses=["Sent"])["totalCount"] == 4
+    assert client.list(documentType="CreditNote")["totalCount"] == 1
+    assert client.list(createdFrom=listed[0]["created"], createdTo=listed[0]["created"])["totalCount"] == 1
+    assert client.list(createdFrom="2999-01-01T00:00:00Z")["totalCount"] == 0
+
+    other = Client(sim, erp_id="erp-other")
+    try:
+        assert other.list()["totalCount"] == 0
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    "body", [{"take": 1001}, {"take": 0}, {"skip": -1}, {"updatedAfter": "yesterday"}, {"documentType": "Order"}]
+)
+def test_list_rejects_bad_parameters(client: Client, body: dict[str, Any]) -> None:
+    response = client.http.post("documents/outbound/list", json=body)
+    assert response.status_code == 400
+    assert response.json()["message"] == "The request is invalid."
+    assert response.json()["modelState"]
+
+
+# Lookup by ERP id -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_by_erp_id_finds_the_latest_send(client: Client, method: str) -> None:
+    erp_id = f"{uid()}/2024"
+    client.send(erp_id, number="A1")
+    latest = client.send(erp_id, number="A2")
+    response = client.http.request(method, f"invoices/outbound/byerpid/{erp_id.replace('/', '%2F')}")
+    assert response.status_code == 200
+    assert response.json() == client.document(latest)
+    missing = client.http.request(method, "invoices/outbound/byerpid/never-sent")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "No invoice found"}
+
+
+# Simulator statistics and operations ----------------------------------------------------------
+
+
+def test_stats_count_sends_and_duplicates(sim: SimulatorHandle, client: Client) -> None:
+    twice, once = uid(), uid()
+    client.send(twice)
+    client.send(twice)
+    client.send(once)
+    stats = sim.stats()
+    assert stats["sends"] == {twice: 2, once: 1}
+    assert stats["duplicates"] == [twice]
+    assert stats["documents_uploaded"] == 3
+    assert stats["outbound_documents"] == 3
+    assert stats["requests"] >= 7
+    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost"}
+    sim.reset()
+    assert sim.stats()["sends"] == {} and sim.stats()["outbound_documents"] == 0
+
+
+def test_config_is_validated(sim: SimulatorHandle) -> None:
+    for bad in ({"fault_rate": 2}, {"faults": ["bogus"]}, {"seed": 1}):
+        assert httpx.post(f"{sim.root_url}_sim/config", json=bad).status_code == 400
+    assert sim.configure(faults="5xx,lost")["faults"] == ["5xx", "lost"]
+
+
+def test_paths_are_case_insensitive_and_unknown_routes_are_json(sim: SimulatorHandle, client: Client) -> None:
+    assert client.http.post("Documents/Outbound/List", json={}).status_code == 200
+    unknown = client.http.get("no/such/thing")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/json")
+    assert client.http.get("documents/outbound/list").status_code == 404
+    assert client.http.put("documents").status_code == 405
+
+
+# Faults ---------------------------------------------------------------------------------------
+
+
+def test_fault_5xx(sim: SimulatorHandle, client: Client) -> None:
+    sim.configure(fault_rate=1.0, faults=["5xx"])
+    response = client.http.post("documents/outbound/list", json={})
+    assert response.status_code in (500, 503)
+    assert response.headers["content-type"].startswith("application/json")
+    assert "message" in response.json()
+    assert sim.stats()["faults"]["5xx"] == 1
+
+
+def test_fault_429_carries_retry_after(sim: SimulatorHandle) -> None:
+    sim.configure(fault_rate=1.0, faults=["429"])
+    response = httpx.post(f"{sim.base_url}clientTokens/create", headers={"APIKey": sim.api_key}, json={"erpId": "e"})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert sim.stats()["tokens_created"] == 0
+
+
+def test_fault_drop_breaks_the_connection_before_processing(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("4001"))
+    sim.configure(fault_rate=1.0, faults=["drop"])
+    with pytest.raises(httpx.TransportError):
+        client.http.post("documents/outbound", json=send_body(uri, "ERP-DROP"))
+    sim.configure(fault_rate=0.0)
+    assert sim.stats()["sends"] == {}
+    assert sim.stats()["faults"]["drop"] == 1
+    assert client.http.get("invoices/outbound/byerpid/ERP-DROP").status_code == 404
+
+
+def test_fault_lost_processes_the_request_but_loses_the_answer(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("4002"))
+    sim.configure(fault_rate=1.0, faults=["lost"])
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.http.post("documents/outbound", json=send_body(uri, "ERP-LOST"))
+    sim.configure(fault_rate=0.0)
+    assert sim.stats()["sends"] == {"ERP-LOST": 1}
+    assert client.http.get("invoices/outbound/byerpid/ERP-LOST").json()["erpDocumentId"] == "ERP-LOST"
+
+
+def test_sim_routes_are_never_faulted_and_latency_applies(sim: SimulatorHandle, client: Client) -> None:
+    sim.configure(fault_rate=1.0, faults=["5xx"])
+    assert httpx.get(f"{sim.root_url}_sim/health").status_code == 200
+    sim.configure(fault_rate=0.0, latency_ms=150)
+    started = time.monotonic()
+    assert client.http.post("documents/outbound/list", json={}).status_code == 200
+    assert time.monotonic() - started >= 0.11
+
+
+def test_faults_are_repeatable_for_a_seed(sim: SimulatorHandle) -> None:
+    def sequence() -> list[int]:
+        sim.reset()
+        sim.configure(fault_rate=0.5, faults=["5xx", "429"])
+        url = f"{sim.base_url}clientTokens/create"
+        return [httpx.post(url, headers={"APIKey": sim.api_key}, json={"erpId": "e"}).status_code for _ in range(12)]
+
+    first = sequence()
+    assert set(first) - {200} and 200 in first
+    assert sequence() == first
