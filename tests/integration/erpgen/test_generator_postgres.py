@@ -1,0 +1,187 @@
+"""The ERP schema and generator on PostgreSQL give the same rows as on SQLite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, column, create_engine, inspect, select, table
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.schema import CreateSchema, DropSchema
+
+from inexchange.erpgen import ERP_TABLES, TablesNotEmptyError, create_tables, generate
+from inexchange.sql import statement
+
+pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+
+POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+COLUMNS = {
+    "customer": (
+        "customer_id", "customer_number", "name", "is_active", "is_private_person", "org_number",
+        "vat_number", "country_code", "language", "currency", "billing_method", "invoice_email", "gln",
+        "marking", "attach_documents", "street", "postal_code", "city",
+    ),
+    "customer_invoice": (
+        "invoice_id", "invoice_number", "customer_id", "invoice_type", "status", "invoice_date",
+        "due_date", "currency", "amount_ex_vat", "vat_amount", "total_amount", "your_reference",
+        "order_number", "credited_invoice_number",
+    ),
+    "customer_invoice_line": (
+        "invoice_id", "line_number", "article_number", "description", "quantity", "unit", "unit_price",
+        "vat_rate", "line_amount",
+    ),
+    "invoice_attachment": ("invoice_id", "file_name", "mime_type", "content"),
+}
+KEYS = {
+    "customer": ("customer_id",),
+    "customer_invoice": ("invoice_id",),
+    "customer_invoice_line": ("invoice_id", "line_number"),
+    "invoice_attachment": ("invoice_id", "file_name"),
+}
+DECIMALS = {
+    "amount_ex_vat", "vat_amount", "total_amount", "quantity", "unit_price", "vat_rate", "line_amount",
+}
+BOOLEANS = {"is_active", "is_private_person", "attach_documents"}
+DATES = {"invoice_date", "due_date"}
+
+
+def _normal(name: str, value: Any) -> Any:
+    """Bring a value read from SQLite or PostgreSQL to one Python type per column."""
+    if value is None:
+        return None
+    if name in DECIMALS:
+        return Decimal(str(value))
+    if name in BOOLEANS:
+        return bool(value)
+    if name in DATES:
+        return date.fromisoformat(str(value))
+    if name == "content":
+        return bytes(value)
+    return value
+
+
+def dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Return every row of the four tables, ordered by primary key, with normalised values."""
+    result = {}
+    with engine.connect() as connection:
+        for name in ERP_TABLES:
+            query = select(table(name, *(column(c) for c in COLUMNS[name]))).order_by(
+                *(column(key) for key in KEYS[name])
+            )
+            result[name] = [
+                {key: _normal(key, value) for key, value in row._mapping.items()}
+                for row in connection.execute(query)
+            ]
+    return result
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """Create a fresh schema ``erpgen_<random>`` and drop it (CASCADE) afterwards."""
+    admin = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as connection:
+            connection.execute(select(1))
+    except OperationalError as error:
+        admin.dispose()
+        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {error.orig}"
+        if os.environ.get("INEXCHANGE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"erpgen_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as connection:
+        connection.execute(CreateSchema(name))
+    try:
+        yield name
+    finally:
+        with admin.begin() as connection:
+            connection.execute(DropSchema(name, cascade=True))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres(schema: str) -> Iterator[Engine]:
+    """Return an engine whose search_path is the fresh schema."""
+    engine = create_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
+    yield engine
+    engine.dispose()
+
+
+def test_same_rows_as_sqlite(postgres: Engine, tmp_path: Path) -> None:
+    lite = create_engine(f"sqlite:///{tmp_path / 'erp.db'}")
+    expected = generate(lite, seed=11)
+    lite_rows = dump(lite)
+    lite.dispose()
+
+    summary = generate(postgres, seed=11, chunk_size=50)
+    assert summary == expected
+    assert dump(postgres) == lite_rows
+    assert set(inspect(postgres).get_table_names()) == set(ERP_TABLES)
+
+
+def test_schema_types_and_constraints(postgres: Engine) -> None:
+    create_tables(postgres)
+    create_tables(postgres)
+    inspector = inspect(postgres)
+    columns = {
+        (name, item["name"]): str(item["type"]) for name in ERP_TABLES for item in inspector.get_columns(name)
+    }
+    assert columns[("customer", "customer_id")] == "BIGINT"
+    assert columns[("customer", "is_active")] == "BOOLEAN"
+    assert columns[("customer_invoice", "invoice_date")] == "DATE"
+    assert columns[("customer_invoice", "total_amount")] == "NUMERIC(18, 2)"
+    assert columns[("customer_invoice_line", "quantity")] == "NUMERIC(18, 4)"
+    assert columns[("customer_invoice_line", "vat_rate")] == "NUMERIC(5, 2)"
+    assert columns[("invoice_attachment", "content")] == "BYTEA"
+    indexes = {index["name"] for index in inspect(postgres).get_indexes("customer_invoice")}
+    assert {"ix_customer_invoice_invoice_date", "ix_customer_invoice_customer_id"} <= indexes
+    assert inspect(postgres).get_pk_constraint("customer_invoice_line")["constrained_columns"] == [
+        "invoice_id",
+        "line_number",
+    ]
+
+    generate(postgres, create_schema=False)
+    with pytest.raises(TablesNotEmptyError):
+        generate(postgres)
+    with pytest.raises(IntegrityError), postgres.begin() as connection:
+        connection.execute(
+            statement("erp_insert_invoice_line"),
+            {
+                "invoice_id": 999999,
+                "line_number": 1,
+                "article_number": "1001",
+                "description": "Konsulttimmar",
+                "quantity": Decimal(1),
+                "unit": "tim",
+                "unit_price": Decimal("900.00"),
+                "vat_rate": Decimal("25.00"),
+                "line_amount": Decimal("900.00"),
+            },
+        )
+
+
+def test_cli_replace_on_postgres(postgres: Engine, schema: str) -> None:
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    command = [sys.executable, "-m", "inexchange.erpgen", "--url", url, "--invoices", "30", "--drafts", "3"]
+    command += ["--days", "3"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=120)
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    refused = run()
+    assert refused.returncode == 1 and "--replace" in refused.stderr
+    replaced = run("--seed", "9", "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    rows = dump(postgres)
+    assert len(rows["customer_invoice"]) == 33
+    assert rows["customer"][0]["customer_number"] == "1001"

@@ -1,0 +1,164 @@
+"""End to end: a real ``dag.test()`` run from the ERP through the simulator into the report.
+
+Runs on the embedded default (SQLite files) and on the PostgreSQL server, each checked per invoice:
+the interval's posted InExchange invoices end sent, stopped or failed exactly as the simulator
+decided (or rejected when the generator made them bad), nothing else is touched, no invoice reaches
+InExchange twice, and a second run of the same interval sends nothing new.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pendulum
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from support import pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+START = date(2026, 11, 16)
+RUN_DAY = date(2026, 11, 17)
+SELLER = {
+    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
+    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
+}
+SIM_TO_LEDGER = {"Delivered": "sent", "Sent": "sent", "Stopped": "stopped", "Error": "failed"}
+
+
+@dataclass
+class Erp:
+    engine: Engine
+    conn_env: str
+    summary: Any
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
+    from inexchange.erpgen import generate
+
+    if request.param == "sqlite":
+        path = tmp_path / "erp.db"
+        engine, conn_env = create_engine(f"sqlite:///{path}"), sqlite_conn_env(path)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        engine = create_engine(pg_url(), connect_args=pg_connect_args(schema))
+        conn_env = postgres_conn_env(schema)
+    summary = generate(engine, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
+    yield Erp(engine, conn_env, summary)
+    engine.dispose()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Any]:
+    from inexchange.simulator.testing import run_simulator
+
+    with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="e2e-key") as sim:
+        yield sim
+
+
+@pytest.fixture
+def dispatch_dag(airflow_db: Path, erp: Erp, simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", erp.conn_env)
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
+        "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
+        "extra": {"erp_id": "e2e-erp"},
+    }))
+    monkeypatch.setenv("AIRFLOW_VAR_INEXCHANGE_SELLER", json.dumps(SELLER))
+    monkeypatch.setenv("AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL", "0.5")
+    spec = importlib.util.spec_from_file_location("inexchange_dispatch_dag", ROOT / "dags" / "inexchange_dispatch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.inexchange_dispatch()
+
+
+def _run(dag: Any) -> Any:
+    run_after = pendulum.datetime(RUN_DAY.year, RUN_DAY.month, RUN_DAY.day, 6, tz="Europe/Stockholm").add(days=1)
+    return dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": False})
+
+
+def _rows(engine: Engine, sql: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql))]
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
+    dag_run = _run(dispatch_dag)
+    assert dag_run.state == "success"
+    assert {ti.task_id: ti.state for ti in dag_run.get_task_instances()} == {
+        "extract": "success", "validate": "success", "submit": "success",
+        "await_delivery": "success", "report": "success",
+    }
+
+    invoices = _rows(erp.engine, """
+        SELECT i.invoice_id, i.invoice_number, i.status, i.invoice_date, c.customer_number, c.billing_method
+          FROM customer_invoice i JOIN customer c ON c.customer_id = i.customer_id""")
+    ledger = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_dispatch")}
+    report = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_report")}
+    stats = simulator.stats()
+    sends = stats["sends"]
+    bad_customers = {n for numbers in erp.summary.bad_customers.values() for n in numbers}
+    defective = {n for numbers in erp.summary.defective_invoices.values() for n in numbers}
+
+    expected_in_scope = [
+        i for i in invoices
+        if i["status"] == "posted" and i["billing_method"] == "InExchange utskrift (API)" and _day(i["invoice_date"]) == RUN_DAY
+    ]
+    assert len(expected_in_scope) >= 15, "the generator should give the run day enough invoices"
+    assert set(ledger) == {i["invoice_id"] for i in expected_in_scope}, "only the day's posted InExchange invoices"
+    assert set(report) == set(ledger)
+
+    outcomes: dict[str, int] = {}
+    with httpx.Client(base_url=simulator.base_url) as client:
+        token = client.post("clientTokens/create", headers={"APIKey": simulator.api_key},
+                            json={"erpId": "e2e-erp"}).json()["token"]
+        for invoice in expected_in_scope:
+            row = ledger[invoice["invoice_id"]]
+            number, customer = str(invoice["invoice_number"]), str(invoice["customer_number"])
+            if customer in bad_customers or number in defective:
+                assert row["state"] == "rejected", number
+                assert row["message"] and (customer in row["message"] or number in row["message"])
+                assert row["erp_document_id"] not in sends, f"rejected invoice {number} reached InExchange"
+                continue
+            assert sends.get(row["erp_document_id"]) == 1, f"invoice {number} sent {sends.get(row['erp_document_id'])} times"
+            at_sim = client.get(f"invoices/outbound/byerpid/{row['erp_document_id']}", headers={"ClientToken": token}).json()
+            status = at_sim["currentStatus"]["status"]
+            assert row["inexchange_document_id"] == at_sim["id"]
+            assert row["inexchange_status"] == status
+            assert row["state"] == SIM_TO_LEDGER[status], (number, status)
+            if row["state"] in ("stopped", "failed"):
+                assert row["message"] == f"{at_sim['error']['status']}: {at_sim['error']['message']}"
+            outcomes[row["state"]] = outcomes.get(row["state"], 0) + 1
+    assert outcomes.get("sent", 0) >= 5
+    assert not stats["duplicates"]
+    assert len(sends) == sum(1 for r in ledger.values() if r["state"] != "rejected")
+
+    # every change is in the history, starting from pending
+    history = _rows(erp.engine, "SELECT invoice_id, to_state, source FROM inexchange_dispatch_history")
+    for invoice_id, row in ledger.items():
+        states = [h["to_state"] for h in history if h["invoice_id"] == invoice_id]
+        assert states[0] == "pending" and states[-1] == row["state"], (invoice_id, states)
+
+    # a second run of the same interval sends nothing new and changes no outcome
+    second = _run(dispatch_dag)
+    assert second.state == "success"
+    assert simulator.stats()["sends"] == sends
+    after = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_dispatch")}
+    assert {k: (v["state"], v["inexchange_document_id"]) for k, v in after.items()} == {
+        k: (v["state"], v["inexchange_document_id"]) for k, v in ledger.items()
+    }

@@ -1,0 +1,29 @@
+"""Helpers shared by tests (importable as ``support``: tests/ is on sys.path through conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PG_HOST, PG_PORT, PG_USER, PG_DB = "127.0.0.1", 5432, "postgres", "test"
+
+
+def pg_url() -> str:
+    """SQLAlchemy URL of the test database (use with :func:`pg_connect_args`)."""
+    return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_DB}"
+
+
+def pg_connect_args(schema: str) -> dict[str, str]:
+    """Connect arguments that put ``schema`` first on the search path."""
+    return {"options": f"-csearch_path={schema}"}
+
+
+def sqlite_conn_env(path: Path) -> str:
+    """AIRFLOW_CONN_* value of a SQLite database file."""
+    return json.dumps({"conn_type": "sqlite", "host": str(path)})
+
+
+def postgres_conn_env(schema: str) -> str:
+    """AIRFLOW_CONN_* value of the test database, working in ``schema``."""
+    return json.dumps({"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER,
+                       "schema": PG_DB, "extra": {"search_path": schema}})
