@@ -46,8 +46,10 @@ def airflow_env(simulator_url: str) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(AIRFLOW_HOME / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(AIRFLOW_HOME / "demo_passwords.json"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW_CONN_ERP_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(ERP_DB)}),
         "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
@@ -75,8 +77,9 @@ def build_erp() -> None:
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
-    """Migrate the metadata database and create the API pool."""
+    """Migrate the metadata database, create the API pool and the demo login (admin / admin)."""
     AIRFLOW_HOME.mkdir(exist_ok=True)
+    (AIRFLOW_HOME / "demo_passwords.json").write_text(json.dumps({"admin": "admin"}), encoding="utf-8")
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([airflow, "pools", "set", "inexchange_api", "4", "InExchange API concurrency"],

@@ -11,15 +11,16 @@ from airflow.sdk import BaseOperator
 
 from inexchange.api import LedgerState, SendMethod
 from inexchange.db import engine_for, reporting_engine, utc_text
-from inexchange.erp import ErpReader, InvoiceBatch
 from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.hooks.inexchange import InExchangeHook
 from inexchange.ledger import Ledger, RunScope
-from inexchange.ubl import DocumentError, Seller, build_document
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
+
+    from inexchange.erp import InvoiceBatch
+    from inexchange.ubl import Seller
 
 SOURCE = "submit"
 
@@ -76,6 +77,10 @@ class SubmitInvoicesOperator(BaseOperator):
         return InExchangeHook(self.inexchange_conn_id)
 
     def execute(self, context: Context) -> dict[str, int]:
+        # pandas, pandera and lxml load when the task runs, never when the DAG file is parsed
+        from inexchange.erp import ErpReader
+        from inexchange.ubl import Seller
+
         seller = Seller.from_config(self.seller if self.seller is not None else _seller_variable())
         ledger = Ledger(reporting_engine(self.reporting_conn_id, self.erp_conn_id), RunScope.from_context(context, self.timezone))
         ledger.ensure_schema()
@@ -103,6 +108,8 @@ class SubmitInvoicesOperator(BaseOperator):
     # ---- one invoice ---------------------------------------------------------------------------
     def _submit(self, ledger: Ledger, row: dict[str, Any], batch: InvoiceBatch, seller: Seller,
                 recipients: dict[int, dict[str, Any]]) -> str:
+        from inexchange.ubl import DocumentError, build_document
+
         invoice_id = int(row["invoice_id"])
         from_states = [LedgerState(row["state"])] if row["state"] != LedgerState.SUBMITTING.value else [LedgerState.FAILED]
         if invoice_id not in batch.invoices.index:

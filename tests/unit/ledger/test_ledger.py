@@ -1,0 +1,143 @@
+"""The dispatch ledger on real databases: SQLite files and the PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from inexchange.api import LedgerState
+from inexchange.ledger import Ledger, RunScope, erp_document_id
+from support import pg_connect_args, pg_url
+
+SCOPE = RunScope(
+    dag_run_id="scheduled__2026-11-17",
+    start=datetime(2026, 11, 17, 5, tzinfo=timezone.utc),
+    end=datetime(2026, 11, 18, 5, tzinfo=timezone.utc),
+    start_date=date(2026, 11, 17),
+    end_date=date(2026, 11, 18),
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    else:
+        engine = create_engine(pg_url(), connect_args=pg_connect_args(request.getfixturevalue("pg_schema")))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ledger(engine: Engine) -> Ledger:
+    ledger = Ledger(engine, SCOPE)
+    ledger.ensure_schema()
+    ledger.ensure_schema()  # idempotent
+    return ledger
+
+
+def invoice(invoice_id: int, day: date = date(2026, 11, 17)) -> dict:
+    return {"invoice_id": invoice_id, "invoice_number": str(10000 + invoice_id), "invoice_type": "debit",
+            "customer_id": 7, "customer_number": "4367", "customer_name": "Alingsås kommun",
+            "invoice_date": day, "currency": "SEK", "total_amount": 1250.0}
+
+
+def history(engine: Engine, invoice_id: int) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            text("SELECT from_state, to_state, source FROM inexchange_dispatch_history "
+                 "WHERE invoice_id = :id ORDER BY changed_at, to_state"), {"id": invoice_id})]
+
+
+def test_register_new_rows_pending_with_history(ledger: Ledger, engine: Engine) -> None:
+    assert ledger.register([invoice(1), invoice(2)]) == {"new": 2, "rechecked": 0, "unchanged": 0}
+    rows = ledger.rows(LedgerState.PENDING)
+    assert [r["invoice_id"] for r in rows] == [1, 2]
+    assert rows[0]["erp_document_id"] == erp_document_id(1) == "invoice-1"
+    assert rows[0]["invoice_date"] == "2026-11-17"
+    assert history(engine, 1) == [(None, "pending", "extract")]
+
+
+def test_register_leaves_sent_and_in_flight_rows_alone(ledger: Ledger) -> None:
+    ledger.register([invoice(1), invoice(2), invoice(3)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="fix it")
+    ledger.transition(2, [LedgerState.PENDING], LedgerState.WAITING, source="submit", inexchange_document_id="d2")
+    counts = ledger.register([invoice(1), invoice(2), invoice(3)])
+    assert counts == {"new": 0, "rechecked": 2, "unchanged": 1}
+    states = {r["invoice_id"]: (r["state"], r["message"]) for r in ledger.rows(*LedgerState)}
+    assert states == {1: ("pending", None), 2: ("waiting", None), 3: ("pending", None)}
+
+
+def test_transition_is_compare_and_set(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    assert ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate")
+    # a second worker expecting the old state does not move it again
+    assert not ledger.transition(1, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="x")
+    assert ledger.transition(1, [LedgerState.READY], LedgerState.SUBMITTING, source="submit", attempt=1)
+    row = ledger.rows(LedgerState.SUBMITTING)[0]
+    assert row["attempts"] == 1
+    assert [h[1] for h in history(engine, 1)] == ["pending", "ready", "submitting"]
+
+
+def test_transition_rejects_unknown_fields(ledger: Ledger) -> None:
+    with pytest.raises(TypeError, match="unknown ledger fields"):
+        ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="x", colour="red")
+
+
+def test_transition_rolls_back_with_its_transaction(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate", conn=conn)
+            raise RuntimeError("worker died")
+    assert ledger.rows(LedgerState.PENDING)[0]["invoice_id"] == 1
+    assert [h[1] for h in history(engine, 1)] == ["pending"]
+
+
+def test_due_rows(ledger: Ledger) -> None:
+    ledger.register([invoice(i) for i in range(1, 7)] + [invoice(9, date(2026, 11, 20))])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="t")
+    ledger.transition(2, [LedgerState.PENDING], LedgerState.SUBMITTING, source="t")
+    ledger.transition(3, [LedgerState.PENDING], LedgerState.FAILED, source="t", next_retry_at="2000-01-01T00:00:00.000000Z")
+    ledger.transition(4, [LedgerState.PENDING], LedgerState.FAILED, source="t", next_retry_at="2999-01-01T00:00:00.000000Z")
+    ledger.transition(5, [LedgerState.PENDING], LedgerState.FAILED, source="t", inexchange_document_id="doc-5")
+    ledger.transition(9, [LedgerState.PENDING], LedgerState.READY, source="t")  # another interval
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5)] == [1, 2, 3]
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=0)] == [1, 2]
+
+
+def test_apply_statuses_maps_and_keeps_history(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2), invoice(3)])
+    for i in (1, 2, 3):
+        ledger.transition(i, [LedgerState.PENDING], LedgerState.WAITING, source="submit", inexchange_document_id=f"d{i}")
+    changes = [
+        {"id": "d1", "status": "Delivered", "time": "2026-11-18T07:00:00.000001Z", "message": None},
+        {"id": "d2", "status": "Stopped", "time": "2026-11-18T07:00:00Z", "message": "InvalidDeliveryMethod: refused"},
+        {"id": "d3", "status": "Pending", "time": "2026-11-18T07:00:00Z", "message": None},
+        {"id": "unknown", "status": "Sent", "time": "2026-11-18T07:00:00Z", "message": None},
+    ]
+    assert ledger.apply_statuses(changes) == 3
+    rows = {r["invoice_id"]: r for r in ledger.rows(*LedgerState)}
+    assert (rows[1]["state"], rows[1]["inexchange_status"], rows[1]["sent_at"]) == (
+        "sent", "Delivered", "2026-11-18T07:00:00.000001Z")
+    assert (rows[2]["state"], rows[2]["message"]) == ("stopped", "InvalidDeliveryMethod: refused")
+    assert (rows[3]["state"], rows[3]["inexchange_status"]) == ("waiting", "Pending")
+    assert history(engine, 2)[-1] == ("waiting", "stopped", "status poll")
+    assert ledger.apply_statuses(changes) == 0  # the same statuses again change nothing
+
+
+def test_report_upsert_is_idempotent(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2, date(2026, 11, 16))])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="VAT-nummer saknas")
+    first = ledger.refresh_report()
+    second = ledger.refresh_report()
+    assert first == second
+    assert [(r["invoice_number"], r["state"], r["document_type"], r["message"]) for r in first] == [
+        ("10001", "rejected", "Kundfaktura", "VAT-nummer saknas")]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM inexchange_report")).scalar() == 1
