@@ -61,13 +61,28 @@ def airflow_env(simulator_url: str) -> dict[str, str]:
         "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(DEMO_SELLER),
         "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": "1",
         "INEXCHANGE_SQL_DIR": str(ROOT / "include" / "sql"),
+        # airflow standalone starts its components as `airflow ...` commands
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
     return env
 
 
+def write_env_file(env: dict[str, str]) -> Path:
+    """Write the Airflow settings as ``export`` lines a user can ``source`` in another shell."""
+    import shlex
+
+    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "INEXCHANGE_")))
+    path = AIRFLOW_HOME / "demo.env"
+    lines = [f"export {k}={shlex.quote(env[k])}" for k in keys]
+    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def build_erp() -> None:
-    """(Re)build the demo ERP database from include/sql with the seeded generator."""
+    """Build the demo ERP database afresh (ledger and report included) with the seeded generator."""
     DEMO_DIR.mkdir(exist_ok=True)
+    ERP_DB.unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{ERP_DB}", "--seed", "7",
          "--customers", "40", "--invoices", "200", "--start-date", DEMO_START_DATE, "--days", str(DEMO_DAYS),

@@ -26,7 +26,9 @@ def main() -> int:
         env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
         env["AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL"] = "5"
         demo_env.prepare_airflow(env)
+        env_file = demo_env.write_env_file(env)
         print(f"InExchange simulator at {simulator.base_url}")
+        print(f"For Airflow commands in another shell: source {env_file}")
         print("Airflow UI: http://localhost:8080  (user admin, password admin). "
               f"Trigger inexchange_dispatch for a day between {demo_env.DEMO_START_DATE} and the "
               f"{demo_env.DEMO_DAYS} days after it. Ctrl-C stops everything.", flush=True)
