@@ -8,7 +8,7 @@ it with views of those names.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -39,14 +39,22 @@ class InvoiceBatch:
     customers: pd.DataFrame
     lines: pd.DataFrame
     attachments: pd.DataFrame
+    _groups: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False)
 
     def lines_of(self, invoice_id: int) -> pd.DataFrame:
-        """The lines of one invoice."""
-        return self.lines[self.lines["invoice_id"] == invoice_id]
+        """The lines of one invoice (grouped once, so a lookup costs no scan)."""
+        return self._rows_of("lines", int(invoice_id))
 
     def attachments_of(self, invoice_id: int) -> pd.DataFrame:
         """The attachments of one invoice."""
-        return self.attachments[self.attachments["invoice_id"] == invoice_id]
+        return self._rows_of("attachments", int(invoice_id))
+
+    def _rows_of(self, name: str, invoice_id: int) -> pd.DataFrame:
+        frame = getattr(self, name)
+        if name not in self._groups:
+            self._groups[name] = {int(key): rows for key, rows in frame.groupby("invoice_id", sort=False)}
+        found = self._groups[name].get(invoice_id)
+        return frame.iloc[0:0] if found is None else found
 
 
 class ErpReader:
