@@ -284,7 +284,7 @@ def _payment_means(b: _Builder, seller: Seller, number_text: str) -> None:
     account = b.cac(means, "PayeeFinancialAccount")
     if seller.bankgiro or seller.plusgiro:
         b.cbc(account, "ID", _digits(seller.bankgiro or seller.plusgiro))
-        b.cbc(b.cac(account, "FinancialInstitutionBranch"), "ID", "9900" if seller.bankgiro else "SE:PLUSGIRO")
+        b.cbc(b.cac(account, "FinancialInstitutionBranch"), "ID", "SE:BANKGIRO" if seller.bankgiro else "SE:PLUSGIRO")
     else:
         b.cbc(account, "ID", (seller.iban or "").replace(" ", ""))
         if seller.bic:

@@ -128,7 +128,9 @@ CUSTOMER_RULES: tuple[Rule, ...] = (
     Rule("active", lambda r: bool(r.is_active), lambda r: "kunden är inaktiv; aktivera kunden"),
     Rule("org_missing", lambda r: bool(_text(r.org_number)), lambda r: "organisationsnummer saknas"),
     Rule("org_invalid",
-         lambda r: not _text(r.org_number) or org_number_valid(_text(r.org_number), bool(r.is_private_person)),
+         # a foreign customer's org_number is its national id: its EU VAT number is checked instead
+         lambda r: not _text(r.org_number) or (_text(r.country_code) or "SE").upper() != "SE"
+         or org_number_valid(_text(r.org_number), bool(r.is_private_person)),
          lambda r: f"organisationsnummer {_text(r.org_number)} är ogiltigt"
                    + (" (personnummer väntas för en privatperson)" if r.is_private_person
                       else " (10 siffror, giltig kontrollsiffra, tredje siffran minst 2)")),
@@ -213,7 +215,9 @@ def _failures(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[Any, list
             # a wide check is reported once per column: keep each rule once per row
             if index is not None and not pd.isna(index) and str(check) not in failed[index]:
                 failed[index].append(str(check))
-        return failed
+        # pandera lists failure cases in no stable order: report the rules in the schema's order
+        order = {check.name: position for position, check in enumerate(schema.checks)}
+        return {index: sorted(names, key=order.__getitem__) for index, names in failed.items()}
     return {}
 
 
