@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+#: the ``inexchange`` connection form: which fields to hide, relabel and prefill (hook and provider)
+CONNECTION_FORM: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "login", "extra"],
+    "relabeling": {"host": "API base URL", "password": "API key"},
+    "placeholders": {"host": "https://testapi.inexchange.se/v1/api/", "password": "API key from InExchange"},
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider: its hook, operator, sensor, trigger and the ``inexchange`` connection."""
@@ -28,11 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "inexchange.hooks.inexchange.InExchangeHook",
                 "hook-name": "InExchange",
                 "connection-type": "inexchange",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login", "extra"],
-                    "relabeling": {"host": "API base URL", "password": "API key"},
-                    "placeholders": {"host": "https://testapi.inexchange.se/v1/api/"},
-                },
+                "ui-field-behaviour": {key.replace("_", "-"): value for key, value in CONNECTION_FORM.items()},
                 "conn-fields": {
                     "erp_id": {
                         "label": "ERP id",

@@ -14,7 +14,12 @@ import tenacity
 from airflow.sdk import BaseHook
 
 from inexchange.api import LookupResult, OutboundDocument, OutboundPage
-from inexchange.exceptions import InExchangeApiError, InExchangeConfigError, InExchangeTransportError
+from inexchange.exceptions import (
+    InExchangeApiError,
+    InExchangeConfigError,
+    InExchangeError,
+    InExchangeTransportError,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -48,13 +53,15 @@ def settings_from_connection(conn: Connection) -> ApiSettings:
             "use https://testapi.inexchange.se/v1/api/ for InExchange's test API"
         )
     if "://" not in host:
-        host = f"{conn.schema or 'https'}://{host}"
+        netloc, slash, path = host.partition("/")
         if conn.port:
-            host = f"{host}:{conn.port}"
+            netloc = f"{netloc}:{conn.port}"  # after the host name, before any path
+        host = f"{conn.schema or 'https'}://{netloc}{slash}{path}"
     if not conn.password:
         raise InExchangeConfigError(f"connection {conn.conn_id!r}: 'API key' (password) is empty")
     extra = conn.extra_dejson or {}
-    erp_id = str(extra.get("erp_id") or conn.login or "").strip()
+    # the connection form stores its field as extra "erp_id" (older forms: "extra__inexchange__erp_id")
+    erp_id = str(extra.get("erp_id") or extra.get("extra__inexchange__erp_id") or conn.login or "").strip()
     if not erp_id:
         raise InExchangeConfigError(
             f"connection {conn.conn_id!r}: 'ERP id' is empty (extra {{\"erp_id\": ...}})"
@@ -113,25 +120,10 @@ class InExchangeHook(BaseHook):
     # ---- connection UI -------------------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the connection form's fields for InExchange."""
-        return {
-            "hidden_fields": ["schema", "port", "login", "extra"],
-            "relabeling": {"host": "API base URL", "password": "API key"},
-            "placeholders": {
-                "host": "https://testapi.inexchange.se/v1/api/",
-                "password": "API key from InExchange",
-                "erp_id": "the id InExchange knows your ERP installation by",
-            },
-        }
+        """Relabel the connection form's fields for InExchange (the ERP id is a provider conn-field)."""
+        from inexchange.get_provider_info import CONNECTION_FORM
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Add the ERP id field to the connection form."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget  # pragma: no cover
-        from flask_babel import lazy_gettext  # pragma: no cover
-        from wtforms import StringField  # pragma: no cover
-
-        return {"erp_id": StringField(lazy_gettext("ERP id"), widget=BS3TextFieldWidget())}
+        return dict(CONNECTION_FORM)
 
     # ---- settings and clients ----------------------------------------------------------
     @property
@@ -240,15 +232,25 @@ class InExchangeHook(BaseHook):
 
     # ---- client tokens ---------------------------------------------------------------------
     def _create_token(self) -> str:
-        response = self._request(
-            "POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id}
-        )
+        try:
+            response = self._request(
+                "POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id}
+            )
+        except InExchangeError as exc:
+            _spent(exc)
+            raise
         self._token = _token_from(response)
         return self._token
 
     async def _acreate_token(self) -> str:
         settings = await self._asettings()
-        response = await self._arequest("POST", "clientTokens/create", auth="apikey", json={"erpId": settings.erp_id})
+        try:
+            response = await self._arequest(
+                "POST", "clientTokens/create", auth="apikey", json={"erpId": settings.erp_id}
+            )
+        except InExchangeError as exc:
+            _spent(exc)
+            raise
         self._token = _token_from(response)
         return self._token
 
@@ -378,7 +380,18 @@ def list_body(
     return body
 
 
+def _spent(exc: InExchangeError) -> None:
+    """Mark an error whose own retries are spent, so that an enclosing retry loop gives up too.
+
+    Token creation runs its own retry loop inside the attempt of the call that needs the token;
+    without the mark, ``max_attempts`` failing creations would be repeated ``max_attempts`` times.
+    """
+    exc.retries_spent = True  # type: ignore[attr-defined]
+
+
 def _retryable(exc: BaseException, idempotent: bool) -> bool:
+    if getattr(exc, "retries_spent", False):
+        return False
     if isinstance(exc, InExchangeApiError):
         return exc.status_code == 429 or (idempotent and exc.retryable)
     if isinstance(exc, InExchangeTransportError):

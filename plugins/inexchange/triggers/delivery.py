@@ -18,12 +18,18 @@ def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | Non
 
     Shared by the sensor's poke path and the trigger, so both see changes the same way.
 
+    Documents stamped at or before the cursor are dropped, so the cursor always moves forward
+    whether InExchange treats ``updatedAfter`` as exclusive or inclusive.
+
     :param documents: documents from ``documents/outbound/list``.
     :param cursor: the ``updatedAfter`` cursor the documents were listed with.
     """
-    changes = [document.to_event() for document in documents]
-    times = [document.status_time for document in documents if document.status_time is not None]
-    return changes, max([cursor, *times] if cursor else times, default=None)
+    fresh = [
+        document for document in documents
+        if cursor is None or document.status_time is None or document.status_time > cursor
+    ]
+    times = [document.status_time for document in fresh if document.status_time is not None]
+    return [document.to_event() for document in fresh], max([cursor, *times] if cursor else times, default=None)
 
 
 class DeliveryStatusTrigger(BaseTrigger):

@@ -1,0 +1,366 @@
+"""Tests of DeliveryStatusSensor with a real SQLite ledger and InExchange stubbed by respx."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pendulum
+import pytest
+import respx
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from sqlalchemy import Engine, create_engine, text
+
+from fixtures import STOPPED_ERROR, outbound_document, outbound_list, sqlite_connection_json
+from inexchange.api import LedgerState
+from inexchange.exceptions import InExchangeApiError
+from inexchange.ledger import Ledger, RunScope
+from inexchange.sensors.delivery import DeliveryStatusSensor
+from inexchange.triggers.delivery import DeliveryStatusTrigger
+
+pytestmark = pytest.mark.timeout(10)
+
+LIST = "documents/outbound/list"
+RUN_ID = "scheduled__2026-11-24T23:00:00+00:00"
+#: the run's data interval: invoice date 2026-11-25 in Stockholm
+START = pendulum.datetime(2026, 11, 24, 23, 0, tz="UTC")
+END = pendulum.datetime(2026, 11, 25, 23, 0, tz="UTC")
+
+#: invoice id -> (InExchange document id, submitted at, status at submission)
+SUBMITTED = {
+    1: ("d1", "2026-11-25T06:00:00.000000Z", "PendingInPlatform"),
+    2: ("d2", "2026-11-25T06:10:00.000000Z", "PendingInPlatform"),
+}
+
+
+class TaskInstanceStub:
+    """The part of the task instance the sensor asks: when the first reschedule happened."""
+
+    def __init__(self, first_reschedule: datetime | None = None) -> None:
+        self.first_reschedule = first_reschedule
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule
+
+
+def make_context(first_reschedule: datetime | None = None) -> dict[str, Any]:
+    return {
+        "data_interval_start": START,
+        "data_interval_end": END,
+        "run_id": RUN_ID,
+        "ti": TaskInstanceStub(first_reschedule),
+    }
+
+
+def invoice(invoice_id: int, invoice_date: str = "2026-11-25") -> dict[str, Any]:
+    return {
+        "invoice_id": invoice_id,
+        "invoice_number": f"{10000 + invoice_id}",
+        "invoice_type": "Debet",
+        "customer_id": 500 + invoice_id,
+        "customer_number": f"C-{500 + invoice_id}",
+        "customer_name": f"Kund {invoice_id} AB",
+        "invoice_date": invoice_date,
+        "currency": "SEK",
+        "total_amount": 1250.0,
+    }
+
+
+def submit(ledger: Ledger, invoice_id: int, document_id: str, submitted_at: str, status: str) -> None:
+    """Move a registered invoice to ``waiting`` as the submit step leaves it."""
+    moved = ledger.transition(
+        invoice_id, [LedgerState.PENDING], LedgerState.WAITING, source="submit",
+        inexchange_document_id=document_id, inexchange_status=status, submitted_at=submitted_at,
+        status_time=submitted_at, delivery_method="Electronic", attempt=1,
+    )
+    assert moved
+
+
+@pytest.fixture
+def ledger_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """A SQLite ledger with two invoices of the run's interval waiting for InExchange."""
+    path = tmp_path / "ledger.db"
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_connection_json(path))
+    engine = create_engine(f"sqlite:///{path}")
+    ledger = Ledger(engine, RunScope.from_context(make_context()))
+    ledger.ensure_schema()
+    ledger.register([invoice(1), invoice(2)])
+    for invoice_id, (document_id, submitted_at, status) in SUBMITTED.items():
+        submit(ledger, invoice_id, document_id, submitted_at, status)
+    return engine
+
+
+def dispatch(engine: Engine) -> dict[int, dict[str, Any]]:
+    """Return the ledger rows by invoice id."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM inexchange_dispatch ORDER BY invoice_id"))
+        return {row.invoice_id: dict(row._mapping) for row in rows}
+
+
+def poll_history(engine: Engine) -> list[dict[str, Any]]:
+    """Return the history rows the status polling wrote, by invoice."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT invoice_id, from_state, to_state, inexchange_status, message, dag_run_id "
+            "FROM inexchange_dispatch_history WHERE source = 'status poll' ORDER BY invoice_id, changed_at"
+        ))
+        return [dict(row._mapping) for row in rows]
+
+
+def make_sensor(**kwargs: Any) -> DeliveryStatusSensor:
+    return DeliveryStatusSensor(**{"task_id": "wait_for_delivery", "poll_interval": 5.0,
+                                   "timeout": timedelta(hours=1), "deferrable": True, **kwargs})
+
+
+def change(document_id: str, status: str, time: str, message: str | None = None) -> dict[str, Any]:
+    """One item of a trigger's ``changes`` event."""
+    return {"id": document_id, "erp_document_id": None, "status": status, "time": time, "message": message}
+
+
+def summary(*, sent: int = 0, waiting: int = 0, stopped: int = 0, failed: int = 0,
+            timed_out: bool = False) -> dict[str, Any]:
+    return {"sent": sent, "waiting": waiting, "stopped": stopped, "failed": failed, "timed_out": timed_out}
+
+
+# ---- deferrable: execute -------------------------------------------------------------------
+def test_execute_defers_with_small_trigger_arguments(api: respx.MockRouter, ledger_db: Engine) -> None:
+    listed = api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Pending", "2026-11-25T06:20:00Z"),
+        outbound_document("d2", "PendingInPlatform", "2026-11-25T06:10:00Z"),
+    ]))
+    sensor = make_sensor(poll_interval="7")  # as rendered from a template
+    before = datetime.now(timezone.utc)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(make_context())
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, DeliveryStatusTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["inexchange_conn_id"] == "inexchange_default"
+    assert kwargs["created_from"] == "2026-11-25T05:55:00+00:00"  # first submission less the margin
+    assert kwargs["updated_after"] == "2026-11-25T06:20:00+00:00"
+    assert kwargs["poll_interval"] == 7.0 and sensor.poke_interval == 7.0
+    assert kwargs["page_size"] == 100
+    end_time = datetime.fromisoformat(kwargs["end_time"])
+    assert before + timedelta(hours=1) <= end_time <= datetime.now(timezone.utc) + timedelta(hours=1)
+    assert deferred.value.kwargs == {"end_time": kwargs["end_time"]}
+    encoded = json.dumps(kwargs)
+    assert "d1" not in encoded and "d2" not in encoded and "invoice-" not in encoded
+    assert len(encoded) < 400
+
+    body = json.loads(listed.calls.last.request.content)
+    assert body["createdFrom"] == "2026-11-25T05:55:00+00:00"
+    assert "updatedAfter" not in body
+    assert api["revoke_token"].call_count == 1
+    rows = dispatch(ledger_db)
+    assert [rows[i]["state"] for i in (1, 2)] == ["waiting", "waiting"]
+    assert rows[1]["inexchange_status"] == "Pending"
+    assert poll_history(ledger_db) == [
+        {"invoice_id": 1, "from_state": "waiting", "to_state": "waiting", "inexchange_status": "Pending",
+         "message": None, "dag_run_id": RUN_ID},
+    ]
+
+
+def test_execute_returns_when_the_first_poll_finds_all_final(api: respx.MockRouter, ledger_db: Engine) -> None:
+    api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Delivered", "2026-11-25T07:00:00Z"),
+        outbound_document("d2", "Stopped", "2026-11-25T07:30:00Z", error=STOPPED_ERROR),
+    ]))
+
+    result = make_sensor().execute(make_context())
+
+    assert result == summary(sent=1, stopped=1)
+    rows = dispatch(ledger_db)
+    assert (rows[1]["state"], rows[1]["inexchange_status"], rows[1]["message"]) == ("sent", "Delivered", None)
+    assert rows[1]["sent_at"] == "2026-11-25T07:00:00.000000Z"
+    assert rows[1]["status_time"] == "2026-11-25T07:00:00.000000Z"
+    assert (rows[2]["state"], rows[2]["inexchange_status"]) == ("stopped", "Stopped")
+    assert rows[2]["message"] == "InvalidEmail: The recipient e-mail address bounced"
+    assert rows[2]["sent_at"] is None
+    assert poll_history(ledger_db) == [
+        {"invoice_id": 1, "from_state": "waiting", "to_state": "sent", "inexchange_status": "Delivered",
+         "message": None, "dag_run_id": RUN_ID},
+        {"invoice_id": 2, "from_state": "waiting", "to_state": "stopped", "inexchange_status": "Stopped",
+         "message": "InvalidEmail: The recipient e-mail address bounced", "dag_run_id": RUN_ID},
+    ]
+
+
+def test_execute_ignores_rows_of_other_intervals(api: respx.MockRouter, ledger_db: Engine) -> None:
+    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+    ledger.register([invoice(3, invoice_date="2026-11-20")])
+    submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")
+    listed = api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Sent", "2026-11-25T07:00:00Z"),
+        outbound_document("d2", "Delivered", "2026-11-25T07:05:00Z"),
+    ]))
+
+    result = make_sensor().execute(make_context())
+
+    assert result == summary(sent=2)
+    assert dispatch(ledger_db)[3]["state"] == "waiting"
+    assert json.loads(listed.calls.last.request.content)["createdFrom"] == "2026-11-25T05:55:00+00:00"
+
+
+def test_execute_without_waiting_rows_calls_nothing(api: respx.MockRouter, ledger_db: Engine) -> None:
+    with ledger_db.begin() as conn:
+        conn.execute(text("UPDATE inexchange_dispatch SET state = 'sent'"))
+
+    result = make_sensor().execute(make_context())
+
+    assert result == summary(sent=2)
+    assert not api.calls
+
+
+def test_execute_fails_when_polling_fails(api: respx.MockRouter, ledger_db: Engine) -> None:
+    api.post(LIST).respond(400, json={"message": "The request is invalid."})
+
+    with pytest.raises(InExchangeApiError, match="HTTP 400"):
+        make_sensor().execute(make_context())
+
+    assert api["revoke_token"].call_count == 1  # the token is revoked even then
+    assert [row["state"] for row in dispatch(ledger_db).values()] == ["waiting", "waiting"]
+
+
+# ---- deferrable: execute_complete ----------------------------------------------------------
+END_TIME = "2026-11-25T12:00:00+00:00"
+
+
+def test_execute_complete_writes_changes_then_defers_then_returns(ledger_db: Engine) -> None:
+    sensor = make_sensor()
+    first = {
+        "status": "changes",
+        "changes": [
+            change("d1", "Stopped", "2026-11-25T08:00:00+00:00", "InvalidEmail: The recipient e-mail address bounced"),
+            change("d-unknown", "Sent", "2026-11-25T08:01:00+00:00"),
+        ],
+        "cursor": "2026-11-25T08:01:00+00:00",
+    }
+
+    with respx.mock(assert_all_mocked=True) as router, pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(make_context(), first, end_time=END_TIME)
+
+    assert not router.calls
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, DeliveryStatusTrigger)
+    assert trigger.updated_after == "2026-11-25T08:01:00+00:00"
+    assert trigger.end_time == END_TIME
+    assert trigger.created_from == "2026-11-25T06:05:00+00:00"  # only invoice 2 still waits
+    assert deferred.value.kwargs == {"end_time": END_TIME}
+    rows = dispatch(ledger_db)
+    assert (rows[1]["state"], rows[1]["inexchange_status"]) == ("stopped", "Stopped")
+    assert rows[1]["message"] == "InvalidEmail: The recipient e-mail address bounced"
+    assert rows[1]["status_time"] == "2026-11-25T08:00:00.000000Z"
+    assert rows[2]["state"] == "waiting"
+
+    second = {
+        "status": "changes",
+        "changes": [change("d2", "Error", "2026-11-25T09:00:00+00:00", "Error: Invalid delivery method")],
+        "cursor": "2026-11-25T09:00:00+00:00",
+    }
+    result = sensor.execute_complete(make_context(), second, end_time=END_TIME)
+
+    assert result == summary(stopped=1, failed=1)
+    rows = dispatch(ledger_db)
+    assert (rows[2]["state"], rows[2]["inexchange_status"]) == ("failed", "Error")
+    assert rows[2]["message"] == "Error: Invalid delivery method"
+    assert [(h["invoice_id"], h["from_state"], h["to_state"], h["message"]) for h in poll_history(ledger_db)] == [
+        (1, "waiting", "stopped", "InvalidEmail: The recipient e-mail address bounced"),
+        (2, "waiting", "failed", "Error: Invalid delivery method"),
+    ]
+
+
+def test_execute_complete_returns_once_all_are_sent(ledger_db: Engine) -> None:
+    event = {
+        "status": "changes",
+        "changes": [change("d1", "Sent", "2026-11-25T08:00:00+00:00"),
+                    change("d2", "Delivered", "2026-11-25T08:05:00+00:00")],
+        "cursor": "2026-11-25T08:05:00+00:00",
+    }
+
+    result = make_sensor().execute_complete(make_context(), event, end_time=END_TIME)
+
+    assert result == summary(sent=2)
+    rows = dispatch(ledger_db)
+    assert [rows[i]["sent_at"] for i in (1, 2)] == ["2026-11-25T08:00:00.000000Z", "2026-11-25T08:05:00.000000Z"]
+    assert len(poll_history(ledger_db)) == 2
+
+
+def test_execute_complete_raises_on_an_error_event(ledger_db: Engine) -> None:
+    event = {"status": "error", "message": "InExchangeApiError: HTTP 503 from InExchange documents/outbound/list"}
+
+    with pytest.raises(AirflowException, match="polling InExchange failed: InExchangeApiError: HTTP 503"):
+        make_sensor().execute_complete(make_context(), event, end_time=END_TIME)
+
+    assert [row["state"] for row in dispatch(ledger_db).values()] == ["waiting", "waiting"]
+    assert poll_history(ledger_db) == []
+
+
+def test_execute_complete_on_timeout_leaves_rows_waiting(ledger_db: Engine) -> None:
+    event = {"status": "timeout", "cursor": "2026-11-25T06:20:00+00:00"}
+
+    result = make_sensor().execute_complete(make_context(), event, end_time=END_TIME)
+
+    assert result == summary(waiting=2, timed_out=True)
+    assert [row["state"] for row in dispatch(ledger_db).values()] == ["waiting", "waiting"]
+
+
+# ---- not deferrable: poke ------------------------------------------------------------------
+def test_poke_is_not_done_while_invoices_wait_then_done(api: respx.MockRouter, ledger_db: Engine) -> None:
+    sensor = make_sensor(deferrable=False)
+    context = make_context(first_reschedule=datetime.now(timezone.utc) - timedelta(minutes=10))
+    listed = api.post(LIST)
+    listed.side_effect = [
+        httpx.Response(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z"),
+                                                outbound_document("d2", "Pending", "2026-11-25T06:21:00Z")])),
+        httpx.Response(200, json=outbound_list([
+            outbound_document("d1", "Delivered", "2026-11-25T07:00:00Z"),
+            outbound_document("d2", "Stopped", "2026-11-25T07:10:00Z", error=STOPPED_ERROR),
+        ])),
+    ]
+
+    waiting = sensor.poke(context)
+
+    assert sensor.mode == "reschedule"
+    assert isinstance(waiting, PokeReturnValue)
+    assert waiting.is_done is False
+    assert waiting.xcom_value is None
+    rows = dispatch(ledger_db)
+    assert [(rows[i]["state"], rows[i]["inexchange_status"]) for i in (1, 2)] == [("waiting", "Pending")] * 2
+
+    done = sensor.poke(context)
+
+    assert done.is_done is True
+    assert done.xcom_value == summary(sent=1, stopped=1)
+    rows = dispatch(ledger_db)
+    assert (rows[1]["state"], rows[1]["sent_at"]) == ("sent", "2026-11-25T07:00:00.000000Z")
+    assert (rows[2]["state"], rows[2]["message"]) == ("stopped", "InvalidEmail: The recipient e-mail address bounced")
+    assert [(h["invoice_id"], h["to_state"], h["inexchange_status"]) for h in poll_history(ledger_db)] == [
+        (1, "waiting", "Pending"), (1, "sent", "Delivered"),
+        (2, "waiting", "Pending"), (2, "stopped", "Stopped"),
+    ]
+    assert api["revoke_token"].call_count == 2  # one token per poke, revoked after it
+
+
+def test_poke_finishes_at_the_timeout_with_rows_waiting(api: respx.MockRouter, ledger_db: Engine) -> None:
+    sensor = make_sensor(deferrable=False, timeout=timedelta(hours=1))
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+
+    result = sensor.poke(make_context(first_reschedule=datetime.now(timezone.utc) - timedelta(hours=2)))
+
+    assert result.is_done is True
+    assert result.xcom_value == summary(waiting=2, timed_out=True)
+    assert [row["state"] for row in dispatch(ledger_db).values()] == ["waiting", "waiting"]
+
+
+def test_first_poke_counts_from_now(api: respx.MockRouter, ledger_db: Engine) -> None:
+    api.post(LIST).respond(200, json=outbound_list([]))
+
+    result = make_sensor(deferrable=False, timeout=timedelta(minutes=1)).poke(make_context(first_reschedule=None))
+
+    assert result.is_done is False
