@@ -30,35 +30,8 @@ from inexchange.erpgen import (
     TablesNotEmptyError,
     generate,
 )
+from support import BOOLEANS, COLUMNS, DATES, DECIMALS, KEYS
 
-COLUMNS = {
-    "customer": (
-        "customer_id", "customer_number", "name", "is_active", "is_private_person", "org_number",
-        "vat_number", "country_code", "language", "currency", "billing_method", "invoice_email", "gln",
-        "marking", "attach_documents", "street", "postal_code", "city",
-    ),
-    "customer_invoice": (
-        "invoice_id", "invoice_number", "customer_id", "invoice_type", "status", "invoice_date",
-        "due_date", "currency", "amount_ex_vat", "vat_amount", "total_amount", "your_reference",
-        "order_number", "credited_invoice_number",
-    ),
-    "customer_invoice_line": (
-        "invoice_id", "line_number", "article_number", "description", "quantity", "unit", "unit_price",
-        "vat_rate", "line_amount",
-    ),
-    "invoice_attachment": ("invoice_id", "file_name", "mime_type", "content"),
-}
-KEYS = {
-    "customer": ("customer_id",),
-    "customer_invoice": ("invoice_id",),
-    "customer_invoice_line": ("invoice_id", "line_number"),
-    "invoice_attachment": ("invoice_id", "file_name"),
-}
-DECIMALS = {
-    "amount_ex_vat", "vat_amount", "total_amount", "quantity", "unit_price", "vat_rate", "line_amount",
-}
-BOOLEANS = {"is_active", "is_private_person", "attach_documents"}
-DATES = {"invoice_date", "due_date"}
 CENT = Decimal("0.01")
 START = date(2026, 11, 16)
 Rows = dict[str, list[dict[str, Any]]]
