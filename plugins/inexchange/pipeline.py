@@ -14,7 +14,7 @@ from inexchange.api import ACTION_STATES, LedgerState
 from inexchange.db import engine_for, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope
-from inexchange.validation import validate_batch
+from inexchange.validation import validate as validate_invoices
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
     reader = ErpReader(engine_for(erp_conn_id))
     batch = reader.load([row["invoice_id"] for row in pending])
     duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
-    results = validate_batch(batch, start=scope.start_date, end=scope.end_date, duplicate_numbers=duplicates)
+    report = validate_invoices(batch, start=scope.start_date, end=scope.end_date, duplicate_numbers=duplicates)
+    results = report.messages
     rejected = []
     with ledger.engine.begin() as conn:
         for row in pending:
@@ -61,6 +62,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
                                   conn=conn, message=message)
                 rejected.append(row["invoice_number"])
                 log.warning("rejected: %s", message)
+    log.info("validation %s..%s:\n%s", scope.start_date, scope.end_date, report.summary())
     return {"ready": len(pending) - len(rejected), "rejected": len(rejected), "rejected_invoices": rejected}
 
 

@@ -32,6 +32,23 @@ SELLER = {
     "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
     "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
 }
+#: what the rejection message says for each kind of bad customer the generator plants
+CUSTOMER_PROBLEM = {
+    "missing_org_number": "organisationsnummer saknas",
+    "invalid_org_number": "är ogiltigt",
+    "missing_vat_number": "VAT-nummer saknas",
+    "vat_org_mismatch": "matchar inte organisationsnumret",
+    "invalid_gln": "GLN-nummer",
+    "inactive": "kunden är inaktiv",
+    "marking_too_long": "Märkning är för lång",
+    "marking_control_character": "Märkning innehåller styrtecken",
+}
+#: ... and for each kind of defective invoice
+INVOICE_PROBLEM = {
+    "total_mismatch": "totalbelopp",
+    "line_amount_mismatch": "radbelopp stämmer inte",
+    "due_before_invoice": "är före fakturadatum",
+}
 SIM_TO_LEDGER = {"Delivered": "sent", "Sent": "sent", "Stopped": "stopped", "Error": "failed"}
 
 
@@ -112,8 +129,10 @@ def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) ->
     report = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_report")}
     stats = simulator.stats()
     sends = stats["sends"]
-    bad_customers = {n for numbers in erp.summary.bad_customers.values() for n in numbers}
-    defective = {n for numbers in erp.summary.defective_invoices.values() for n in numbers}
+    bad_customers = {n: kind for kind, numbers in erp.summary.bad_customers.items() for n in numbers}
+    defective = {n: kind for kind, numbers in erp.summary.defective_invoices.items() for n in numbers}
+    assert set(erp.summary.bad_customers) == set(CUSTOMER_PROBLEM)
+    assert set(erp.summary.defective_invoices) == set(INVOICE_PROBLEM)
 
     expected_in_scope = [
         i for i in invoices
@@ -132,7 +151,13 @@ def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) ->
             number, customer = str(invoice["invoice_number"]), str(invoice["customer_number"])
             if customer in bad_customers or number in defective:
                 assert row["state"] == "rejected", number
-                assert row["message"] and (customer in row["message"] or number in row["message"])
+                if customer in bad_customers:
+                    assert row["message"].startswith(f"Kund {customer} "), row["message"]
+                    assert CUSTOMER_PROBLEM[bad_customers[customer]] in row["message"], row["message"]
+                if number in defective:
+                    assert f"Faktura {number}: " in row["message"], row["message"]
+                    assert INVOICE_PROBLEM[defective[number]] in row["message"], row["message"]
+                outcomes["rejected"] = outcomes.get("rejected", 0) + 1
                 assert row["erp_document_id"] not in sends, f"rejected invoice {number} reached InExchange"
                 continue
             assert sends.get(row["erp_document_id"]) == 1, f"invoice {number} sent {sends.get(row['erp_document_id'])} times"
@@ -145,6 +170,7 @@ def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) ->
                 assert row["message"] == f"{at_sim['error']['status']}: {at_sim['error']['message']}"
             outcomes[row["state"]] = outcomes.get(row["state"], 0) + 1
     assert outcomes.get("sent", 0) >= 5
+    assert outcomes.get("rejected", 0) >= 3, "the run day should hold bad customers' invoices"
     assert not stats["duplicates"]
     assert len(sends) == sum(1 for r in ledger.values() if r["state"] != "rejected")
 
