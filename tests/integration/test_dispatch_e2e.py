@@ -49,6 +49,15 @@ INVOICE_PROBLEM = {
     "line_amount_mismatch": "radbelopp stämmer inte",
     "due_before_invoice": "är före fakturadatum",
 }
+#: ERP fixes a person would make for a rejected customer, as bound-parameter UPDATEs
+FIXES = {
+    "missing_vat_number": "UPDATE customer SET vat_number = :vat WHERE customer_number = :number",
+    "vat_org_mismatch": "UPDATE customer SET vat_number = :vat WHERE customer_number = :number",
+    "inactive": "UPDATE customer SET is_active = TRUE WHERE customer_number = :number",
+    "invalid_gln": "UPDATE customer SET gln = NULL WHERE customer_number = :number",
+    "marking_too_long": "UPDATE customer SET marking = 'Projekt 1' WHERE customer_number = :number",
+    "marking_control_character": "UPDATE customer SET marking = 'Projekt 1' WHERE customer_number = :number",
+}
 SIM_TO_LEDGER = {"Delivered": "sent", "Sent": "sent", "Stopped": "stopped", "Error": "failed"}
 
 
@@ -188,3 +197,29 @@ def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) ->
     assert {k: (v["state"], v["inexchange_document_id"]) for k, v in after.items()} == {
         k: (v["state"], v["inexchange_document_id"]) for k, v in ledger.items()
     }
+
+
+def test_fixed_customer_is_sent_on_the_next_run(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
+    """A rejected invoice is picked up again once the ERP row is fixed, and sent exactly once."""
+    assert _run(dispatch_dag).state == "success"
+    ledger = _rows(erp.engine, "SELECT invoice_id, customer_number, state, erp_document_id FROM inexchange_dispatch")
+    bad = {n: kind for kind, numbers in erp.summary.bad_customers.items() for n in numbers if kind in FIXES}
+    fixable = sorted({r["customer_number"] for r in ledger if r["state"] == "rejected" and r["customer_number"] in bad})
+    assert fixable, "the run day should hold an invoice of a customer whose defect can be fixed"
+    customer = fixable[0]
+    with erp.engine.begin() as conn:
+        org = conn.execute(text("SELECT org_number FROM customer WHERE customer_number = :number"),
+                           {"number": customer}).scalar()
+        conn.execute(text(FIXES[bad[customer]]),
+                     {"number": customer, "vat": "SE" + "".join(ch for ch in org if ch.isdigit()) + "01"})
+    before = simulator.stats()["sends"]
+
+    assert _run(dispatch_dag).state == "success"
+
+    after = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_dispatch")}
+    fixed = [r for r in ledger if r["customer_number"] == customer]
+    sends = simulator.stats()["sends"]
+    for row in fixed:
+        assert after[row["invoice_id"]]["state"] in ("sent", "stopped", "failed"), after[row["invoice_id"]]
+        assert sends.get(row["erp_document_id"]) == 1
+    assert {k: v for k, v in sends.items() if k not in {r["erp_document_id"] for r in fixed}} == before
