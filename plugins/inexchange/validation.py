@@ -133,13 +133,28 @@ def vat_matches(vat: str, org: str, country: str) -> bool:
         return eu_vat.is_valid(vat)
     if not se_vat.is_valid(vat):
         return False
-    return not org or not orgnr.is_valid(org) or se_vat.compact(vat)[:10] == orgnr.compact(org)
+    digits = _swedish_id_digits(org)
+    return digits is None or se_vat.compact(vat)[:10] == digits
+
+
+def _swedish_id_digits(org: str) -> str | None:
+    """The 10 digits of a valid org number or personnummer (any form), or None if it is neither."""
+    from stdnum.se import orgnr, personnummer
+
+    if not org:
+        return None
+    if orgnr.is_valid(org):
+        return orgnr.compact(org)
+    if personnummer.is_valid(org):
+        return "".join(ch for ch in personnummer.compact(org) if ch.isdigit())[-10:]
+    return None
 
 
 def gln_valid(gln: str) -> bool:
     """13 digits with a valid GS1 check digit."""
     from stdnum import ean
 
+    gln = gln.replace(" ", "")
     return len(gln) == 13 and gln.isdigit() and ean.is_valid(gln)
 
 
@@ -363,6 +378,19 @@ _RAW_COLUMN = {"customer_id": "customer_id", "invoice_date": "invoice_date", "am
                "vat_amount": "vat_amount", "total_amount": "total_amount"}
 
 
+_LINE_FIELDS = {"quantity": "antal", "unit_price": "pris", "line_amount": "radbelopp", "vat_rate": "momssats"}
+
+
+def _unreadable_text(label: str, value: Any) -> str:
+    """'<field> saknas' for a NULL, else the value that cannot be read and what to do."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"{label} saknas"
+    text = _text(value)
+    if text.lower() in ("nan", "inf", "-inf", "infinity", "-infinity") or not text:
+        return f"{label} saknas eller är inget tal"
+    return f"{label} '{text[:40]}' kan inte läsas; ange ett giltigt värde"
+
+
 def _ref_problem(label: str, value: str, rule: str) -> str:
     if rule.endswith("_length"):
         return f"{label} är för lång ({len(value)} tecken, högst {MAX_REFERENCE_LENGTH})"
@@ -392,10 +420,7 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
 
     def unreadable(column: str) -> Callable[[pd.Series, pd.Series, str], str]:
         def message(fact: pd.Series, raw: pd.Series, _: str) -> str:
-            value = raw.get(_RAW_COLUMN[column])
-            if value is None or (isinstance(value, float) and pd.isna(value)):
-                return f"{_FIELD_LABELS[column]} saknas"
-            return f"{_FIELD_LABELS[column]} '{_text(value)[:40]}' kan inte läsas; ange ett giltigt värde"
+            return _unreadable_text(_FIELD_LABELS[column], raw.get(_RAW_COLUMN[column]))
         return message
 
     return {
@@ -410,8 +435,7 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
                                      f"{f.invoice_date.date()}"),
         "currency": lambda f, r, _: f"valuta '{f.currency}' är ingen ISO 4217-kod",
         "has_lines": lambda f, r, _: "fakturan saknar rader",
-        "line_unreadable": lambda f, r, details: f"rad {details} kan inte läsas (antal, pris, belopp och "
-        "momssats måste vara tal)",
+        "line_unreadable": lambda f, r, details: details,
         "line_amounts": lambda f, r, details: f"radbelopp stämmer inte med antal × pris på rad {details}",
         "vat_rates": lambda f, r, details: details,
         "amount_ex_vat": lambda f, r, _: f"belopp exkl. moms {_ore_text(f.amount_ex_vat)} är inte summan av "
@@ -433,9 +457,17 @@ def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set
     """Line numbers (and rates) behind the line rules, for the failing invoices only."""
     subset = lines[lines["invoice_id"].isin(invoice_ids)]
     details: dict[tuple[Any, str], str] = {}
-    for rule, mask in (("line_unreadable", subset["unreadable"]), ("line_amounts", subset["bad_amount"])):
-        for invoice_id, numbers in subset.loc[mask].groupby("invoice_id")["line_number"]:
-            details[(invoice_id, rule)] = ", ".join(str(n) for n in numbers)
+    for invoice_id, numbers in subset.loc[subset["bad_amount"]].groupby("invoice_id")["line_number"]:
+        details[(invoice_id, "line_amounts")] = ", ".join(str(n) for n in numbers)
+    unreadable = subset.loc[subset["unreadable"]]
+    for invoice_id, group in unreadable.groupby("invoice_id"):
+        problems = []
+        for index, line_number in zip(group.index, group["line_number"]):
+            for column, label in _LINE_FIELDS.items():
+                value = raw_lines.at[index, column]
+                if np.isnan(_numbers(pd.Series([value], dtype=object)).iloc[0]):
+                    problems.append(f"rad {line_number}: {_unreadable_text(label, value)}")
+        details[(invoice_id, "line_unreadable")] = "; ".join(problems)
     bad = subset.loc[subset["bad_rate"]]
     for invoice_id, group in bad.groupby("invoice_id"):
         rates = ", ".join(_rate_text(raw_lines.at[i, "vat_rate"]) for i in group.index)

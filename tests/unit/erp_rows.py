@@ -57,6 +57,7 @@ INVOICE_NUMBER = "10001"
 #: (quantity, unit price, VAT rate) of the default invoice: 2 500.00 + 25 % VAT
 DEFAULT_ITEMS: tuple[tuple[str, str, str], ...] = (("10", "250", "25"),)
 CENT = Decimal("0.01")
+_SQLITE_INTEGER_LIMIT = Decimal(2) ** 63
 
 #: a valid ``inexchange_seller`` configuration
 SELLER_CONFIG: dict[str, Any] = {
@@ -197,6 +198,21 @@ def attachment_row(invoice_id: int = INVOICE_ID, file_name: str = "tidrapport.pd
     return {"invoice_id": invoice_id, "file_name": file_name, "mime_type": mime_type, "content": content}
 
 
+def with_values(row: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """Return a copy of a row with values set as given, without any conversion.
+
+    For values a badly mapped ERP view may return: text in a NUMERIC or DATE column, NULL keys,
+    NaN or infinite amounts.
+
+    :param row: a row of any builder.
+    :param values: columns to set; each must already be a column of the row.
+    """
+    unknown = set(values) - set(row)
+    if unknown:
+        raise KeyError(f"not a column: {sorted(unknown)}")
+    return {**row, **values}
+
+
 def totals(lines: Iterable[dict[str, Any]]) -> tuple[Decimal, Decimal]:
     """Return (amount excluding VAT, VAT rounded per rate) of lines.
 
@@ -218,6 +234,9 @@ def sqlite_row(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, Decimal):
+            # NaN, infinities and integers beyond SQLite's 64-bit INTEGER come back as REAL
+            if not value.is_finite() or abs(value) >= _SQLITE_INTEGER_LIMIT:
+                return float(value)
             return int(value) if value == value.to_integral_value() else float(value)
         if isinstance(value, date):
             return value.isoformat()
