@@ -229,15 +229,17 @@ def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
     return facts
 
 
-def invoice_facts(batch: InvoiceBatch, duplicates: set[str]) -> pd.DataFrame:
-    """One row per invoice with exact amounts, dates and the aggregates of its lines."""
+def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per invoice with exact amounts, dates and the aggregates of its lines.
+
+    :param lines: the batch's :func:`line_facts`, when the caller has them already.
+    """
     invoices = batch.invoices
     facts = pd.DataFrame(index=invoices.index)
     facts["invoice_number"] = _texts(invoices["invoice_number"])
     facts["customer_id"] = pd.to_numeric(invoices["customer_id"], errors="coerce")
-    facts["status"] = _texts(invoices["status"])
-    facts["invoice_type"] = _texts(invoices["invoice_type"])
-    facts["currency"] = _texts(invoices["currency"])
+    for column in ("status", "invoice_type", "currency"):  # few distinct values: categories are small
+        facts[column] = _texts(invoices[column]).astype("category")
     facts["credited_invoice_number"] = _texts(invoices["credited_invoice_number"])
     facts["your_reference"] = _texts(invoices["your_reference"])
     facts["invoice_date"] = _dates(invoices["invoice_date"])
@@ -246,7 +248,7 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str]) -> pd.DataFrame:
     for column in ("amount_ex_vat", "vat_amount", "total_amount"):
         facts[column] = _scaled(invoices[column], 100)
 
-    lines = line_facts(batch.lines)
+    lines = line_facts(batch.lines) if lines is None else lines
     grouped = lines.groupby("invoice_id", sort=False)
     aggregates = pd.DataFrame({
         "line_count": grouped.size(),
@@ -258,22 +260,21 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str]) -> pd.DataFrame:
     per_rate = lines.groupby(["invoice_id", "rate_bp"], sort=False)["amount"].sum().reset_index()
     per_rate["vat"] = _round_half_up(per_rate["amount"] * per_rate["rate_bp"] / 10_000)
     vat = per_rate.groupby("invoice_id", sort=False).agg(vat_expected=("vat", "sum"), rates=("vat", "size"))
-    aggregates = aggregates.join(vat)
-    facts = facts.join(aggregates)
-    facts["line_count"] = facts["line_count"].fillna(0)
-    for column in ("lines_sum", "vat_expected"):
-        facts[column] = facts[column].fillna(0)
-    for column in ("bad_lines", "bad_rates", "unreadable_lines"):
-        facts[column] = facts[column].fillna(0)
-    facts["rates"] = facts["rates"].fillna(1)
+    aggregates = aggregates.join(vat).reindex(facts.index)
+    # column by column: joining whole frames would copy every fact column
+    for column in ("line_count", "lines_sum", "vat_expected", "bad_lines", "bad_rates", "unreadable_lines"):
+        facts[column] = aggregates[column].fillna(0).to_numpy()
+    facts["rates"] = aggregates["rates"].fillna(1).to_numpy()
+    del aggregates, per_rate, vat
 
     # the differences the schema checks (NaN where a part is unreadable: reported once, as unreadable)
     facts["ex_vat_diff"] = (facts["amount_ex_vat"] - facts["lines_sum"]).where(facts["unreadable_lines"] == 0, 0)
     facts["vat_excess"] = ((facts["vat_amount"] - facts["vat_expected"]).abs() - facts["rates"]).clip(lower=0)
     facts["vat_excess"] = facts["vat_excess"].where((facts["unreadable_lines"] == 0) | facts["vat_amount"].isna(), 0)
     facts["total_diff"] = facts["total_amount"] - facts["amount_ex_vat"] - facts["vat_amount"]
-    facts["signed_total"] = np.where(facts["invoice_type"] == "credit", -facts["total_amount"], facts["total_amount"])
-    facts["credit_reference"] = np.where(facts["invoice_type"] == "credit", facts["credited_invoice_number"], "-")
+    credit = (facts["invoice_type"] == "credit").to_numpy()
+    facts["signed_total"] = np.where(credit, -facts["total_amount"], facts["total_amount"])
+    facts["credit_reference"] = facts["credited_invoice_number"].where(credit, "-")
     facts["duplicate"] = facts["invoice_number"].isin(duplicates)
     return facts
 
@@ -349,7 +350,7 @@ def _failures(facts: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[Any, list
     if facts.empty:
         return {}
     try:
-        schema.validate(facts, lazy=True)
+        schema.validate(facts, lazy=True, inplace=True)  # the facts are ours: no copy
     except SchemaErrors as exc:
         cases = exc.failure_cases
     else:
@@ -542,7 +543,8 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
     """
     customers = customer_facts(batch.customers)
     customer_failures = _failures(customers, customer_schema())
-    facts = invoice_facts(batch, duplicate_numbers or set())
+    lines = line_facts(batch.lines)
+    facts = invoice_facts(batch, duplicate_numbers or set(), lines)
     invoice_failures = _failures(facts, invoice_schema(start, end, _currencies()))
 
     known_customers = set(customers.index)
@@ -555,7 +557,6 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
     reasons: dict[int, list[str]] = {}
     if not rejected_invoices:
         return ValidationReport(messages)
-    lines = line_facts(batch.lines)
     details = _line_details(lines, batch.lines, rejected_invoices)
     formats = _invoice_messages(start, end)
     customer_parts: dict[Any, str] = {}
