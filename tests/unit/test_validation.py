@@ -349,3 +349,20 @@ def test_sqlite_dates_and_booleans_are_understood() -> None:
         INVOICE_ID: CUSTOMER + "kunden är inaktiv; aktivera kunden. "
         + INVOICE + f"förfallodatum 2026-03-09 är före fakturadatum {INVOICE_DATE}"
     }
+
+
+def test_report_summary_counts_and_top_reasons() -> None:
+    inactive = customer_row(8, customer_number="5001", name="Byggbolaget i Norr AB", org_number=OTHER_ORG_NUMBER,
+                            vat_number="SE556036079301", is_active=False)
+    batch = make_batch(
+        [customer_row(), inactive],
+        [invoice_rows(INVOICE_ID), invoice_rows(INVOICE_ID + 1, customer_id=8),
+         invoice_rows(INVOICE_ID + 2, customer_id=8), invoice_rows(INVOICE_ID + 3, status="draft")],
+    )
+    report = validation.validate(batch, start=START, end=END)
+
+    assert report.rejected == 3
+    assert report.top_reasons() == [("active", 2), ("posted", 1)]
+    lines = report.summary().splitlines()
+    assert [line.split()[-1] for line in lines[2:5]] == ["4", "1", "3"]
+    assert "inaktiv kund" in lines[5] and lines[5].split()[-1] == "2"
