@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 PG_HOST, PG_PORT, PG_USER, PG_DB = "127.0.0.1", 5432, "postgres", "test"
 
@@ -58,3 +61,35 @@ DECIMALS = {
 }
 BOOLEANS = {"is_active", "is_private_person", "attach_documents"}
 DATES = {"invoice_date", "due_date"}
+
+
+def _normal(name: str, value: Any) -> Any:
+    """Bring a value read from SQLite or PostgreSQL to one Python type per column."""
+    if value is None:
+        return None
+    if name in DECIMALS:
+        return Decimal(str(value))
+    if name in BOOLEANS:
+        return bool(value)
+    if name in DATES:
+        return date.fromisoformat(str(value))
+    if name == "content":
+        return bytes(value)
+    return value
+
+
+def dump(engine: Any) -> dict[str, list[dict[str, Any]]]:
+    """Return every row of the four ERP tables, ordered by primary key, with normalised values."""
+    from sqlalchemy import column, select, table
+
+    result = {}
+    with engine.connect() as connection:
+        for name in COLUMNS:
+            query = select(table(name, *(column(c) for c in COLUMNS[name]))).order_by(
+                *(column(key) for key in KEYS[name])
+            )
+            result[name] = [
+                {key: _normal(key, value) for key, value in row._mapping.items()}
+                for row in connection.execute(query)
+            ]
+    return result

@@ -5,52 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, column, create_engine, inspect, select, table
+from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.exc import IntegrityError
 
 from inexchange.erpgen import ERP_TABLES, TablesNotEmptyError, create_tables, generate
 from inexchange.sql import statement
-from support import BOOLEANS, COLUMNS, DATES, DECIMALS, KEYS, pg_connect_args, pg_url
+from support import dump, pg_connect_args, pg_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
 POSTGRES_URL = pg_url()
-
-
-def _normal(name: str, value: Any) -> Any:
-    """Bring a value read from SQLite or PostgreSQL to one Python type per column."""
-    if value is None:
-        return None
-    if name in DECIMALS:
-        return Decimal(str(value))
-    if name in BOOLEANS:
-        return bool(value)
-    if name in DATES:
-        return date.fromisoformat(str(value))
-    if name == "content":
-        return bytes(value)
-    return value
-
-
-def dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    """Return every row of the four tables, ordered by primary key, with normalised values."""
-    result = {}
-    with engine.connect() as connection:
-        for name in ERP_TABLES:
-            query = select(table(name, *(column(c) for c in COLUMNS[name]))).order_by(
-                *(column(key) for key in KEYS[name])
-            )
-            result[name] = [
-                {key: _normal(key, value) for key, value in row._mapping.items()}
-                for row in connection.execute(query)
-            ]
-    return result
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, column, create_engine, select, table
+from sqlalchemy import Engine, create_engine
 from stdnum import ean
 from stdnum.eu import vat as eu_vat
 from stdnum.se import orgnr, personnummer
@@ -23,50 +23,18 @@ from stdnum.se import vat as se_vat
 
 from inexchange.erpgen import (
     BAD_CUSTOMER_CATEGORIES,
-    ERP_TABLES,
     INEXCHANGE_BILLING_METHOD,
     INVOICE_DEFECTS,
     GenerationSummary,
     TablesNotEmptyError,
     generate,
 )
-from support import BOOLEANS, COLUMNS, DATES, DECIMALS, KEYS
+from support import dump
 
 CENT = Decimal("0.01")
 START = date(2026, 11, 16)
 Rows = dict[str, list[dict[str, Any]]]
 Generated = tuple[GenerationSummary, Rows]
-
-
-def _normal(name: str, value: Any) -> Any:
-    """Bring a value read from SQLite or PostgreSQL to one Python type per column."""
-    if value is None:
-        return None
-    if name in DECIMALS:
-        return Decimal(str(value))
-    if name in BOOLEANS:
-        return bool(value)
-    if name in DATES:
-        return date.fromisoformat(str(value))
-    if name == "content":
-        return bytes(value)
-    return value
-
-
-def dump(engine: Engine) -> Rows:
-    """Return every row of the four tables, ordered by primary key, with normalised values."""
-    result = {}
-    with engine.connect() as connection:
-        for name in ERP_TABLES:
-            columns = COLUMNS[name]
-            query = select(table(name, *(column(c) for c in columns))).order_by(
-                *(column(key) for key in KEYS[name])
-            )
-            result[name] = [
-                {key: _normal(key, value) for key, value in row._mapping.items()}
-                for row in connection.execute(query)
-            ]
-    return result
 
 
 def sqlite_engine(path: Path) -> Engine:
