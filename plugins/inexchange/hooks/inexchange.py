@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -184,18 +185,12 @@ class InExchangeHook(BaseHook):
     ) -> httpx.Response:
         for renewed in (False, True):
             token = self._token or (self._create_token() if auth == "token" else None)
-            try:
+            with _transport_errors(path):
                 response = self.client.request(
                     method, path, headers={**self._auth_headers(auth, token), **(headers or {})}, **kwargs
                 )
-            except httpx.TransportError as exc:
-                raise InExchangeTransportError(path, exc) from exc
-            try:
-                return _checked(response, path, token_call=auth == "token")
-            except _Unauthorized:
-                if renewed:
-                    raise InExchangeApiError(401, "client token refused after renewal", path=path) from None
-                self._token = None
+            if self._settled(response, path, auth, renewed):
+                return response
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _arequest(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
@@ -211,19 +206,27 @@ class InExchangeHook(BaseHook):
         client = await self._aclient()
         for renewed in (False, True):
             token = self._token or (await self._acreate_token() if auth == "token" else None)
-            try:
+            with _transport_errors(path):
                 response = await client.request(
                     method, path, headers={**self._auth_headers(auth, token), **(headers or {})}, **kwargs
                 )
-            except httpx.TransportError as exc:
-                raise InExchangeTransportError(path, exc) from exc
-            try:
-                return _checked(response, path, token_call=auth == "token")
-            except _Unauthorized:
-                if renewed:
-                    raise InExchangeApiError(401, "client token refused after renewal", path=path) from None
-                self._token = None
+            if self._settled(response, path, auth, renewed):
+                return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _settled(self, response: httpx.Response, path: str, auth: str, renewed: bool) -> bool:
+        """True for a successful reply; False when the token was refused and is to be renewed once.
+
+        Every other failure raises the error the reply carries (shared by the sync and async paths).
+        """
+        try:
+            _checked(response, path, token_call=auth == "token")
+        except _Unauthorized:
+            if renewed:
+                raise InExchangeApiError(401, "client token refused after renewal", path=path) from None
+            self._token = None
+            return False
+        return True
 
     def _auth_headers(self, auth: str, token: str | None) -> dict[str, str]:
         if auth == "apikey":
@@ -387,6 +390,15 @@ def _spent(exc: InExchangeError) -> None:
     without the mark, ``max_attempts`` failing creations would be repeated ``max_attempts`` times.
     """
     exc.retries_spent = True  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _transport_errors(path: str) -> Iterator[None]:
+    """Turn httpx transport failures into :class:`InExchangeTransportError` (no secrets in it)."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise InExchangeTransportError(path, exc) from exc
 
 
 def _retryable(exc: BaseException, idempotent: bool) -> bool:
