@@ -130,7 +130,7 @@ class SubmitInvoicesOperator(BaseOperator):
             if recipient is None:
                 recipient = recipients[int(invoice["customer_id"])] = self._recipient(customer)
         except InExchangeError as exc:
-            return self._failed(ledger, row, LedgerState(row["state"]), exc)
+            return self._failed(ledger, row, from_states[0], exc)
         if not ledger.transition(invoice_id, from_states, LedgerState.SUBMITTING, source=SOURCE, attempt=1,
                                  submitted_at=utc_text(_now()), delivery_method=recipient["method"]):
             self.log.warning("invoice %s was claimed by another worker; skipped", row["invoice_number"])
