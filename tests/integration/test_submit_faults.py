@@ -57,7 +57,8 @@ def test_every_invoice_sent_exactly_once_despite_faults(tmp_path: Path, monkeypa
                 pass
             with engine.connect() as conn:
                 open_rows = conn.execute(text(
-                    "SELECT COUNT(*) FROM inexchange_dispatch WHERE state IN ('ready', 'submitting', 'failed')"
+                    "SELECT COUNT(*) FROM inexchange_dispatch WHERE state IN ('ready', 'submitting') "
+                    "OR (state = 'failed' AND inexchange_document_id IS NULL)"
                 )).scalar()
             if open_rows == 0:
                 break
@@ -69,7 +70,8 @@ def test_every_invoice_sent_exactly_once_despite_faults(tmp_path: Path, monkeypa
             "WHERE state NOT IN ('rejected')"))]
     assert len(rows) == ready
     assert open_rows == 0
-    assert {r["state"] for r in rows} == {"waiting"}  # sent to InExchange; nothing polled statuses here
+    # waiting, or already final when a lost reply was reconciled through byerpid
+    assert {r["state"] for r in rows} <= {"waiting", "sent", "stopped", "failed"}
     assert all(r["inexchange_document_id"] for r in rows)
     assert stats["faults"].get("lost", 0) > 0, "the run should have lost some replies"
     assert stats["duplicates"] == []
