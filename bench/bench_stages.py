@@ -56,9 +56,9 @@ def run(n: int) -> None:
         started = time.perf_counter()
         built = 0
         for invoice_id in ids:
-            invoice = batch.invoices.loc[invoice_id]
+            invoice = batch.invoice(invoice_id)
             try:
-                build_document(invoice, batch.lines_of(invoice_id), batch.customers.loc[invoice["customer_id"]],
+                build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]),
                                seller, batch.attachments_of(invoice_id))
                 built += 1
             except ValueError:

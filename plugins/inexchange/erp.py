@@ -39,22 +39,36 @@ class InvoiceBatch:
     customers: pd.DataFrame
     lines: pd.DataFrame
     attachments: pd.DataFrame
-    _groups: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False)
+    _records: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
-    def lines_of(self, invoice_id: int) -> pd.DataFrame:
-        """The lines of one invoice (grouped once, so a lookup costs no scan)."""
-        return self._rows_of("lines", int(invoice_id))
+    def invoice(self, invoice_id: int) -> dict[str, Any]:
+        """One invoice as a dict (all invoices are converted once, on first use)."""
+        return self._by_key("invoices")[int(invoice_id)]
 
-    def attachments_of(self, invoice_id: int) -> pd.DataFrame:
-        """The attachments of one invoice."""
-        return self._rows_of("attachments", int(invoice_id))
+    def customer(self, customer_id: int) -> dict[str, Any]:
+        """One customer as a dict."""
+        return self._by_key("customers")[int(customer_id)]
 
-    def _rows_of(self, name: str, invoice_id: int) -> pd.DataFrame:
-        frame = getattr(self, name)
-        if name not in self._groups:
-            self._groups[name] = {int(key): rows for key, rows in frame.groupby("invoice_id", sort=False)}
-        found = self._groups[name].get(invoice_id)
-        return frame.iloc[0:0] if found is None else found
+    def lines_of(self, invoice_id: int) -> list[dict[str, Any]]:
+        """The lines of one invoice as dicts, in line order (grouped once: a lookup costs no scan)."""
+        return self._grouped("lines").get(int(invoice_id), [])
+
+    def attachments_of(self, invoice_id: int) -> list[dict[str, Any]]:
+        """The attachments of one invoice as dicts."""
+        return self._grouped("attachments").get(int(invoice_id), [])
+
+    def _by_key(self, name: str) -> dict[int, dict[str, Any]]:
+        if name not in self._records:
+            self._records[name] = {int(k): v for k, v in getattr(self, name).to_dict("index").items()}
+        return self._records[name]
+
+    def _grouped(self, name: str) -> dict[int, list[dict[str, Any]]]:
+        if name not in self._records:
+            grouped: dict[int, list[dict[str, Any]]] = {}
+            for record in getattr(self, name).to_dict("records"):
+                grouped.setdefault(int(record["invoice_id"]), []).append(record)
+            self._records[name] = grouped
+        return self._records[name]
 
 
 class ErpReader:

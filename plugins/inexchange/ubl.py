@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 from collections import defaultdict
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -135,15 +137,15 @@ def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
 
 
 def build_document(
-    invoice: pd.Series,
-    lines: pd.DataFrame,
-    customer: pd.Series,
+    invoice: Mapping[str, Any],
+    lines: pd.DataFrame | list[dict[str, Any]],
+    customer: Mapping[str, Any],
     seller: Seller,
-    attachments: pd.DataFrame | None = None,
+    attachments: pd.DataFrame | list[dict[str, Any]] | None = None,
 ) -> bytes:
     """Return the UBL XML of one invoice: an Invoice (380) for debit, a CreditNote (381) for credit.
 
-    :param invoice: a ``customer_invoice`` row.
+    :param invoice: a ``customer_invoice`` row (a pandas Series or a dict).
     :param lines: its ``customer_invoice_line`` rows, in line order.
     :param customer: its ``customer`` row.
     :param seller: our company.
@@ -208,7 +210,8 @@ def build_document(
 
 
 def _attachments(b: _Builder, attachments: pd.DataFrame, number_text: str) -> None:
-    for row in attachments.itertuples():
+    for row in _records(attachments):
+        row = SimpleNamespace(**row)
         content = bytes(row.content or b"")
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise DocumentError(
@@ -300,9 +303,9 @@ def _tax_category(b: _Builder, category: etree._Element, rate: Decimal) -> None:
 def _lines(lines: pd.DataFrame, sign: Decimal, number_text: str) -> tuple[list[dict[str, Any]], dict[Decimal, Decimal]]:
     rows: list[dict[str, Any]] = []
     per_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
-    if lines.empty:
+    if len(lines) == 0:
         raise DocumentError(f"invoice {number_text}: an invoice needs at least one line (BR-16)")
-    for line in lines.itertuples():
+    for line in map(lambda record: SimpleNamespace(**record), _records(lines)):
         unit = _text(line.unit).lower()
         if unit not in UNIT_CODES:
             raise DocumentError(
@@ -336,6 +339,11 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
     b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
     b.cbc(b.cac(line, "Price"), "PriceAmount", _plain(row["price"]), currencyID=b.currency)
+
+
+def _records(rows: pd.DataFrame | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as plain dicts: a DataFrame is converted once, a list of dicts is used as it is."""
+    return rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
 
 
 def _plain(value: Decimal) -> str:

@@ -127,7 +127,7 @@ def org_number_valid(org: str, private_person: bool) -> bool:
 def vat_matches(vat: str, org: str, country: str) -> bool:
     """A Swedish VAT number is SE + the org number + 01; a foreign one must be a valid EU VAT number."""
     from stdnum.eu import vat as eu_vat
-    from stdnum.se import orgnr, vat as se_vat
+    from stdnum.se import vat as se_vat
 
     if (country or "SE").upper() != "SE":
         return eu_vat.is_valid(vat)

@@ -68,8 +68,8 @@ UBL_CREDIT_NOTE_SEQUENCE = (
 # ---- helpers ---------------------------------------------------------------------------------------
 def build(batch: InvoiceBatch, invoice_id: int = INVOICE_ID, seller: Seller = SELLER) -> bytes:
     """Build one invoice of a batch the way the submit operator does."""
-    invoice = batch.invoices.loc[invoice_id]
-    customer = batch.customers.loc[invoice["customer_id"]]
+    invoice = batch.invoice(invoice_id)
+    customer = batch.customer(invoice["customer_id"])
     return build_document(invoice, batch.lines_of(invoice_id), customer, seller, batch.attachments_of(invoice_id))
 
 

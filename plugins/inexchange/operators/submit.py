@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,6 @@ from inexchange.hooks.inexchange import InExchangeHook
 from inexchange.ledger import Ledger, RunScope
 
 if TYPE_CHECKING:
-    import pandas as pd
     from airflow.sdk import Context
 
     from inexchange.erp import InvoiceBatch
@@ -116,8 +115,8 @@ class SubmitInvoicesOperator(BaseOperator):
             ledger.transition(invoice_id, from_states, LedgerState.REJECTED, source=SOURCE,
                               message=f"Faktura {row['invoice_number']}: finns inte längre i ERP")
             return "rejected"
-        invoice = batch.invoices.loc[invoice_id]
-        customer = batch.customers.loc[invoice["customer_id"]]
+        invoice = batch.invoice(invoice_id)
+        customer = batch.customer(invoice["customer_id"])
         try:
             document = build_document(invoice, batch.lines_of(invoice_id), customer, seller,
                                       batch.attachments_of(invoice_id))
@@ -189,7 +188,7 @@ class SubmitInvoicesOperator(BaseOperator):
                           next_retry_at=utc_text(_now() + delay))
         return "failed"
 
-    def _recipient(self, customer: pd.Series) -> dict[str, Any]:
+    def _recipient(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
         email = _text(customer.get("invoice_email"))
         if self.let_inexchange_choose:
@@ -206,7 +205,7 @@ class SubmitInvoicesOperator(BaseOperator):
         return {"method": SendMethod.PAPER.value}
 
 
-def _send_body(row: dict[str, Any], customer: pd.Series, recipient: dict[str, Any], document_uri: str) -> dict[str, Any]:
+def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict[str, Any], document_uri: str) -> dict[str, Any]:
     """The body of ``documents/outbound`` for one invoice."""
     method = recipient["method"]
     send_as: dict[str, Any] = {"type": None if method == SendMethod.AUTO.value else method}
