@@ -103,13 +103,18 @@ def _q(ns: str, tag: str) -> str:
 class _Builder:
     """Appends UBL elements in schema order."""
 
-    def __init__(self, root: etree._Element, currency: str) -> None:
+    def __init__(self, root: etree._Element, currency: str, reverse_charge: bool = False) -> None:
         self.root = root
         self.currency = currency
+        self.reverse_charge = reverse_charge
 
     def cbc(self, parent: etree._Element, tag: str, text: Any, **attrib: str) -> etree._Element:
         element = etree.SubElement(parent, _q(NS_CBC, tag), attrib)
-        element.text = str(text)
+        try:
+            element.text = str(text)
+        except ValueError:  # control characters cannot be written in XML
+            raise DocumentError(f"{tag} contains characters XML cannot carry (control characters): "
+                                f"{str(text)[:40]!r}") from None
         return element
 
     def cac(self, parent: etree._Element, tag: str) -> etree._Element:
@@ -127,8 +132,11 @@ def _digits(value: Any) -> str:
     return "".join(ch for ch in _text(value) if ch.isdigit())
 
 
-def _category(rate: Decimal) -> str:
-    return "S" if rate > 0 else "Z"
+def _category(b: _Builder, rate: Decimal) -> str:
+    """VAT category: S for a rate above 0; at 0 %, AE (reverse charge) for an EU buyer abroad, else Z."""
+    if rate > 0:
+        return "S"
+    return "AE" if b.reverse_charge else "Z"
 
 
 def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
@@ -156,7 +164,8 @@ def build_document(
     currency = _text(invoice["currency"]) or "SEK"
     root_ns, root_tag = (NS_CREDIT_NOTE, "CreditNote") if credit else (NS_INVOICE, "Invoice")
     root = etree.Element(_q(root_ns, root_tag), nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC})
-    b = _Builder(root, currency)
+    foreign = (_text(customer.get("country_code")) or "SE").upper() != "SE"
+    b = _Builder(root, currency, reverse_charge=foreign and bool(_text(customer.get("vat_number"))))
     number_text = _text(invoice["invoice_number"])
 
     b.cbc(root, "CustomizationID", CUSTOMIZATION_ID)
@@ -185,7 +194,7 @@ def build_document(
     tax_total = b.cac(root, "TaxTotal")
     tax_sum = Decimal("0")
     subtotals = []
-    for rate in sorted(per_rate, key=lambda r: (_category(r), r)):
+    for rate in sorted(per_rate, key=lambda r: (_category(b, r), r)):
         base = per_rate[rate]
         tax = (base * rate / 100).quantize(_CENT, ROUND_HALF_UP)
         tax_sum += tax
@@ -198,6 +207,12 @@ def build_document(
         _tax_category(b, b.cac(subtotal, "TaxCategory"), rate)
 
     line_total = sum(per_rate.values(), Decimal("0"))
+    erp_total = money(invoice.get("total_amount"))
+    if erp_total is not None and erp_total * sign != line_total + tax_sum:
+        raise DocumentError(
+            f"invoice {number_text}: the ERP's total {erp_total} differs from the lines' total with VAT "
+            f"{(line_total + tax_sum) * sign} (BR-CO-15); correct the invoice in the ERP"
+        )
     totals = b.cac(root, "LegalMonetaryTotal")
     b.amount(totals, "LineExtensionAmount", line_total)
     b.amount(totals, "TaxExclusiveAmount", line_total)
@@ -295,8 +310,12 @@ def _payment_means(b: _Builder, seller: Seller, number_text: str) -> None:
 
 
 def _tax_category(b: _Builder, category: etree._Element, rate: Decimal) -> None:
-    b.cbc(category, "ID", _category(rate))
+    code = _category(b, rate)
+    b.cbc(category, "ID", code)
     b.cbc(category, "Percent", f"{rate:.2f}".rstrip("0").rstrip("."))
+    if code == "AE":  # BR-AE-10: a reverse-charge subtotal states why no VAT is charged
+        b.cbc(category, "TaxExemptionReasonCode", "VATEX-EU-AE")
+        b.cbc(category, "TaxExemptionReason", "Omvänd betalningsskyldighet (reverse charge)")
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
 
 
@@ -315,6 +334,11 @@ def _lines(lines: pd.DataFrame, sign: Decimal, number_text: str) -> tuple[list[d
         quantity, price, amount, rate = number(line.quantity), number(line.unit_price), money(line.line_amount), number(line.vat_rate)
         if None in (quantity, price, amount, rate):
             raise DocumentError(f"invoice {number_text}, line {line.line_number}: quantity, price, amount and VAT rate are required")
+        if abs(quantity * price - amount) > Decimal("0.02"):
+            raise DocumentError(
+                f"invoice {number_text}, line {line.line_number}: amount {amount} is not quantity "
+                f"{_plain(quantity)} x price {_plain(price)} (PEPPOL-EN16931-R120)"
+            )
         quantity, amount = quantity * sign, amount * sign
         if price < 0:  # BR-27: the price is never negative; the quantity carries the sign
             price, quantity = -price, -quantity
@@ -335,7 +359,7 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
     if row["article"]:
         b.cbc(b.cac(item, "SellersItemIdentification"), "ID", row["article"])
     category = b.cac(item, "ClassifiedTaxCategory")
-    b.cbc(category, "ID", _category(row["rate"]))
+    b.cbc(category, "ID", _category(b, row["rate"]))
     b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
     b.cbc(b.cac(line, "Price"), "PriceAmount", _plain(row["price"]), currencyID=b.currency)

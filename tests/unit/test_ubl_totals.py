@@ -1,0 +1,142 @@
+"""Every document built from a generated ERP adds up, re-computed from the XML alone.
+
+The totals are read back from the XML and checked against the EN 16931 calculation rules
+(BR-CO-10, -13, -14, -15, -16, -17 and the per-category taxable amounts), independent of the
+builder's own arithmetic. Foreign EU buyers' zero-rated lines are reverse charge (AE) with an
+exemption reason; domestic zero-rated lines are Z.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from sqlalchemy import create_engine, text
+
+from erp_rows import SELLER_CONFIG, customer_row, invoice_rows, single_batch
+from inexchange.erp import ErpReader
+from inexchange.erpgen import generate
+from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_document
+
+NS = {"cac": NS_CAC, "cbc": NS_CBC}
+CENT = Decimal("0.01")
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict, etree._Element]]:
+    path: Path = tmp_path_factory.mktemp("erp") / "erp.db"
+    engine = create_engine(f"sqlite:///{path}")
+    generate(engine, seed=21, customers=40, invoices=240, start_date=date(2026, 11, 16), days=4, drafts=4)
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT invoice_id FROM customer_invoice"))]
+    batch = ErpReader(engine).load(ids)
+    engine.dispose()
+    seller = Seller.from_config(SELLER_CONFIG)
+    built = []
+    for invoice_id in ids:
+        invoice = batch.invoice(invoice_id)
+        customer = batch.customer(invoice["customer_id"])
+        try:
+            xml = build_document(invoice, batch.lines_of(invoice_id), customer, seller, batch.attachments_of(invoice_id))
+        except DocumentError:
+            continue
+        built.append((customer, etree.fromstring(xml)))
+    return built
+
+
+def amount(element: etree._Element, path: str) -> Decimal:
+    return Decimal(element.findtext(path, namespaces=NS))
+
+
+def test_enough_documents_of_each_kind(documents: list[tuple[dict, etree._Element]]) -> None:
+    roots = {etree.QName(root).localname for _, root in documents}
+    assert len(documents) >= 230 and roots == {"Invoice", "CreditNote"}
+
+
+def test_totals_add_up(documents: list[tuple[dict, etree._Element]]) -> None:
+    for _, root in documents:
+        number = root.findtext("cbc:ID", namespaces=NS)
+        lines = root.findall("cac:InvoiceLine", NS) + root.findall("cac:CreditNoteLine", NS)
+        line_sum = sum((amount(line, "cbc:LineExtensionAmount") for line in lines), Decimal("0"))
+        totals = root.find("cac:LegalMonetaryTotal", NS)
+        assert amount(totals, "cbc:LineExtensionAmount") == line_sum, number  # BR-CO-10
+        assert amount(totals, "cbc:TaxExclusiveAmount") == line_sum, number  # BR-CO-13, no allowances
+        tax_totals = root.findall("cac:TaxTotal", NS)
+        assert len(tax_totals) == 1, number
+        subtotals = tax_totals[0].findall("cac:TaxSubtotal", NS)
+        tax = sum((amount(s, "cbc:TaxAmount") for s in subtotals), Decimal("0"))
+        assert amount(tax_totals[0], "cbc:TaxAmount") == tax, number  # BR-CO-14
+        assert amount(totals, "cbc:TaxInclusiveAmount") == line_sum + tax, number  # BR-CO-15
+        assert amount(totals, "cbc:PayableAmount") == line_sum + tax, number  # BR-CO-16, nothing prepaid
+
+        per_category: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+        for line in lines:
+            category = line.find("cac:Item/cac:ClassifiedTaxCategory", NS)
+            key = (category.findtext("cbc:ID", namespaces=NS), Decimal(category.findtext("cbc:Percent", namespaces=NS)))
+            per_category[key] += amount(line, "cbc:LineExtensionAmount")
+            quantity = Decimal(line.findtext("cbc:InvoicedQuantity", namespaces=NS)
+                               or line.findtext("cbc:CreditedQuantity", namespaces=NS))
+            price = amount(line, "cac:Price/cbc:PriceAmount")
+            assert price >= 0, number  # BR-27
+            assert abs(quantity * price - amount(line, "cbc:LineExtensionAmount")) <= Decimal("0.02"), number
+        seen = {}
+        for subtotal in subtotals:
+            category = subtotal.find("cac:TaxCategory", NS)
+            key = (category.findtext("cbc:ID", namespaces=NS), Decimal(category.findtext("cbc:Percent", namespaces=NS)))
+            taxable = amount(subtotal, "cbc:TaxableAmount")
+            seen[key] = taxable
+            expected = (taxable * key[1] / 100).quantize(CENT, ROUND_HALF_UP)
+            assert amount(subtotal, "cbc:TaxAmount") == expected, number  # BR-CO-17 and BR-S-09
+        assert seen == dict(per_category), number  # one subtotal per category and rate, with its lines
+
+
+def test_zero_rate_category_follows_the_buyer(documents: list[tuple[dict, etree._Element]]) -> None:
+    foreign_zero = domestic_zero = 0
+    for customer, root in documents:
+        for category in root.findall("cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory", NS):
+            if Decimal(category.findtext("cbc:Percent", namespaces=NS)) != 0:
+                assert category.findtext("cbc:ID", namespaces=NS) == "S"
+                continue
+            if customer["country_code"] != "SE":
+                foreign_zero += 1
+                assert category.findtext("cbc:ID", namespaces=NS) == "AE"
+                assert category.findtext("cbc:TaxExemptionReasonCode", namespaces=NS) == "VATEX-EU-AE"
+                buyer_vat = root.findtext("cac:AccountingCustomerParty/cac:Party/cac:PartyTaxScheme/cbc:CompanyID",
+                                          namespaces=NS)
+                assert buyer_vat == customer["vat_number"]  # BR-AE-02
+            else:
+                domestic_zero += 1
+                assert category.findtext("cbc:ID", namespaces=NS) == "Z"
+                assert category.find("cbc:TaxExemptionReasonCode", NS) is None
+    assert foreign_zero > 0 and domestic_zero > 0
+
+
+def _build(customer: dict | None = None, invoice: tuple | None = None) -> bytes:
+    batch = single_batch(customer, invoice)
+    invoice_id = next(iter(batch.invoices.index))
+    row = batch.invoice(invoice_id)
+    return build_document(row, batch.lines_of(invoice_id), batch.customer(row["customer_id"]),
+                          Seller.from_config(SELLER_CONFIG), batch.attachments_of(invoice_id))
+
+
+def test_line_amount_that_is_not_quantity_times_price_is_refused() -> None:
+    header, lines = invoice_rows()
+    lines[0]["line_amount"] += Decimal("1.00")
+    with pytest.raises(DocumentError, match=r"line 1: amount 2501.00 is not quantity 10 x price 250 \(PEPPOL-EN16931-R120\)"):
+        _build(invoice=(header, lines))
+
+
+def test_erp_total_that_the_lines_do_not_give_is_refused() -> None:
+    header, lines = invoice_rows()
+    header["total_amount"] += Decimal("0.05")
+    with pytest.raises(DocumentError, match=r"invoice 10001: the ERP's total .*BR-CO-15"):
+        _build(invoice=(header, lines))
+
+
+def test_control_characters_are_refused_not_crashed_on() -> None:
+    with pytest.raises(DocumentError, match="BuyerReference contains characters XML cannot carry"):
+        _build(customer=customer_row(marking="Projekt\x0b4711"))
