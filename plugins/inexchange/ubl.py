@@ -207,21 +207,35 @@ def build_document(
         _tax_category(b, b.cac(subtotal, "TaxCategory"), rate)
 
     line_total = sum(per_rate.values(), Decimal("0"))
-    erp_total = money(invoice.get("total_amount"))
-    if erp_total is not None and erp_total * sign != line_total + tax_sum:
-        raise DocumentError(
-            f"invoice {number_text}: the ERP's total {erp_total} differs from the lines' total with VAT "
-            f"{(line_total + tax_sum) * sign} (BR-CO-15); correct the invoice in the ERP"
-        )
+    rounding = _payable_rounding(money(invoice.get("total_amount")), sign, line_total + tax_sum, number_text)
     totals = b.cac(root, "LegalMonetaryTotal")
     b.amount(totals, "LineExtensionAmount", line_total)
     b.amount(totals, "TaxExclusiveAmount", line_total)
     b.amount(totals, "TaxInclusiveAmount", line_total + tax_sum)
-    b.amount(totals, "PayableAmount", line_total + tax_sum)
+    if rounding:
+        b.amount(totals, "PayableRoundingAmount", rounding)
+    b.amount(totals, "PayableAmount", line_total + tax_sum + rounding)
 
     for row in line_rows:
         _line(b, credit, row)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal, number_text: str) -> Decimal:
+    """PayableRoundingAmount: what the ERP's total adds to the computed one (BR-CO-16).
+
+    Zero when the totals agree; the difference when the ERP rounded to whole kronor (at most 50
+    öre); any other difference means the document would bill another amount than the ERP did.
+    """
+    if erp_total is None or erp_total * sign == computed:
+        return Decimal("0.00")
+    difference = erp_total * sign - computed
+    if erp_total == erp_total.to_integral_value() and abs(difference) <= Decimal("0.50"):
+        return difference
+    raise DocumentError(
+        f"invoice {number_text}: the ERP's total {erp_total} differs from the lines' total with VAT "
+        f"{computed * sign} (BR-CO-15); correct the invoice in the ERP"
+    )
 
 
 def _attachments(b: _Builder, attachments: pd.DataFrame, number_text: str) -> None:

@@ -271,7 +271,10 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
     facts["ex_vat_diff"] = (facts["amount_ex_vat"] - facts["lines_sum"]).where(facts["unreadable_lines"] == 0, 0)
     facts["vat_excess"] = ((facts["vat_amount"] - facts["vat_expected"]).abs() - facts["rates"]).clip(lower=0)
     facts["vat_excess"] = facts["vat_excess"].where((facts["unreadable_lines"] == 0) | facts["vat_amount"].isna(), 0)
-    facts["total_diff"] = facts["total_amount"] - facts["amount_ex_vat"] - facts["vat_amount"]
+    total_diff = facts["total_amount"] - facts["amount_ex_vat"] - facts["vat_amount"]
+    # öresavrundning: a total rounded to whole kronor (at most 50 öre away) is the ERP's own rounding
+    rounded = (facts["total_amount"] % 100 == 0) & (total_diff.abs() <= 50)
+    facts["total_diff"] = total_diff.where(~rounded, 0)
     credit = (facts["invoice_type"] == "credit").to_numpy()
     facts["signed_total"] = np.where(credit, -facts["total_amount"], facts["total_amount"])
     facts["credit_reference"] = facts["credited_invoice_number"].where(credit, "-")

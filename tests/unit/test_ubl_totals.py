@@ -17,10 +17,11 @@ import pytest
 from lxml import etree
 from sqlalchemy import create_engine, text
 
-from erp_rows import SELLER_CONFIG, customer_row, invoice_rows, single_batch
+from erp_rows import END, INVOICE_ID, SELLER_CONFIG, START, customer_row, invoice_rows, single_batch
 from inexchange.erp import ErpReader
 from inexchange.erpgen import generate
 from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_document
+from inexchange.validation import validate_batch
 
 NS = {"cac": NS_CAC, "cbc": NS_CBC}
 CENT = Decimal("0.01")
@@ -140,3 +141,33 @@ def test_erp_total_that_the_lines_do_not_give_is_refused() -> None:
 def test_control_characters_are_refused_not_crashed_on() -> None:
     with pytest.raises(DocumentError, match="BuyerReference contains characters XML cannot carry"):
         _build(customer=customer_row(marking="Projekt\x0b4711"))
+
+
+@pytest.mark.parametrize("items", [(("3", "33.33", "25"),), (("1", "99.70", "12"), ("2", "10.10", "6"))],
+                         ids=["rounded-up", "rounded-down-two-rates"])
+def test_total_rounded_to_whole_kronor_becomes_payable_rounding(items: tuple) -> None:
+    header, lines = invoice_rows(items=items)
+    exact = header["amount_ex_vat"] + header["vat_amount"]
+    header["total_amount"] = exact.quantize(Decimal("1"), ROUND_HALF_UP)
+    assert header["total_amount"] != exact
+
+    assert validate_batch(single_batch(invoice=(header, lines)), start=START, end=END) == {INVOICE_ID: None}
+    totals = etree.fromstring(_build(invoice=(header, lines))).find("cac:LegalMonetaryTotal", NS)
+    rounding = amount(totals, "cbc:PayableRoundingAmount")
+    assert rounding == header["total_amount"] - exact and 0 < abs(rounding) <= Decimal("0.50")
+    assert amount(totals, "cbc:PayableAmount") == header["total_amount"]
+    assert amount(totals, "cbc:PayableAmount") == amount(totals, "cbc:TaxInclusiveAmount") + rounding  # BR-CO-16
+
+
+def test_payable_rounding_absent_when_the_totals_agree() -> None:
+    totals = etree.fromstring(_build()).find("cac:LegalMonetaryTotal", NS)
+    assert totals.find("cbc:PayableRoundingAmount", NS) is None
+
+
+def test_total_off_by_more_than_rounding_is_rejected_by_both() -> None:
+    header, lines = invoice_rows(items=(("3", "33.33", "25"),))
+    header["total_amount"] = (header["amount_ex_vat"] + header["vat_amount"]).quantize(Decimal("1")) + 1
+    message = validate_batch(single_batch(invoice=(header, lines)), start=START, end=END)[INVOICE_ID]
+    assert message is not None and "totalbelopp" in message
+    with pytest.raises(DocumentError, match="BR-CO-15"):
+        _build(invoice=(header, lines))
