@@ -30,6 +30,8 @@ NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+#: Peppol EAS codes of the national company ids kept in ``org_number``, by the customer's country
+NATIONAL_ID_SCHEMES = {"SE": "0007", "DK": "0184", "FI": "0037", "NO": "0192"}
 
 #: ERP units -> UN/ECE Recommendation 20 codes
 UNIT_CODES = {
@@ -276,10 +278,16 @@ def _supplier(b: _Builder, seller: Seller) -> None:
 def _customer(b: _Builder, customer: pd.Series, number_text: str) -> None:
     party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
     gln, org = _digits(customer.get("gln")), _digits(customer.get("org_number"))
+    country = (_text(customer.get("country_code")) or "SE").upper()
     if gln:
         b.cbc(party, "EndpointID", gln, schemeID="0088")
+    elif org and country in NATIONAL_ID_SCHEMES:
+        b.cbc(party, "EndpointID", org, schemeID=NATIONAL_ID_SCHEMES[country])
     elif org:
-        b.cbc(party, "EndpointID", org, schemeID="0007")
+        raise DocumentError(
+            f"invoice {number_text}: no Peppol endpoint scheme is known for a national id from {country} "
+            "(BT-49); give the customer a GLN"
+        )
     else:
         raise DocumentError(f"invoice {number_text}: the buyer has neither GLN nor org number for EndpointID (BT-49)")
     b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))

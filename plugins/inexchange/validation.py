@@ -129,8 +129,9 @@ def vat_matches(vat: str, org: str, country: str) -> bool:
     from stdnum.eu import vat as eu_vat
     from stdnum.se import vat as se_vat
 
-    if (country or "SE").upper() != "SE":
-        return eu_vat.is_valid(vat)
+    country = (country or "SE").upper()
+    if country != "SE":  # valid, and of the customer's own country (Greece writes EL)
+        return eu_vat.is_valid(vat) and eu_vat.compact(vat)[:2] == {"GR": "EL"}.get(country, country)
     if not se_vat.is_valid(vat):
         return False
     digits = _swedish_id_digits(org)
@@ -410,7 +411,7 @@ CUSTOMER_MESSAGES: dict[str, Callable[[pd.Series], str]] = {
        else " (10 siffror, giltig kontrollsiffra, tredje siffran minst 2)"),
     "vat_missing": lambda c: "VAT-nummer saknas",
     "vat_invalid": lambda c: f"VAT-nummer {c.vat_number} matchar inte organisationsnumret"
-    if c.country_code == "SE" else f"VAT-nummer {c.vat_number} är inte ett giltigt EU-momsnummer",
+    if c.country_code == "SE" else f"VAT-nummer {c.vat_number} är inte ett giltigt EU-momsnummer för {c.country_code}",
     "gln_invalid": lambda c: f"GLN-nummer {c.gln} är ogiltigt (13 siffror med giltig kontrollsiffra)",
     "marking_length": lambda c: _ref_problem("Märkning", c.marking, "marking_length"),
     "marking_control": lambda c: _ref_problem("Märkning", c.marking, "marking_control"),

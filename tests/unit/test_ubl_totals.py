@@ -171,3 +171,22 @@ def test_total_off_by_more_than_rounding_is_rejected_by_both() -> None:
     assert message is not None and "totalbelopp" in message
     with pytest.raises(DocumentError, match="BR-CO-15"):
         _build(invoice=(header, lines))
+
+
+@pytest.mark.parametrize(("country", "org", "vat", "scheme"), [
+    ("SE", "212000-1553", "SE212000155301", "0007"),
+    ("DK", "13585628", "DK13585628", "0184"),
+    ("FI", "0112038-9", "FI01120389", "0037"),
+])
+def test_buyer_endpoint_scheme_follows_the_country(country: str, org: str, vat: str, scheme: str) -> None:
+    root = etree.fromstring(_build(customer=customer_row(country_code=country, org_number=org, vat_number=vat)))
+    endpoint = root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS)
+    assert (endpoint.get("schemeID"), endpoint.text) == (scheme, "".join(ch for ch in org if ch.isdigit()))
+
+
+def test_buyer_from_a_country_without_a_known_scheme_needs_a_gln() -> None:
+    with pytest.raises(DocumentError, match="no Peppol endpoint scheme is known for a national id from DE"):
+        _build(customer=customer_row(country_code="DE", org_number="HRB 12345", vat_number="DE136695976"))
+    root = etree.fromstring(_build(customer=customer_row(country_code="DE", org_number="HRB 12345",
+                                                         vat_number="DE136695976", gln="7350000000016")))
+    assert root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS).get("schemeID") == "0088"

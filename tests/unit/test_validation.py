@@ -142,7 +142,7 @@ def test_foreign_eu_customer_with_valid_vat_number_is_accepted(country: str, nat
 def test_foreign_eu_customer_with_invalid_vat_number_is_rejected(country: str, national_id: str,
                                                                  vat_number: str) -> None:
     foreign = customer_row(country_code=country, org_number=national_id, vat_number=vat_number)
-    assert message_of(foreign) == CUSTOMER + f"VAT-nummer {vat_number} är inte ett giltigt EU-momsnummer"
+    assert message_of(foreign) == CUSTOMER + f"VAT-nummer {vat_number} är inte ett giltigt EU-momsnummer för {country}"
 
 
 # ---- invoice integrity -----------------------------------------------------------------------------
@@ -366,3 +366,10 @@ def test_report_summary_counts_and_top_reasons() -> None:
     lines = report.summary().splitlines()
     assert [line.split()[-1] for line in lines[2:5]] == ["4", "1", "3"]
     assert "inaktiv kund" in lines[5] and lines[5].split()[-1] == "2"
+
+
+def test_foreign_vat_number_must_belong_to_the_customers_country() -> None:
+    danish = {"country_code": "DK", "org_number": "13585628"}
+    assert message_of(customer_row(**danish, vat_number="DK13585628")) is None
+    assert message_of(customer_row(**danish, vat_number="FI01120389")) == (
+        CUSTOMER + "VAT-nummer FI01120389 är inte ett giltigt EU-momsnummer för DK")
