@@ -76,3 +76,40 @@ def test_every_invoice_sent_exactly_once_despite_faults(tmp_path: Path, monkeypa
     assert stats["faults"].get("lost", 0) > 0, "the run should have lost some replies"
     assert stats["duplicates"] == []
     assert {r["erp_document_id"]: 1 for r in rows} == stats["sends"]
+
+
+def test_customer_deleted_between_validation_and_submission_is_rejected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inexchange import pipeline
+    from inexchange.erpgen import generate
+    from inexchange.operators.submit import SubmitInvoicesOperator
+    from inexchange.simulator.testing import run_simulator
+
+    path = tmp_path / "erp.db"
+    engine = create_engine(f"sqlite:///{path}")
+    generate(engine, seed=3, customers=20, invoices=20, start_date=date(2026, 11, 16), days=1, drafts=1)
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(path))
+    start = pendulum.datetime(2026, 11, 16, 6, tz="Europe/Stockholm")
+    context: dict[str, Any] = {"run_id": "deleted", "data_interval_start": start, "data_interval_end": start.add(days=1)}
+    with run_simulator() as sim:
+        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
+            "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "d"}}))
+        pipeline.extract(context, erp_conn_id="erp_default", reporting_conn_id="erp_default")
+        pipeline.validate(context, erp_conn_id="erp_default", reporting_conn_id="erp_default")
+        with engine.begin() as conn:
+            victim = conn.execute(text("SELECT customer_id, customer_number FROM inexchange_dispatch "
+                                       "WHERE state = 'ready' ORDER BY invoice_id")).first()
+            conn.execute(text("PRAGMA foreign_keys = OFF"))
+            conn.execute(text("DELETE FROM customer WHERE customer_id = :id"), {"id": victim.customer_id})
+        counts = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
+                                        seller=SELLER).execute(context)
+        sends = sim.stats()["sends"]
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(text(
+            "SELECT state, message, erp_document_id FROM inexchange_dispatch WHERE customer_id = :id"),
+            {"id": victim.customer_id})]
+    assert rows and counts["rejected"] >= len(rows) and counts["sent"] > 0
+    for row in rows:
+        assert row["state"] == "rejected"
+        assert f"kunden {victim.customer_number} " in row["message"] and "finns inte längre i ERP" in row["message"]
+        assert row["erp_document_id"] not in sends

@@ -83,7 +83,7 @@ class SubmitInvoicesOperator(BaseOperator):
         seller = Seller.from_config(self.seller if self.seller is not None else _seller_variable())
         ledger = Ledger(reporting_engine(self.reporting_conn_id, self.erp_conn_id), RunScope.from_context(context, self.timezone))
         ledger.ensure_schema()
-        counts = {"sent": 0, "reconciled": 0, "rejected": 0, "failed": 0}
+        counts = {"sent": 0, "reconciled": 0, "rejected": 0, "failed": 0, "skipped": 0}
         rows = ledger.due_rows(max_attempts=self.max_attempts)
         try:
             to_send = []
@@ -111,12 +111,14 @@ class SubmitInvoicesOperator(BaseOperator):
 
         invoice_id = int(row["invoice_id"])
         from_states = [LedgerState(row["state"])] if row["state"] != LedgerState.SUBMITTING.value else [LedgerState.FAILED]
-        if invoice_id not in batch.invoices.index:
+        invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
+        customer = None if invoice is None or invoice["customer_id"] not in batch.customers.index else (
+            batch.customer(invoice["customer_id"]))
+        if invoice is None or customer is None:
+            missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
             ledger.transition(invoice_id, from_states, LedgerState.REJECTED, source=SOURCE,
-                              message=f"Faktura {row['invoice_number']}: finns inte längre i ERP")
+                              message=f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP")
             return "rejected"
-        invoice = batch.invoice(invoice_id)
-        customer = batch.customer(invoice["customer_id"])
         try:
             document = build_document(invoice, batch.lines_of(invoice_id), customer, seller,
                                       batch.attachments_of(invoice_id))
@@ -133,7 +135,7 @@ class SubmitInvoicesOperator(BaseOperator):
         if not ledger.transition(invoice_id, from_states, LedgerState.SUBMITTING, source=SOURCE, attempt=1,
                                  submitted_at=utc_text(_now()), delivery_method=recipient["method"]):
             self.log.warning("invoice %s was claimed by another worker; skipped", row["invoice_number"])
-            return "reconciled"
+            return "skipped"
         try:
             document_uri = self.hook.upload_document(document)
             document_id = self.hook.send_outbound(_send_body(row, customer, recipient, document_uri))
