@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from lxml import etree
+from bench_support import SELLER_CONFIG
 from sqlalchemy import create_engine, text
 
 LINES_PER_INVOICE = 5
@@ -72,7 +73,7 @@ def baseline_tree() -> etree._Element:
 def run(n: int) -> None:
     from inexchange.erp import ErpReader
     from inexchange.erpgen import generate
-    from inexchange.ubl import DocumentError, Seller, build_document
+    from inexchange.ubl import DocumentError, Seller, build_from_batch
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'erp.db'}")
@@ -82,10 +83,7 @@ def run(n: int) -> None:
         batch = ErpReader(engine).load(ids)
         engine.dispose()
     five_lines(batch)
-    seller = Seller.from_config({
-        "name": "Bench AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-        "street": "Gatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-    })
+    seller = Seller.from_config(SELLER_CONFIG)
 
     started = time.perf_counter()
     for _ in ids:
@@ -96,14 +94,13 @@ def run(n: int) -> None:
     built = refused = 0
     reasons: dict[str, int] = {}
     for invoice_id in ids:
-        invoice = batch.invoice(invoice_id)
         try:
-            build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]),
-                           seller, batch.attachments_of(invoice_id))
+            build_from_batch(batch, invoice_id, seller)
             built += 1
         except DocumentError as exc:  # the generator's bad customers (validation rejects them first)
             refused += 1
-            reasons[str(exc).split(": ", 1)[-1][:60]] = reasons.get(str(exc).split(": ", 1)[-1][:60], 0) + 1
+            reason = str(exc).split(": ", 1)[-1][:60]
+            reasons[reason] = reasons.get(reason, 0) + 1
     seconds = time.perf_counter() - started
     print(f"\n{len(ids)} invoices of {LINES_PER_INVOICE} lines: {built} documents built, {refused} refused")
     print(f"baseline (lxml, fixed tree)  {len(ids) / baseline:>10.0f} documents/s")

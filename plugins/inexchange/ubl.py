@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from types import SimpleNamespace
 from decimal import ROUND_HALF_UP, Decimal
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from lxml import etree
@@ -22,6 +22,9 @@ from lxml import etree
 from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
 from inexchange.validation import money, number
+
+if TYPE_CHECKING:
+    from inexchange.erp import InvoiceBatch
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
@@ -221,6 +224,18 @@ def build_document(
     for row in line_rows:
         _line(b, credit, row)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def build_from_batch(batch: InvoiceBatch, invoice_id: int, seller: Seller) -> bytes:
+    """Build the document of one invoice of an :class:`~inexchange.erp.InvoiceBatch`.
+
+    :param batch: invoices with their customers, lines and attachments.
+    :param invoice_id: the invoice to build.
+    :param seller: our company.
+    """
+    invoice = batch.invoice(invoice_id)
+    return build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]), seller,
+                          batch.attachments_of(invoice_id))
 
 
 def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal, number_text: str) -> Decimal:

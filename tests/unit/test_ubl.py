@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
-
 from erp_rows import (
     CUSTOMER_NUMBER,
     GLN,
@@ -37,8 +35,9 @@ from inexchange.ubl import (
     PROFILE_ID,
     DocumentError,
     Seller,
-    build_document,
+    build_from_batch,
 )
+from lxml import etree
 
 #: the official Peppol BIS Billing 3.0 example documents
 EXAMPLES = Path(os.environ.get("PEPPOL_EXAMPLES_DIR", "/work/shared/peppol-examples"))
@@ -68,9 +67,7 @@ UBL_CREDIT_NOTE_SEQUENCE = (
 # ---- helpers ---------------------------------------------------------------------------------------
 def build(batch: InvoiceBatch, invoice_id: int = INVOICE_ID, seller: Seller = SELLER) -> bytes:
     """Build one invoice of a batch the way the submit operator does."""
-    invoice = batch.invoice(invoice_id)
-    customer = batch.customer(invoice["customer_id"])
-    return build_document(invoice, batch.lines_of(invoice_id), customer, seller, batch.attachments_of(invoice_id))
+    return build_from_batch(batch, invoice_id, seller)
 
 
 def document(customer: dict[str, Any] | None = None,

@@ -23,7 +23,7 @@ from erp_rows import (
     invoice_rows,
     single_batch,
 )
-from inexchange.ubl import NS_CAC, NS_CBC, NS_CREDIT_NOTE, NS_INVOICE, Seller, build_document
+from inexchange.ubl import NS_CAC, NS_CBC, NS_CREDIT_NOTE, NS_INVOICE, Seller, build_from_batch
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,10 +49,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 def _document(case: dict[str, Any]) -> bytes:
     batch = single_batch(case.get("customer"), case.get("invoice"), case.get("attachments", []))
-    invoice_id = next(iter(batch.invoices.index))
-    invoice = batch.invoice(invoice_id)
-    return build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]),
-                          Seller.from_config(SELLER_CONFIG), batch.attachments_of(invoice_id))
+    return build_from_batch(batch, next(iter(batch.invoices.index)), Seller.from_config(SELLER_CONFIG))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from erp_rows import END, INVOICE_ID, SELLER_CONFIG, START, customer_row, invoice_rows, single_batch
 from inexchange.erp import ErpReader
 from inexchange.erpgen import generate
-from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_document
+from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_from_batch
 from inexchange.validation import validate_batch
 
 NS = {"cac": NS_CAC, "cbc": NS_CBC}
@@ -39,13 +39,11 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict, etre
     seller = Seller.from_config(SELLER_CONFIG)
     built = []
     for invoice_id in ids:
-        invoice = batch.invoice(invoice_id)
-        customer = batch.customer(invoice["customer_id"])
         try:
-            xml = build_document(invoice, batch.lines_of(invoice_id), customer, seller, batch.attachments_of(invoice_id))
+            xml = build_from_batch(batch, invoice_id, seller)
         except DocumentError:
             continue
-        built.append((customer, etree.fromstring(xml)))
+        built.append((batch.customer(batch.invoice(invoice_id)["customer_id"]), etree.fromstring(xml)))
     return built
 
 
@@ -118,10 +116,7 @@ def test_zero_rate_category_follows_the_buyer(documents: list[tuple[dict, etree.
 
 def _build(customer: dict | None = None, invoice: tuple | None = None) -> bytes:
     batch = single_batch(customer, invoice)
-    invoice_id = next(iter(batch.invoices.index))
-    row = batch.invoice(invoice_id)
-    return build_document(row, batch.lines_of(invoice_id), batch.customer(row["customer_id"]),
-                          Seller.from_config(SELLER_CONFIG), batch.attachments_of(invoice_id))
+    return build_from_batch(batch, next(iter(batch.invoices.index)), Seller.from_config(SELLER_CONFIG))
 
 
 def test_line_amount_that_is_not_quantity_times_price_is_refused() -> None:

@@ -107,7 +107,7 @@ class SubmitInvoicesOperator(BaseOperator):
     # ---- one invoice ---------------------------------------------------------------------------
     def _submit(self, ledger: Ledger, row: dict[str, Any], batch: InvoiceBatch, seller: Seller,
                 recipients: dict[int, dict[str, Any]]) -> str:
-        from inexchange.ubl import DocumentError, build_document
+        from inexchange.ubl import DocumentError, build_from_batch
 
         invoice_id = int(row["invoice_id"])
         from_states = [LedgerState(row["state"])] if row["state"] != LedgerState.SUBMITTING.value else [LedgerState.FAILED]
@@ -120,8 +120,7 @@ class SubmitInvoicesOperator(BaseOperator):
                               message=f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP")
             return "rejected"
         try:
-            document = build_document(invoice, batch.lines_of(invoice_id), customer, seller,
-                                      batch.attachments_of(invoice_id))
+            document = build_from_batch(batch, invoice_id, seller)
         except DocumentError as exc:
             ledger.transition(invoice_id, from_states, LedgerState.REJECTED, source=SOURCE,
                               message=f"Kund {row['customer_number']} {row['customer_name']}: {exc}")
