@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam
 
-from inexchange.api import LedgerState
+from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import as_date, now_text, utc_text
 from inexchange.sql import script, statement
 
@@ -232,8 +232,6 @@ class Ledger:
 
         :param changes: dicts with ``id``, ``status``, ``time`` and ``message``.
         """
-        from inexchange.api import ledger_state_for, parse_time
-
         changes = list(changes)
         if not changes:
             return 0

@@ -178,11 +178,6 @@ def _currencies() -> frozenset[str]:
     return frozenset(list_currencies())
 
 
-def currency_valid(code: str) -> bool:
-    """An ISO 4217 currency code."""
-    return code in _currencies()
-
-
 # ---- facts --------------------------------------------------------------------------------------------
 def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
     """One row per customer with the columns the customer schema checks."""
