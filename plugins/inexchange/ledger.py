@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam
@@ -74,6 +74,10 @@ class RunScope:
         return {"data_interval_start": utc_text(self.start), "data_interval_end": utc_text(self.end)}
 
 
+#: one ledger change: invoice id, the states it may be in, the state it moves to, and its fields
+Transition = tuple[int, Sequence[LedgerState], LedgerState, dict[str, Any]]
+
+
 def erp_document_id(invoice_id: int) -> str:
     """The stable key InExchange knows an invoice by (``erpDocumentId``)."""
     return f"invoice-{invoice_id}"
@@ -118,14 +122,25 @@ class Ledger:
             result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
             return [dict(row._mapping) for row in result]
 
-    def due_rows(self, *, max_attempts: int) -> list[dict[str, Any]]:
-        """Rows to submit: ready, failed and due, or left in ``submitting``."""
+    def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
+                 lease: timedelta = timedelta(minutes=15)) -> list[dict[str, Any]]:
+        """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
+
+        :param max_attempts: failed rows with this many attempts are left for a person.
+        :param shard: which shard of the work, ``0 <= shard < shards`` (``invoice_id % shards``).
+        :param shards: into how many shards the work is split.
+        :param lease: how long another run's claim (``submitting``) is respected before the row is
+            reconciled here; longer than any send with all its retries.
+        """
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+        now = datetime.now(timezone.utc)
+        params = {
+            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "max_attempts": max_attempts,
+            "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id, **self.scope.bounds,
+        }
         with self.engine.connect() as conn:
-            result = conn.execute(
-                statement("ledger_select_due"),
-                {"now": now_text(), "max_attempts": max_attempts, **self.scope.bounds},
-            )
-            return [dict(row._mapping) for row in result]
+            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_due"), params)]
 
     # ---- writes ----------------------------------------------------------------------------
     def register(self, invoices: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -211,6 +226,17 @@ class Ledger:
             with self.engine.begin() as own:
                 return self._transition(own, query, params, from_states, source, now)
         return self._transition(conn, query, params, from_states, source, now)
+
+    def transition_many(self, changes: Iterable[Transition], *, source: str) -> list[bool]:
+        """Apply several compare-and-set changes in one transaction; return which rows moved.
+
+        :param changes: ``(invoice_id, from_states, to_state, fields)`` tuples, as for :meth:`transition`.
+        """
+        with self.engine.begin() as conn:
+            return [
+                self.transition(invoice_id, from_states, to_state, source=source, conn=conn, **fields)
+                for invoice_id, from_states, to_state, fields in changes
+            ]
 
     def _transition(self, conn: Connection, query: Any, params: dict[str, Any],
                     from_states: Sequence[LedgerState], source: str, now: str) -> bool:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import random
-from contextlib import contextmanager
-from dataclasses import dataclass
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import tenacity
 from airflow.sdk import BaseHook
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from inexchange.api import LookupResult, OutboundDocument, OutboundPage
 from inexchange.exceptions import (
@@ -74,16 +81,54 @@ class _Unauthorized(Exception):
     """A 401 on a ClientToken call: the token is renewed once and the call repeated."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One HTTP request as the request path describes it; a driver performs it."""
+
+    method: str
+    path: str
+    auth: str = "token"  # "token" (ClientToken header) or "apikey" (APIKey header)
+    idempotent: bool = True
+    json: Any = None
+    content: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    """Wait before going on (backoff between attempts, or the rate limit)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Token:
+    """A client token is needed; ``stale`` is the one InExchange just refused, if any."""
+
+    stale: str | None
+
+
+#: what the request path yields to its driver, and what the driver sends back
+_Step = _Call | _Sleep | _Token
+_Steps = Generator[_Step, Any, Any]
+
+
 class InExchangeHook(BaseHook):
-    """Talk to the InExchange REST API v1 with client tokens, retries and backoff.
+    """Talk to the InExchange REST API v1 with client tokens, retries, backoff and a rate limit.
 
     The connection is read when first needed. A client token is created with the API key on the
-    first call, reused for every later call, renewed once on 401 and revoked by :meth:`close`.
-    Retries (exponential backoff with jitter, ``Retry-After`` honoured) cover connect errors,
-    timeouts, 429 and 5xx; other 4xx fail at once with InExchange's ``message`` and ``modelState``.
-    Calls that are not idempotent (sending a document) are retried only when the request certainly
-    never reached InExchange (connect errors, 429); every other failure is left to the caller, who
-    reconciles through ``invoices/outbound/byerpid`` before sending again.
+    first call, reused for every later call (and by every concurrent call: one creation at a time),
+    renewed once on 401 and revoked by :meth:`close` / :meth:`aclose`.
+
+    Every call, sync or async, goes through one request path (:meth:`_exchange`): a generator that
+    decides what to send, how long to wait and what a reply means, and yields each request to a thin
+    driver that only does the I/O (:meth:`_run` with ``httpx.Client``, :meth:`_arun` with
+    ``httpx.AsyncClient``). Retries (tenacity: exponential backoff with jitter, ``Retry-After``
+    honoured) cover connect errors, timeouts, 429 and 5xx; other 4xx fail at once with InExchange's
+    ``message`` and ``modelState``. Calls that are not idempotent (sending a document) are retried
+    only when the request certainly never reached InExchange (connect errors, 429); every other
+    failure is left to the caller, who reconciles through ``invoices/outbound/byerpid`` before
+    sending again.
 
     :param inexchange_conn_id: connection with the API base URL, API key and ERP id.
     :param timeout: read/write timeout of one request, in seconds.
@@ -91,6 +136,11 @@ class InExchangeHook(BaseHook):
     :param max_attempts: attempts per call, the first one included.
     :param backoff: base of the exponential backoff, in seconds.
     :param max_backoff: longest wait between two attempts, in seconds.
+    :param rate_limit: most requests per second this hook starts (a moving one-second window);
+        None for no limit.
+    :param concurrency: most requests in flight at once on the async clients (and their pool size).
+    :param clients: number of async clients (connection pools) the requests are spread over; more
+        than one keeps a single pool from becoming the CPU bottleneck at high concurrency.
     """
 
     conn_name_attr = "inexchange_conn_id"
@@ -107,16 +157,31 @@ class InExchangeHook(BaseHook):
         max_attempts: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        rate_limit: int | None = None,
+        concurrency: int = 16,
+        clients: int = 1,
     ) -> None:
         super().__init__()
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError(f"rate_limit must be at least 1 request per second (or None), got {rate_limit}")
+        if concurrency < 1 or clients < 1:
+            raise ValueError("concurrency and clients must be at least 1")
         self.inexchange_conn_id = inexchange_conn_id
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.rate_limit = rate_limit
+        self.concurrency = concurrency
+        self.clients = min(clients, concurrency)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage()) if rate_limit else None
+        self._rate = RateLimitItemPerSecond(rate_limit) if rate_limit else None
         self._token: str | None = None
         self._settings: ApiSettings | None = None
-        self._async_client: httpx.AsyncClient | None = None
+        self._async_clients: list[httpx.AsyncClient] = []
+        self._next_client = itertools.count()
+        self._in_flight: asyncio.Semaphore | None = None
+        self._token_lock: asyncio.Lock | None = None
 
     # ---- connection UI -------------------------------------------------------------------
     @classmethod
@@ -151,19 +216,72 @@ class InExchangeHook(BaseHook):
         return httpx.Client(base_url=self.settings.base_url, timeout=self.timeout)
 
     async def _aclient(self) -> httpx.AsyncClient:
-        if self._async_client is None:
+        """The next async client, round robin; created with the event loop's first call."""
+        if not self._async_clients:
             settings = await self._asettings()
-            self._async_client = httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout)
-        return self._async_client
+            per_client = -(-self.concurrency // self.clients)
+            limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+            self._async_clients = [
+                httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout, limits=limits)
+                for _ in range(self.clients)
+            ]
+            self._in_flight = asyncio.Semaphore(self.concurrency)
+            self._token_lock = asyncio.Lock()
+        return self._async_clients[next(self._next_client) % len(self._async_clients)]
 
-    # ---- the one request path (sync and async) -------------------------------------------
-    def _retrying(self, idempotent: bool, cls: type = tenacity.Retrying) -> Any:
-        return cls(
-            retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, idempotent)),
+    # ---- the one request path ------------------------------------------------------------
+    def _exchange(self, call: _Call) -> _Steps:
+        """Perform ``call`` with retries; yields requests, waits and token needs to a driver.
+
+        Returns the successful ``httpx.Response`` or raises the last error.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, call.idempotent)),
             wait=self._wait,
             stop=tenacity.stop_after_attempt(self.max_attempts),
             reraise=True,
         )
+        retrying.begin()
+        state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+        while True:
+            action = retrying.iter(retry_state=state)
+            if isinstance(action, tenacity.DoAttempt):
+                try:
+                    response = yield from self._attempt(call)
+                except Exception:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                else:
+                    state.set_result(response)
+            elif isinstance(action, tenacity.DoSleep):
+                state.prepare_for_next_attempt()
+                yield _Sleep(float(action))
+            else:
+                return action
+
+    def _attempt(self, call: _Call) -> _Steps:
+        """One attempt: the token, the rate limit, the request, the reply's meaning."""
+        stale: str | None = None
+        for renewed in (False, True):
+            token = (yield _Token(stale)) if call.auth == "token" else None
+            yield from self._throttle()
+            response = yield replace(call, headers=(*self._auth_headers(call.auth, token), *call.headers))
+            try:
+                _checked(response, call.path, token_call=call.auth == "token")
+            except _Unauthorized:
+                if renewed:
+                    raise InExchangeApiError(401, "client token refused after renewal", path=call.path) from None
+                stale = token
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _throttle(self) -> _Steps:
+        """Wait until the rate limit lets one more request start."""
+        if self._limiter is None or self._rate is None:
+            return
+        while not self._limiter.hit(self._rate, "inexchange"):
+            reset_time, _ = self._limiter.get_window_stats(self._rate, "inexchange")
+            yield _Sleep(max(reset_time - time.time(), 0.001))
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -173,96 +291,104 @@ class InExchangeHook(BaseHook):
         ceiling = min(self.max_backoff, self.backoff * 2 ** (state.attempt_number - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _request(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
-        """Send one API call with retries; ``auth`` is ``"token"`` (default) or ``"apikey"``."""
-        for attempt in self._retrying(idempotent):
-            with attempt:
-                return self._request_once(method, path, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _request_once(
-        self, method: str, path: str, *, auth: str = "token", headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        for renewed in (False, True):
-            token = self._token or (self._create_token() if auth == "token" else None)
-            with _transport_errors(path):
-                response = self.client.request(
-                    method, path, headers={**self._auth_headers(auth, token), **(headers or {})}, **kwargs
-                )
-            if self._settled(response, path, auth, renewed):
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _arequest(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
-        """Async twin of :meth:`_request`, same retry policy and checks."""
-        async for attempt in self._retrying(idempotent, tenacity.AsyncRetrying):
-            with attempt:
-                return await self._arequest_once(method, path, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _arequest_once(
-        self, method: str, path: str, *, auth: str = "token", headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        client = await self._aclient()
-        for renewed in (False, True):
-            token = self._token or (await self._acreate_token() if auth == "token" else None)
-            with _transport_errors(path):
-                response = await client.request(
-                    method, path, headers={**self._auth_headers(auth, token), **(headers or {})}, **kwargs
-                )
-            if self._settled(response, path, auth, renewed):
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _settled(self, response: httpx.Response, path: str, auth: str, renewed: bool) -> bool:
-        """True for a successful reply; False when the token was refused and is to be renewed once.
-
-        Every other failure raises the error the reply carries (shared by the sync and async paths).
-        """
-        try:
-            _checked(response, path, token_call=auth == "token")
-        except _Unauthorized:
-            if renewed:
-                raise InExchangeApiError(401, "client token refused after renewal", path=path) from None
-            self._token = None
-            return False
-        return True
-
-    def _auth_headers(self, auth: str, token: str | None) -> dict[str, str]:
+    def _auth_headers(self, auth: str, token: str | None) -> tuple[tuple[str, str], ...]:
         if auth == "apikey":
-            return {"APIKey": self.settings.api_key}
-        return {"ClientToken": token or ""}
+            return (("APIKey", self.settings.api_key),)
+        return (("ClientToken", token or ""),)
 
-    # ---- client tokens ---------------------------------------------------------------------
-    def _create_token(self) -> str:
+    def _token_call(self) -> _Call:
+        return _Call("POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id})
+
+    # ---- the drivers: I/O only -------------------------------------------------------------
+    def _run(self, steps: _Steps) -> Any:
+        """Drive the request path with the synchronous client."""
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply, error = None, None
+            if isinstance(step, _Sleep):
+                self._sleep(step.seconds)
+            elif isinstance(step, _Token):
+                if self._token is None or self._token == step.stale:
+                    self._token = self._new_token(self._run)
+                reply = self._token
+            else:
+                try:
+                    reply = self.client.request(
+                        step.method, step.path, headers=dict(step.headers), json=step.json, content=step.content
+                    )
+                except httpx.TransportError as exc:
+                    error = _transport_error(step.path, exc)
+
+    async def _arun(self, steps: _Steps) -> Any:
+        """Drive the request path with the async clients (at most ``concurrency`` requests at once)."""
+        await self._asettings()
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply, error = None, None
+            if isinstance(step, _Sleep):
+                await self._asleep(step.seconds)
+            elif isinstance(step, _Token):
+                await self._aclient()
+                assert self._token_lock is not None
+                async with self._token_lock:  # one creation for every waiting call
+                    if self._token is None or self._token == step.stale:
+                        self._token = await self._new_token(self._arun)
+                reply = self._token
+            else:
+                client = await self._aclient()
+                assert self._in_flight is not None
+                async with self._in_flight:
+                    try:
+                        reply = await client.request(
+                            step.method, step.path, headers=dict(step.headers), json=step.json, content=step.content
+                        )
+                    except httpx.TransportError as exc:
+                        error = _transport_error(step.path, exc)
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @staticmethod
+    async def _asleep(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def _new_token(self, driver: Callable[[_Steps], Any]) -> Any:
+        """Create a client token with the given driver (the result is awaitable for :meth:`_arun`)."""
+        return driver(self._created_token())
+
+    def _created_token(self) -> _Steps:
+        self._token = None
         try:
-            response = self._request(
-                "POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id}
-            )
+            response = yield from self._exchange(self._token_call())
         except InExchangeError as exc:
             _spent(exc)
             raise
-        self._token = _token_from(response)
-        return self._token
+        return _token_from(response)
 
-    async def _acreate_token(self) -> str:
-        settings = await self._asettings()
-        try:
-            response = await self._arequest(
-                "POST", "clientTokens/create", auth="apikey", json={"erpId": settings.erp_id}
-            )
-        except InExchangeError as exc:
-            _spent(exc)
-            raise
-        self._token = _token_from(response)
-        return self._token
+    def _revoke(self) -> _Steps | None:
+        """One attempt at revoking the token, or None when there is none."""
+        if self._token is None:
+            return None
+        token, self._token = self._token, None
+        return self._attempt(_Call("POST", "clientTokens/revoke", auth="apikey", json={"clientToken": token}))
 
     def close(self) -> None:
         """Revoke the client token (best effort) and close the connection pool."""
-        if self._token is not None:
-            token, self._token = self._token, None
+        steps = self._revoke()
+        if steps is not None:
             try:
-                self._request_once("POST", "clientTokens/revoke", auth="apikey", json={"clientToken": token})
+                self._run(steps)
             except Exception as exc:  # a token that outlives us expires by itself
                 self.log.warning("could not revoke the InExchange client token: %s", type(exc).__name__)
         if "client" in self.__dict__:
@@ -271,31 +397,48 @@ class InExchangeHook(BaseHook):
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._token is not None:
-            token, self._token = self._token, None
+        steps = self._revoke()
+        if steps is not None:
             try:
-                await self._arequest_once("POST", "clientTokens/revoke", auth="apikey", json={"clientToken": token})
+                await self._arun(steps)
             except Exception as exc:
                 self.log.warning("could not revoke the InExchange client token: %s", type(exc).__name__)
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        clients, self._async_clients = self._async_clients, []
+        for client in clients:
+            await client.aclose()
 
-    # ---- endpoints -----------------------------------------------------------------------
-    def lookup_buyer(self, *, party_id: str, org_no: str | None = None, gln: str | None = None,
-                     vat_no: str | None = None, name: str | None = None) -> LookupResult:
+    # ---- endpoints: each written once, run by either driver -----------------------------
+    def lookup_buyer(self, **party: str | None) -> LookupResult:
         """Look a buyer up in InExchange's party register (``buyerparties/lookup``).
 
-        :param party_id: our own id of the party (the customer number).
+        :param party: ``party_id`` (our own id of the party: the customer number), and any of
+            ``org_no``, ``gln``, ``vat_no``, ``name``.
         """
+        return self._run(self._lookup_buyer(**party))
+
+    async def alookup_buyer(self, **party: str | None) -> LookupResult:
+        """Async twin of :meth:`lookup_buyer`."""
+        return await self._arun(self._lookup_buyer(**party))
+
+    def _lookup_buyer(self, *, party_id: str, org_no: str | None = None, gln: str | None = None,
+                      vat_no: str | None = None, name: str | None = None) -> _Steps:
         body = {"PartyId": party_id, "orgNo": org_no, "gln": gln, "vatNo": vat_no, "name": name}
-        response = self._request("POST", "buyerparties/lookup", json={k: v for k, v in body.items() if v})
+        response = yield from self._exchange(
+            _Call("POST", "buyerparties/lookup", json={k: v for k, v in body.items() if v})
+        )
         return LookupResult.from_json(_json(response, "buyerparties/lookup"))
 
     def upload_document(self, content: bytes) -> str:
         """Upload a UBL file (``POST documents``) and return its ``urn:inexchangedocument:`` URI."""
-        response = self._request(
-            "POST", "documents", content=content, headers={"Content-Type": "application/xml"}
+        return self._run(self._upload_document(content))
+
+    async def aupload_document(self, content: bytes) -> str:
+        """Async twin of :meth:`upload_document`."""
+        return await self._arun(self._upload_document(content))
+
+    def _upload_document(self, content: bytes) -> _Steps:
+        response = yield from self._exchange(
+            _Call("POST", "documents", content=content, headers=(("Content-Type", "application/xml"),))
         )
         location = response.headers.get("Location")
         if not location:
@@ -307,23 +450,44 @@ class InExchangeHook(BaseHook):
 
         Not retried once the request may have reached InExchange: the caller reconciles by ERP id.
         """
-        response = self._request("POST", "documents/outbound", idempotent=False, json=body)
-        location = response.headers.get("Location") or ""
-        document_id = location.rstrip("/").rsplit("/", 1)[-1]
+        return self._run(self._send_outbound(body))
+
+    async def asend_outbound(self, body: dict[str, Any]) -> str:
+        """Async twin of :meth:`send_outbound`."""
+        return await self._arun(self._send_outbound(body))
+
+    def _send_outbound(self, body: dict[str, Any]) -> _Steps:
+        response = yield from self._exchange(_Call("POST", "documents/outbound", idempotent=False, json=body))
+        document_id = (response.headers.get("Location") or "").rstrip("/").rsplit("/", 1)[-1]
         if not document_id:
             raise InExchangeApiError(response.status_code, "no Location header in the send reply", path="documents/outbound")
         return document_id
 
     def get_outbound(self, document_id: str) -> OutboundDocument:
         """Return one outbound document (``GET documents/outbound/{id}``)."""
+        return self._run(self._get_outbound(document_id))
+
+    async def aget_outbound(self, document_id: str) -> OutboundDocument:
+        """Async twin of :meth:`get_outbound`."""
+        return await self._arun(self._get_outbound(document_id))
+
+    def _get_outbound(self, document_id: str) -> _Steps:
         path = f"documents/outbound/{document_id}"
-        return OutboundDocument.from_json(_json(self._request("GET", path), path))
+        response = yield from self._exchange(_Call("GET", path))
+        return OutboundDocument.from_json(_json(response, path))
 
     def find_by_erp_id(self, erp_id: str) -> OutboundDocument | None:
         """Return the invoice InExchange received under our ERP id, or None if it never did."""
+        return self._run(self._find_by_erp_id(erp_id))
+
+    async def afind_by_erp_id(self, erp_id: str) -> OutboundDocument | None:
+        """Async twin of :meth:`find_by_erp_id`."""
+        return await self._arun(self._find_by_erp_id(erp_id))
+
+    def _find_by_erp_id(self, erp_id: str) -> _Steps:
         path = f"invoices/outbound/byerpid/{erp_id}"
         try:
-            response = self._request("POST", path)
+            response = yield from self._exchange(_Call("POST", path))
         except InExchangeApiError as exc:
             if exc.status_code == 404:
                 return None
@@ -332,11 +496,14 @@ class InExchangeHook(BaseHook):
 
     def list_outbound(self, **filters: Any) -> OutboundPage:
         """Return one page of ``documents/outbound/list``; filters as in :func:`list_body`."""
-        return _page(_json(self._request("POST", "documents/outbound/list", json=list_body(**filters)), "list"))
+        return self._run(self._list_outbound(**filters))
 
     async def alist_outbound(self, **filters: Any) -> OutboundPage:
         """Async twin of :meth:`list_outbound`."""
-        response = await self._arequest("POST", "documents/outbound/list", json=list_body(**filters))
+        return await self._arun(self._list_outbound(**filters))
+
+    def _list_outbound(self, **filters: Any) -> _Steps:
+        response = yield from self._exchange(_Call("POST", "documents/outbound/list", json=list_body(**filters)))
         return _page(_json(response, "list"))
 
     def iter_outbound(self, *, page_size: int = 100, **filters: Any) -> Iterator[OutboundDocument]:
@@ -345,8 +512,8 @@ class InExchangeHook(BaseHook):
         while True:
             page = self.list_outbound(take=page_size, skip=skip, **filters)
             yield from page.documents
-            skip += len(page.documents)
-            if not page.documents or skip >= page.total_count:
+            skip = _next_skip(page, skip)
+            if skip is None:
                 return
 
     async def aiter_outbound(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[OutboundDocument]:
@@ -356,9 +523,15 @@ class InExchangeHook(BaseHook):
             page = await self.alist_outbound(take=page_size, skip=skip, **filters)
             for document in page.documents:
                 yield document
-            skip += len(page.documents)
-            if not page.documents or skip >= page.total_count:
+            skip = _next_skip(page, skip)
+            if skip is None:
                 return
+
+
+def _next_skip(page: OutboundPage, skip: int) -> int | None:
+    """Where the next page starts, or None after the last one."""
+    skip += len(page.documents)
+    return None if not page.documents or skip >= page.total_count else skip
 
 
 def list_body(
@@ -392,13 +565,11 @@ def _spent(exc: InExchangeError) -> None:
     exc.retries_spent = True  # type: ignore[attr-defined]
 
 
-@contextmanager
-def _transport_errors(path: str) -> Iterator[None]:
-    """Turn httpx transport failures into :class:`InExchangeTransportError` (no secrets in it)."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        raise InExchangeTransportError(path, exc) from exc
+def _transport_error(path: str, exc: httpx.TransportError) -> InExchangeTransportError:
+    """Turn an httpx transport failure into :class:`InExchangeTransportError` (no secrets in it)."""
+    error = InExchangeTransportError(path, exc)
+    error.__cause__ = exc
+    return error
 
 
 def _retryable(exc: BaseException, idempotent: bool) -> bool:

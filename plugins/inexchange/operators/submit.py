@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -13,7 +17,7 @@ from inexchange.api import LedgerState, SendMethod
 from inexchange.db import engine_for, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.hooks.inexchange import InExchangeHook
-from inexchange.ledger import Ledger, RunScope
+from inexchange.ledger import Ledger, RunScope, Transition
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,14 +28,34 @@ if TYPE_CHECKING:
 SOURCE = "submit"
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A claimed invoice, its document and its customer, ready to go out."""
+
+    row: dict[str, Any]
+    document: bytes
+    customer: dict[str, Any]
+
+
+#: what became of one invoice: a count's name and the ledger change to record (None: none)
+_Outcome = tuple[str, "Transition | None"]
+
+
 class SubmitInvoicesOperator(BaseOperator):
     """Send the ledger's ``ready`` invoices (and ``failed`` ones whose retry is due) to InExchange.
 
-    Per invoice: build the UBL document, claim the row (``submitting``, committed), upload the
-    document, send it with ``erpDocumentId`` = the invoice's stable key, and record ``waiting`` with
-    InExchange's document id. A row found in ``submitting`` is first looked up at InExchange by its
-    ERP id and only sent again when InExchange never received it. Permanent refusals (400) end
-    ``rejected`` with InExchange's message; other failures end ``failed`` with a next-retry time.
+    Per invoice: build the UBL document, claim the row (``submitting``, committed), resolve the
+    recipient, upload the document, send it with ``erpDocumentId`` = the invoice's stable key, and
+    record ``waiting`` with InExchange's document id and the delivery method. A row found in
+    ``submitting`` is first looked up at InExchange by its ERP id and only sent again when InExchange
+    never received it. Permanent refusals (4xx) end ``rejected`` with InExchange's message; other
+    failures end ``failed`` with a next-retry time.
+
+    Invoices go out concurrently (``concurrency`` at a time, over async httpx clients). Claims and
+    results are written in batches by one ledger thread, and a batch of claims is committed before any
+    of its invoices is sent, so a worker that dies leaves at most claimed rows behind, which the next
+    try reconciles. For scale-out, map the operator over shards (``shard``/``shards``) of the due rows
+    (see :func:`inexchange.pipeline.plan_batches`).
 
     :param erp_conn_id: connection of the ERP database.
     :param reporting_conn_id: connection of the database holding the ledger (the ERP's if undefined).
@@ -42,6 +66,13 @@ class SubmitInvoicesOperator(BaseOperator):
     :param max_attempts: attempts per invoice before it stays ``failed`` for a person.
     :param retry_delay_base: wait before the first retry of a failed invoice; doubles per attempt.
     :param timezone: time zone of the ERP's invoice dates.
+    :param concurrency: invoices in flight at once (and the most concurrent API requests).
+    :param rate_limit: most API requests per second, or None for no limit.
+    :param clients: async clients (connection pools) the requests are spread over.
+    :param claim_batch: invoices claimed (and their documents built) per ledger transaction.
+    :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
+    :param shards: into how many shards the due rows are split.
+    :param claim_lease: how long another run's ``submitting`` claim is respected before it is reconciled.
     """
 
     template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id")
@@ -58,9 +89,20 @@ class SubmitInvoicesOperator(BaseOperator):
         max_attempts: int = 5,
         retry_delay_base: timedelta = timedelta(minutes=5),
         timezone: str = "Europe/Stockholm",
+        concurrency: int = 32,
+        rate_limit: int | None = None,
+        clients: int = 1,
+        claim_batch: int = 256,
+        shard: int = 0,
+        shards: int = 1,
+        claim_lease: timedelta = timedelta(minutes=15),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+        if concurrency < 1 or claim_batch < 1:
+            raise ValueError("concurrency and claim_batch must be at least 1")
         self.erp_conn_id = erp_conn_id
         self.reporting_conn_id = reporting_conn_id
         self.inexchange_conn_id = inexchange_conn_id
@@ -69,141 +111,271 @@ class SubmitInvoicesOperator(BaseOperator):
         self.max_attempts = max_attempts
         self.retry_delay_base = retry_delay_base
         self.timezone = timezone
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
+        self.clients = clients
+        self.claim_batch = claim_batch
+        self.shard = shard
+        self.shards = shards
+        self.claim_lease = claim_lease
 
     @cached_property
     def hook(self) -> InExchangeHook:
         """The InExchange hook, created at run time."""
-        return InExchangeHook(self.inexchange_conn_id)
+        return InExchangeHook(self.inexchange_conn_id, rate_limit=self.rate_limit,
+                              concurrency=self.concurrency, clients=self.clients)
 
     def execute(self, context: Context) -> dict[str, int]:
         # pandas, pandera and lxml load when the task runs, never when the DAG file is parsed
-        from inexchange.erp import ErpReader
         from inexchange.ubl import Seller
 
         seller = Seller.from_config(self.seller if self.seller is not None else _seller_variable())
-        ledger = Ledger(reporting_engine(self.reporting_conn_id, self.erp_conn_id), RunScope.from_context(context, self.timezone))
+        ledger = Ledger(reporting_engine(self.reporting_conn_id, self.erp_conn_id),
+                        RunScope.from_context(context, self.timezone))
         ledger.ensure_schema()
-        counts = {"sent": 0, "reconciled": 0, "rejected": 0, "failed": 0, "skipped": 0}
-        rows = ledger.due_rows(max_attempts=self.max_attempts)
+        rows = ledger.due_rows(max_attempts=self.max_attempts, shard=self.shard, shards=self.shards,
+                               lease=self.claim_lease)
+        self.hook.settings  # read the connection here, in the task's own (sync) path
+        counts = asyncio.run(self._submit_all(ledger, rows, seller))
+        self.log.info("submission (shard %d of %d): %s (of %d due rows)", self.shard, self.shards,
+                      dict(counts), len(rows))
+        return dict(counts)
+
+    # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
+    async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
+        counts: Counter[str] = Counter({key: 0 for key in ("sent", "reconciled", "rejected", "failed", "skipped")})
+        ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
+        loop = asyncio.get_running_loop()
+
+        def in_ledger_thread(function: Any, *args: Any) -> Any:
+            return loop.run_in_executor(ledger_thread, function, *args)
+
+        recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
         try:
-            to_send = []
-            for row in rows:
-                if row["state"] == LedgerState.SUBMITTING.value:
-                    outcome = self._reconcile(ledger, row)
-                    counts["reconciled"] += outcome == "found"
-                    if outcome != "not found":
-                        continue
-                to_send.append(row)
+            to_send = [r for r in rows if r["state"] != LedgerState.SUBMITTING.value]
+            stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
+            for row, (key, change) in zip(stuck, await asyncio.gather(*(self._reconcile(r, resend=True) for r in stuck))):
+                counts[key] += key == "reconciled"
+                recorder.add(change)
+                if key == "not found":
+                    to_send.append({**row, "state": LedgerState.FAILED.value})
+            await recorder.flush()
             if to_send:
-                batch = ErpReader(engine_for(self.erp_conn_id)).load([r["invoice_id"] for r in to_send])
-                recipients: dict[int, dict[str, Any]] = {}
-                for row in to_send:
-                    counts[self._submit(ledger, row, batch, seller, recipients)] += 1
+                await self._send_all(to_send, seller, counts, recorder, in_ledger_thread, ledger)
         finally:
-            self.hook.close()
-        self.log.info("submission: %s (of %d due rows)", counts, len(rows))
+            try:
+                await recorder.close()
+            finally:
+                await self.hook.aclose()
+                ledger_thread.shutdown(wait=True)
         return counts
 
-    # ---- one invoice ---------------------------------------------------------------------------
-    def _submit(self, ledger: Ledger, row: dict[str, Any], batch: InvoiceBatch, seller: Seller,
-                recipients: dict[int, dict[str, Any]]) -> str:
+    async def _send_all(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str],
+                        recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
+        from inexchange.erp import ErpReader
+
+        batch = await in_ledger_thread(ErpReader(engine_for(self.erp_conn_id)).load, [r["invoice_id"] for r in rows])
+        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.claim_batch)
+        recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
+
+        async def produce() -> None:
+            try:
+                for start in range(0, len(rows), self.claim_batch):
+                    chunk = rows[start : start + self.claim_batch]
+                    claimed, prepared = await in_ledger_thread(self._claim, ledger, batch, chunk, seller)
+                    counts.update(prepared)
+                    for job in claimed:
+                        await jobs.put(job)
+            finally:
+                for _ in range(self.concurrency):
+                    await jobs.put(None)
+
+        async def work() -> None:
+            while (job := await jobs.get()) is not None:
+                recorder.check()
+                key, change = await self._send(job, recipients)
+                counts[key] += 1
+                recorder.add(change)
+
+        await asyncio.gather(produce(), *(work() for _ in range(self.concurrency)))
+
+    def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
+               seller: Seller) -> tuple[list[_Job], Counter[str]]:
+        """Build the chunk's documents and claim the buildable rows, in one committed transaction.
+
+        Runs in the ledger thread. Invoices that cannot be built are rejected in the same transaction.
+        """
         from inexchange.ubl import DocumentError, build_from_batch
 
-        invoice_id = int(row["invoice_id"])
-        from_states = [LedgerState(row["state"])] if row["state"] != LedgerState.SUBMITTING.value else [LedgerState.FAILED]
-        invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
-        customer = None if invoice is None or invoice["customer_id"] not in batch.customers.index else (
-            batch.customer(invoice["customer_id"]))
-        if invoice is None or customer is None:
-            missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
-            ledger.transition(invoice_id, from_states, LedgerState.REJECTED, source=SOURCE,
-                              message=f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP")
-            return "rejected"
+        changes: list[Transition] = []
+        candidates: list[_Job] = []
+        counts: Counter[str] = Counter()
+        submitted_at = utc_text(_now())
+        for row in chunk:
+            invoice_id = int(row["invoice_id"])
+            from_states = [LedgerState(row["state"])]
+            invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
+            if invoice is None or invoice["customer_id"] not in batch.customers.index:
+                missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
+                changes.append((invoice_id, from_states, LedgerState.REJECTED,
+                                {"message": f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP"}))
+                continue
+            try:
+                document = build_from_batch(batch, invoice_id, seller)
+            except DocumentError as exc:
+                changes.append((invoice_id, from_states, LedgerState.REJECTED,
+                                {"message": f"Kund {row['customer_number']} {row['customer_name']}: {exc}"}))
+                continue
+            candidates.append(_Job(row, document, batch.customer(invoice["customer_id"])))
+            changes.append((invoice_id, from_states, LedgerState.SUBMITTING,
+                            {"attempt": 1, "submitted_at": submitted_at}))
+        moved = ledger.transition_many(changes, source=SOURCE)
+        claimed = dict(zip((c[0] for c in changes), moved))
+        counts["rejected"] = len(changes) - len(candidates) - sum(
+            not claimed[c[0]] for c in changes if c[2] is LedgerState.REJECTED)
+        jobs = [job for job in candidates if claimed[int(job.row["invoice_id"])]]
+        counts["skipped"] = len(candidates) - len(jobs)
+        if counts["skipped"]:
+            self.log.warning("%d invoices were claimed by another worker; skipped", counts["skipped"])
+        return jobs, counts
+
+    async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome:
+        """Resolve the recipient, upload and send one claimed invoice; say what to record."""
+        row, invoice_id = job.row, int(job.row["invoice_id"])
         try:
-            document = build_from_batch(batch, invoice_id, seller)
-        except DocumentError as exc:
-            ledger.transition(invoice_id, from_states, LedgerState.REJECTED, source=SOURCE,
-                              message=f"Kund {row['customer_number']} {row['customer_name']}: {exc}")
-            return "rejected"
-        try:
-            recipient = recipients.get(int(invoice["customer_id"]))
-            if recipient is None:
-                recipient = recipients[int(invoice["customer_id"])] = self._recipient(customer)
-        except InExchangeError as exc:
-            return self._failed(ledger, row, from_states[0], exc)
-        if not ledger.transition(invoice_id, from_states, LedgerState.SUBMITTING, source=SOURCE, attempt=1,
-                                 submitted_at=utc_text(_now()), delivery_method=recipient["method"]):
-            self.log.warning("invoice %s was claimed by another worker; skipped", row["invoice_number"])
-            return "skipped"
-        try:
-            document_uri = self.hook.upload_document(document)
-            document_id = self.hook.send_outbound(_send_body(row, customer, recipient, document_uri))
+            recipient = await self._recipient(job.customer, recipients)
+            document_uri = await self.hook.aupload_document(job.document)
         except InExchangeApiError as exc:
             if exc.permanent:
-                ledger.transition(invoice_id, [LedgerState.SUBMITTING], LedgerState.REJECTED, source=SOURCE,
-                                  message=f"InExchange avvisade fakturan: {exc.describe()}")
-                return "rejected"
-            return self._after_uncertain_send(ledger, row, exc)
+                return self._rejected(invoice_id, exc)
+            return "failed", self._failed(row, exc)
+        except InExchangeError as exc:  # nothing was sent yet: safe to retry later
+            return "failed", self._failed(row, exc)
+        try:
+            document_id = await self.hook.asend_outbound(_send_body(row, job.customer, recipient, document_uri))
+        except InExchangeApiError as exc:
+            if exc.permanent:
+                return self._rejected(invoice_id, exc)
+            return await self._after_uncertain_send(row, exc)
         except InExchangeError as exc:
-            return self._after_uncertain_send(ledger, row, exc)
-        ledger.transition(invoice_id, [LedgerState.SUBMITTING], LedgerState.WAITING, source=SOURCE,
-                          inexchange_document_id=document_id, document_uri=document_uri)
-        return "sent"
+            return await self._after_uncertain_send(row, exc)
+        return "sent", (invoice_id, [LedgerState.SUBMITTING], LedgerState.WAITING,
+                        {"inexchange_document_id": document_id, "document_uri": document_uri,
+                         "delivery_method": recipient["method"]})
 
-    def _after_uncertain_send(self, ledger: Ledger, row: dict[str, Any], exc: Exception) -> str:
+    async def _after_uncertain_send(self, row: dict[str, Any], exc: Exception) -> _Outcome:
         """The send may have reached InExchange: look it up before deciding anything."""
-        outcome = self._reconcile(ledger, row)
-        if outcome == "found":
-            return "sent"
-        if outcome == "not found":
-            return self._failed(ledger, row, LedgerState.FAILED, exc)
-        return "failed"  # still submitting: the next run reconciles it
+        key, change = await self._reconcile(row, resend=False)
+        if key == "reconciled":
+            return "sent", change
+        if key == "not found":
+            return "failed", self._failed(row, exc)
+        return "failed", None  # still submitting: the next try reconciles it
 
-    def _reconcile(self, ledger: Ledger, row: dict[str, Any]) -> str:
+    async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
         """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.
 
-        Returns ``found`` (now waiting or final), ``not found`` (now failed, safe to send) or
+        Returns ``reconciled`` (InExchange has it: now waiting or final), ``not found`` (InExchange
+        never received it; with ``resend`` the row becomes ``failed`` and is sent again now) or
         ``unknown`` (the look-up failed; the row stays ``submitting``).
         """
         invoice_id = int(row["invoice_id"])
         try:
-            found = self.hook.find_by_erp_id(row["erp_document_id"])
+            found = await self.hook.afind_by_erp_id(row["erp_document_id"])
         except InExchangeError as exc:
             self.log.warning("invoice %s: could not reconcile (%s); left submitting", row["invoice_number"], exc)
-            return "unknown"
+            return "unknown", None
         if found is None:
-            ledger.transition(invoice_id, [LedgerState.SUBMITTING], LedgerState.FAILED, source=SOURCE,
-                              message="InExchange tog aldrig emot fakturan; den skickas igen")
-            return "not found"
-        ledger.transition(invoice_id, [LedgerState.SUBMITTING], found.ledger_state, source=SOURCE,
-                          inexchange_document_id=found.id, inexchange_status=found.status,
-                          message=found.message,
-                          status_time=utc_text(found.status_time) if found.status_time else None)
+            change = (invoice_id, [LedgerState.SUBMITTING], LedgerState.FAILED,
+                      {"message": "InExchange tog aldrig emot fakturan; den skickas igen"})
+            return "not found", change if resend else None
         self.log.info("invoice %s: InExchange already had it as %s", row["invoice_number"], found.id)
-        return "found"
+        return "reconciled", (invoice_id, [LedgerState.SUBMITTING], found.ledger_state,
+                              {"inexchange_document_id": found.id, "inexchange_status": found.status,
+                               "message": found.message,
+                               "status_time": utc_text(found.status_time) if found.status_time else None})
 
-    def _failed(self, ledger: Ledger, row: dict[str, Any], from_state: LedgerState, exc: Exception) -> str:
+    @staticmethod
+    def _rejected(invoice_id: int, exc: InExchangeApiError) -> _Outcome:
+        return "rejected", (invoice_id, [LedgerState.SUBMITTING], LedgerState.REJECTED,
+                            {"message": f"InExchange avvisade fakturan: {exc.describe()}"})
+
+    def _failed(self, row: dict[str, Any], exc: Exception) -> Transition:
         delay = self.retry_delay_base * 2 ** int(row["attempts"] or 0)
-        ledger.transition(int(row["invoice_id"]), [from_state], LedgerState.FAILED, source=SOURCE,
-                          message=f"Sändningen misslyckades, nytt försök senare: {exc}",
-                          next_retry_at=utc_text(_now() + delay))
-        return "failed"
+        return (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.FAILED,
+                {"message": f"Sändningen misslyckades, nytt försök senare: {exc}",
+                 "next_retry_at": utc_text(_now() + delay)})
 
-    def _recipient(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+    # ---- recipients ---------------------------------------------------------------------------
+    async def _recipient(self, customer: Mapping[str, Any],
+                         cache: dict[int, asyncio.Future[dict[str, Any]]]) -> dict[str, Any]:
+        """The customer's delivery method, resolved once per run (concurrent invoices share the look-up)."""
+        key = int(customer["customer_id"])
+        future = cache.get(key)
+        if future is None:
+            future = cache[key] = asyncio.ensure_future(self._resolve(customer))
+            future.add_done_callback(lambda done: cache.pop(key, None) if _failed_future(done) else None)
+        return await asyncio.shield(future)
+
+    async def _resolve(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
         email = _text(customer.get("invoice_email"))
         if self.let_inexchange_choose:
             return {"method": SendMethod.AUTO.value, "email": email}
         gln, org = _text(customer.get("gln")), _text(customer.get("org_number"))
         if gln or org:
-            result = self.hook.lookup_buyer(party_id=_text(customer["customer_number"]), gln=gln or None,
-                                            org_no=None if gln else org or None)
+            result = await self.hook.alookup_buyer(party_id=_text(customer["customer_number"]), gln=gln or None,
+                                                   org_no=None if gln else org or None)
             party = next((p for p in result.parties if p.can_receive_einvoice), None) if result.exact_hit else None
             if party is not None and party.company_id:
                 return {"method": SendMethod.ELECTRONIC.value, "recipient_id": party.company_id}
         if email:
             return {"method": SendMethod.PDF.value, "email": email}
         return {"method": SendMethod.PAPER.value}
+
+
+class _Recorder:
+    """Collects ledger changes and writes them in batches, one transaction per batch, in order."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+        self._pending: list[Transition] = []
+        self._closing = asyncio.Event()
+        self._task = asyncio.ensure_future(self._loop())
+
+    def add(self, change: Transition | None) -> None:
+        if change is not None:
+            self._pending.append(change)
+
+    def check(self) -> None:
+        """Raise the writer's error, if it failed: sending more would only leave more to reconcile."""
+        if self._task.done() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
+
+    async def flush(self) -> None:
+        """Write what is pending now."""
+        self.check()
+        batch, self._pending = self._pending, []
+        if batch:
+            await self._write(batch)
+
+    async def close(self) -> None:
+        """Write everything left and stop."""
+        self._closing.set()
+        await self._task
+        await self.flush()
+
+    async def _loop(self) -> None:
+        while not self._closing.is_set():
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+            else:
+                await asyncio.sleep(0.02)
+
+
+def _failed_future(future: asyncio.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None
 
 
 def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict[str, Any], document_uri: str) -> dict[str, Any]:

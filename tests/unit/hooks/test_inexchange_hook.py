@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -11,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-import tenacity
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from fixtures import (
@@ -45,23 +46,14 @@ def body_of(request: httpx.Request) -> Any:
 
 
 def record_waits(hook: InExchangeHook, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Replace the retry loop's sleep (sync and async) by a recorder; return the recorded waits."""
+    """Replace the drivers' sleep (sync and async) by a recorder; return the recorded waits."""
     waits: list[float] = []
-    build = hook._retrying
 
-    def retrying(idempotent: bool, cls: type = tenacity.Retrying) -> Any:
-        loop = build(idempotent, cls)
-        if issubclass(cls, tenacity.AsyncRetrying):
+    async def asleep(seconds: float) -> None:
+        waits.append(seconds)
 
-            async def asleep(seconds: float) -> None:
-                waits.append(seconds)
-
-            loop.sleep = asleep
-        else:
-            loop.sleep = waits.append
-        return loop
-
-    monkeypatch.setattr(hook, "_retrying", retrying)
+    monkeypatch.setattr(hook, "_sleep", waits.append)
+    monkeypatch.setattr(hook, "_asleep", asleep)
     return waits
 
 
@@ -632,7 +624,7 @@ async def test_aclose_revokes_the_token(api: respx.MockRouter, hook: InExchangeH
 
     assert api["revoke_token"].call_count == 1
     assert body_of(api["revoke_token"].calls.last.request) == {"clientToken": TOKEN}
-    assert hook._async_client is None
+    assert hook._async_clients == []
 
 
 @pytest.mark.anyio
@@ -744,3 +736,96 @@ async def test_async_token_creation_respects_max_attempts(api: respx.MockRouter,
     assert len(waits) == 2
     assert listed.call_count == 0
     await hook.aclose()
+
+
+# ---- rate limit, concurrency, shared token ---------------------------------------------------
+def test_rate_limit_makes_the_request_path_wait(api: respx.MockRouter, make_hook: MakeHook) -> None:
+    hook, waits = make_hook(rate_limit=3)
+    api.post(LIST).respond(200, json=outbound_list([]))
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # let time pass for the limiter while recording the wait
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    hook._sleep = sleep  # type: ignore[method-assign]
+    started = time.monotonic()
+    for _ in range(2):
+        hook.list_outbound()  # token creation + 2 lists = 3 requests: within the first second
+
+    assert slept == []
+    hook.list_outbound()  # the 4th request must wait for the window to move
+    assert len(slept) >= 1 and 0 < sum(slept) <= 1.0
+    assert time.monotonic() - started >= 0.9
+    hook.close()
+
+
+def test_rate_limit_must_be_positive(inexchange_conn: str) -> None:
+    with pytest.raises(ValueError, match="rate_limit"):
+        InExchangeHook(inexchange_conn, rate_limit=0)
+
+
+@pytest.mark.anyio
+async def test_async_calls_share_one_token_and_respect_the_concurrency_limit(
+    api: respx.MockRouter, make_hook: MakeHook
+) -> None:
+    hook, _ = make_hook(concurrency=4, clients=2)
+    in_flight = peak = 0
+
+    async def slow_reply(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=outbound_document("d1", "Sent", "2026-03-02T10:00:00Z"))
+
+    got = api.get("documents/outbound/d1").mock(side_effect=slow_reply)
+
+    documents = await asyncio.gather(*(hook.aget_outbound("d1") for _ in range(20)))
+
+    assert [d.id for d in documents] == ["d1"] * 20
+    assert got.call_count == 20
+    assert api["create_token"].call_count == 1  # twenty callers, one token
+    assert peak == 4
+    assert len(hook._async_clients) == 2
+    await hook.aclose()
+
+
+@pytest.mark.anyio
+async def test_concurrent_calls_renew_a_refused_token_once(api: respx.MockRouter, make_hook: MakeHook) -> None:
+    hook, _ = make_hook(concurrency=8)
+    api["create_token"].side_effect = [
+        httpx.Response(200, json={"token": TOKEN}),
+        httpx.Response(200, json={"token": SECOND_TOKEN}),
+    ]
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        if request.headers["ClientToken"] == TOKEN:
+            return httpx.Response(401)
+        return httpx.Response(200, json=outbound_document("d1", "Sent", "2026-03-02T10:00:00Z"))
+
+    api.get("documents/outbound/d1").mock(side_effect=reply)
+
+    await asyncio.gather(*(hook.aget_outbound("d1") for _ in range(8)))
+
+    assert api["create_token"].call_count == 2
+    await hook.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_endpoints_match_the_sync_ones(api: respx.MockRouter, hook: InExchangeHook) -> None:
+    api.post("buyerparties/lookup").respond(200, json=LOOKUP_REPLY)
+    api.post("documents").respond(201, headers={"Location": DOCUMENT_URN})
+    api.post("documents/outbound").respond(201, headers={"Location": f"https://api.test/v1/api/documents/outbound/{DOCUMENT_ID}"})
+    api.post("invoices/outbound/byerpid/invoice-1").respond(404, json={"message": "Not found"})
+
+    lookup = await hook.alookup_buyer(party_id="K1", org_no="5560000001")
+    uri = await hook.aupload_document(b"<Invoice/>")
+    document_id = await hook.asend_outbound(SEND_BODY)
+    found = await hook.afind_by_erp_id("invoice-1")
+
+    assert lookup == hook.lookup_buyer(party_id="K1", org_no="5560000001")
+    assert (uri, document_id, found) == (DOCUMENT_URN, DOCUMENT_ID, None)
+    await hook.aclose()
+    hook.close()
