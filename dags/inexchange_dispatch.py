@@ -13,6 +13,8 @@ ERP_CONN_ID = "erp_default"
 REPORTING_CONN_ID = "inexchange_reporting"
 INEXCHANGE_CONN_ID = "inexchange_default"
 TIMEZONE = "Europe/Stockholm"
+#: invoices in flight at once in each mapped submit task
+CONCURRENCY = 32
 
 DOC_MD = """
 ### InExchange dispatch
@@ -27,7 +29,9 @@ Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
    invoices already sent or in flight are skipped.
 2. **validate**: customer prerequisites and invoice integrity; failures become *rejected* with one
    message per invoice saying what to fix in the ERP.
-3. **submit**: build, upload and send each *ready* invoice exactly once; it becomes *waiting*.
+3. **plan_batches** / **submit**: the due invoices are split into batches of `batch_size` (2,000 unless the run's config says otherwise); one
+   mapped submit task per batch builds, uploads and sends each *ready* invoice exactly once
+   (32 at a time, in the `inexchange_api` pool); it becomes *waiting*.
 4. **await_delivery**: a deferrable sensor follows the documents until they are *sent* or *stopped*.
 5. **report**: refreshes `inexchange_report` ("Elektroniska utskick") and logs a summary. The run
    turns red when an invoice needs a person, unless `fail_on_action_needed` is off.
@@ -47,6 +51,10 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
     tags=["inexchange", "invoices"],
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     params={
+        "batch_size": Param(
+            2000, type="integer", minimum=1,
+            description="Invoices per mapped submit task; the batches run in parallel in the inexchange_api pool.",
+        ),
         "fail_on_action_needed": Param(
             True, type="boolean", description="End the run red when an invoice is rejected, stopped or failed."
         ),
@@ -67,14 +75,23 @@ def inexchange_dispatch():
         return pipeline.validate(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
                                  timezone=TIMEZONE)
 
-    submit = SubmitInvoicesOperator(
+    @task
+    def plan_batches(**context) -> list[dict]:
+        from inexchange import pipeline
+
+        return pipeline.plan_batches(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
+                                     batch_size=context["params"]["batch_size"], timezone=TIMEZONE)
+
+    batches = plan_batches()
+    submit = SubmitInvoicesOperator.partial(
         task_id="submit",
         erp_conn_id=ERP_CONN_ID,
         reporting_conn_id=REPORTING_CONN_ID,
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         timezone=TIMEZONE,
+        concurrency=CONCURRENCY,
         pool="inexchange_api",
-    )
+    ).expand_kwargs(batches)
 
     await_delivery = DeliveryStatusSensor(
         task_id="await_delivery",
@@ -94,7 +111,7 @@ def inexchange_dispatch():
                                fail_on_action_needed=context["params"]["fail_on_action_needed"],
                                timezone=TIMEZONE)
 
-    chain(extract(), validate(), submit, await_delivery, report())
+    chain(extract(), validate(), batches, submit, await_delivery, report())
 
 
 inexchange_dispatch()

@@ -66,6 +66,25 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
     return {"ready": len(pending) - len(rejected), "rejected": len(rejected), "rejected_invoices": rejected}
 
 
+def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batch_size: int,
+                 max_attempts: int = 5, timezone: str = "Europe/Stockholm") -> list[dict[str, int]]:
+    """Split the rows due for submission into shards of about ``batch_size`` invoices.
+
+    Returns one ``{"shard": k, "shards": n}`` per batch (at least one, so that rows left in
+    ``submitting`` are always reconciled), for ``SubmitInvoicesOperator.partial(...).expand_kwargs``.
+    A shard is the invoices whose id modulo ``n`` is ``k``, so the batches never overlap and XCom
+    carries two numbers per batch instead of invoice ids.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
+    ledger.ensure_schema()
+    due = len(ledger.due_rows(max_attempts=max_attempts))
+    shards = max(1, -(-due // batch_size))
+    log.info("%d invoices due for submission: %d batches of at most about %d", due, shards, batch_size)
+    return [{"shard": shard, "shards": shards} for shard in range(shards)]
+
+
 def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
            timezone: str = "Europe/Stockholm") -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.

@@ -23,7 +23,7 @@ def test_no_import_errors(dagbag) -> None:
 
 def test_tasks_in_order(dagbag) -> None:
     dag = dagbag.dags["inexchange_dispatch"]
-    order = ["extract", "validate", "submit", "await_delivery", "report"]
+    order = ["extract", "validate", "plan_batches", "submit", "await_delivery", "report"]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
@@ -44,9 +44,10 @@ def test_operators_and_sensor(dagbag) -> None:
     from inexchange.sensors.delivery import DeliveryStatusSensor
 
     dag = dagbag.dags["inexchange_dispatch"]
-    submit = dag.get_task("submit")
-    assert isinstance(submit, SubmitInvoicesOperator)
-    assert submit.pool == "inexchange_api"
+    submit = dag.get_task("submit")  # mapped over the batches plan_batches returns
+    assert submit.operator_class is SubmitInvoicesOperator
+    assert submit.partial_kwargs["pool"] == "inexchange_api"
+    assert dag.params["batch_size"] == 2000
     sensor = dag.get_task("await_delivery")
     assert isinstance(sensor, DeliveryStatusSensor)
     assert sensor.deferrable is True

@@ -111,7 +111,8 @@ def dispatch_dag(airflow_db: Path, erp: Erp, simulator: Any, monkeypatch: pytest
 
 def _run(dag: Any) -> Any:
     run_after = pendulum.datetime(RUN_DAY.year, RUN_DAY.month, RUN_DAY.day, 6, tz="Europe/Stockholm").add(days=1)
-    return dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": False})
+    # small batches, so that several mapped submit tasks share the day's invoices
+    return dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": False, "batch_size": 7})
 
 
 def _rows(engine: Engine, sql: str) -> list[dict[str, Any]]:
@@ -126,10 +127,14 @@ def _day(value: Any) -> date:
 def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
     dag_run = _run(dispatch_dag)
     assert dag_run.state == "success"
-    assert {ti.task_id: ti.state for ti in dag_run.get_task_instances()} == {
-        "extract": "success", "validate": "success", "submit": "success",
+    instances = dag_run.get_task_instances()
+    assert {ti.task_id: ti.state for ti in instances} == {
+        "extract": "success", "validate": "success", "plan_batches": "success", "submit": "success",
         "await_delivery": "success", "report": "success",
     }
+    batches = sorted(ti.map_index for ti in instances if ti.task_id == "submit")
+    assert len(batches) >= 2 and batches == list(range(len(batches)))
+    assert all(ti.state == "success" for ti in instances)
 
     invoices = _rows(erp.engine, """
         SELECT i.invoice_id, i.invoice_number, i.status, i.invoice_date, c.customer_number, c.billing_method
