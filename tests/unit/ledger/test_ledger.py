@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,45 @@ def test_due_rows(ledger: Ledger) -> None:
     ledger.transition(9, [LedgerState.PENDING], LedgerState.READY, source="t")  # another interval
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5)] == [1, 2, 3]
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=0)] == [1, 2]
+
+
+def test_due_rows_split_into_disjoint_shards(ledger: Ledger) -> None:
+    ledger.register([invoice(i) for i in range(1, 11)])
+    ledger.transition_many([(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in range(1, 11)],
+                           source="validate")
+
+    shards = [[r["invoice_id"] for r in ledger.due_rows(max_attempts=5, shard=k, shards=3)] for k in range(3)]
+
+    assert shards == [[3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    with pytest.raises(ValueError, match="shard 3"):
+        ledger.due_rows(max_attempts=5, shard=3, shards=3)
+
+
+def test_due_rows_respect_another_runs_claim_until_its_lease_ends(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2)])
+    other_run = Ledger(engine, replace(SCOPE, dag_run_id="backfill__2026-11-17"))
+    other_run.transition(1, [LedgerState.PENDING], LedgerState.SUBMITTING, source="submit")  # in flight elsewhere
+    ledger.transition(2, [LedgerState.PENDING], LedgerState.SUBMITTING, source="submit")  # an earlier try of ours
+
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5)] == [2]
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, lease=timedelta(0))] == [1, 2]
+
+
+def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2)])
+    ledger.transition(2, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="bad")
+
+    moved = ledger.transition_many([
+        (1, [LedgerState.PENDING], LedgerState.READY, {}),
+        (2, [LedgerState.PENDING], LedgerState.READY, {}),  # no longer pending: untouched
+    ], source="validate")
+
+    assert moved == [True, False]
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.READY)] == [1]
+    assert history(engine, 2)[-1] == ("pending", "rejected", "validate")
+    with pytest.raises(TypeError):
+        ledger.transition_many([(1, [LedgerState.READY], LedgerState.SUBMITTING, {"bogus": 1})], source="submit")
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.READY)] == [1]  # rolled back
 
 
 def test_apply_statuses_maps_and_keeps_history(ledger: Ledger, engine: Engine) -> None:
