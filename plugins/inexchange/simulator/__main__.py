@@ -1,7 +1,8 @@
 """Command line of the InExchange simulator: ``python -m inexchange.simulator --help``.
 
 Once the server listens it prints exactly one line, ``SIMULATOR_URL=http://HOST:PORT/v1/api/``, to
-standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it.
+standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it; requests
+held by ``/_sim/hold`` are released then, so that they do not keep the server from stopping.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from inexchange.simulator.app import create_app
-from inexchange.simulator.config import FAULT_KINDS, SimulatorConfig, parse_faults
+from inexchange.simulator.config import DEFAULT_FAULTS, FAULT_KINDS, SimulatorConfig, parse_faults
 from inexchange.simulator.faults import DroppedConnectionLogFilter
 
 
@@ -46,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faults",
         type=_fault_kinds,
-        default=FAULT_KINDS,
-        help=f"comma-separated fault kinds to inject (default {','.join(FAULT_KINDS)})",
+        default=DEFAULT_FAULTS,
+        help=(
+            f"comma-separated fault kinds to inject, of {','.join(FAULT_KINDS)}"
+            f" (default {','.join(DEFAULT_FAULTS)})"
+        ),
+    )
+    parser.add_argument(
+        "--timeout-ms", type=float, default=3000.0, help="wait of a request under a timeout fault (default 3000)"
     )
     parser.add_argument(
         "--status-step-ms", type=float, default=1000.0, help="time between two statuses of a document"
@@ -77,8 +84,14 @@ def _write_url_file(path: Path, url: str) -> None:
     partial.replace(path)
 
 
-async def serve(server: uvicorn.Server, sock: socket.socket, url_file: Path | None) -> None:
-    """Serve on ``sock`` until uvicorn receives SIGTERM or SIGINT; announce the URL once listening."""
+async def serve(
+    server: uvicorn.Server, sock: socket.socket, url_file: Path | None, on_exit: Callable[[], object] | None = None
+) -> None:
+    """Serve on ``sock`` until uvicorn receives SIGTERM or SIGINT; announce the URL once listening.
+
+    ``on_exit`` is called once the server has been asked to stop, before it waits for the requests
+    in progress to end.
+    """
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if serving.done():
@@ -91,6 +104,10 @@ async def serve(server: uvicorn.Server, sock: socket.socket, url_file: Path | No
     if url_file is not None:
         _write_url_file(url_file, url)
     print(f"SIMULATOR_URL={url}", flush=True)
+    while not server.should_exit and not serving.done():
+        await asyncio.wait({serving}, timeout=0.05)
+    if on_exit is not None:
+        on_exit()
     await serving
 
 
@@ -114,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 latency_ms=args.latency_ms,
                 fault_rate=args.fault_rate,
                 faults=args.faults,
+                timeout_ms=args.timeout_ms,
                 status_step_ms=args.status_step_ms,
                 stop_rate=args.stop_rate,
                 error_rate=args.error_rate,
@@ -128,15 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
-        server_config = uvicorn.Config(
-            create_app(config), loop="auto", log_level="warning", access_log=False, lifespan="off"
-        )
+        app = create_app(config)
+        server_config = uvicorn.Config(app, loop="auto", log_level="warning", access_log=False, lifespan="off")
         logging.getLogger("uvicorn.error").addFilter(DroppedConnectionLogFilter())
         for handled in (signal.SIGTERM, signal.SIGINT):
             signal.signal(handled, _exit_quietly)
         # uvicorn's loop factory picks uvloop when it is installed, as ``uvicorn.run`` does.
         with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
-            runner.run(serve(uvicorn.Server(server_config), sock, args.url_file))
+            runner.run(serve(uvicorn.Server(server_config), sock, args.url_file, app.state.store.holds.release))
     return 0
 
 

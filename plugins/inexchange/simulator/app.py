@@ -380,7 +380,7 @@ class SimulatorApi:
         return _json({"status": "ok", "time": utc_iso(self.store.clock.now())})
 
     async def stats(self, request: Request) -> Response:
-        """``GET /_sim/stats``: sends per erpDocumentId, duplicates and request/fault counters."""
+        """``GET /_sim/stats``: sends per erpDocumentId, duplicates, request/fault counters and holds."""
         return _json(self.store.stats())
 
     async def config(self, request: Request) -> Response:
@@ -395,9 +395,27 @@ class SimulatorApi:
         return _json(self.store.config.runtime_view())
 
     async def reset(self, request: Request) -> Response:
-        """``POST /_sim/reset``: forget documents, counters and registered parties."""
+        """``POST /_sim/reset``: forget documents, counters and registered parties; release holds."""
         self.store.reset()
         return _json({"status": "reset"})
+
+    async def hold(self, request: Request) -> Response:
+        """``POST /_sim/hold``: install a hold; ``DELETE /_sim/hold``: release held requests, remove holds.
+
+        The ``POST`` body is ``{"path": "documents/outbound", "method": "POST", "phase": "before"}``
+        (``method`` and ``phase`` optional, ``phase`` ``before`` or ``after``); the answer names the hold
+        as ``/_sim/stats`` does. The ``DELETE`` answer tells how many requests were waiting.
+        """
+        holds = self.store.holds
+        if request.method == "DELETE":
+            return _json({"released": holds.release()})
+        try:
+            key = holds.add(await _json_object(request))
+        except BadRequest as exc:
+            return _invalid(exc.model_state)
+        except ValueError as exc:
+            return _message(400, str(exc))
+        return _json({"hold": key, "holds": holds.keys()})
 
     async def register_parties(self, request: Request) -> Response:
         """``POST /_sim/parties``: register parties (a list, or ``{"parties": [...]}``) for lookups."""
@@ -433,6 +451,7 @@ class SimulatorApi:
             _Route("/_sim/stats", self.stats, methods=["GET"]),
             _Route("/_sim/config", self.config, methods=["GET", "POST"]),
             _Route("/_sim/reset", self.reset, methods=["POST"]),
+            _Route("/_sim/hold", self.hold, methods=["POST", "DELETE"]),
             _Route("/_sim/parties", self.register_parties, methods=["POST"]),
         ]
 

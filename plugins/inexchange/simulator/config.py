@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 #: The kinds of injected faults, in the order they are reported by ``/_sim/stats``.
-FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost")
+FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout")
+
+#: The fault kinds enabled unless chosen otherwise: every kind but ``timeout``, which must be asked for.
+DEFAULT_FAULTS: tuple[str, ...] = ("5xx", "429", "drop", "lost")
 
 #: Settings that ``POST /_sim/config`` may change while the simulator runs.
 RUNTIME_SETTINGS: tuple[str, ...] = (
     "fault_rate",
     "faults",
     "latency_ms",
+    "timeout_ms",
     "status_step_ms",
     "stop_rate",
     "error_rate",
@@ -68,13 +72,15 @@ class SimulatorConfig:
 
     ``seed`` makes the party registry, the document outcomes, the latency jitter and the fault
     sequence repeatable. Rates are probabilities between 0 and 1; durations are milliseconds except
-    ``token_ttl_s``.
+    ``token_ttl_s``. ``timeout_ms`` is how long a ``timeout`` fault keeps a request waiting before
+    processing it.
     """
 
     seed: int = 42
     latency_ms: float = 0.0
     fault_rate: float = 0.0
-    faults: tuple[str, ...] = FAULT_KINDS
+    faults: tuple[str, ...] = DEFAULT_FAULTS
+    timeout_ms: float = 3000.0
     status_step_ms: float = 1000.0
     stop_rate: float = 0.05
     error_rate: float = 0.03
@@ -89,6 +95,7 @@ class SimulatorConfig:
         self.stop_rate = _rate("stop_rate", self.stop_rate)
         self.error_rate = _rate("error_rate", self.error_rate)
         self.latency_ms = _non_negative("latency_ms", self.latency_ms)
+        self.timeout_ms = _non_negative("timeout_ms", self.timeout_ms)
         self.status_step_ms = _non_negative("status_step_ms", self.status_step_ms)
         self.token_ttl_s = _non_negative("token_ttl_s", self.token_ttl_s)
         self.data_dir = Path(self.data_dir)

@@ -1,7 +1,9 @@
-"""Latency and fault injection for the ``/v1/api`` routes of the simulator.
+"""Latency, fault injection and holds for the ``/v1/api`` routes of the simulator.
 
-Every API request first waits ``latency_ms`` (with ±20 % jitter), then, with probability
-``fault_rate``, one of the enabled fault kinds happens instead of (or after) the normal handling:
+Every API request first waits ``latency_ms`` (with ±20 % jitter). A request that a hold applies to
+(see :mod:`inexchange.simulator.holds`) then waits for the release, before or after it is processed,
+and is never faulted. Any other request meets, with probability ``fault_rate``, one of the enabled
+fault kinds instead of (or after, or before) the normal handling:
 
 ``5xx``
     a 500 or 503 JSON error; the request is not processed.
@@ -12,11 +14,16 @@ Every API request first waits ``latency_ms`` (with ±20 % jitter), then, with pr
 ``lost``
     the request is processed (a send is counted, a document stored) and then the connection breaks,
     so the client cannot tell whether its request took effect.
+``timeout``
+    the request waits ``timeout_ms`` and is then processed and answered normally, the way a slow
+    server still does the work after its client has given up waiting. Not enabled by default.
 
 A broken connection is made by starting a response that announces a body and closing the
 connection without sending it: the client receives a status line and headers, then an incomplete
 message, which HTTP clients report as a protocol error (``httpx.RemoteProtocolError``) instead of a
-response. The ``/_sim`` routes are never delayed nor faulted.
+response. A request that waits (a ``timeout`` fault or a hold) has its body read before the wait,
+so it is processed in full even when its client is gone by then; the answer to a client that is
+gone is dropped silently. The ``/_sim`` routes are never delayed, held nor faulted.
 """
 
 from __future__ import annotations
@@ -71,8 +78,27 @@ async def _discard(message: Message) -> None:
     """Swallow the real response of a request whose answer gets lost."""
 
 
+async def _buffered(receive: Receive) -> Receive:
+    """Read the request body now and return a ``receive`` that replays it, then reads on.
+
+    The server reports a client that has gone away as ``http.disconnect`` even when the whole body
+    had arrived before; reading it ahead of a wait keeps the request processable.
+    """
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
+
+
 class FaultInjectionMiddleware:
-    """ASGI middleware that delays and breaks ``/v1/api`` requests as configured in the store."""
+    """ASGI middleware that delays, holds and breaks ``/v1/api`` requests as configured in the store."""
 
     def __init__(self, app: ASGIApp, store: Store) -> None:
         """Wrap ``app``; settings and the seeded random generator come from ``store``."""
@@ -96,6 +122,10 @@ class FaultInjectionMiddleware:
         store.requests += 1
         if store.config.latency_ms > 0:
             await asyncio.sleep(store.config.latency_ms / 1000.0 * store.rng.uniform(0.8, 1.2))
+        method, path = scope["method"], scope["path"][len(API_PREFIX) :]
+        if store.holds.holds(method, path):
+            await self._hold(scope, await _buffered(receive), send, method, path)
+            return
         kind = self._draw_fault()
         if kind is None:
             await self.app(scope, receive, send)
@@ -109,6 +139,30 @@ class FaultInjectionMiddleware:
             await _json(send, 429, {"message": "Too many requests."}, [(b"retry-after", b"1")])
         elif kind == "drop":
             await _break_connection(send)
+        elif kind == "timeout":
+            receive = await _buffered(receive)
+            await asyncio.sleep(store.config.timeout_ms / 1000.0)
+            await self.app(scope, receive, send)
         else:
             await self.app(scope, receive, _discard)
             await _break_connection(send)
+
+    async def _hold(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> None:
+        """Process a request that a hold applies to, waiting for the release before or after."""
+        holds = self.store.holds
+        before = holds.gate(method, path, "before")
+        if before is not None:
+            await holds.wait(before)
+        after = holds.gate(method, path, "after")
+        if after is None:
+            await self.app(scope, receive, send)
+            return
+        response: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            response.append(message)
+
+        await self.app(scope, receive, keep)
+        await holds.wait(after)
+        for message in response:
+            await send(message)

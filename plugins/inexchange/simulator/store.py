@@ -23,6 +23,7 @@ from typing import Any
 from lxml import etree
 
 from inexchange.simulator.config import FAULT_KINDS, SimulatorConfig
+from inexchange.simulator.holds import Holds
 from inexchange.simulator.registry import PartyRegistry
 from inexchange.simulator.seeded import unit
 
@@ -171,6 +172,7 @@ class Store:
         self.clock = Clock()
         self.registry = PartyRegistry(config.seed)
         self.tokens: dict[str, Token] = {}
+        self.holds = Holds()
         self.documents_dir = config.data_dir / "documents"
         self.documents_dir.mkdir(parents=True, exist_ok=True)
         self._reset_documents()
@@ -187,11 +189,12 @@ class Store:
         self.rng = random.Random(self.config.seed)
 
     def reset(self) -> None:
-        """Forget documents, uploads, counters and registered parties; tokens stay valid.
+        """Forget documents, uploads, counters and registered parties, release holds; tokens stay valid.
 
         The random generator behind latency jitter and faults is reseeded, so a run after a reset
         sees the same fault sequence as a run on a fresh simulator.
         """
+        self.holds.release()
         self._reset_documents()
         self.registry.clear()
         shutil.rmtree(self.documents_dir, ignore_errors=True)
@@ -367,6 +370,8 @@ class Store:
             "requests": self.requests,
             "tokens_created": self.tokens_created,
             "faults": dict(self.faults),
+            "holds": self.holds.keys(),
+            "held": self.holds.waiting(),
         }
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,20 +45,55 @@ class SimulatorHandle:
         return response.json()
 
     def stats(self) -> dict[str, Any]:
-        """Return ``GET /_sim/stats``: sends per erpDocumentId, duplicates, counters."""
+        """Return ``GET /_sim/stats``: sends per erpDocumentId, duplicates, counters, holds.
+
+        ``holds`` lists the installed holds and ``held`` maps each hold that requests wait on to
+        their number, e.g. ``{"POST documents/outbound before": 1}``.
+        """
         return dict(self._sim("GET", "stats"))
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change runtime settings and return the settings now in force.
 
-        Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``status_step_ms``, ``stop_rate``,
-        ``error_rate`` and ``token_ttl_s``.
+        Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``timeout_ms``, ``status_step_ms``,
+        ``stop_rate``, ``error_rate`` and ``token_ttl_s``.
         """
         return dict(self._sim("POST", "config", json=settings))
 
     def reset(self) -> None:
-        """Forget documents, counters and registered parties (client tokens stay valid)."""
+        """Forget documents, counters and registered parties, release holds (client tokens stay valid)."""
         self._sim("POST", "reset")
+
+    def hold(self, path: str, phase: str = "before", method: str = "POST") -> str:
+        """Hold the requests to ``path`` (below ``/v1/api/``, e.g. ``documents/outbound``) until :meth:`release`.
+
+        A request held ``before`` waits before it is processed; one held ``after`` is processed, then
+        waits before it is answered. Returns the key of the hold in ``stats()["held"]``, e.g.
+        ``"POST documents/outbound before"``.
+        """
+        return str(self._sim("POST", "hold", json={"path": path, "phase": phase, "method": method})["hold"])
+
+    def release(self) -> int:
+        """Let every held request go on, remove every hold and return how many requests were held."""
+        return int(self._sim("DELETE", "hold")["released"])
+
+    def wait_held(self, key: str, count: int = 1, timeout: float = 10.0) -> int:
+        """Wait until at least ``count`` requests are held under ``key`` and return their number.
+
+        Raises ``TimeoutError`` when that does not happen within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.stats()["held"]
+            waiting = int(held.get(key, 0))
+            if waiting >= count:
+                return waiting
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{waiting} request(s) held under {key!r} after {timeout:g} s, expected at least {count};"
+                    f" held now: {held or 'none'}"
+                )
+            time.sleep(0.02)
 
     def register_parties(self, parties: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Register buyer parties that lookups return before the seed-derived registry."""
@@ -107,6 +143,7 @@ def simulator_command(
     error_rate: float,
     api_key: str,
     data_dir: Path,
+    timeout_ms: float = 3000.0,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """Return the command line that starts the simulator on a free loopback port."""
@@ -124,6 +161,8 @@ def simulator_command(
         str(latency_ms),
         "--fault-rate",
         str(fault_rate),
+        "--timeout-ms",
+        str(timeout_ms),
         "--status-step-ms",
         str(status_step_ms),
         "--stop-rate",
@@ -147,6 +186,7 @@ def run_simulator(
     latency_ms: float = 0,
     fault_rate: float = 0.0,
     faults: Iterable[str] | None = None,
+    timeout_ms: float = 3000,
     status_step_ms: float = 200,
     stop_rate: float = 0.05,
     error_rate: float = 0.03,
@@ -156,7 +196,8 @@ def run_simulator(
 ) -> Iterator[SimulatorHandle]:
     """Run ``python -m inexchange.simulator`` on a free loopback port for the ``with`` block.
 
-    ``faults=None`` enables every fault kind (they only happen when ``fault_rate`` > 0). Without a
+    ``faults=None`` enables the default fault kinds, all but ``timeout`` (they only happen when
+    ``fault_rate`` > 0); a ``timeout`` fault waits ``timeout_ms`` before processing. Without a
     ``data_dir`` the uploads go to a temporary folder removed afterwards. The process is stopped
     (terminated, killed after a timeout) when the block ends, also on error. Its standard error is
     inherited, so a crash shows in the test output.
@@ -170,6 +211,7 @@ def run_simulator(
         latency_ms=latency_ms,
         fault_rate=fault_rate,
         faults=faults,
+        timeout_ms=timeout_ms,
         status_step_ms=status_step_ms,
         stop_rate=stop_rate,
         error_rate=error_rate,

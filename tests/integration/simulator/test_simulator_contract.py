@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "fault_rate": 0.0,
     "faults": ["5xx", "429", "drop", "lost"],
     "latency_ms": 0,
+    "timeout_ms": 3000,
     "status_step_ms": 0,
     "stop_rate": 0.0,
     "error_rate": 0.0,
@@ -593,15 +595,17 @@ def test_stats_count_sends_and_duplicates(sim: SimulatorHandle, client: Client) 
     assert stats["documents_uploaded"] == 3
     assert stats["outbound_documents"] == 3
     assert stats["requests"] >= 7
-    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost"}
+    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout"}
+    assert stats["holds"] == [] and stats["held"] == {}
     sim.reset()
     assert sim.stats()["sends"] == {} and sim.stats()["outbound_documents"] == 0
 
 
 def test_config_is_validated(sim: SimulatorHandle) -> None:
-    for bad in ({"fault_rate": 2}, {"faults": ["bogus"]}, {"seed": 1}):
+    for bad in ({"fault_rate": 2}, {"faults": ["bogus"]}, {"seed": 1}, {"timeout_ms": -1}):
         assert httpx.post(f"{sim.root_url}_sim/config", json=bad).status_code == 400
     assert sim.configure(faults="5xx,lost")["faults"] == ["5xx", "lost"]
+    assert sim.configure(timeout_ms=250)["timeout_ms"] == 250
 
 
 def test_paths_are_case_insensitive_and_unknown_routes_are_json(sim: SimulatorHandle, client: Client) -> None:
@@ -673,3 +677,220 @@ def test_faults_are_repeatable_for_a_seed(sim: SimulatorHandle) -> None:
     first = sequence()
     assert set(first) - {200} and 200 in first
     assert sequence() == first
+
+
+def test_fault_timeout_waits_then_processes_and_answers(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("4003"))
+    sim.configure(fault_rate=1.0, faults=["timeout"], timeout_ms=300)
+    started = time.monotonic()
+    response = client.http.post("documents/outbound", json=send_body(uri, "ERP-SLOW"))
+    elapsed = time.monotonic() - started
+    sim.configure(fault_rate=0.0)
+    assert response.status_code == 201, response.text
+    assert 0.28 <= elapsed < 2.0
+    assert sim.stats()["sends"] == {"ERP-SLOW": 1}
+    assert sim.stats()["faults"]["timeout"] == 1
+
+
+def test_fault_timeout_processes_the_request_of_a_client_that_gave_up(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("4004"))
+    sim.configure(fault_rate=1.0, faults=["timeout"], timeout_ms=500)
+    with pytest.raises(httpx.ReadTimeout):
+        client.http.post("documents/outbound", json=send_body(uri, "ERP-GAVE-UP"), timeout=httpx.Timeout(10.0, read=0.1))
+    sim.configure(fault_rate=0.0)
+    assert sim.stats()["sends"] == {}
+    wait_for(lambda: sim.stats()["sends"] == {"ERP-GAVE-UP": 1})
+    assert client.http.get("invoices/outbound/byerpid/ERP-GAVE-UP").json()["erpDocumentId"] == "ERP-GAVE-UP"
+    assert sim.stats()["faults"]["timeout"] == 1
+
+
+def test_a_fresh_simulator_enables_the_old_fault_kinds_and_takes_timeout_ms() -> None:
+    with run_simulator(timeout_ms=250) as fresh:
+        settings = fresh.configure()
+    assert settings["faults"] == ["5xx", "429", "drop", "lost"]
+    assert settings["timeout_ms"] == 250
+
+
+# Holds ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def background(sim: SimulatorHandle) -> Iterator[ThreadPoolExecutor]:
+    """Threads for requests that the simulator holds; holds are released before the threads are joined."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        try:
+            yield pool
+        finally:
+            sim.release()
+
+
+def test_before_hold_keeps_the_request_waiting_until_release(
+    sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor
+) -> None:
+    key = sim.hold("documents/outbound")
+    assert key == "POST documents/outbound before"
+    uri = client.upload(ubl("5001"))
+    pending = background.submit(client.http.post, "documents/outbound", json=send_body(uri, "ERP-BEFORE"))
+    assert sim.wait_held(key) == 1
+    time.sleep(0.1)
+    stats = sim.stats()
+    assert not pending.done()
+    assert stats["sends"] == {}
+    assert stats["holds"] == [key]
+    assert stats["held"] == {key: 1}
+    assert sim.release() == 1
+    response = pending.result(timeout=5)
+    assert response.status_code == 201, response.text
+    stats = sim.stats()
+    assert stats["sends"] == {"ERP-BEFORE": 1}
+    assert stats["holds"] == [] and stats["held"] == {}
+
+
+def test_after_hold_processes_the_request_and_answers_after_release(
+    sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor
+) -> None:
+    key = sim.hold("documents/outbound", phase="after")
+    assert key == "POST documents/outbound after"
+    uri = client.upload(ubl("5002"))
+    pending = background.submit(client.http.post, "documents/outbound", json=send_body(uri, "ERP-AFTER"))
+    sim.wait_held(key)
+    assert sim.stats()["sends"] == {"ERP-AFTER": 1}
+    observer = Client(sim)
+    try:
+        stored = observer.http.get("invoices/outbound/byerpid/ERP-AFTER")
+    finally:
+        observer.close()
+    assert stored.status_code == 200
+    assert not pending.done()
+    assert sim.release() == 1
+    response = pending.result(timeout=5)
+    assert response.status_code == 201, response.text
+    assert response.headers["Location"].endswith(f"/documents/outbound/{stored.json()['id']}")
+    assert sim.stats()["sends"] == {"ERP-AFTER": 1}
+
+
+def test_holds_match_method_and_whole_path_without_regard_to_case(
+    sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor
+) -> None:
+    key = sim.hold("/Documents/Outbound/List/", method="post")
+    assert key == "POST documents/outbound/list before"
+    assert sim.hold("documents") == "POST documents before"
+    assert sim.hold("documents/outbound/list", phase="after", method="GET") == "GET documents/outbound/list after"
+    assert sim.stats()["holds"] == ["GET documents/outbound/list after", "POST documents before", key]
+    assert client.http.post("documents/outbound", json={}).status_code == 400
+    assert client.http.get(f"documents/outbound/{uuid.uuid4()}").status_code == 404
+    pending = background.submit(client.http.post, "DOCUMENTS/outbound/LIST", json={})
+    assert sim.wait_held(key) == 1
+    assert sim.stats()["held"] == {key: 1}
+    assert sim.release() == 1
+    assert pending.result(timeout=5).status_code == 200
+
+
+def test_held_requests_are_counted_per_hold(sim: SimulatorHandle, background: ThreadPoolExecutor) -> None:
+    clients = [Client(sim) for _ in range(3)]
+    try:
+        listing = sim.hold("documents/outbound/list")
+        lookup = sim.hold("buyerparties/lookup", phase="after")
+        lists = [background.submit(api.http.post, "documents/outbound/list", json={}) for api in clients[:2]]
+        found = background.submit(clients[2].lookup, orgNo="556677-8899")
+        sim.wait_held(listing, count=2)
+        sim.wait_held(lookup)
+        assert sim.stats()["held"] == {listing: 2, lookup: 1}
+        assert sim.release() == 3
+        assert [future.result(timeout=5).status_code for future in lists] == [200, 200]
+        found.result(timeout=5)
+    finally:
+        for api in clients:
+            api.close()
+
+
+def test_wait_held_times_out_with_a_clear_message(sim: SimulatorHandle) -> None:
+    key = sim.hold("documents")
+    with pytest.raises(TimeoutError, match=r"0 request\(s\) held under 'POST documents before'.*at least 1"):
+        sim.wait_held(key, timeout=0.2)
+
+
+def test_held_requests_are_never_faulted(
+    sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor
+) -> None:
+    sim.configure(fault_rate=1.0, faults=["5xx"])
+    key = sim.hold("documents/outbound/list")
+    pending = background.submit(client.http.post, "documents/outbound/list", json={})
+    sim.wait_held(key)
+    sim.release()
+    assert pending.result(timeout=5).status_code == 200
+    assert sim.stats()["faults"]["5xx"] == 0
+    assert client.http.post("documents/outbound/list", json={}).status_code in (500, 503)
+
+
+def test_reset_releases_and_removes_holds(sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor) -> None:
+    key = sim.hold("documents/outbound/list")
+    pending = background.submit(client.http.post, "documents/outbound/list", json={})
+    sim.wait_held(key)
+    sim.reset()
+    assert pending.result(timeout=5).status_code == 200
+    stats = sim.stats()
+    assert stats["holds"] == [] and stats["held"] == {}
+    assert client.http.post("documents/outbound/list", json={}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"path": "documents", "phase": "during"},
+        {"phase": "before"},
+        {"path": ""},
+        {"path": "/"},
+        {"path": 5},
+        {"path": "documents", "method": "PO ST"},
+        {"path": "documents", "method": None},
+        {"path": "documents", "until": "later"},
+        b"",
+        b"{not json",
+        b'["documents"]',
+    ],
+)
+def test_bad_hold_bodies_are_rejected(sim: SimulatorHandle, body: dict[str, Any] | bytes) -> None:
+    url = f"{sim.root_url}_sim/hold"
+    if isinstance(body, bytes):
+        response = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = httpx.post(url, json=body)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["message"]
+    assert sim.stats()["holds"] == []
+
+
+def test_held_requests_of_clients_that_are_gone_end_quietly_and_do_not_delay_stopping(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    short = httpx.Timeout(10.0, read=0.2)
+    with ThreadPoolExecutor(max_workers=1) as pool, run_simulator(status_step_ms=0) as fresh:
+        api, waiter = Client(fresh), Client(fresh)
+        try:
+            uris = [api.upload(ubl(number)) for number in ("6001", "6002")]
+            after = fresh.hold("documents/outbound", phase="after")
+            with pytest.raises(httpx.ReadTimeout):
+                api.http.post("documents/outbound", json=send_body(uris[0], "ERP-GONE-AFTER"), timeout=short)
+            fresh.wait_held(after)
+            assert fresh.release() == 1
+            before = fresh.hold("documents/outbound")
+            with pytest.raises(httpx.ReadTimeout):
+                api.http.post("documents/outbound", json=send_body(uris[1], "ERP-GONE-BEFORE"), timeout=short)
+            fresh.wait_held(before)
+            assert fresh.stats()["sends"] == {"ERP-GONE-AFTER": 1}
+            assert fresh.release() == 1
+            wait_for(lambda: fresh.stats()["sends"] == {"ERP-GONE-AFTER": 1, "ERP-GONE-BEFORE": 1})
+            assert api.http.get("invoices/outbound/byerpid/ERP-GONE-BEFORE").status_code == 200
+            listing = fresh.hold("documents/outbound/list")
+            pending = pool.submit(waiter.http.post, "documents/outbound/list", json={})
+            fresh.wait_held(listing)
+            stopping = time.monotonic()
+        finally:
+            api.close()
+    assert time.monotonic() - stopping < 3.0
+    assert fresh.process.returncode == 0
+    assert pending.result(timeout=5).status_code == 200
+    waiter.close()
+    assert capfd.readouterr().err == ""
