@@ -1,5 +1,7 @@
 -- Move one invoice from one of the expected states to a new one (compare-and-set): a row that
--- another worker moved meanwhile is not touched, and the caller sees rowcount 0.
+-- another worker moved meanwhile is not touched, and the caller sees rowcount 0. The expected states
+-- are two fixed parameters (the same state twice when only one is expected), so the statement
+-- compiles once and is reused.
 UPDATE inexchange_dispatch
    SET state = :to_state,
        message = :message,
@@ -15,4 +17,4 @@ UPDATE inexchange_dispatch
        updated_at = :now,
        dag_run_id = :dag_run_id
  WHERE invoice_id = :invoice_id
-   AND state IN :from_states
+   AND state IN (:from_state, :other_from_state)

@@ -26,7 +26,27 @@ def engine_for(conn_id: str) -> Engine:
     search_path = (conn.extra_dejson or {}).get("search_path")
     if search_path and conn.conn_type in ("postgres", "postgresql"):
         engine_kwargs["connect_args"] = {"options": f"-csearch_path={search_path}"}
-    return hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs)
+    engine = hook.get_sqlalchemy_engine(engine_kwargs=engine_kwargs)
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy import event
+
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Write-ahead log and a busy timeout for SQLite files.
+
+    With WAL, readers never block the writer and a commit appends to the log instead of rewriting
+    pages; the busy timeout lets parallel tasks (mapped submit batches) wait for each other's short
+    transactions instead of failing with "database is locked".
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cursor.close()
 
 
 def reporting_engine(reporting_conn_id: str, erp_conn_id: str) -> Engine:

@@ -200,7 +200,7 @@ class Ledger:
         conn: Connection | None = None,
         **fields: Any,
     ) -> bool:
-        """Move one invoice to ``to_state`` if it is still in one of ``from_states``.
+        """Move one invoice to ``to_state`` if it is still in one of ``from_states`` (one or two).
 
         The change and its history row commit together. Returns whether the row moved.
 
@@ -208,24 +208,11 @@ class Ledger:
         :param conn: an open transaction to join, else a new one is committed here.
         :param fields: columns of ``ledger_transition.sql`` to set (message, inexchange_document_id, ...).
         """
-        unknown = set(fields) - set(_TRANSITION_DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown ledger fields: {sorted(unknown)}")
-        now = now_text()
-        params = {
-            **_TRANSITION_DEFAULTS,
-            **fields,
-            "invoice_id": invoice_id,
-            "from_states": [s.value for s in from_states],
-            "to_state": to_state.value,
-            "now": now,
-            "dag_run_id": self.scope.dag_run_id,
-        }
-        query = statement("ledger_transition").bindparams(bindparam("from_states", expanding=True))
+        change: Transition = (invoice_id, from_states, to_state, fields)
         if conn is None:
             with self.engine.begin() as own:
-                return self._transition(own, query, params, from_states, source, now)
-        return self._transition(conn, query, params, from_states, source, now)
+                return self._transitions(own, [change], source)[0]
+        return self._transitions(conn, [change], source)[0]
 
     def transition_many(self, changes: Iterable[Transition], *, source: str) -> list[bool]:
         """Apply several compare-and-set changes in one transaction; return which rows moved.
@@ -233,22 +220,38 @@ class Ledger:
         :param changes: ``(invoice_id, from_states, to_state, fields)`` tuples, as for :meth:`transition`.
         """
         with self.engine.begin() as conn:
-            return [
-                self.transition(invoice_id, from_states, to_state, source=source, conn=conn, **fields)
-                for invoice_id, from_states, to_state, fields in changes
-            ]
+            return self._transitions(conn, list(changes), source)
 
-    def _transition(self, conn: Connection, query: Any, params: dict[str, Any],
-                    from_states: Sequence[LedgerState], source: str, now: str) -> bool:
-        if conn.execute(query, params).rowcount != 1:
-            return False
-        from_state = from_states[0].value if len(from_states) == 1 else None
-        conn.execute(
-            statement("ledger_insert_history"),
-            self._history(params["invoice_id"], from_state, LedgerState(params["to_state"]),
-                          params["inexchange_status"], params["message"], source, now),
-        )
-        return True
+    def _transitions(self, conn: Connection, changes: list[Transition], source: str) -> list[bool]:
+        """Each change is its own compare-and-set; their history rows are inserted together."""
+        now = now_text()
+        query = statement("ledger_transition")
+        moved: list[bool] = []
+        history: list[dict[str, Any]] = []
+        for invoice_id, from_states, to_state, fields in changes:
+            unknown = set(fields) - set(_TRANSITION_DEFAULTS)
+            if unknown:
+                raise TypeError(f"unknown ledger fields: {sorted(unknown)}")
+            if not 1 <= len(from_states) <= 2:
+                raise ValueError(f"one or two expected states, got {list(from_states)}")
+            params = {
+                **_TRANSITION_DEFAULTS,
+                **fields,
+                "invoice_id": invoice_id,
+                "from_state": from_states[0].value,
+                "other_from_state": from_states[-1].value,
+                "to_state": to_state.value,
+                "now": now,
+                "dag_run_id": self.scope.dag_run_id,
+            }
+            ok = conn.execute(query, params).rowcount == 1
+            moved.append(ok)
+            if ok:
+                history.append(self._history(invoice_id, from_states[0].value if len(from_states) == 1 else None,
+                                             to_state, params["inexchange_status"], params["message"], source, now))
+        if history:
+            conn.execute(statement("ledger_insert_history"), history)
+        return moved
 
     def apply_statuses(self, changes: Iterable[dict[str, Any]], *, source: str = "status poll") -> int:
         """Write InExchange status changes (trigger event items) to the ledger in one transaction.

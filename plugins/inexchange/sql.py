@@ -43,8 +43,17 @@ def load_sql(name: str) -> str:
 
 
 def statement(name: str) -> TextClause:
-    """Return ``include/sql/<name>.sql`` as one SQLAlchemy ``text()`` clause."""
-    return text(load_sql(name))
+    """Return ``include/sql/<name>.sql`` as one SQLAlchemy ``text()`` clause.
+
+    The clause is made once per folder and name: parsing the text again for every execution costs
+    more than running a small statement.
+    """
+    return _clause(sql_dir(), name)
+
+
+@lru_cache(maxsize=None)
+def _clause(folder: Path, name: str) -> TextClause:
+    return text(_read(folder / f"{name}.sql"))
 
 
 def script(name: str) -> list[TextClause]:

@@ -9,6 +9,7 @@ Route paths match case-insensitively too.
 from __future__ import annotations
 
 import hmac
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -229,6 +230,8 @@ class SimulatorApi:
         if not content:
             raise BadRequest({"file": ["No file content"]})
         upload = self.store.upload(content)
+        # off the event loop: creating a file can take a millisecond on some file systems
+        await asyncio.to_thread(upload.path.write_bytes, content)
         return Response(status_code=201, headers={"Location": upload.uri})
 
     def _validate_send_as(self, body: Mapping[str, Any], errors: dict[str, list[str]]) -> tuple[str | None, str | None]:

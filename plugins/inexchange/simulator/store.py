@@ -220,10 +220,9 @@ class Store:
     # Documents ----------------------------------------------------------------------------
 
     def upload(self, content: bytes) -> Upload:
-        """Store an uploaded file and remember its type and invoice number."""
+        """Remember an uploaded file's type and invoice number; the caller writes it to ``path``."""
         guid = str(uuid.uuid4())
         path = self.documents_dir / f"{guid}.xml"
-        path.write_bytes(content)
         document_type, number = read_ubl(content)
         upload = Upload(guid, path, len(content), document_type, number)
         self.uploads[guid] = upload
