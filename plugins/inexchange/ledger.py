@@ -123,7 +123,8 @@ class Ledger:
             return [dict(row._mapping) for row in result]
 
     def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
-                 lease: timedelta = timedelta(minutes=15)) -> list[dict[str, Any]]:
+                 lease: timedelta = timedelta(minutes=15),
+                 settle: timedelta = timedelta(seconds=90)) -> list[dict[str, Any]]:
         """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
 
         :param max_attempts: failed rows with this many attempts are left for a person.
@@ -131,12 +132,15 @@ class Ledger:
         :param shards: into how many shards the work is split.
         :param lease: how long another run's claim (``submitting``) is respected before the row is
             reconciled here; longer than any send with all its retries.
+        :param settle: how long after its claim a row of this run may still have a send in flight
+            (a request that timed out at the client can still be processed by InExchange); only
+            older rows are looked up, so that "not found" can be trusted.
         """
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         now = datetime.now(timezone.utc)
         params = {
-            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "max_attempts": max_attempts,
+            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle), "max_attempts": max_attempts,
             "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id, **self.scope.bounds,
         }
         with self.engine.connect() as conn:

@@ -1,13 +1,24 @@
-"""Exactly-once submission under faults: lost replies, dropped connections and 5xx from the simulator.
+"""Exactly-once submission under faults, against the simulator over loopback.
 
 The submit operator runs round after round (as Airflow's retries and the next runs would) against a
-simulator that fails a share of all requests, including sends whose reply is lost after InExchange
-processed them. In the end every ready invoice is waiting at InExchange and was sent exactly once.
+simulator that fails a share of all requests: 5xx, dropped connections, sends whose reply is lost
+after InExchange processed them, 429 with Retry-After, requests that time out at the client and are
+processed later, and client tokens that expire mid-run. A worker process running the task is also
+SIGKILLed after its claims, after its uploads, and after its sends but before it records them, then
+the task runs again. In every case each ready invoice reaches InExchange exactly once and its ledger
+row ends final or retryable.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +26,7 @@ from typing import Any
 import pendulum
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 
 from support import sqlite_conn_env
 
@@ -24,58 +36,154 @@ SELLER = {
     "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
     "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
 }
+DAY = date(2026, 11, 16)
+WORKER = Path(__file__).with_name("submit_worker.py")
+#: rows that still need the submit task: not yet sent, or sent with an unknown outcome
+OPEN_ROWS = ("SELECT COUNT(*) FROM inexchange_dispatch WHERE state IN ('ready', 'submitting') "
+             "OR (state = 'failed' AND inexchange_document_id IS NULL)")
 
 
-def test_every_invoice_sent_exactly_once_despite_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inexchange import pipeline
+@dataclass
+class Erp:
+    """A generated ERP whose day of invoices is in the ledger, validated, ready to submit."""
+
+    engine: Engine
+    context: dict[str, Any]
+    ready: int = 0
+
+    def count(self, sql: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar())
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(
+                "SELECT state, erp_document_id, inexchange_document_id, message FROM inexchange_dispatch "
+                "WHERE state <> 'rejected'"))]
+
+
+@pytest.fixture
+def erp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Erp]:
     from inexchange.erpgen import generate
-    from inexchange.operators.submit import SubmitInvoicesOperator
-    from inexchange.simulator.testing import run_simulator
 
     path = tmp_path / "erp.db"
     engine = create_engine(f"sqlite:///{path}")
-    generate(engine, seed=3, customers=30, invoices=60, start_date=date(2026, 11, 16), days=1, drafts=3)
+    generate(engine, seed=3, customers=30, invoices=60, start_date=DAY, days=1, drafts=3)
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(path))
-    start = pendulum.datetime(2026, 11, 16, 6, tz="Europe/Stockholm")
-    context: dict[str, Any] = {"run_id": "faults", "data_interval_start": start,
-                               "data_interval_end": start.add(days=1)}
+    start = pendulum.datetime(DAY.year, DAY.month, DAY.day, 6, tz="Europe/Stockholm")
+    yield Erp(engine, {"run_id": "faults", "data_interval_start": start, "data_interval_end": start.add(days=1)})
+    engine.dispose()
 
-    with run_simulator(seed=9, fault_rate=0.25, faults=["5xx", "drop", "lost"], status_step_ms=100) as sim:
-        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
-            "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "f"}}))
-        pipeline.extract(context, erp_conn_id="erp_default", reporting_conn_id="erp_default")
-        ready = pipeline.validate(context, erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
-        assert ready >= 20
 
-        operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default",
-                                          reporting_conn_id="erp_default", seller=SELLER,
-                                          max_attempts=50, retry_delay_base=timedelta(0))
-        for _ in range(25):
-            try:
-                operator.execute(context)
-            except Exception:  # a round may die (a fault beyond the hook's retries): the next one resumes
-                pass
-            with engine.connect() as conn:
-                open_rows = conn.execute(text(
-                    "SELECT COUNT(*) FROM inexchange_dispatch WHERE state IN ('ready', 'submitting') "
-                    "OR (state = 'failed' AND inexchange_document_id IS NULL)"
-                )).scalar()
-            if open_rows == 0:
-                break
-        stats = sim.stats()
+def ready_for(erp: Erp, sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point ``inexchange_default`` at the simulator; extract and validate the day."""
+    from inexchange import pipeline
 
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(text(
-            "SELECT state, erp_document_id, inexchange_document_id FROM inexchange_dispatch "
-            "WHERE state NOT IN ('rejected')"))]
-    assert len(rows) == ready
-    assert open_rows == 0
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
+        "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "f"}}))
+    pipeline.extract(erp.context, erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    erp.ready = pipeline.validate(erp.context, erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
+    assert erp.ready >= 20
+
+
+def assert_each_sent_once(erp: Erp, stats: dict[str, Any]) -> None:
+    """Every ready invoice reached InExchange exactly once and its row says so."""
+    rows = erp.rows()
+    assert len(rows) == erp.ready
+    assert erp.count(OPEN_ROWS) == 0
     # waiting, or already final when a lost reply was reconciled through byerpid
     assert {r["state"] for r in rows} <= {"waiting", "sent", "stopped", "failed"}
     assert all(r["inexchange_document_id"] for r in rows)
-    assert stats["faults"].get("lost", 0) > 0, "the run should have lost some replies"
     assert stats["duplicates"] == []
-    assert {r["erp_document_id"]: 1 for r in rows} == stats["sends"]
+    assert stats["sends"] == {r["erp_document_id"]: 1 for r in rows}
+
+
+#: fault scenarios: simulator settings, operator arguments, and the fault that must have happened
+SCENARIOS = {
+    "5xx, drops and lost replies": ({"fault_rate": 0.25, "faults": ["5xx", "drop", "lost"]}, {}, "lost"),
+    "429 with Retry-After": ({"fault_rate": 0.2, "faults": ["429"]}, {}, "429"),
+    "timeouts (processed after the client gave up)": (
+        {"fault_rate": 0.15, "faults": ["timeout"], "timeout_ms": 1200}, {"request_timeout": 0.5}, "timeout"),
+    "token expiry mid-run": ({"token_ttl_s": 0.25, "latency_ms": 25}, {"concurrency": 4}, None),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_invoice_sent_exactly_once_despite_faults(
+        scenario: str, erp: Erp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inexchange.operators.submit import SubmitInvoicesOperator
+    from inexchange.simulator.testing import run_simulator
+
+    sim_settings, operator_args, fault = SCENARIOS[scenario]
+    settle = timedelta(seconds=1.5)
+    with run_simulator(seed=9, status_step_ms=100) as sim:
+        sim.configure(**sim_settings)
+        ready_for(erp, sim, monkeypatch)
+        operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default",
+                                          reporting_conn_id="erp_default", seller=SELLER, max_attempts=50,
+                                          retry_delay_base=timedelta(0), settle_time=settle, **operator_args)
+        for _ in range(25):  # as Airflow's retries and the next runs would
+            try:
+                operator.execute(erp.context)
+            except Exception:  # a round may die (a fault beyond the hook's retries): the next one resumes
+                pass
+            if erp.count(OPEN_ROWS) == 0:
+                break
+            time.sleep(settle.total_seconds())  # sends in doubt are looked up again once settled
+        stats = sim.stats()
+
+    assert_each_sent_once(erp, stats)
+    if fault:
+        assert stats["faults"].get(fault, 0) > 0, f"the run should have met {fault} faults"
+    else:
+        assert stats["tokens_created"] >= 2, "the token should have expired and been renewed during the run"
+
+
+#: where the worker is killed: the request it is held at, the phase, and what InExchange has by then
+KILL_POINTS = {
+    "after the claim": ("documents", "before"),
+    "after the upload": ("documents/outbound", "before"),
+    "after the send, before the record": ("documents/outbound", "after"),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_worker_killed_then_rerun_sends_each_invoice_once(
+        point: str, erp: Erp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inexchange.simulator.testing import run_simulator
+
+    path, phase = KILL_POINTS[point]
+    spec = json.dumps({"run_id": "killed", "start": erp.context["data_interval_start"].isoformat(),
+                       "seller": SELLER, "concurrency": 8, "settle_s": 0})
+    with run_simulator(seed=11, status_step_ms=100) as sim:
+        ready_for(erp, sim, monkeypatch)
+        key = sim.hold(path, phase=phase)
+        worker = subprocess.Popen([sys.executable, str(WORKER), spec], env=os.environ.copy(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            sim.wait_held(key, count=8, timeout=60)  # every slot is stuck at the same point
+            claimed = erp.count("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'submitting'")
+            processed = dict(sim.stats()["sends"])
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        # the held requests die with their worker: one held before is never processed
+        sim.release(drop=True)
+        assert claimed >= 8, "the claims are committed before anything is sent"
+        assert len(processed) == (8 if phase == "after" else 0)
+
+        rerun = subprocess.run([sys.executable, str(WORKER), spec], env=os.environ.copy(),
+                               capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        counts = json.loads(rerun.stdout.strip().splitlines()[-1])
+        stats = sim.stats()
+
+    assert_each_sent_once(erp, stats)
+    assert counts["reconciled"] == len(processed)  # found at InExchange by ERP id, not sent again
+    for erp_id in processed:
+        assert stats["sends"][erp_id] == 1
 
 
 def test_customer_deleted_between_validation_and_submission_is_rejected(

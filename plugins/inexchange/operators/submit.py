@@ -66,6 +66,7 @@ class SubmitInvoicesOperator(BaseOperator):
     :param max_attempts: attempts per invoice before it stays ``failed`` for a person.
     :param retry_delay_base: wait before the first retry of a failed invoice; doubles per attempt.
     :param timezone: time zone of the ERP's invoice dates.
+    :param request_timeout: read timeout of one API request, in seconds.
     :param concurrency: invoices in flight at once (and the most concurrent API requests).
     :param rate_limit: most API requests per second, or None for no limit.
     :param clients: async clients (connection pools) the requests are spread over.
@@ -73,6 +74,10 @@ class SubmitInvoicesOperator(BaseOperator):
     :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
     :param shards: into how many shards the due rows are split.
     :param claim_lease: how long another run's ``submitting`` claim is respected before it is reconciled.
+    :param settle_time: how long a send whose outcome is unknown (timeout, lost reply) may still be
+        processed by InExchange; such a row stays ``submitting`` and is looked up again, and only
+        resent when InExchange has not got it, once this time has passed (default: three request
+        timeouts).
     """
 
     template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id")
@@ -89,6 +94,7 @@ class SubmitInvoicesOperator(BaseOperator):
         max_attempts: int = 5,
         retry_delay_base: timedelta = timedelta(minutes=5),
         timezone: str = "Europe/Stockholm",
+        request_timeout: float = 30.0,
         concurrency: int = 32,
         rate_limit: int | None = None,
         clients: int = 1,
@@ -96,6 +102,7 @@ class SubmitInvoicesOperator(BaseOperator):
         shard: int = 0,
         shards: int = 1,
         claim_lease: timedelta = timedelta(minutes=15),
+        settle_time: timedelta = timedelta(seconds=90),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,6 +118,7 @@ class SubmitInvoicesOperator(BaseOperator):
         self.max_attempts = max_attempts
         self.retry_delay_base = retry_delay_base
         self.timezone = timezone
+        self.request_timeout = request_timeout
         self.concurrency = concurrency
         self.rate_limit = rate_limit
         self.clients = clients
@@ -118,11 +126,12 @@ class SubmitInvoicesOperator(BaseOperator):
         self.shard = shard
         self.shards = shards
         self.claim_lease = claim_lease
+        self.settle_time = settle_time
 
     @cached_property
     def hook(self) -> InExchangeHook:
         """The InExchange hook, created at run time."""
-        return InExchangeHook(self.inexchange_conn_id, rate_limit=self.rate_limit,
+        return InExchangeHook(self.inexchange_conn_id, timeout=self.request_timeout, rate_limit=self.rate_limit,
                               concurrency=self.concurrency, clients=self.clients)
 
     def execute(self, context: Context) -> dict[str, int]:
@@ -134,7 +143,7 @@ class SubmitInvoicesOperator(BaseOperator):
                         RunScope.from_context(context, self.timezone))
         ledger.ensure_schema()
         rows = ledger.due_rows(max_attempts=self.max_attempts, shard=self.shard, shards=self.shards,
-                               lease=self.claim_lease)
+                               lease=self.claim_lease, settle=self.settle_time)
         self.hook.settings  # read the connection here, in the task's own (sync) path
         counts = asyncio.run(self._submit_all(ledger, rows, seller))
         self.log.info("submission (shard %d of %d): %s (of %d due rows)", self.shard, self.shards,
@@ -143,7 +152,7 @@ class SubmitInvoicesOperator(BaseOperator):
 
     # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
     async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
-        counts: Counter[str] = Counter({key: 0 for key in ("sent", "reconciled", "rejected", "failed", "skipped")})
+        counts: Counter[str] = Counter({key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "skipped")})
         ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
         loop = asyncio.get_running_loop()
 
@@ -264,13 +273,18 @@ class SubmitInvoicesOperator(BaseOperator):
                          "delivery_method": recipient["method"]})
 
     async def _after_uncertain_send(self, row: dict[str, Any], exc: Exception) -> _Outcome:
-        """The send may have reached InExchange: look it up before deciding anything."""
+        """The send may have reached InExchange: look it up before deciding anything.
+
+        When InExchange has it, it is recorded. When it does not (yet), the request may still be
+        processed there, so the row stays ``submitting``: a later try looks it up again once
+        ``settle_time`` has passed, and only then sends it again if InExchange never got it.
+        """
         key, change = await self._reconcile(row, resend=False)
         if key == "reconciled":
             return "sent", change
-        if key == "not found":
-            return "failed", self._failed(row, exc)
-        return "failed", None  # still submitting: the next try reconciles it
+        self.log.warning("invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
+                         row["invoice_number"], exc)
+        return "in doubt", None
 
     async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
         """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.

@@ -407,11 +407,13 @@ class SimulatorApi:
 
         The ``POST`` body is ``{"path": "documents/outbound", "method": "POST", "phase": "before"}``
         (``method`` and ``phase`` optional, ``phase`` ``before`` or ``after``); the answer names the hold
-        as ``/_sim/stats`` does. The ``DELETE`` answer tells how many requests were waiting.
+        as ``/_sim/stats`` does. The ``DELETE`` answer tells how many requests were waiting; with
+        ``?drop=true`` they end with a broken connection instead of going on (see ``Holds.release``).
         """
         holds = self.store.holds
         if request.method == "DELETE":
-            return _json({"released": holds.release()})
+            drop = request.query_params.get("drop", "").lower() in ("1", "true", "yes")
+            return _json({"released": holds.release(drop=drop)})
         try:
             key = holds.add(await _json_object(request))
         except BadRequest as exc:

@@ -153,6 +153,8 @@ class FaultInjectionMiddleware:
         before = holds.gate(method, path, "before")
         if before is not None:
             await holds.wait(before)
+            if before.dropped:
+                await _break_connection(send)
         after = holds.gate(method, path, "after")
         if after is None:
             await self.app(scope, receive, send)
@@ -164,5 +166,7 @@ class FaultInjectionMiddleware:
 
         await self.app(scope, receive, keep)
         await holds.wait(after)
+        if after.dropped:
+            await _break_connection(send)
         for message in response:
             await send(message)

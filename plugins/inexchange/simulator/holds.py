@@ -30,6 +30,7 @@ class Gate:
     key: str
     event: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0
+    dropped: bool = False
 
 
 class Holds:
@@ -78,10 +79,15 @@ class Holds:
         finally:
             gate.waiting -= 1
 
-    def release(self) -> int:
-        """Let every held request go on, remove every hold and return how many requests were held."""
+    def release(self, *, drop: bool = False) -> int:
+        """Let every held request go on, remove every hold and return how many requests were held.
+
+        With ``drop`` the held requests end with a broken connection instead: one held ``before``
+        is never processed, one held ``after`` (already processed) never gets its answer.
+        """
         released = sum(gate.waiting for gate in self._gates.values())
         for gate in self._gates.values():
+            gate.dropped = drop
             gate.event.set()
         self._gates.clear()
         return released

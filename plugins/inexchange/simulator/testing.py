@@ -73,9 +73,13 @@ class SimulatorHandle:
         """
         return str(self._sim("POST", "hold", json={"path": path, "phase": phase, "method": method})["hold"])
 
-    def release(self) -> int:
-        """Let every held request go on, remove every hold and return how many requests were held."""
-        return int(self._sim("DELETE", "hold")["released"])
+    def release(self, *, drop: bool = False) -> int:
+        """Let every held request go on, remove every hold and return how many requests were held.
+
+        With ``drop`` the held requests end with a broken connection instead (a request held
+        ``before`` is then never processed).
+        """
+        return int(self._sim("DELETE", "hold?drop=true" if drop else "hold")["released"])
 
     def wait_held(self, key: str, count: int = 1, timeout: float = 10.0) -> int:
         """Wait until at least ``count`` requests are held under ``key`` and return their number.

@@ -746,6 +746,24 @@ def test_before_hold_keeps_the_request_waiting_until_release(
     assert stats["holds"] == [] and stats["held"] == {}
 
 
+@pytest.mark.parametrize("phase", ["before", "after"])
+def test_dropping_held_requests_breaks_their_connections(
+    sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor, phase: str
+) -> None:
+    key = sim.hold("documents/outbound", phase=phase)
+    uri = client.upload(ubl("5003"))
+    pending = background.submit(client.http.post, "documents/outbound", json=send_body(uri, "ERP-DROP"))
+    sim.wait_held(key)
+
+    assert sim.release(drop=True) == 1
+
+    with pytest.raises(httpx.TransportError):
+        pending.result(timeout=5)
+    # held before: never processed; held after: processed, only the answer is lost
+    assert sim.stats()["sends"] == ({} if phase == "before" else {"ERP-DROP": 1})
+    assert sim.stats()["held"] == {}
+
+
 def test_after_hold_processes_the_request_and_answers_after_release(
     sim: SimulatorHandle, client: Client, background: ThreadPoolExecutor
 ) -> None:
