@@ -4,7 +4,8 @@ For each mode a fresh ERP (SQLite file) is generated, extracted and validated, s
 only ``ready`` invoices; then the timed part builds every document, claims it, uploads and sends it
 and records the result in the ledger:
 
-- operator: ``SubmitInvoicesOperator`` with 32 concurrent slots (one async client, then four);
+- operator: ``SubmitInvoicesOperator`` with 32 concurrent slots, first over one async client (one
+  connection pool of 32), then with its default of one client per two connections;
 - sequential: the same work as a plain loop over a synchronous httpx client (the hook's sync
   methods), one invoice after the other;
 - one task per invoice: the operator mapped over as many shards as there are invoices (dynamic
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -83,7 +85,7 @@ def waiting_count(engine: Any) -> int:
         return int(conn.execute(text("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'waiting'")).scalar())
 
 
-def run_operator(engine: Any, name: str, clients: int) -> None:
+def run_operator(engine: Any, name: str, clients: int | None) -> None:
     from inexchange.operators.submit import SubmitInvoicesOperator
 
     operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
@@ -168,12 +170,23 @@ def run_one_task_per_invoice(engine: Any, name: str, n: int) -> None:
         raise RuntimeError(f"the mapped run ended {dag_run.state}")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of process ``pid`` (Linux /proc)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(label: str, tmp: Path, n: int, sim: Any, work: Any) -> float:
     engine = prepare_erp(tmp, label, n, sim)
     ready = ready_count(engine)
+    cpu, sim_cpu = cpu_seconds(), cpu_seconds(sim.process.pid)
     started = time.perf_counter()
     work(engine, label)
     seconds = time.perf_counter() - started
+    cpu, sim_cpu = cpu_seconds() - cpu, cpu_seconds(sim.process.pid) - sim_cpu
     sent = waiting_count(engine)
     stats = sim.stats()
     sends = stats["sends"]
@@ -181,7 +194,8 @@ def timed(label: str, tmp: Path, n: int, sim: Any, work: Any) -> float:
         raise RuntimeError(f"{label}: {ready} ready, {sent} waiting, {len(sends)} at the simulator, "
                            f"duplicates {stats['duplicates']}")
     rate = sent / seconds
-    print(f"{label:<26}{sent:>9}{seconds:>10.2f}{rate:>14.1f}", flush=True)
+    print(f"{label:<26}{sent:>9}{seconds:>10.2f}{rate:>14.1f}{cpu / sent * 1000:>13.2f}{sim_cpu / sent * 1000:>12.2f}",
+          flush=True)
     engine.dispose()
     return rate
 
@@ -194,9 +208,10 @@ def main(operator_n: int, sequential_n: int, per_task_n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_name, run_simulator(latency_ms=LATENCY_MS, status_step_ms=60_000) as sim:
         tmp = Path(tmp_name)
         print(f"simulator latency {LATENCY_MS} ms per request; operator with {SLOTS} concurrent slots")
-        print(f"{'mode':<26}{'invoices':>9}{'seconds':>10}{'invoices/s':>14}")
+        print(f"{os.cpu_count()} CPUs; CPU columns: milliseconds of CPU per invoice in this process and in the simulator")
+        print(f"{'mode':<26}{'invoices':>9}{'seconds':>10}{'invoices/s':>14}{'CPU ms/inv':>13}{'sim ms/inv':>12}")
         operator = timed("operator, 1 client", tmp, operator_n, sim, lambda e, name: run_operator(e, name, 1))
-        sharded = timed("operator, 4 clients", tmp, operator_n, sim, lambda e, name: run_operator(e, name, 4))
+        sharded = timed("operator, 16 clients", tmp, operator_n, sim, lambda e, name: run_operator(e, name, None))
         sequential = timed("sequential httpx loop", tmp, sequential_n, sim, run_sequential)
         per_task = timed("one task per invoice", tmp, per_task_n, sim,
                          lambda e, name: run_one_task_per_invoice(e, name, ready_count(e)))

@@ -69,7 +69,8 @@ class SubmitInvoicesOperator(BaseOperator):
     :param request_timeout: read timeout of one API request, in seconds.
     :param concurrency: invoices in flight at once (and the most concurrent API requests).
     :param rate_limit: most API requests per second, or None for no limit.
-    :param clients: async clients (connection pools) the requests are spread over.
+    :param clients: async clients (connection pools) the requests are spread over; by default one
+        per two connections (see :class:`~inexchange.hooks.inexchange.InExchangeHook`).
     :param claim_batch: invoices claimed (and their documents built) per ledger transaction.
     :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
     :param shards: into how many shards the due rows are split.
@@ -97,7 +98,7 @@ class SubmitInvoicesOperator(BaseOperator):
         request_timeout: float = 30.0,
         concurrency: int = 32,
         rate_limit: int | None = None,
-        clients: int = 1,
+        clients: int | None = None,
         claim_batch: int = 256,
         shard: int = 0,
         shards: int = 1,

@@ -829,3 +829,9 @@ async def test_async_endpoints_match_the_sync_ones(api: respx.MockRouter, hook: 
     assert (uri, document_id, found) == (DOCUMENT_URN, DOCUMENT_ID, None)
     await hook.aclose()
     hook.close()
+
+
+def test_requests_spread_over_one_pool_per_two_connections_by_default(inexchange_conn: str) -> None:
+    assert InExchangeHook(inexchange_conn, concurrency=32).clients == 16
+    assert InExchangeHook(inexchange_conn, concurrency=1).clients == 1
+    assert InExchangeHook(inexchange_conn, concurrency=8, clients=20).clients == 8  # never more pools than slots
