@@ -93,6 +93,11 @@ class _Call:
     content: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client.request`` besides method and path."""
+        return {"headers": dict(self.headers), "json": self.json, "content": self.content}
+
 
 @dataclass(frozen=True)
 class _Sleep:
@@ -228,6 +233,7 @@ class InExchangeHook(BaseHook):
         """The async clients, created with the event loop's first call."""
         if not self._async_clients:
             settings = await self._asettings()
+        if not self._async_clients:  # not created by a concurrent call while the settings loaded
             per_client = -(-self.concurrency // self.clients)
             limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
             self._async_clients = [
@@ -313,63 +319,46 @@ class InExchangeHook(BaseHook):
     # ---- the drivers: I/O only -------------------------------------------------------------
     def _run(self, steps: _Steps) -> Any:
         """Drive the request path with the synchronous client."""
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
+        drive = _Drive(steps)
+        for step in drive:
             if isinstance(step, _Sleep):
                 self._sleep(step.seconds)
             elif isinstance(step, _Token):
                 if self._token is None or self._token == step.stale:
                     self._token = self._new_token(self._run)
-                reply = self._token
+                drive.reply = self._token
             else:
                 try:
-                    reply = self.client.request(
-                        step.method, step.path, headers=dict(step.headers), json=step.json, content=step.content
-                    )
+                    drive.reply = self.client.request(step.method, step.path, **step.options)
                 except httpx.TransportError as exc:
-                    error = _transport_error(step.path, exc)
+                    drive.error = _transport_error(step.path, exc)
+        return drive.result
 
     async def _arun(self, steps: _Steps) -> Any:
         """Drive the request path with the async clients (at most ``concurrency`` requests at once)."""
-        await self._asettings()
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            reply, error = None, None
+        clients = await self._aclients()
+        assert self._in_flight is not None and self._token_lock is not None
+        drive = _Drive(steps)
+        for step in drive:
             if isinstance(step, _Sleep):
                 await self._asleep(step.seconds)
             elif isinstance(step, _Token):
-                await self._aclients()
-                assert self._token_lock is not None
                 async with self._token_lock:  # one creation for every waiting call
                     if self._token is None or self._token == step.stale:
                         self._token = await self._new_token(self._arun)
-                reply = self._token
+                drive.reply = self._token
             else:
-                clients = await self._aclients()
-                assert self._in_flight is not None
                 async with self._in_flight:
                     # the least busy pool: with at most `concurrency` requests in flight, it has a free connection
                     index = min(range(len(clients)), key=self._busy.__getitem__)
                     self._busy[index] += 1
                     try:
-                        reply = await clients[index].request(
-                            step.method, step.path, headers=dict(step.headers), json=step.json, content=step.content
-                        )
+                        drive.reply = await clients[index].request(step.method, step.path, **step.options)
                     except httpx.TransportError as exc:
-                        error = _transport_error(step.path, exc)
+                        drive.error = _transport_error(step.path, exc)
                     finally:
                         self._busy[index] -= 1
+        return drive.result
 
     @staticmethod
     def _sleep(seconds: float) -> None:
@@ -542,6 +531,29 @@ class InExchangeHook(BaseHook):
             skip = _next_skip(page, skip)
             if skip is None:
                 return
+
+
+class _Drive:
+    """Iterate over the steps of a request path; a driver sets ``reply`` or ``error`` for each step.
+
+    When the path finishes, its return value is in ``result``; an error it raises propagates.
+    """
+
+    def __init__(self, steps: _Steps) -> None:
+        self._steps = steps
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def __iter__(self) -> Iterator[_Step]:
+        while True:
+            reply, error, self.reply, self.error = self.reply, self.error, None, None
+            try:
+                step = self._steps.throw(error) if error is not None else self._steps.send(reply)
+            except StopIteration as stop:
+                self.result = stop.value
+                return
+            yield step
 
 
 def _next_skip(page: OutboundPage, skip: int) -> int | None:
