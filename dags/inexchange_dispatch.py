@@ -25,6 +25,8 @@ InExchange reports them sent ("Skickad") or stopped.
 
 Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
 
+0. **recheck_waiting**: invoices of earlier days still waiting (their sensor timed out) are looked
+   up once at InExchange and their statuses recorded.
 1. **extract**: the day's posted invoices go into the ledger (`inexchange_dispatch`) as *pending*;
    invoices already sent or in flight are skipped.
 2. **validate**: customer prerequisites and invoice integrity; failures become *rejected* with one
@@ -61,6 +63,13 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
     },
 )
 def inexchange_dispatch():
+    @task
+    def recheck_waiting(**context) -> dict:
+        from inexchange import pipeline
+
+        return pipeline.recheck_waiting(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
+                                        inexchange_conn_id=INEXCHANGE_CONN_ID, timezone=TIMEZONE)
+
     @task
     def extract(**context) -> dict:
         from inexchange import pipeline
@@ -111,7 +120,7 @@ def inexchange_dispatch():
                                fail_on_action_needed=context["params"]["fail_on_action_needed"],
                                timezone=TIMEZONE)
 
-    chain(extract(), validate(), batches, submit, await_delivery, report())
+    chain(recheck_waiting(), extract(), validate(), batches, submit, await_delivery, report())
 
 
 inexchange_dispatch()

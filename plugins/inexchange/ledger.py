@@ -122,6 +122,12 @@ class Ledger:
             result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
             return [dict(row._mapping) for row in result]
 
+    def waiting_elsewhere(self) -> list[dict[str, Any]]:
+        """Rows of other intervals still ``waiting`` (left by a sensor that timed out)."""
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_waiting_elsewhere"),
+                                                               self.scope.bounds)]
+
     def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
                  lease: timedelta = timedelta(minutes=15),
                  settle: timedelta = timedelta(seconds=90)) -> list[dict[str, Any]]:

@@ -19,6 +19,32 @@ from inexchange.validation import validate as validate_invoices
 log = logging.getLogger(__name__)
 
 
+def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str,
+                    timezone: str = "Europe/Stockholm") -> dict[str, int]:
+    """Poll InExchange once for invoices of earlier intervals still ``waiting`` and record their statuses.
+
+    A run's sensor that reached its timeout leaves its invoices waiting; the next run looks at them
+    before it extracts new work, so the ledger and the report tell the truth about them too.
+    """
+    from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.sensors.delivery import record_statuses
+
+    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
+    ledger.ensure_schema()
+    waiting = ledger.waiting_elsewhere()
+    if not waiting:
+        return {"rechecked": 0, "still_waiting": 0}
+    hook = InExchangeHook(inexchange_conn_id)
+    try:
+        record_statuses(ledger, hook, waiting, source="recheck")
+    finally:
+        hook.close()
+    still = len(ledger.waiting_elsewhere())
+    log.info("rechecked %d invoices of earlier intervals still waiting: %d now final, %d still waiting",
+             len(waiting), len(waiting) - still, still)
+    return {"rechecked": len(waiting), "still_waiting": still}
+
+
 def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = "Europe/Stockholm",
             billing_method: str = INEXCHANGE_BILLING_METHOD) -> dict[str, int]:
     """Put the interval's posted InExchange invoices in the ledger as ``pending``.

@@ -129,7 +129,8 @@ def test_dispatch_run_end_to_end(dispatch_dag: Any, erp: Erp, simulator: Any) ->
     assert dag_run.state == "success"
     instances = dag_run.get_task_instances()
     assert {ti.task_id: ti.state for ti in instances} == {
-        "extract": "success", "validate": "success", "plan_batches": "success", "submit": "success",
+        "recheck_waiting": "success", "extract": "success", "validate": "success", "plan_batches": "success",
+        "submit": "success",
         "await_delivery": "success", "report": "success",
     }
     batches = sorted(ti.map_index for ti in instances if ti.task_id == "submit")

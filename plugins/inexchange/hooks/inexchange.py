@@ -8,7 +8,7 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -511,26 +511,21 @@ class InExchangeHook(BaseHook):
         response = yield from self._exchange(_Call("POST", "documents/outbound/list", json=list_body(**filters)))
         return _page(_json(response, "list"))
 
-    def iter_outbound(self, *, page_size: int = 100, **filters: Any) -> Iterator[OutboundDocument]:
-        """Yield every document matching the filters, page by page up to ``totalCount``."""
-        skip = 0
-        while True:
-            page = self.list_outbound(take=page_size, skip=skip, **filters)
-            yield from page.documents
-            skip = _next_skip(page, skip)
-            if skip is None:
-                return
+    def all_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
+        """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``."""
+        return self._run(self._all_outbound(page_size, filters))
 
-    async def aiter_outbound(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[OutboundDocument]:
-        """Async twin of :meth:`iter_outbound`."""
-        skip = 0
+    async def aall_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
+        """Async twin of :meth:`all_outbound`."""
+        return await self._arun(self._all_outbound(page_size, filters))
+
+    def _all_outbound(self, page_size: int, filters: dict[str, Any]) -> _Steps:
+        documents: list[OutboundDocument] = []
         while True:
-            page = await self.alist_outbound(take=page_size, skip=skip, **filters)
-            for document in page.documents:
-                yield document
-            skip = _next_skip(page, skip)
-            if skip is None:
-                return
+            page = yield from self._list_outbound(take=page_size, skip=len(documents), **filters)
+            documents.extend(page.documents)
+            if not page.documents or len(documents) >= page.total_count:
+                return documents
 
 
 class _Drive:
@@ -554,12 +549,6 @@ class _Drive:
                 self.result = stop.value
                 return
             yield step
-
-
-def _next_skip(page: OutboundPage, skip: int) -> int | None:
-    """Where the next page starts, or None after the last one."""
-    skip += len(page.documents)
-    return None if not page.documents or skip >= page.total_count else skip
 
 
 def list_body(

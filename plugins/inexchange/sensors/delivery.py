@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from configparser import RawConfigParser
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
@@ -25,7 +27,7 @@ CREATED_MARGIN = timedelta(minutes=5)
 class DeliveryStatusSensor(BaseSensorOperator):
     """Wait until every invoice of the run's interval that was sent to InExchange is final.
 
-    Deferrable by default (``[operators] default_deferrable``): the trigger polls while no worker
+    Deferrable unless told otherwise (see :func:`deferrable_default`): the trigger polls while no worker
     slot is held; every change it reports is written to the ledger and its history before the
     sensor defers again with the advanced cursor, so a restart loses nothing. Without deferral the
     sensor pokes in reschedule mode with the same polling and ledger writes. At ``timeout`` it
@@ -37,7 +39,8 @@ class DeliveryStatusSensor(BaseSensorOperator):
     :param poll_interval: seconds between polls (templated, e.g. from a Variable).
     :param page_size: documents per ``documents/outbound/list`` page.
     :param timeout: how long to follow the documents before leaving them waiting.
-    :param deferrable: defer to the triggerer instead of poking.
+    :param deferrable: defer to the triggerer instead of poking; by default yes, unless
+        ``[operators] default_deferrable`` is set to False.
     :param timezone: time zone of the ERP's invoice dates.
     """
 
@@ -52,10 +55,12 @@ class DeliveryStatusSensor(BaseSensorOperator):
         poll_interval: float | str = 60.0,
         page_size: int = 100,
         timeout: timedelta = timedelta(hours=6),
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        deferrable: bool | None = None,
         timezone: str = "Europe/Stockholm",
         **kwargs: Any,
     ) -> None:
+        if deferrable is None:
+            deferrable = deferrable_default()
         kwargs.setdefault("mode", "poke" if deferrable else "reschedule")
         # the base class' own timeout only backs up ours, which ends the task successfully
         numeric = float(poll_interval) if not isinstance(poll_interval, str) else 60.0
@@ -80,17 +85,14 @@ class DeliveryStatusSensor(BaseSensorOperator):
         return ledger
 
     def _poll(self, ledger: Ledger) -> tuple[list[dict[str, Any]], datetime | None]:
-        """Return whether rows are still waiting, after one synchronous poll written to the ledger."""
+        """The rows still waiting and the cursor, after one synchronous poll written to the ledger."""
         waiting = ledger.rows(LedgerState.WAITING)
         if not waiting:
             return waiting, None
-        created_from = _created_from(waiting)
         try:
-            documents = list(self.hook.iter_outbound(page_size=self.page_size, created_from=created_from))
+            cursor = record_statuses(ledger, self.hook, waiting, page_size=self.page_size)
         finally:
             self.hook.close()
-        changes, cursor = status_changes(documents, None)
-        ledger.apply_statuses(changes)
         return ledger.rows(LedgerState.WAITING), cursor
 
     def _use_rendered_interval(self) -> float:
@@ -138,7 +140,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
             raise AirflowException(f"polling InExchange failed: {event.get('message')}")
         ledger = self._ledger(context)
         if event.get("status") == "changes":
-            moved = ledger.apply_statuses(event.get("changes") or [])
+            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.rows(LedgerState.WAITING)))
             self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
         waiting = ledger.rows(LedgerState.WAITING)
         if not waiting or event.get("status") == "timeout":
@@ -156,6 +158,38 @@ class DeliveryStatusSensor(BaseSensorOperator):
         if timed_out:
             self.log.warning("timeout reached; %d invoices stay waiting for the next run", counts["waiting"])
         return counts
+
+
+def record_statuses(ledger: Ledger, hook: InExchangeHook, rows: list[dict[str, Any]], *, page_size: int = 100,
+                    source: str = "status poll") -> datetime | None:
+    """Poll the documents of ``rows`` once and write their status changes to the ledger.
+
+    The synchronous twin of one :class:`DeliveryStatusTrigger` cycle: the same listing (the hook's
+    paging of ``documents/outbound/list`` over the rows' creation window) and the same
+    :func:`status_changes`. Returns the cursor after the changes seen.
+    """
+    documents = hook.all_outbound(page_size=page_size, created_from=_created_from(rows))
+    changes, cursor = status_changes(documents, None)
+    ledger.apply_statuses(_of_rows(changes, rows), source=source)
+    return cursor
+
+
+def _of_rows(changes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes of the rows' documents: other documents in the window belong to other runs."""
+    ids = {row["inexchange_document_id"] for row in rows}
+    return [change for change in changes if change["id"] in ids]
+
+
+def deferrable_default() -> bool:
+    """Defer unless the deployment turns it off with ``[operators] default_deferrable = False``.
+
+    Airflow's shipped default for that option is False; this sensor only holds a worker slot while
+    it waits when a deployment says so explicitly (environment variable or ``airflow.cfg``).
+    """
+    value = os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
+    if value is None and RawConfigParser.has_option(conf, "operators", "default_deferrable"):
+        value = RawConfigParser.get(conf, "operators", "default_deferrable", raw=True)
+    return value is None or value.strip().lower() in ("true", "t", "1", "yes", "on")
 
 
 def _created_from(waiting: list[dict[str, Any]]) -> datetime:

@@ -84,12 +84,9 @@ class DeliveryStatusTrigger(BaseTrigger):
         end_time = parse_time(self.end_time)
         try:
             while True:
-                documents = [
-                    document
-                    async for document in hook.aiter_outbound(
-                        page_size=self.page_size, created_from=parse_time(self.created_from), updated_after=cursor
-                    )
-                ]
+                documents = await hook.aall_outbound(
+                    page_size=self.page_size, created_from=parse_time(self.created_from), updated_after=cursor
+                )
                 changes, new_cursor = status_changes(documents, cursor)
                 if changes:
                     yield TriggerEvent({

@@ -566,10 +566,10 @@ def paged_list(documents: list[dict[str, Any]]) -> Callable[[httpx.Request], htt
 FIVE_DOCUMENTS = [outbound_document(f"d{i}", "Sent", f"2026-11-25T0{i}:00:00Z") for i in range(1, 6)]
 
 
-def test_iter_outbound_pages_up_to_total_count(api: respx.MockRouter, hook: InExchangeHook) -> None:
+def test_all_outbound_pages_up_to_total_count(api: respx.MockRouter, hook: InExchangeHook) -> None:
     listed = api.post(LIST).mock(side_effect=paged_list(FIVE_DOCUMENTS))
 
-    ids = [d.id for d in hook.iter_outbound(page_size=2, status="Sent")]
+    ids = [d.id for d in hook.all_outbound(page_size=2, status="Sent")]
 
     assert ids == ["d1", "d2", "d3", "d4", "d5"]
     assert listed.call_count == 3
@@ -577,14 +577,14 @@ def test_iter_outbound_pages_up_to_total_count(api: respx.MockRouter, hook: InEx
     assert all(body_of(c.request)["status"] == "Sent" for c in listed.calls)
 
 
-def test_iter_outbound_stops_on_an_empty_page(api: respx.MockRouter, hook: InExchangeHook) -> None:
+def test_all_outbound_stops_on_an_empty_page(api: respx.MockRouter, hook: InExchangeHook) -> None:
     listed = api.post(LIST)
     listed.side_effect = [
         httpx.Response(200, json=outbound_list(FIVE_DOCUMENTS[:2], total_count=10)),
         httpx.Response(200, json=outbound_list([], total_count=10)),
     ]
 
-    assert [d.id for d in hook.iter_outbound(page_size=2)] == ["d1", "d2"]
+    assert [d.id for d in hook.all_outbound(page_size=2)] == ["d1", "d2"]
     assert listed.call_count == 2
 
 
@@ -603,10 +603,10 @@ async def test_alist_outbound(api: respx.MockRouter, hook: InExchangeHook) -> No
 
 
 @pytest.mark.anyio
-async def test_aiter_outbound_pages_up_to_total_count(api: respx.MockRouter, hook: InExchangeHook) -> None:
+async def test_aall_outbound_pages_up_to_total_count(api: respx.MockRouter, hook: InExchangeHook) -> None:
     listed = api.post(LIST).mock(side_effect=paged_list(FIVE_DOCUMENTS))
 
-    ids = [d.id async for d in hook.aiter_outbound(page_size=2)]
+    ids = [d.id for d in await hook.aall_outbound(page_size=2)]
 
     assert ids == ["d1", "d2", "d3", "d4", "d5"]
     assert listed.call_count == 3

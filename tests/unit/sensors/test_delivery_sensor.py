@@ -364,3 +364,45 @@ def test_first_poke_counts_from_now(api: respx.MockRouter, ledger_db: Engine) ->
     result = make_sensor(deferrable=False, timeout=timedelta(minutes=1)).poke(make_context(first_reschedule=None))
 
     assert result.is_done is False
+
+
+# ---- deferrable by default -----------------------------------------------------------------
+@pytest.mark.parametrize(("setting", "expected"), [(None, True), ("False", False), ("true", True), ("0", False)])
+def test_deferrable_unless_the_deployment_turns_it_off(
+        setting: str | None, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if setting is None:
+        monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+
+    sensor = DeliveryStatusSensor(task_id="wait", timeout=timedelta(hours=1))
+
+    assert sensor.deferrable is expected
+    assert sensor.mode == ("poke" if expected else "reschedule")
+    assert DeliveryStatusSensor(task_id="wait2", deferrable=not expected).deferrable is (not expected)
+
+
+# ---- earlier intervals: rechecked by the next run --------------------------------------------
+def test_recheck_records_statuses_of_earlier_intervals_only(api: respx.MockRouter, ledger_db: Engine) -> None:
+    from inexchange import pipeline
+
+    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+    ledger.register([invoice(3, "2026-11-20")])  # an earlier day whose sensor timed out
+    submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")
+    listed = api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Sent", "2026-11-25T07:00:00Z"),  # this interval's: left to the sensor
+        outbound_document("d3", "Delivered", "2026-11-25T07:05:00Z"),
+    ]))
+
+    result = pipeline.recheck_waiting(make_context(), erp_conn_id="erp_default", reporting_conn_id="inexchange_reporting",
+                                      inexchange_conn_id="inexchange_default")
+
+    assert result == {"rechecked": 1, "still_waiting": 0}
+    rows = dispatch(ledger_db)
+    assert (rows[3]["state"], rows[3]["inexchange_status"]) == ("sent", "Delivered")
+    assert rows[1]["state"] == "waiting"
+    assert json.loads(listed.calls.last.request.content)["createdFrom"].startswith("2026-11-20T05:55")
+    with ledger_db.connect() as conn:
+        sources = [r[0] for r in conn.execute(text(
+            "SELECT source FROM inexchange_dispatch_history WHERE invoice_id = 3 ORDER BY changed_at"))]
+    assert sources[-1] == "recheck"
