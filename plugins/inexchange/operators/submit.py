@@ -207,7 +207,10 @@ class SubmitInvoicesOperator(BaseOperator):
                 counts[key] += 1
                 recorder.add(change)
 
-        await asyncio.gather(produce(), *(work() for _ in range(self.concurrency)))
+        async with asyncio.TaskGroup() as group:  # one failing worker cancels the others
+            group.create_task(produce())
+            for _ in range(self.concurrency):
+                group.create_task(work())
 
     def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
                seller: Seller) -> tuple[list[_Job], Counter[str]]:
