@@ -1,7 +1,8 @@
 -- Move one invoice from one of the expected states to a new one (compare-and-set): a row that
 -- another worker moved meanwhile is not touched, and the caller sees rowcount 0. The expected states
 -- are two fixed parameters (the same state twice when only one is expected), so the statement
--- compiles once and is reused.
+-- compiles once and is reused. A status poll also names the InExchange status it saw
+-- (check_status set), so that two pollers never both record the same change.
 UPDATE inexchange_dispatch
    SET state = :to_state,
        message = :message,
@@ -18,3 +19,4 @@ UPDATE inexchange_dispatch
        dag_run_id = :dag_run_id
  WHERE invoice_id = :invoice_id
    AND state IN (:from_state, :other_from_state)
+   AND (:check_status = 0 OR COALESCE(inexchange_status, '') = :expected_status)

@@ -94,6 +94,7 @@ _TRANSITION_DEFAULTS: dict[str, Any] = {
     "next_retry_at": None,
     "submitted_at": None,
     "sent_at": None,
+    "expected_status": None,  # when set, the row moves only if its InExchange status is still this ('' for none)
 }
 
 
@@ -247,10 +248,12 @@ class Ledger:
             params = {
                 **_TRANSITION_DEFAULTS,
                 **fields,
+                "expected_status": fields.get("expected_status") or "",
                 "invoice_id": invoice_id,
                 "from_state": from_states[0].value,
                 "other_from_state": from_states[-1].value,
                 "to_state": to_state.value,
+                "check_status": 0 if fields.get("expected_status") is None else 1,
                 "now": now,
                 "dag_run_id": self.scope.dag_run_id,
             }
@@ -266,22 +269,24 @@ class Ledger:
     def apply_statuses(self, changes: Iterable[dict[str, Any]], *, source: str = "status poll") -> int:
         """Write InExchange status changes (trigger event items) to the ledger in one transaction.
 
-        Only invoices still ``waiting`` (or ``failed``, which a later status may clear) are moved;
-        documents the ledger does not know are ignored. Returns the number of rows changed.
+        Only invoices still ``waiting`` (or ``failed``, which a later status may clear) are moved, and
+        only when the status differs from the one recorded; each move is a compare-and-set on state
+        and status, so two pollers never record the same change twice. Documents the ledger does not
+        know are ignored. Returns the number of rows changed.
 
         :param changes: dicts with ``id``, ``status``, ``time`` and ``message``.
         """
         changes = list(changes)
         if not changes:
             return 0
-        known = self._by_document([c["id"] for c in changes])
         moved = 0
         with self.engine.begin() as conn:
+            known = self._by_document([c["id"] for c in changes], conn)
             for change in changes:
                 row = known.get(change["id"])
                 if row is None or row["state"] not in (LedgerState.WAITING.value, LedgerState.FAILED.value):
                     continue
-                if row["inexchange_status"] == change["status"] and row["state"] == LedgerState.WAITING.value:
+                if row["inexchange_status"] == change["status"]:
                     continue
                 state = ledger_state_for(change["status"])
                 status_time = parse_time(change.get("time"))
@@ -295,7 +300,9 @@ class Ledger:
                     status_time=utc_text(status_time) if status_time else None,
                     message=change.get("message") if state is not LedgerState.SENT else None,
                     sent_at=utc_text(status_time) if state is LedgerState.SENT and status_time else None,
+                    expected_status=row["inexchange_status"] or "",
                 )
+                row["state"], row["inexchange_status"] = state.value, change["status"]  # later items see this one
         return moved
 
     def refresh_report(self) -> list[dict[str, Any]]:
@@ -317,13 +324,12 @@ class Ledger:
                 found.update({int(r[0]): r[1] for r in conn.execute(query, {"ids": chunk})})
         return found
 
-    def _by_document(self, document_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _by_document(self, document_ids: list[str], conn: Connection) -> dict[str, dict[str, Any]]:
         query = statement("ledger_select_by_document").bindparams(bindparam("document_ids", expanding=True))
         found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(document_ids, 900):
-                for row in conn.execute(query, {"document_ids": chunk}):
-                    found[row.inexchange_document_id] = dict(row._mapping)
+        for chunk in _chunks(document_ids, 900):
+            for row in conn.execute(query, {"document_ids": chunk}):
+                found[row.inexchange_document_id] = dict(row._mapping)
         return found
 
     def _history(self, invoice_id: int, from_state: str | None, to_state: LedgerState,

@@ -124,7 +124,8 @@ class DeliveryStatusSensor(BaseSensorOperator):
         self.defer(
             trigger=DeliveryStatusTrigger(
                 inexchange_conn_id=self.inexchange_conn_id,
-                created_from=_created_from(waiting).isoformat(),
+                created_from=_window(waiting)[0].isoformat(),
+                created_to=_window(waiting)[1].isoformat(),
                 updated_after=cursor.isoformat() if cursor else None,
                 end_time=end_time.isoformat(),
                 poll_interval=float(self.poll_interval),
@@ -168,7 +169,8 @@ def record_statuses(ledger: Ledger, hook: InExchangeHook, rows: list[dict[str, A
     paging of ``documents/outbound/list`` over the rows' creation window) and the same
     :func:`status_changes`. Returns the cursor after the changes seen.
     """
-    documents = hook.all_outbound(page_size=page_size, created_from=_created_from(rows))
+    created_from, created_to = _window(rows)
+    documents = hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to)
     changes, cursor = status_changes(documents, None)
     ledger.apply_statuses(_of_rows(changes, rows), source=source)
     return cursor
@@ -192,7 +194,12 @@ def deferrable_default() -> bool:
     return value is None or value.strip().lower() in ("true", "t", "1", "yes", "on")
 
 
-def _created_from(waiting: list[dict[str, Any]]) -> datetime:
-    times = [parse_utc_text(row.get("submitted_at")) for row in waiting]
-    known = [t for t in times if t is not None]
-    return (min(known) if known else datetime.now(timezone.utc) - timedelta(days=1)) - CREATED_MARGIN
+def _window(rows: list[dict[str, Any]]) -> tuple[datetime, datetime]:
+    """The creation window of the rows' documents: their first and last submission, widened by a margin.
+
+    Documents of other runs outside it are never listed; the margin covers clock skew.
+    """
+    known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
+    now = datetime.now(timezone.utc)
+    first, last = (min(known), max(known)) if known else (now - timedelta(days=1), now)
+    return first - CREATED_MARGIN, last + CREATED_MARGIN

@@ -35,12 +35,13 @@ def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | Non
 class DeliveryStatusTrigger(BaseTrigger):
     """Poll ``documents/outbound/list`` and fire once status changes are found.
 
-    The run's documents are selected by their creation window (``created_from``), not by a list of
+    The run's documents are selected by their creation window (``created_from`` to ``created_to``), not by a list of
     ids, so the trigger's arguments stay small whatever the number of documents. It has no side
     effects: the sensor writes what it reports to the ledger, then defers again with the new cursor.
 
     :param inexchange_conn_id: ``inexchange`` connection.
     :param created_from: ISO time; documents created from then on are watched.
+    :param created_to: ISO time; documents created after it are not watched (None: no end).
     :param updated_after: ISO time cursor; only changes after it are reported.
     :param end_time: ISO time at which the trigger fires a ``timeout`` event.
     :param poll_interval: seconds between two polls.
@@ -53,6 +54,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         inexchange_conn_id: str,
         created_from: str,
         updated_after: str | None,
+        created_to: str | None = None,
         end_time: str,
         poll_interval: float = 60.0,
         page_size: int = 100,
@@ -60,6 +62,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         super().__init__()
         self.inexchange_conn_id = inexchange_conn_id
         self.created_from = created_from
+        self.created_to = created_to
         self.updated_after = updated_after
         self.end_time = end_time
         self.poll_interval = poll_interval
@@ -71,6 +74,7 @@ class DeliveryStatusTrigger(BaseTrigger):
             {
                 "inexchange_conn_id": self.inexchange_conn_id,
                 "created_from": self.created_from,
+                "created_to": self.created_to,
                 "updated_after": self.updated_after,
                 "end_time": self.end_time,
                 "poll_interval": self.poll_interval,
@@ -85,7 +89,8 @@ class DeliveryStatusTrigger(BaseTrigger):
         try:
             while True:
                 documents = await hook.aall_outbound(
-                    page_size=self.page_size, created_from=parse_time(self.created_from), updated_after=cursor
+                    page_size=self.page_size, created_from=parse_time(self.created_from),
+                    created_to=parse_time(self.created_to), updated_after=cursor,
                 )
                 changes, new_cursor = status_changes(documents, cursor)
                 if changes:

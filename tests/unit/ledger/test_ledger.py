@@ -183,3 +183,17 @@ def test_report_upsert_is_idempotent(ledger: Ledger, engine: Engine) -> None:
         ("10001", "rejected", "Kundfaktura", "VAT-nummer saknas")]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM inexchange_report")).scalar() == 1
+
+
+def test_a_status_change_is_recorded_once(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.WAITING, source="submit",
+                      inexchange_document_id="doc-1", inexchange_status="PendingInPlatform")
+    change = {"id": "doc-1", "status": "Pending", "time": "2026-11-17T08:00:00Z", "message": None}
+
+    assert ledger.apply_statuses([change]) == 1
+    assert ledger.apply_statuses([change]) == 0  # the same status again: nothing to record
+    # a poller that read the row before the change: its compare-and-set on the status fails
+    assert not ledger.transition(1, [LedgerState.WAITING], LedgerState.WAITING, source="status poll",
+                                 inexchange_status="Pending", expected_status="PendingInPlatform")
+    assert [h for h in history(engine, 1) if h[2] == "status poll"] == [("waiting", "waiting", "status poll")]

@@ -144,6 +144,7 @@ def test_execute_defers_with_small_trigger_arguments(api: respx.MockRouter, ledg
     classpath, kwargs = trigger.serialize()
     assert kwargs["inexchange_conn_id"] == "inexchange_default"
     assert kwargs["created_from"] == "2026-11-25T05:55:00+00:00"  # first submission less the margin
+    assert kwargs["created_to"] == "2026-11-25T06:15:00+00:00"  # last submission plus the margin
     assert kwargs["updated_after"] == "2026-11-25T06:20:00+00:00"
     assert kwargs["poll_interval"] == 7.0 and sensor.poke_interval == 7.0
     assert kwargs["page_size"] == 100

@@ -44,7 +44,7 @@ async def all_events(trigger: DeliveryStatusTrigger) -> list[TriggerEvent]:
 
 # ---- serialization -------------------------------------------------------------------------
 def test_serialize_round_trip() -> None:
-    trigger = make_trigger(updated_after=None, poll_interval=15.0, page_size=50)
+    trigger = make_trigger(updated_after=None, poll_interval=15.0, page_size=50, created_to=CURSOR)
 
     classpath, kwargs = trigger.serialize()
 
@@ -53,6 +53,7 @@ def test_serialize_round_trip() -> None:
     assert kwargs == {
         "inexchange_conn_id": "inexchange_default",
         "created_from": CREATED_FROM,
+        "created_to": CURSOR,
         "updated_after": None,
         "end_time": trigger.end_time,
         "poll_interval": 15.0,
@@ -83,7 +84,7 @@ async def test_run_yields_the_changes_and_the_new_cursor(api: respx.MockRouter) 
             total_count=3)),
     ]
 
-    events = await all_events(make_trigger())
+    events = await all_events(make_trigger(created_to="2026-11-25T06:45:00+00:00"))
 
     assert len(events) == 1
     assert events[0].payload == {
@@ -101,6 +102,7 @@ async def test_run_yields_the_changes_and_the_new_cursor(api: respx.MockRouter) 
     bodies = [json.loads(call.request.content) for call in listed.calls]
     assert [(b["skip"], b["take"]) for b in bodies] == [(0, 2), (2, 2)]
     assert all(b["createdFrom"] == CREATED_FROM and b["updatedAfter"] == CURSOR for b in bodies)
+    assert all(b["createdTo"] == "2026-11-25T06:45:00+00:00" for b in bodies)
     assert api["revoke_token"].call_count == 1
     assert json.loads(api["revoke_token"].calls.last.request.content) == {"clientToken": TOKEN}
 
