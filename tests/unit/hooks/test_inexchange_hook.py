@@ -57,6 +57,14 @@ def record_waits(hook: InExchangeHook, monkeypatch: pytest.MonkeyPatch) -> list[
     return waits
 
 
+def issue_two_tokens(api: respx.MockRouter) -> None:
+    """Let token creation answer TOKEN first and SECOND_TOKEN on renewal."""
+    api["create_token"].side_effect = [
+        httpx.Response(200, json={"token": TOKEN}),
+        httpx.Response(200, json={"token": SECOND_TOKEN}),
+    ]
+
+
 @pytest.fixture
 def make_hook(inexchange_conn: str, monkeypatch: pytest.MonkeyPatch) -> MakeHook:
     """Build a hook whose retry waits are recorded instead of slept."""
@@ -178,10 +186,7 @@ def test_token_is_created_with_the_api_key_and_reused(api: respx.MockRouter, hoo
 
 
 def test_token_is_renewed_once_on_401_and_the_call_repeated(api: respx.MockRouter, hook: InExchangeHook) -> None:
-    api["create_token"].side_effect = [
-        httpx.Response(200, json={"token": TOKEN}),
-        httpx.Response(200, json={"token": SECOND_TOKEN}),
-    ]
+    issue_two_tokens(api)
     listed = api.post(LIST)
     listed.side_effect = [httpx.Response(401), httpx.Response(200, json=outbound_list([]))]
 
@@ -630,10 +635,7 @@ async def test_aclose_revokes_the_token(api: respx.MockRouter, hook: InExchangeH
 @pytest.mark.anyio
 async def test_async_retry_and_renewal(api: respx.MockRouter, make_hook: MakeHook) -> None:
     hook, waits = make_hook(backoff=0.001)
-    api["create_token"].side_effect = [
-        httpx.Response(200, json={"token": TOKEN}),
-        httpx.Response(200, json={"token": SECOND_TOKEN}),
-    ]
+    issue_two_tokens(api)
     listed = api.post(LIST)
     listed.side_effect = [
         httpx.Response(503),
@@ -795,10 +797,7 @@ async def test_async_calls_share_one_token_and_respect_the_concurrency_limit(
 @pytest.mark.anyio
 async def test_concurrent_calls_renew_a_refused_token_once(api: respx.MockRouter, make_hook: MakeHook) -> None:
     hook, _ = make_hook(concurrency=8)
-    api["create_token"].side_effect = [
-        httpx.Response(200, json={"token": TOKEN}),
-        httpx.Response(200, json={"token": SECOND_TOKEN}),
-    ]
+    issue_two_tokens(api)
 
     def reply(request: httpx.Request) -> httpx.Response:
         if request.headers["ClientToken"] == TOKEN:
