@@ -208,6 +208,10 @@ class InExchangeHook(BaseHook):
             self._settings = self._load_settings(self.get_connection(self.inexchange_conn_id))
         return self._settings
 
+    def load_settings(self) -> ApiSettings:
+        """Read the connection now (from synchronous code), so that async calls find it read."""
+        return self.settings
+
     @staticmethod
     def _load_settings(conn: Connection) -> ApiSettings:
         settings = settings_from_connection(conn)

@@ -145,7 +145,7 @@ class SubmitInvoicesOperator(BaseOperator):
         ledger.ensure_schema()
         rows = ledger.due_rows(max_attempts=self.max_attempts, shard=self.shard, shards=self.shards,
                                lease=self.claim_lease, settle=self.settle_time)
-        self.hook.settings  # read the connection here, in the task's own (sync) path
+        self.hook.load_settings()  # read the connection here, in the task's own (sync) path
         counts = asyncio.run(self._submit_all(ledger, rows, seller))
         self.log.info("submission (shard %d of %d): %s (of %d due rows)", self.shard, self.shards,
                       dict(counts), len(rows))
