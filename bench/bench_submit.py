@@ -205,7 +205,10 @@ def main(operator_n: int, sequential_n: int, per_task_n: int) -> None:
 
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    with tempfile.TemporaryDirectory() as tmp_name, run_simulator(latency_ms=LATENCY_MS, status_step_ms=60_000) as sim:
+    # the simulator keeps every uploaded file: in the repository's .bench/, as /tmp can be slow to create files in
+    (ROOT / ".bench").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp_name, tempfile.TemporaryDirectory(dir=ROOT / ".bench") as sim_dir, \
+            run_simulator(latency_ms=LATENCY_MS, status_step_ms=60_000, data_dir=sim_dir) as sim:
         tmp = Path(tmp_name)
         print(f"simulator latency {LATENCY_MS} ms per request; operator with {SLOTS} concurrent slots")
         print(f"{os.cpu_count()} CPUs; CPU columns: milliseconds of CPU per invoice in this process and in the simulator")
