@@ -147,8 +147,9 @@ class Ledger:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         now = datetime.now(timezone.utc)
         params = {
-            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle), "max_attempts": max_attempts,
-            "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id, **self.scope.bounds,
+            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle),
+            "max_attempts": max_attempts, "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id,
+            **self.scope.bounds,
         }
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(statement("ledger_select_due"), params)]

@@ -8,7 +8,7 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -317,9 +317,6 @@ class InExchangeHook(BaseHook):
             return (("APIKey", self.settings.api_key),)
         return (("ClientToken", token or ""),)
 
-    def _token_call(self) -> _Call:
-        return _Call("POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id})
-
     # ---- the drivers: I/O only -------------------------------------------------------------
     def _run(self, steps: _Steps) -> Any:
         """Drive the request path with the synchronous client."""
@@ -329,7 +326,7 @@ class InExchangeHook(BaseHook):
                 self._sleep(step.seconds)
             elif isinstance(step, _Token):
                 if self._token is None or self._token == step.stale:
-                    self._token = self._new_token(self._run)
+                    self._token = self._run(self._created_token())
                 drive.reply = self._token
             else:
                 try:
@@ -349,7 +346,7 @@ class InExchangeHook(BaseHook):
             elif isinstance(step, _Token):
                 async with self._token_lock:  # one creation for every waiting call
                     if self._token is None or self._token == step.stale:
-                        self._token = await self._new_token(self._arun)
+                        self._token = await self._arun(self._created_token())
                 drive.reply = self._token
             else:
                 async with self._in_flight:
@@ -372,14 +369,13 @@ class InExchangeHook(BaseHook):
     async def _asleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    def _new_token(self, driver: Callable[[_Steps], Any]) -> Any:
-        """Create a client token with the given driver (the result is awaitable for :meth:`_arun`)."""
-        return driver(self._created_token())
-
     def _created_token(self) -> _Steps:
+        """Create a client token with the API key (run by either driver)."""
         self._token = None
         try:
-            response = yield from self._exchange(self._token_call())
+            response = yield from self._exchange(
+                _Call("POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id})
+            )
         except InExchangeError as exc:
             _spent(exc)
             raise

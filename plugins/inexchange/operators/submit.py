@@ -154,7 +154,9 @@ class SubmitInvoicesOperator(BaseOperator):
 
     # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
     async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
-        counts: Counter[str] = Counter({key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "skipped")})
+        counts: Counter[str] = Counter(
+            {key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "skipped")}
+        )
         ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
         loop = asyncio.get_running_loop()
 
@@ -244,10 +246,9 @@ class SubmitInvoicesOperator(BaseOperator):
             changes.append((invoice_id, from_states, LedgerState.SUBMITTING,
                             {"attempt": 1, "submitted_at": submitted_at}))
         moved = ledger.transition_many(changes, source=SOURCE)
-        claimed = dict(zip((c[0] for c in changes), moved))
-        counts["rejected"] = len(changes) - len(candidates) - sum(
-            not claimed[c[0]] for c in changes if c[2] is LedgerState.REJECTED)
-        jobs = [job for job in candidates if claimed[int(job.row["invoice_id"])]]
+        claimed = {change[0] for change, ok in zip(changes, moved) if ok and change[2] is LedgerState.SUBMITTING}
+        counts["rejected"] = sum(ok for change, ok in zip(changes, moved) if change[2] is LedgerState.REJECTED)
+        jobs = [job for job in candidates if int(job.row["invoice_id"]) in claimed]
         counts["skipped"] = len(candidates) - len(jobs)
         if counts["skipped"]:
             self.log.warning("%d invoices were claimed by another worker; skipped", counts["skipped"])
@@ -387,8 +388,7 @@ class _Recorder:
     async def _loop(self) -> None:
         while not self._closing.is_set():
             if self._pending:
-                batch, self._pending = self._pending, []
-                await self._write(batch)
+                await self.flush()
             else:
                 await asyncio.sleep(0.02)
 

@@ -121,11 +121,12 @@ class DeliveryStatusSensor(BaseSensorOperator):
 
     def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime) -> None:
         self.log.info("%d invoices waiting for InExchange; deferring", len(waiting))
+        created_from, created_to = _window(waiting)
         self.defer(
             trigger=DeliveryStatusTrigger(
                 inexchange_conn_id=self.inexchange_conn_id,
-                created_from=_window(waiting)[0].isoformat(),
-                created_to=_window(waiting)[1].isoformat(),
+                created_from=created_from.isoformat(),
+                created_to=created_to.isoformat(),
                 updated_after=cursor.isoformat() if cursor else None,
                 end_time=end_time.isoformat(),
                 poll_interval=float(self.poll_interval),
