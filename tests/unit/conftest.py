@@ -30,7 +30,7 @@ def api(inexchange_conn: str) -> Iterator[respx.MockRouter]:
 
     Routes are named: ``create_token`` and ``revoke_token``. Any request without a route fails.
     """
-    with respx.mock(base_url=API_BASE, assert_all_called=False, assert_all_mocked=True) as router:
+    with respx.mock(base_url=API_BASE, assert_all_called=False, assert_all_mocked=True, using="httpx") as router:
         router.post("clientTokens/create", name="create_token").mock(
             return_value=httpx.Response(200, json={"token": TOKEN})
         )

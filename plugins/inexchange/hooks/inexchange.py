@@ -22,6 +22,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from inexchange.api import LookupResult, OutboundDocument, OutboundPage
+from inexchange.hooks.transport import AiohttpTransport
 from inexchange.exceptions import (
     InExchangeApiError,
     InExchangeConfigError,
@@ -144,10 +145,10 @@ class InExchangeHook(BaseHook):
     :param rate_limit: most requests per second this hook starts (a moving one-second window);
         None for no limit.
     :param concurrency: most requests in flight at once on the async clients (and their pool size).
-    :param clients: number of async clients (connection pools) the requests are spread over; by
-        default one per two connections. httpcore's pool costs more CPU per request the more
-        connections it manages (measured on loopback: about 5 ms per request with 32 connections in
-        one pool, 1.6 ms with two per pool), so a high concurrency is spread over small pools.
+    :param clients: number of async clients (connection pools) the requests are spread over
+        (default 1). The async clients send over aiohttp (:class:`~inexchange.hooks.transport.AiohttpTransport`):
+        httpx's own engine costs about a millisecond of CPU per request on loopback, the largest part
+        of the submit task's CPU, and its pool grows costlier the more connections it manages.
     """
 
     conn_name_attr = "inexchange_conn_id"
@@ -166,13 +167,11 @@ class InExchangeHook(BaseHook):
         max_backoff: float = 30.0,
         rate_limit: int | None = None,
         concurrency: int = 16,
-        clients: int | None = None,
+        clients: int = 1,
     ) -> None:
         super().__init__()
         if rate_limit is not None and rate_limit < 1:
             raise ValueError(f"rate_limit must be at least 1 request per second (or None), got {rate_limit}")
-        if clients is None:
-            clients = max(1, concurrency // 2)
         if concurrency < 1 or clients < 1:
             raise ValueError("concurrency and clients must be at least 1")
         self.inexchange_conn_id = inexchange_conn_id
@@ -239,10 +238,9 @@ class InExchangeHook(BaseHook):
             settings = await self._asettings()
         if not self._async_clients:  # not created by a concurrent call while the settings loaded
             per_client = -(-self.concurrency // self.clients)
-            limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
             self._async_clients = [
-                httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout, limits=limits,
-                                  verify=self._ssl_context)
+                httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout,
+                                  transport=AiohttpTransport(max_connections=per_client, verify=self._ssl_context))
                 for _ in range(self.clients)
             ]
             self._busy = [0] * self.clients

@@ -51,7 +51,7 @@ class SubmitInvoicesOperator(BaseOperator):
     never received it. Permanent refusals (4xx) end ``rejected`` with InExchange's message; other
     failures end ``failed`` with a next-retry time.
 
-    Invoices go out concurrently (``concurrency`` at a time, over async httpx clients). Claims and
+    Invoices go out concurrently (``concurrency`` at a time, over async httpx clients sending through aiohttp). Claims and
     results are written in batches by one ledger thread, and a batch of claims is committed before any
     of its invoices is sent, so a worker that dies leaves at most claimed rows behind, which the next
     try reconciles. For scale-out, map the operator over shards (``shard``/``shards``) of the due rows
@@ -69,8 +69,8 @@ class SubmitInvoicesOperator(BaseOperator):
     :param request_timeout: read timeout of one API request, in seconds.
     :param concurrency: invoices in flight at once (and the most concurrent API requests).
     :param rate_limit: most API requests per second, or None for no limit.
-    :param clients: async clients (connection pools) the requests are spread over; by default one
-        per two connections (see :class:`~inexchange.hooks.inexchange.InExchangeHook`).
+    :param clients: async clients (connection pools) the requests are spread over (default 1, see
+        :class:`~inexchange.hooks.inexchange.InExchangeHook`).
     :param claim_batch: invoices claimed (and their documents built) per ledger transaction.
     :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
     :param shards: into how many shards the due rows are split.
@@ -98,7 +98,7 @@ class SubmitInvoicesOperator(BaseOperator):
         request_timeout: float = 30.0,
         concurrency: int = 32,
         rate_limit: int | None = None,
-        clients: int | None = None,
+        clients: int = 1,
         claim_batch: int = 256,
         shard: int = 0,
         shards: int = 1,

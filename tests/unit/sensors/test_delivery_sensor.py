@@ -243,7 +243,7 @@ def test_execute_complete_writes_changes_then_defers_then_returns(ledger_db: Eng
         "cursor": "2026-11-25T08:01:00+00:00",
     }
 
-    with respx.mock(assert_all_mocked=True) as router, pytest.raises(TaskDeferred) as deferred:
+    with respx.mock(assert_all_mocked=True, using="httpx") as router, pytest.raises(TaskDeferred) as deferred:
         sensor.execute_complete(make_context(), first, end_time=END_TIME)
 
     assert not router.calls

@@ -190,7 +190,7 @@ async def test_http_failure_becomes_an_error_event(api: respx.MockRouter) -> Non
 
 @pytest.mark.anyio
 async def test_missing_connection_becomes_an_error_event() -> None:
-    with respx.mock(assert_all_mocked=True) as router:
+    with respx.mock(assert_all_mocked=True, using="httpx") as router:
         events = await all_events(make_trigger(inexchange_conn_id="inexchange_not_defined"))
 
     assert [event.payload["status"] for event in events] == ["error"]

@@ -1,0 +1,113 @@
+"""An httpx async transport that sends over aiohttp, with httpx's error classes mapped precisely.
+
+httpx's own async engine (httpcore) spends about a millisecond of CPU per small request on
+loopback, most of the submit task's CPU on a small worker. aiohttp's engine (C HTTP parser, one
+connector per pool) does the same request for a fraction of that. :class:`AiohttpTransport` keeps
+everything above the transport as it is (``httpx.AsyncClient``, its timeouts, requests, responses
+and error classes) and hands the bytes to aiohttp.
+
+The error mapping decides whether a failed ``POST documents/outbound`` may be retried, so it
+separates what failed before the request left (connecting, waiting for a pooled connection: the
+``Connect*`` classes) from what failed after (a read timeout, a dropped connection, a broken
+reply), which the hook treats as "maybe sent" and reconciles.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+from functools import lru_cache
+
+import aiohttp
+import httpx
+
+#: aiohttp's error classes, most specific first, and the httpx class each becomes
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # connecting or waiting for a pooled connection
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the request was sent, no reply in time
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS handshake: nothing sent
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed by the server after the request
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a reply that is not HTTP
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientOSError, httpx.ReadError),  # reset while writing or reading: maybe sent
+    (aiohttp.ClientError, httpx.TransportError),
+)
+
+
+_AS_HTTPX_SENDS = ("Content-Type",)
+
+
+def httpx_error(exc: BaseException) -> httpx.TransportError | None:
+    """The httpx error an aiohttp failure stands for, or None when ``exc`` is not aiohttp's."""
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+@lru_cache(maxsize=64)
+def proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``NO_PROXY`` and friends) sets for a host, if any.
+
+    Read once per host: aiohttp's own ``trust_env`` reads the environment and ``~/.netrc`` on every
+    request, which costs more CPU than the request itself.
+    """
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Send httpx requests over one aiohttp connection pool of ``max_connections``.
+
+    The reply is read whole before it is returned (the InExchange API answers with small JSON
+    bodies), so a failure while reading the body is mapped like any other. Proxies are taken from
+    the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx does (see :func:`proxy_for`). The pool is created on the first
+    request, inside the running event loop.
+    """
+
+    def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0) -> None:
+        self._max_connections = max_connections
+        self._ssl = verify
+        self._keepalive_expiry = keepalive_expiry
+        self._session: aiohttp.ClientSession | None = None
+
+    def _pool(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl,
+                                             keepalive_timeout=self._keepalive_expiry)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
+        try:
+            async with self._pool().request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=await request.aread() or None,
+                allow_redirects=False,
+                proxy=proxy_for(request.url.scheme, request.url.host),
+                skip_auto_headers=_AS_HTTPX_SENDS,  # no Content-Type where httpx sends none
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
+                                              sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),
+            ) as reply:
+                body = await reply.read()
+        except aiohttp.ClientError as exc:
+            error = httpx_error(exc)
+            assert error is not None
+            raise error from exc
+        return httpx.Response(
+            reply.status,
+            headers=reply.raw_headers,
+            stream=httpx.ByteStream(body),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (reply.reason or "").encode()},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
