@@ -22,13 +22,13 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from inexchange.api import LookupResult, OutboundDocument, OutboundPage
-from inexchange.hooks.transport import AiohttpTransport
 from inexchange.exceptions import (
     InExchangeApiError,
     InExchangeConfigError,
     InExchangeError,
     InExchangeTransportError,
 )
+from inexchange.hooks.transport import AiohttpTransport
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

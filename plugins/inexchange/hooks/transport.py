@@ -63,8 +63,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     The reply is read whole before it is returned (the InExchange API answers with small JSON
     bodies), so a failure while reading the body is mapped like any other. Proxies are taken from
-    the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx does (see :func:`proxy_for`). The pool is created on the first
-    request, inside the running event loop.
+    the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx does (see :func:`proxy_for`). The
+    pool is created on the first request, inside the running event loop.
     """
 
     def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0) -> None:

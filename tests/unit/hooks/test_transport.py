@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 import aiohttp
 import httpx
 import pytest
-
 from fixtures import connection_json
 from inexchange.exceptions import InExchangeTransportError
 from inexchange.hooks.inexchange import InExchangeHook
