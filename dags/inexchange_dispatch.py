@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag, task
 
 from inexchange.operators.submit import SubmitInvoicesOperator
 from inexchange.sensors.delivery import DeliveryStatusSensor
@@ -15,6 +15,9 @@ INEXCHANGE_CONN_ID = "inexchange_default"
 TIMEZONE = "Europe/Stockholm"
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
+#: the "Elektroniska utskick" report table, updated by every run: downstream DAGs can be scheduled on it
+INEXCHANGE_REPORT = Asset(name="inexchange_report", uri="inexchange://reporting/inexchange_report",
+                          group="inexchange")
 
 DOC_MD = """
 ### InExchange dispatch
@@ -35,8 +38,18 @@ Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
    mapped submit task per batch builds, uploads and sends each *ready* invoice exactly once
    (32 at a time, in the `inexchange_api` pool); it becomes *waiting*.
 4. **await_delivery**: a deferrable sensor follows the documents until they are *sent* or *stopped*.
-5. **report**: refreshes `inexchange_report` ("Elektroniska utskick") and logs a summary. The run
-   turns red when an invoice needs a person, unless `fail_on_action_needed` is off.
+5. **report**: refreshes `inexchange_report` ("Elektroniska utskick"), logs a summary and updates
+   the Asset `inexchange_report`. The run turns red when an invoice needs a person, unless
+   `fail_on_action_needed` is off.
+
+Trigger with config for a manual run:
+
+- `invoice_numbers`: only these invoices, whatever their date; rejected and failed ones are sent
+  (again), ones InExchange already has are skipped, never sent twice.
+- `dry_run`: validate and build the documents, send nothing.
+- `retry_rejected`: off to leave rejected invoices alone (they are checked again by default).
+
+A manual or backfill run retries failed invoices at once instead of at their retry time.
 
 Connections: `erp_default`, `inexchange_default`, `inexchange_reporting`.
 Variable: `inexchange_seller` (our company, as JSON). See the README.
@@ -59,6 +72,15 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
         ),
         "fail_on_action_needed": Param(
             True, type="boolean", description="End the run red when an invoice is rejected, stopped or failed."
+        ),
+        "invoice_numbers": Param(
+            [], type="array", items={"type": "string"}, title="Invoice numbers to (re)send",
+            description="Only these invoices, whatever their date (empty: the run's day). Invoices InExchange "
+                        "already has are skipped.",
+        ),
+        "dry_run": Param(False, type="boolean", description="Validate and build documents; send nothing."),
+        "retry_rejected": Param(
+            True, type="boolean", description="Check rejected invoices again (and send those that now pass)."
         ),
     },
 )
@@ -89,7 +111,8 @@ def inexchange_dispatch():
         from inexchange import pipeline
 
         return pipeline.plan_batches(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                                     batch_size=context["params"]["batch_size"], timezone=TIMEZONE)
+                                     batch_size=context["params"]["batch_size"],
+                                     dry_run=context["params"]["dry_run"], timezone=TIMEZONE)
 
     batches = plan_batches()
     submit = SubmitInvoicesOperator.partial(
@@ -112,7 +135,7 @@ def inexchange_dispatch():
         timezone=TIMEZONE,
     )
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", outlets=[INEXCHANGE_REPORT])
     def report(**context) -> dict:
         from inexchange import pipeline
 

@@ -1,4 +1,5 @@
--- Posted invoices of the data interval whose customer is billed through InExchange.
+-- Posted invoices of the data interval (or a manual run's listed numbers, whatever their date)
+-- whose customer is billed through InExchange.
 -- Invoices already sent or in flight are kept out by the ledger upsert (ledger_register.sql).
 SELECT i.invoice_id,
        i.invoice_number,
@@ -13,6 +14,6 @@ SELECT i.invoice_id,
   JOIN customer c ON c.customer_id = i.customer_id
  WHERE i.status = 'posted'
    AND c.billing_method = :billing_method
-   AND i.invoice_date >= :start_date
-   AND i.invoice_date < :end_date
+   AND ((:selected = 0 AND i.invoice_date >= :start_date AND i.invoice_date < :end_date)
+        OR (:selected = 1 AND i.invoice_number IN :numbers))
  ORDER BY i.invoice_id

@@ -1,4 +1,6 @@
 INSERT INTO inexchange_dispatch_history (
-    history_id, invoice_id, from_state, to_state, inexchange_status, message, source, changed_at, dag_run_id)
+    history_id, invoice_id, from_state, to_state, inexchange_status, message, source, changed_at, dag_run_id,
+    run_type, try_number)
 VALUES (
-    :history_id, :invoice_id, :from_state, :to_state, :inexchange_status, :message, :source, :now, :dag_run_id)
+    :history_id, :invoice_id, :from_state, :to_state, :inexchange_status, :message, :source, :now, :dag_run_id,
+    :run_type, :try_number)

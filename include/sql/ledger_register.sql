@@ -1,5 +1,6 @@
 -- Put an extracted invoice in the ledger as pending. A row already there is left alone unless it
--- was rejected or never validated: the ERP row may have been fixed, so it is checked again.
+-- was never validated, or rejected (when the run re-checks rejected rows): the ERP row may have
+-- been fixed, so it is checked again.
 INSERT INTO inexchange_dispatch (
     invoice_id, invoice_number, invoice_type, customer_id, customer_number, customer_name,
     invoice_date, currency, total_amount, erp_document_id, state, attempts, created_at, updated_at,
@@ -21,4 +22,5 @@ ON CONFLICT (invoice_id) DO UPDATE SET
     dag_run_id = excluded.dag_run_id,
     data_interval_start = excluded.data_interval_start,
     data_interval_end = excluded.data_interval_end
- WHERE inexchange_dispatch.state IN ('pending', 'rejected')
+ WHERE inexchange_dispatch.state = 'pending'
+    OR (inexchange_dispatch.state = 'rejected' AND :retry_rejected = 1)

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS inexchange_dispatch_history (
     message                 TEXT,
     source                  VARCHAR(20)  NOT NULL,
     changed_at              VARCHAR(32)  NOT NULL,
-    dag_run_id              VARCHAR(250)
+    dag_run_id              VARCHAR(250),
+    run_type                VARCHAR(20),
+    try_number              INTEGER
 );
 CREATE INDEX IF NOT EXISTS ix_inexchange_dispatch_history_invoice ON inexchange_dispatch_history (invoice_id, changed_at);
 CREATE TABLE IF NOT EXISTS inexchange_report (

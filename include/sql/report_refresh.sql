@@ -1,4 +1,7 @@
--- Upsert the report rows of one data interval from the ledger ("Elektroniska utskick").
+-- Upsert the report rows of one run from the ledger ("Elektroniska utskick"): the invoices of its
+-- data interval, or a manual run's listed invoices. A row that already says the same is left
+-- alone, so a rerun changes nothing that is already true (its dag_run_id stays the run that last
+-- changed it).
 INSERT INTO inexchange_report (
     invoice_id, data_interval_start, data_interval_end, document_type, invoice_number,
     customer_number, customer_name, delivery_type, delivery_method, state, inexchange_status,
@@ -8,8 +11,8 @@ SELECT invoice_id, :data_interval_start, :data_interval_end,
        invoice_number, customer_number, customer_name, 'InExchange', delivery_method, state,
        inexchange_status, sent_at, message, inexchange_document_id, attempts, :dag_run_id
   FROM inexchange_dispatch
- WHERE invoice_date >= :start_date
-   AND invoice_date < :end_date
+ WHERE ((:selected = 0 AND invoice_date >= :start_date AND invoice_date < :end_date)
+        OR (:selected = 1 AND invoice_number IN :numbers))
 ON CONFLICT (invoice_id, data_interval_start) DO UPDATE SET
     data_interval_end = excluded.data_interval_end,
     document_type = excluded.document_type,
@@ -24,3 +27,15 @@ ON CONFLICT (invoice_id, data_interval_start) DO UPDATE SET
     inexchange_document_id = excluded.inexchange_document_id,
     attempts = excluded.attempts,
     dag_run_id = excluded.dag_run_id
+ WHERE inexchange_report.data_interval_end IS DISTINCT FROM excluded.data_interval_end
+    OR inexchange_report.document_type IS DISTINCT FROM excluded.document_type
+    OR inexchange_report.invoice_number IS DISTINCT FROM excluded.invoice_number
+    OR inexchange_report.customer_number IS DISTINCT FROM excluded.customer_number
+    OR inexchange_report.customer_name IS DISTINCT FROM excluded.customer_name
+    OR inexchange_report.delivery_method IS DISTINCT FROM excluded.delivery_method
+    OR inexchange_report.state IS DISTINCT FROM excluded.state
+    OR inexchange_report.inexchange_status IS DISTINCT FROM excluded.inexchange_status
+    OR inexchange_report.sent_at IS DISTINCT FROM excluded.sent_at
+    OR inexchange_report.message IS DISTINCT FROM excluded.message
+    OR inexchange_report.inexchange_document_id IS DISTINCT FROM excluded.inexchange_document_id
+    OR inexchange_report.attempts IS DISTINCT FROM excluded.attempts

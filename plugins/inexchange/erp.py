@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import bindparam
 
-from inexchange.sql import statement
+from inexchange.sql import SELECTION, statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -80,15 +80,16 @@ class ErpReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def extract(self, *, start_date: str, end_date: str,
+    def extract(self, *, start_date: str, end_date: str, numbers: Sequence[str] = (),
                 billing_method: str = INEXCHANGE_BILLING_METHOD) -> list[dict[str, Any]]:
-        """Posted invoices dated in ``[start_date, end_date)`` of customers billed through InExchange."""
+        """Posted invoices of customers billed through InExchange: those numbered ``numbers`` when
+        given (whatever their date), else those dated in ``[start_date, end_date)``.
+        """
+        query = statement("extract_unsent_invoices").bindparams(SELECTION)
+        params = {"start_date": start_date, "end_date": end_date, "billing_method": billing_method,
+                  "selected": int(bool(numbers)), "numbers": list(numbers)}
         with self.engine.connect() as conn:
-            result = conn.execute(
-                statement("extract_unsent_invoices"),
-                {"start_date": start_date, "end_date": end_date, "billing_method": billing_method},
-            )
-            return [dict(row._mapping) for row in result]
+            return [dict(row._mapping) for row in conn.execute(query, params)]
 
     def load(self, invoice_ids: Sequence[int]) -> InvoiceBatch:
         """Load invoices with their customers, lines and attachments."""

@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [{"integration-name": "InExchange", "python-modules": ["inexchange.operators.submit"]}],
         "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
         "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
+        "extra-links": ["inexchange.links.portal.InExchangePortalLink"],
         "connection-types": [
             {
                 "hook-class-name": "inexchange.hooks.inexchange.InExchangeHook",

@@ -7,20 +7,23 @@ either fully recorded or not at all, and two workers can never both move the sam
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, inspect, text
 
 from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import as_date, now_text, utc_text
-from inexchange.sql import script, statement
+from inexchange.sql import SELECTION, script, statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class RunScope:
     :param end: data interval end (aware).
     :param start_date: first invoice date of the interval.
     :param end_date: first invoice date after the interval.
+    :param run_type: how the run was started: ``scheduled``, ``manual``, ``backfill``...
+    :param try_number: the task's try (above 1 after a retry or a person's clear).
+    :param invoice_numbers: a manual run's own list of invoices to (re)send; when given, the run
+        handles these invoices, whatever their date, and no others.
+    :param retry_rejected: whether rejected invoices are checked again (and sent when they pass).
     """
 
     dag_run_id: str
@@ -39,12 +47,17 @@ class RunScope:
     end: datetime
     start_date: date
     end_date: date
+    run_type: str = "scheduled"
+    try_number: int = 1
+    invoice_numbers: tuple[str, ...] = ()
+    retry_rejected: bool = True
 
     @classmethod
     def from_context(cls, context: Any, timezone: str = "Europe/Stockholm") -> RunScope:
         """Build the scope of the running task's DAG run.
 
-        Invoice dates are compared with the interval's dates in the ERP's time zone.
+        Invoice dates are compared with the interval's dates in the ERP's time zone. The run's
+        params ``invoice_numbers`` and ``retry_rejected`` (see the DAG) are read when present.
 
         :param context: the Airflow task context.
         :param timezone: time zone of the ERP's invoice dates.
@@ -55,23 +68,54 @@ class RunScope:
         if start is None or end is None:
             raise ValueError("this DAG run has no data interval; give the DAG a data-interval timetable")
         tz = pendulum.timezone(timezone)
+        run_type = getattr(context.get("dag_run"), "run_type", None) or "scheduled"
+        params = context.get("params") or {}
         return cls(
             dag_run_id=context["run_id"],
             start=start,
             end=end,
             start_date=pendulum.instance(start).in_timezone(tz).date(),
             end_date=pendulum.instance(end).in_timezone(tz).date(),
+            run_type=str(getattr(run_type, "value", run_type)),
+            try_number=int(getattr(context.get("ti"), "try_number", None) or 1),
+            invoice_numbers=_invoice_numbers(params.get(INVOICE_NUMBERS_PARAM)),
+            retry_rejected=bool(params.get(RETRY_REJECTED_PARAM, True)),
         )
 
     @property
+    def started_by_person(self) -> bool:
+        """A manual or backfill run: failed invoices are retried at once, not at their retry time."""
+        return self.run_type in ("manual", "backfill")
+
+    @property
     def bounds(self) -> dict[str, Any]:
-        """Bind parameters selecting the interval's invoice dates."""
-        return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat()}
+        """Bind parameters selecting the run's invoices: the interval's dates, or the listed numbers.
+
+        Statements using them bind ``numbers`` as an expanding parameter (:data:`SELECTION`).
+        """
+        return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
+                "selected": int(bool(self.invoice_numbers)), "numbers": list(self.invoice_numbers)}
 
     @property
     def interval(self) -> dict[str, str]:
         """The interval as ledger text."""
         return {"data_interval_start": utc_text(self.start), "data_interval_end": utc_text(self.end)}
+
+
+#: columns added to tables after their first release, for ledgers created before: table -> name -> type
+_ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"}}
+
+#: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
+INVOICE_NUMBERS_PARAM = "invoice_numbers"
+RETRY_REJECTED_PARAM = "retry_rejected"
+
+
+def _invoice_numbers(value: Any) -> tuple[str, ...]:
+    """The listed invoice numbers, trimmed, without blanks and repeats; a string may separate them by commas."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
 #: one ledger change: invoice id, the states it may be in, the state it moves to, and its fields
@@ -110,15 +154,20 @@ class Ledger:
         self.scope = scope
 
     def ensure_schema(self) -> None:
-        """Create the ledger, history and report tables when missing."""
+        """Create the ledger, history and report tables when missing; add columns later versions added."""
         with self.engine.begin() as conn:
             for clause in script("ledger_schema"):
                 conn.execute(clause)
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {column["name"] for column in inspect(conn).get_columns(table)}
+                for name, ddl_type in columns.items():
+                    if name not in present:  # names and types are the constants below, never input
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl_type}"))
 
     # ---- reads -----------------------------------------------------------------------------
     def rows(self, *states: LedgerState) -> list[dict[str, Any]]:
         """Return the interval's rows in the given states."""
-        query = statement("ledger_select_by_state").bindparams(bindparam("states", expanding=True))
+        query = statement("ledger_select_by_state").bindparams(bindparam("states", expanding=True), SELECTION)
         with self.engine.connect() as conn:
             result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
             return [dict(row._mapping) for row in result]
@@ -149,17 +198,18 @@ class Ledger:
         params = {
             "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle),
             "max_attempts": max_attempts, "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id,
-            **self.scope.bounds,
+            "retry_now": int(self.scope.started_by_person), **self.scope.bounds,
         }
+        query = statement("ledger_select_due").bindparams(SELECTION)
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_due"), params)]
+            return [dict(row._mapping) for row in conn.execute(query, params)]
 
     # ---- writes ----------------------------------------------------------------------------
     def register(self, invoices: Iterable[dict[str, Any]]) -> dict[str, int]:
         """Put extracted invoices in the ledger as ``pending``.
 
-        Rows already sent or in flight are left as they are; rejected rows are checked again.
-        Returns counts of new, re-checked and untouched rows.
+        Rows already sent or in flight are left as they are; rejected rows are checked again unless
+        the run says otherwise (``retry_rejected``). Returns counts of new, re-checked and untouched rows.
         """
         invoices = list(invoices)
         existing = self._states([int(i["invoice_id"]) for i in invoices])
@@ -178,20 +228,24 @@ class Ledger:
                 "erp_document_id": erp_document_id(int(i["invoice_id"])),
                 "now": now,
                 "dag_run_id": self.scope.dag_run_id,
+                "retry_rejected": int(self.scope.retry_rejected),
                 **self.scope.interval,
             }
             for i in invoices
         ]
+        rechecked = {LedgerState.PENDING.value} | ({LedgerState.REJECTED.value} if self.scope.retry_rejected else set())
         counts = {"new": 0, "rechecked": 0, "unchanged": 0}
         history = []
         for p in params:
             before = existing.get(p["invoice_id"])
             if before is None:
                 counts["new"] += 1
-            elif before in (LedgerState.REJECTED.value, LedgerState.PENDING.value):
+            elif before in rechecked:
                 counts["rechecked"] += 1
             else:
                 counts["unchanged"] += 1
+                if self.scope.invoice_numbers:
+                    log.info("invoice %s is %s already; not sent again", p["invoice_number"], before)
                 continue
             if before != LedgerState.PENDING.value:
                 history.append(self._history(p["invoice_id"], before, LedgerState.PENDING, None, None, "extract", now))
@@ -307,10 +361,14 @@ class Ledger:
         return moved
 
     def refresh_report(self) -> list[dict[str, Any]]:
-        """Upsert the interval's report rows from the ledger and return them."""
+        """Upsert the run's report rows from the ledger, bring other runs' rows up to date, return the run's.
+
+        Rows that already say what the ledger says are not written, so a rerun changes nothing.
+        """
         params = {**self.scope.bounds, **self.scope.interval, "dag_run_id": self.scope.dag_run_id}
         with self.engine.begin() as conn:
-            conn.execute(statement("report_refresh"), params)
+            conn.execute(statement("report_refresh").bindparams(SELECTION), params)
+            conn.execute(statement("report_sync"), {"dag_run_id": self.scope.dag_run_id})
             result = conn.execute(statement("report_select"), self.scope.interval)
             return [dict(row._mapping) for row in result]
 
@@ -345,6 +403,8 @@ class Ledger:
             "source": source,
             "now": now,
             "dag_run_id": self.scope.dag_run_id,
+            "run_type": self.scope.run_type,
+            "try_number": self.scope.try_number,
         }
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from inexchange.api import ACTION_STATES, LedgerState
-from inexchange.db import engine_for, reporting_engine
+from inexchange.db import as_date, engine_for, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope
 from inexchange.validation import validate as validate_invoices
@@ -55,11 +56,20 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
     ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
     ledger.ensure_schema()
     invoices = ErpReader(engine_for(erp_conn_id)).extract(
-        billing_method=billing_method, **scope.bounds
+        start_date=scope.start_date.isoformat(), end_date=scope.end_date.isoformat(),
+        numbers=scope.invoice_numbers, billing_method=billing_method,
     )
     counts = ledger.register(invoices)
+    if scope.invoice_numbers:
+        found = {str(i["invoice_number"]) for i in invoices}
+        missing = [n for n in scope.invoice_numbers if n not in found]
+        if missing:
+            log.warning("not among the ERP's posted InExchange invoices, so not sent: %s", ", ".join(missing))
+        log.info("manual run for invoices %s: %d found in the ERP, ledger %s",
+                 ", ".join(scope.invoice_numbers), len(invoices), counts)
+        return {"extracted": len(invoices), **counts, "not_found": missing}
     log.info("extract %s..%s: %d invoices in the ERP, ledger %s", scope.start_date, scope.end_date,
-                len(invoices), counts)
+             len(invoices), counts)
     return {"extracted": len(invoices), **counts}
 
 
@@ -74,7 +84,11 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
     reader = ErpReader(engine_for(erp_conn_id))
     batch = reader.load([row["invoice_id"] for row in pending])
     duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
-    report = validate_invoices(batch, start=scope.start_date, end=scope.end_date, duplicate_numbers=duplicates)
+    start, end = scope.start_date, scope.end_date
+    if scope.invoice_numbers:  # a manual run's listed invoices may be of any date
+        dates = [as_date(row["invoice_date"]) for row in pending]
+        start, end = min(dates), max(dates) + timedelta(days=1)
+    report = validate_invoices(batch, start=start, end=end, duplicate_numbers=duplicates)
     results = report.messages
     rejected = []
     with ledger.engine.begin() as conn:
@@ -93,10 +107,11 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
 
 
 def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batch_size: int,
-                 max_attempts: int = 5, timezone: str = "Europe/Stockholm") -> list[dict[str, int]]:
+                 dry_run: bool = False, max_attempts: int = 5,
+                 timezone: str = "Europe/Stockholm") -> list[dict[str, Any]]:
     """Split the rows due for submission into shards of about ``batch_size`` invoices.
 
-    Returns one ``{"shard": k, "shards": n}`` per batch (at least one, so that rows left in
+    Returns one ``{"shard": k, "shards": n, "dry_run": dry_run}`` per batch (at least one, so that rows left in
     ``submitting`` are always reconciled), for ``SubmitInvoicesOperator.partial(...).expand_kwargs``.
     A shard is the invoices whose id modulo ``n`` is ``k``, so the batches never overlap and XCom
     carries two numbers per batch instead of invoice ids.
@@ -108,7 +123,7 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
     due = len(ledger.due_rows(max_attempts=max_attempts))
     shards = max(1, -(-due // batch_size))
     log.info("%d invoices due for submission: %d batches of at most about %d", due, shards, batch_size)
-    return [{"shard": shard, "shards": shards} for shard in range(shards)]
+    return [{"shard": shard, "shards": shards, "dry_run": dry_run} for shard in range(shards)]
 
 
 def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,

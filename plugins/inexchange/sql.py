@@ -14,9 +14,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import String, TextClause, bindparam, text
 
 _DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+#: the expanding bind parameter ``:numbers`` of a manual run's invoice numbers (``RunScope.bounds``);
+#: typed, so that an empty list still compares with a text column on PostgreSQL
+SELECTION = bindparam("numbers", expanding=True, type_=String())
 
 
 def sql_dir() -> Path:

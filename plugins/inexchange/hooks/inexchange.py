@@ -44,6 +44,7 @@ class ApiSettings:
     base_url: str
     api_key: str
     erp_id: str
+    portal_url: str = "https://www.inexchange.se/"
 
     def __repr__(self) -> str:  # keep the key out of any repr that reaches a log
         return f"ApiSettings(base_url={self.base_url!r}, erp_id={self.erp_id!r}, api_key='***')"
@@ -53,7 +54,8 @@ def settings_from_connection(conn: Connection) -> ApiSettings:
     """Read base URL, API key and ERP id from an ``inexchange`` connection.
 
     :param conn: connection whose host is the API base URL, password the API key and
-        extra ``{"erp_id": ...}`` the ERP id InExchange knows the sender by.
+        extra ``{"erp_id": ...}`` the ERP id InExchange knows the sender by; the optional extra
+        ``portal_url`` is the web portal the submit task links to.
     """
     host = (conn.host or "").strip()
     if not host:
@@ -75,7 +77,9 @@ def settings_from_connection(conn: Connection) -> ApiSettings:
         raise InExchangeConfigError(
             f"connection {conn.conn_id!r}: 'ERP id' is empty (extra {{\"erp_id\": ...}})"
         )
-    return ApiSettings(base_url=host.rstrip("/") + "/", api_key=conn.password, erp_id=erp_id)
+    settings = ApiSettings(base_url=host.rstrip("/") + "/", api_key=conn.password, erp_id=erp_id)
+    portal_url = str(extra.get("portal_url") or "").strip()
+    return replace(settings, portal_url=portal_url) if portal_url else settings
 
 
 class _Unauthorized(Exception):

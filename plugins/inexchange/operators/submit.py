@@ -18,6 +18,7 @@ from inexchange.db import engine_for, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.hooks.inexchange import InExchangeHook
 from inexchange.ledger import Ledger, RunScope, Transition
+from inexchange.links.portal import InExchangePortalLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -79,10 +80,13 @@ class SubmitInvoicesOperator(BaseOperator):
         processed by InExchange; such a row stays ``submitting`` and is looked up again, and only
         resent when InExchange has not got it, once this time has passed (default: three request
         timeouts).
+    :param dry_run: build every due invoice's document and log what would be sent or rejected, but
+        call no API and change no ledger row.
     """
 
     template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id")
     ui_color = "#d6e9f8"
+    operator_extra_links = (InExchangePortalLink(),)
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class SubmitInvoicesOperator(BaseOperator):
         shards: int = 1,
         claim_lease: timedelta = timedelta(minutes=15),
         settle_time: timedelta = timedelta(seconds=90),
+        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +133,7 @@ class SubmitInvoicesOperator(BaseOperator):
         self.shards = shards
         self.claim_lease = claim_lease
         self.settle_time = settle_time
+        self.dry_run = dry_run
 
     @cached_property
     def hook(self) -> InExchangeHook:
@@ -145,7 +151,10 @@ class SubmitInvoicesOperator(BaseOperator):
         ledger.ensure_schema()
         rows = ledger.due_rows(max_attempts=self.max_attempts, shard=self.shard, shards=self.shards,
                                lease=self.claim_lease, settle=self.settle_time)
-        self.hook.load_settings()  # read the connection here, in the task's own (sync) path
+        if self.dry_run:
+            return self._dry_run(rows, seller)
+        settings = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
+        InExchangePortalLink.persist(context, settings.portal_url)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             counts = runner.run(self._submit_all(ledger, rows, seller))
         self.log.info("submission (shard %d of %d): %s (of %d due rows)", self.shard, self.shards,
@@ -221,8 +230,6 @@ class SubmitInvoicesOperator(BaseOperator):
 
         Runs in the ledger thread. Invoices that cannot be built are rejected in the same transaction.
         """
-        from inexchange.ubl import DocumentError, build_from_batch
-
         changes: list[Transition] = []
         candidates: list[_Job] = []
         counts: Counter[str] = Counter()
@@ -230,19 +237,11 @@ class SubmitInvoicesOperator(BaseOperator):
         for row in chunk:
             invoice_id = int(row["invoice_id"])
             from_states = [LedgerState(row["state"])]
-            invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
-            if invoice is None or invoice["customer_id"] not in batch.customers.index:
-                missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
-                changes.append((invoice_id, from_states, LedgerState.REJECTED,
-                                {"message": f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP"}))
+            job = _built(batch, row, seller)
+            if isinstance(job, str):
+                changes.append((invoice_id, from_states, LedgerState.REJECTED, {"message": job}))
                 continue
-            try:
-                document = build_from_batch(batch, invoice_id, seller)
-            except DocumentError as exc:
-                changes.append((invoice_id, from_states, LedgerState.REJECTED,
-                                {"message": f"Kund {row['customer_number']} {row['customer_name']}: {exc}"}))
-                continue
-            candidates.append(_Job(row, document, batch.customer(invoice["customer_id"])))
+            candidates.append(job)
             changes.append((invoice_id, from_states, LedgerState.SUBMITTING,
                             {"attempt": 1, "submitted_at": submitted_at}))
         moved = ledger.transition_many(changes, source=SOURCE)
@@ -253,6 +252,22 @@ class SubmitInvoicesOperator(BaseOperator):
         if counts["skipped"]:
             self.log.warning("%d invoices were claimed by another worker; skipped", counts["skipped"])
         return jobs, counts
+
+    def _dry_run(self, rows: list[dict[str, Any]], seller: Seller) -> dict[str, int]:
+        """Build every due invoice's document and say what a real run would do; send and record nothing."""
+        from inexchange.erp import ErpReader
+
+        stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
+        to_send = [r for r in rows if r["state"] != LedgerState.SUBMITTING.value]
+        batch = ErpReader(engine_for(self.erp_conn_id)).load([r["invoice_id"] for r in to_send])
+        problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
+        for message in problems.values():
+            self.log.warning("dry run: would reject: %s", message)
+        if stuck:
+            self.log.info("dry run: %d invoices left in submitting are reconciled by the next real run", len(stuck))
+        counts = {"would send": len(to_send) - len(problems), "would reject": len(problems), "in doubt": len(stuck)}
+        self.log.info("dry run (shard %d of %d): %s; nothing was sent or recorded", self.shard, self.shards, counts)
+        return counts
 
     async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome:
         """Resolve the recipient, upload and send one claimed invoice; say what to record."""
@@ -449,3 +464,19 @@ def _text(value: Any) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | str:
+    """The invoice's document ready to send, or the message saying why it cannot be built."""
+    from inexchange.ubl import DocumentError, build_from_batch
+
+    invoice_id = int(row["invoice_id"])
+    invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
+    if invoice is None or invoice["customer_id"] not in batch.customers.index:
+        missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
+        return f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP"
+    try:
+        document = build_from_batch(batch, invoice_id, seller)
+    except DocumentError as exc:
+        return f"Kund {row['customer_number']} {row['customer_name']}: {exc}"
+    return _Job(row, document, batch.customer(invoice["customer_id"]))
