@@ -197,3 +197,80 @@ def test_a_status_change_is_recorded_once(ledger: Ledger, engine: Engine) -> Non
     assert not ledger.transition(1, [LedgerState.WAITING], LedgerState.WAITING, source="status poll",
                                  inexchange_status="Pending", expected_status="PendingInPlatform")
     assert [h for h in history(engine, 1) if h[2] == "status poll"] == [("waiting", "waiting", "status poll")]
+
+
+def test_a_manual_run_retries_failed_rows_at_once(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.FAILED, source="t", next_retry_at="2999-01-01T00:00:00.000000Z")
+
+    assert ledger.due_rows(max_attempts=5) == []  # a scheduled run waits for the retry time
+    for run_type in ("manual", "backfill"):
+        person = Ledger(engine, replace(SCOPE, run_type=run_type))
+        assert [r["invoice_id"] for r in person.due_rows(max_attempts=5)] == [1]
+    assert Ledger(engine, replace(SCOPE, run_type="manual")).due_rows(max_attempts=0) == []  # attempts still count
+
+
+def test_a_list_of_invoice_numbers_selects_those_rows_whatever_their_date(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2), invoice(3, date(2026, 10, 1)), invoice(4, date(2026, 10, 2))])
+    for i in (1, 2, 3):
+        ledger.transition(i, [LedgerState.PENDING], LedgerState.READY, source="t")
+    ledger.transition(4, [LedgerState.PENDING], LedgerState.FAILED, source="t", attempt=9,
+                      next_retry_at="2999-01-01T00:00:00.000000Z")
+    listed = Ledger(engine, replace(SCOPE, run_type="manual", invoice_numbers=("10002", "10003", "10004")))
+
+    assert [r["invoice_id"] for r in listed.rows(LedgerState.READY)] == [2, 3]
+    # listed: ready rows of any date, and a failed one even after its last automatic attempt
+    assert [r["invoice_id"] for r in listed.due_rows(max_attempts=5)] == [2, 3, 4]
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5)] == [1, 2]  # no list: the interval
+
+
+def test_rejected_rows_are_left_alone_when_the_run_says_so(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="fix it")
+
+    keep = Ledger(engine, replace(SCOPE, retry_rejected=False))
+    assert keep.register([invoice(1), invoice(2)]) == {"new": 0, "rechecked": 1, "unchanged": 1}
+    assert {r["invoice_id"]: r["state"] for r in ledger.rows(*LedgerState)} == {1: "rejected", 2: "pending"}
+    assert ledger.register([invoice(1)]) == {"new": 0, "rechecked": 1, "unchanged": 0}
+    assert ledger.rows(LedgerState.REJECTED) == []
+
+
+def test_history_says_how_the_run_was_started(engine: Engine) -> None:
+    ledger = Ledger(engine, replace(SCOPE, run_type="backfill", try_number=2))
+    ledger.ensure_schema()
+    ledger.register([invoice(1)])
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT source, run_type, try_number, dag_run_id FROM inexchange_dispatch_history")).one()
+    assert tuple(row) == ("extract", "backfill", 2, SCOPE.dag_run_id)
+
+
+def test_an_older_history_table_gets_the_new_columns(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE inexchange_dispatch_history (history_id VARCHAR(36) PRIMARY KEY, "
+                          "invoice_id BIGINT NOT NULL, from_state VARCHAR(20), to_state VARCHAR(20) NOT NULL, "
+                          "inexchange_status VARCHAR(50), message TEXT, source VARCHAR(20) NOT NULL, "
+                          "changed_at VARCHAR(32) NOT NULL, dag_run_id VARCHAR(250))"))
+    ledger = Ledger(engine, SCOPE)
+    ledger.ensure_schema()
+    ledger.register([invoice(1)])
+    assert history(engine, 1) == [(None, "pending", "extract")]
+
+
+def test_a_rerun_rewrites_no_report_row_and_other_intervals_follow_the_ledger(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.WAITING, source="submit", inexchange_document_id="d1")
+    ledger.refresh_report()
+    rerun = Ledger(engine, replace(SCOPE, dag_run_id="manual__rerun"))
+    rerun.refresh_report()  # nothing changed: the row keeps the run that wrote it
+    next_day = Ledger(engine, replace(SCOPE, dag_run_id="scheduled__2026-11-18", start_date=date(2026, 11, 18),
+                                      end_date=date(2026, 11, 19), start=SCOPE.end, end=SCOPE.end + timedelta(days=1)))
+
+    def report_row() -> tuple:
+        with engine.connect() as conn:
+            return tuple(conn.execute(text("SELECT state, inexchange_status, sent_at, dag_run_id FROM inexchange_report")).one())
+
+    assert report_row() == ("waiting", None, None, SCOPE.dag_run_id)
+    # the next day's run records the earlier invoice's delivery (recheck) and refreshes its own report
+    next_day.apply_statuses([{"id": "d1", "status": "Delivered", "time": "2026-11-18T07:00:00Z", "message": None}])
+    assert next_day.refresh_report() == []
+    assert report_row() == ("sent", "Delivered", "2026-11-18T07:00:00.000000Z", "scheduled__2026-11-18")
