@@ -127,11 +127,13 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
 
 
 def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
-           timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+           max_attempts: int = 5, timezone: str = "Europe/Stockholm") -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
-    :param fail_on_action_needed: raise when any invoice is rejected, stopped or failed, so the run
-        shows red in the Airflow UI.
+    :param fail_on_action_needed: raise when any invoice needs a person (:func:`needs_person`), so
+        the run shows red in the Airflow UI.
+    :param max_attempts: the submit task's attempts per invoice (a failed invoice with attempts
+        left is retried automatically and needs nobody yet).
     """
     from airflow.sdk.exceptions import AirflowException
 
@@ -140,13 +142,22 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     ledger.ensure_schema()
     rows = ledger.refresh_report()
     counts = Counter(row["state"] for row in rows)
-    action = sorted(str(row["invoice_number"]) for row in rows if row["state"] in {s.value for s in ACTION_STATES})
+    action = sorted(str(row["invoice_number"]) for row in rows if needs_person(row, max_attempts))
     log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
     log.info("per state: %s", dict(sorted(counts.items())))
     summary = {"total": len(rows), "states": dict(counts), "action_needed": action}
     if action and fail_on_action_needed:
         raise AirflowException(f"{len(action)} invoices need action in the ERP or InExchange: {', '.join(action)}")
     return summary
+
+
+def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
+    """Rejected, stopped, or failed for good: failed after InExchange got it, or after its last attempt."""
+    if row["state"] not in {s.value for s in ACTION_STATES}:
+        return False
+    if row["state"] != LedgerState.FAILED.value:
+        return True
+    return bool(row["inexchange_document_id"]) or int(row["attempts"] or 0) >= max_attempts
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
