@@ -23,8 +23,9 @@ class InExchangePortalLink(BaseOperatorLink):
 
     @classmethod
     def persist(cls, context: Context, url: str) -> None:
-        """Store the portal URL of this task instance."""
-        context["ti"].xcom_push(key=cls().xcom_key, value=url)
+        """Store the portal URL of this task instance (when there is one: ``execute`` called directly has none)."""
+        if (ti := context.get("ti")) is not None:
+            ti.xcom_push(key=cls().xcom_key, value=url)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         value: Any = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
