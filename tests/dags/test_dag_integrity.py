@@ -53,6 +53,16 @@ def test_operators_and_sensor(dagbag) -> None:
     assert sensor.deferrable is True
 
 
+def test_manual_run_params_and_the_report_asset(dagbag) -> None:
+    from airflow.sdk import Asset
+
+    dag = dagbag.dags["inexchange_dispatch"]
+    assert (dag.params["invoice_numbers"], dag.params["dry_run"], dag.params["retry_rejected"]) == ([], False, True)
+    assert dag.get_task("report").outlets == [
+        Asset(name="inexchange_report", uri="inexchange://reporting/inexchange_report", group="inexchange")]
+    assert [link.name for link in dag.get_task("submit").operator_extra_links] == ["InExchange portal"]
+
+
 def test_dag_file_has_no_top_level_io() -> None:
     """The DAG file imports neither pandas nor a database driver when parsed."""
     import subprocess

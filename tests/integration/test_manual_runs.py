@@ -150,3 +150,18 @@ def test_the_submit_task_links_to_the_portal(dispatch_dag: Any, erp: Erp, simula
     submit = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "submit")
     assert submit.xcom_pull(task_ids="submit", key=link.xcom_key, map_indexes=submit.map_index) == PORTAL_URL
     assert dispatch_dag.get_task("submit").operator_extra_links[0].name == "InExchange portal"
+
+
+def test_each_run_updates_the_report_asset(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    def events() -> int:
+        with create_session() as session:
+            return int(session.scalar(select(func.count()).select_from(AssetEvent).join(
+                AssetModel, AssetModel.id == AssetEvent.asset_id).where(AssetModel.name == "inexchange_report")) or 0)
+
+    before = events()
+    run(dispatch_dag)
+    assert events() == before + 1
