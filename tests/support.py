@@ -93,3 +93,10 @@ def dump(engine: Any) -> dict[str, list[dict[str, Any]]]:
                 for row in connection.execute(query)
             ]
     return result
+
+
+#: our company in every test that sends invoices (the ``inexchange_seller`` Variable)
+SELLER = {
+    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
+    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
+}

@@ -145,6 +145,8 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     action = sorted(str(row["invoice_number"]) for row in rows if needs_person(row, max_attempts))
     log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
     log.info("per state: %s", dict(sorted(counts.items())))
+    if action:
+        log.warning("%d invoices need a person: %s", len(action), ", ".join(action))
     summary = {"total": len(rows), "states": dict(counts), "action_needed": action}
     if action and fail_on_action_needed:
         raise AirflowException(f"{len(action)} invoices need action in the ERP or InExchange: {', '.join(action)}")

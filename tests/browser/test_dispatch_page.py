@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pendulum
 import pytest
-from sqlalchemy import create_engine, text
 
 from airflow_services import AirflowStack, airflow_env, free_port
-from support import sqlite_conn_env
+from sqlalchemy import create_engine, text
+
+from support import SELLER, sqlite_conn_env
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -57,10 +58,6 @@ REQUIRE_BROWSER = os.environ.get("INEXCHANGE_REQUIRE_BROWSER") == "1"
 ARTIFACTS = Path(os.environ.get("INEXCHANGE_ARTIFACTS_DIR") or ROOT / "tests" / "artifacts") / "browser"
 USERNAME, PASSWORD = "admin", "admin"
 START, RUN_DAY = date(2026, 11, 16), date(2026, 11, 17)
-SELLER = {
-    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-}
 #: the Airflow UI route of the plugin's external view, and the page itself
 UI_ROUTE = "/plugin/inexchange-dispatch"
 PAGE = "/inexchange/"

@@ -337,3 +337,107 @@ def _tail_file(path: Path, lines: int) -> str:
         return _tail(path.read_text(encoding="utf-8", errors="replace"), lines)
     except OSError as exc:
         return f"<unreadable: {exc}>"
+
+
+# ---- the dispatch DAG on a full deployment ---------------------------------------------------
+DISPATCH_DAG_ID = "inexchange_dispatch"
+
+
+@dataclass
+class Deployment:
+    """The running Airflow components, their metadata database, the ERP (holding the ledger) and the simulator."""
+
+    stack: AirflowStack
+    api_url: str
+    dsn: dict[str, Any]
+    home: Path
+    erp: Any  # a SQLAlchemy engine of the ERP file
+    simulator: Any
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run a read on the Airflow metadata database (a fresh autocommit connection)."""
+        import psycopg2
+
+        conn = psycopg2.connect(**self.dsn)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """Rows of the ERP / ledger database."""
+        from sqlalchemy import text
+
+        with self.erp.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+    def task_logs(self, *run_ids: str) -> list[Path]:
+        """The task log files of the runs (for failure messages)."""
+        logs = self.home / "logs" / f"dag_id={DISPATCH_DAG_ID}"
+        return sorted(path for run_id in run_ids for path in logs.glob(f"run_id={run_id}/task_id=*/**/*.log"))
+
+    def diagnostics(self, *run_ids: str) -> str:
+        """Where the logs are, and the tail of every component's log and of the runs' task logs."""
+        tails = self.stack.diagnostics(lines=30, extra_files=self.task_logs(*run_ids))
+        return f"logs in {self.stack.log_dir}\n{tails}"
+
+
+@contextmanager
+def dispatch_deployment(home: Path, erp_path: Path, simulator: Any, *, pg: tuple[str, int, str, str], erp_id: str,
+                        seller: dict[str, Any], poll_interval_s: float = 1) -> Iterator[Deployment]:
+    """A fresh PostgreSQL metadata database, api-server, scheduler, dag-processor and triggerer running
+    the dispatch DAG (unpaused) against ``simulator`` and the SQLite ERP ``erp_path``; all gone afterwards.
+
+    :param home: an empty AIRFLOW_HOME.
+    :param pg: host, port, user and maintenance database of the PostgreSQL server.
+    """
+    from sqlalchemy import create_engine
+
+    host, port, user, maintenance_db = pg
+    api_port = free_port()
+    with postgres_database(host, port, user, maintenance_db) as database:
+        dsn = {"host": host, "port": port, "user": user, "dbname": database, "connect_timeout": 5}
+        env = airflow_env(
+            airflow_home=home,
+            sql_alchemy_conn=f"postgresql+psycopg2://{user}@{host}:{port}/{database}",
+            api_port=api_port,
+            extra={
+                "AIRFLOW_CONN_ERP_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(erp_path)}),
+                "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
+                    "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
+                    "extra": {"erp_id": erp_id},
+                }),
+                "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(seller),
+                "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": str(poll_interval_s),
+            },
+        )
+        stack = AirflowStack(env, home / "component-logs")
+        erp = create_engine(f"sqlite:///{erp_path}")
+        try:
+            stack.cli("db", "migrate", timeout=300)
+            stack.cli("pools", "set", "inexchange_api", "4", "InExchange API concurrency")
+            stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1")
+            stack.start("scheduler", "scheduler")
+            stack.start("dag-processor", "dag-processor")
+            stack.start("triggerer", "triggerer")
+            deployment = Deployment(stack, f"http://127.0.0.1:{api_port}/", dsn, home, erp, simulator)
+            stack.wait_http_ok(f"http://127.0.0.1:{api_port}/execution/health", timeout=120)
+            stack.wait_for(
+                f"the dag-processor to store {DISPATCH_DAG_ID}",
+                lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DISPATCH_DAG_ID),
+                timeout=120,
+            )
+            stack.wait_for(
+                "a triggerer heartbeat",
+                lambda: deployment.query("SELECT 1 FROM job WHERE job_type = 'TriggererJob' AND state = 'running'"),
+                timeout=60,
+            )
+            # the scheduler starts no run of a paused DAG, backfill runs included
+            stack.cli("dags", "unpause", DISPATCH_DAG_ID)
+            yield deployment
+        finally:
+            erp.dispose()
+            stack.stop_all()

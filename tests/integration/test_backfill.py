@@ -61,10 +61,10 @@ from typing import Any
 import pendulum
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
 
-from airflow_services import AirflowStack, airflow_env, free_port, postgres_database
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, sqlite_conn_env
+from airflow_services import Deployment, dispatch_deployment
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
+from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(480)]
 
@@ -75,10 +75,6 @@ OUTAGE_DAY = DAYS[-1]
 #: the logical dates (data interval starts, 06:00 Stockholm) of the first and the last day's run
 FROM_DATE, TO_DATE = "2026-11-02T06:00:00+01:00", "2026-11-04T06:00:00+01:00"
 BILLING_METHOD = "InExchange utskrift (API)"
-SELLER = {
-    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-}
 API_KEY = "backfill-key"
 ERP_ID = "backfill-erp"
 STATUS_STEP_MS = 300
@@ -90,19 +86,7 @@ TASKS = {"recheck_waiting", "extract", "validate", "plan_batches", "submit", "aw
 BAD_TASK_STATES = {"failed", "up_for_retry", "upstream_failed", "removed"}
 BACKFILL_TIMEOUT_S = 180.0
 #: what the rejection message says for each kind of bad customer and defective invoice
-PROBLEM = {
-    "missing_org_number": "organisationsnummer saknas",
-    "invalid_org_number": "är ogiltigt",
-    "missing_vat_number": "VAT-nummer saknas",
-    "vat_org_mismatch": "matchar inte organisationsnumret",
-    "invalid_gln": "GLN-nummer",
-    "inactive": "kunden är inaktiv",
-    "marking_too_long": "Märkning är för lång",
-    "marking_control_character": "Märkning innehåller styrtecken",
-    "total_mismatch": "totalbelopp",
-    "line_amount_mismatch": "radbelopp stämmer inte",
-    "due_before_invoice": "är före fakturadatum",
-}
+PROBLEM = {**CUSTOMER_PROBLEM, **INVOICE_PROBLEM}
 CENT = Decimal("0.01")
 
 
@@ -116,43 +100,6 @@ def interval_of(day: date) -> tuple[str, str]:
 
 def logical_date_of(day: date) -> datetime:
     return pendulum.datetime(day.year, day.month, day.day, 6, tz=TIMEZONE).in_timezone("UTC")
-
-
-# ---- the deployment --------------------------------------------------------------------------
-@dataclass
-class Deployment:
-    """The running Airflow components, their metadata database, the ERP and the simulator."""
-
-    stack: AirflowStack
-    api_url: str
-    dsn: dict[str, Any]
-    home: Path
-    erp: Engine
-    simulator: Any
-    summary: Any
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Run a read on the Airflow metadata database (a fresh autocommit connection)."""
-        import psycopg2
-
-        conn = psycopg2.connect(**self.dsn)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-        finally:
-            conn.close()
-
-    def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        """Rows of the ERP / ledger database."""
-        with self.erp.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql), params)]
-
-    def diagnostics(self, run_ids: list[str] = ()) -> str:
-        files = sorted(path for run_id in run_ids
-                       for path in (self.home / "logs").glob(f"dag_id={DAG_ID}/run_id={run_id}/task_id=*/**/*.log"))
-        return f"logs in {self.stack.log_dir}\n" + self.stack.diagnostics(lines=30, extra_files=files)
 
 
 @pytest.fixture(scope="module")
@@ -180,54 +127,17 @@ def simulator() -> Iterator[Any]:
 def deployment(postgres_server: None, tmp_path_factory: pytest.TempPathFactory, erp_file: tuple[Path, Any],
                simulator: Any) -> Iterator[Deployment]:
     """Metadata database, api-server, scheduler, dag-processor and triggerer; all gone afterwards."""
-    path, summary = erp_file
     home = tmp_path_factory.mktemp("backfill-services") / "home"
     home.mkdir()
-    api_port = free_port()
-    with postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB) as database:
-        dsn = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "dbname": database, "connect_timeout": 5}
-        env = airflow_env(
-            airflow_home=home,
-            sql_alchemy_conn=f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
-            api_port=api_port,
-            extra={
-                "AIRFLOW_CONN_ERP_DEFAULT": sqlite_conn_env(path),
-                "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
-                    "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
-                    "extra": {"erp_id": ERP_ID},
-                }),
-                "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(SELLER),
-                "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": "1",
-            },
-        )
-        stack = AirflowStack(env, home / "component-logs")
-        erp = create_engine(f"sqlite:///{path}")
-        try:
-            stack.cli("db", "migrate", timeout=300)
-            stack.cli("pools", "set", "inexchange_api", "4", "InExchange API concurrency")
-            stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port),
-                        "--workers", "1")
-            stack.start("scheduler", "scheduler")
-            stack.start("dag-processor", "dag-processor")
-            stack.start("triggerer", "triggerer")
-            deployment = Deployment(stack, f"http://127.0.0.1:{api_port}/", dsn, home, erp, simulator, summary)
-            stack.wait_http_ok(f"http://127.0.0.1:{api_port}/execution/health", timeout=120)
-            stack.wait_for(
-                f"the dag-processor to store {DAG_ID}",
-                lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID),
-                timeout=120,
-            )
-            stack.wait_for(
-                "a triggerer heartbeat",
-                lambda: deployment.query("SELECT 1 FROM job WHERE job_type = 'TriggererJob' AND state = 'running'"),
-                timeout=60,
-            )
-            # the scheduler starts no run of a paused DAG, backfill runs included
-            stack.cli("dags", "unpause", DAG_ID)
-            yield deployment
-        finally:
-            erp.dispose()
-            stack.stop_all()
+    with dispatch_deployment(home, erp_file[0], simulator, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id=ERP_ID,
+                             seller=SELLER) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="module")
+def summary(erp_file: tuple[Path, Any]) -> Any:
+    """What the generator planted in the ERP (bad customers, defective invoices)."""
+    return erp_file[1]
 
 
 # ---- backfills -------------------------------------------------------------------------------
@@ -286,7 +196,7 @@ def watch_backfill(deployment: Deployment, backfill_id: int,
         bad = {run_id: tasks for run_id, tasks in bad.items() if tasks}
         if bad:
             raise AssertionError(f"tasks went wrong in backfill {backfill_id}: {bad}; all: {watch.tasks}\n"
-                                 f"{deployment.diagnostics(list(bad))}")
+                                 f"{deployment.diagnostics(*bad)}")
         if on_poll is not None:
             on_poll(watch)
         completed = deployment.query("SELECT completed_at FROM backfill WHERE id = %s", backfill_id)[0][0]
@@ -297,7 +207,7 @@ def watch_backfill(deployment: Deployment, backfill_id: int,
             raise AssertionError(
                 f"backfill {backfill_id} did not complete within {timeout:g} s; runs: "
                 f"{ {r.run_id: r.state for r in watch.runs.values()} }, tasks: {watch.tasks}\n"
-                f"{deployment.diagnostics(list(watch.runs))}")
+                f"{deployment.diagnostics(*watch.runs)}")
         time.sleep(0.2)
 
 
@@ -317,13 +227,13 @@ def clear_run(deployment: Deployment, run_id: str, timeout: float = 90.0) -> tup
         tasks = deployment.query("SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
                                  DAG_ID, run_id)
         bad = {t: s for t, s in tasks if s in BAD_TASK_STATES}
-        assert not bad, f"tasks went wrong in cleared {run_id}: {bad}\n{deployment.diagnostics([run_id])}"
+        assert not bad, f"tasks went wrong in cleared {run_id}: {bad}\n{deployment.diagnostics(run_id)}"
         state, run_type, cleared = deployment.query(
             "SELECT state, run_type, clear_number FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)[0]
         if state in ("success", "failed"):
             return state, run_type, cleared
         assert time.monotonic() - started < timeout, \
-            f"cleared {run_id} did not end within {timeout:g} s: {state}, {tasks}\n{deployment.diagnostics([run_id])}"
+            f"cleared {run_id} did not end within {timeout:g} s: {state}, {tasks}\n{deployment.diagnostics(run_id)}"
         time.sleep(0.2)
 
 
@@ -401,7 +311,8 @@ def expected_problems(summary: Any, invoices: dict[int, dict[str, Any]]) -> dict
     return problems
 
 
-def fix_erp(deployment: Deployment, problems: dict[int, str], invoices: dict[int, dict[str, Any]]) -> list[str]:
+def fix_erp(deployment: Deployment, summary: Any, problems: dict[int, str],
+            invoices: dict[int, dict[str, Any]]) -> list[str]:
     """Repair every planted defect of the three days the way a person would; returns what was done.
 
     Every change is an UPDATE with bound parameters, one transaction for all.
@@ -410,8 +321,8 @@ def fix_erp(deployment: Deployment, problems: dict[int, str], invoices: dict[int
 
     done = []
     customers = sorted({str(invoices[i]["customer_number"]) for i, kind in problems.items() if kind in
-                        deployment.summary.bad_customers})
-    kind_of = {number: kind for kind, numbers in deployment.summary.bad_customers.items() for number in numbers}
+                        summary.bad_customers})
+    kind_of = {number: kind for kind, numbers in summary.bad_customers.items() for number in numbers}
     with deployment.erp.begin() as conn:
         for number in customers:
             kind = kind_of[number]
@@ -443,7 +354,7 @@ def fix_erp(deployment: Deployment, problems: dict[int, str], invoices: dict[int
                          {**changes, "number": number})
             done.append(f"customer {number} ({kind}): {changes}")
 
-        invoice_kinds = {number: kind for kind, numbers in deployment.summary.defective_invoices.items()
+        invoice_kinds = {number: kind for kind, numbers in summary.defective_invoices.items()
                          for number in numbers}
         for invoice_id in sorted(problems):
             kind = invoice_kinds.get(str(invoices[invoice_id]["invoice_number"]))
@@ -478,7 +389,7 @@ def check_runs(deployment: Deployment, watch: BackfillWatch, *, conf: dict[str, 
     context = f"backfill {watch.backfill_id}: runs {watch.runs}, tasks {watch.tasks}"
     assert sorted(watch.by_day()) == list(DAYS), context
     for day, run in watch.by_day().items():
-        assert run.state == "success", f"{day}: {context}\n{deployment.diagnostics([run.run_id])}"
+        assert run.state == "success", f"{day}: {context}\n{deployment.diagnostics(run.run_id)}"
         assert run.run_type == "backfill", context
         assert run.conf == conf, context
         tasks = watch.tasks[run.run_id]
@@ -520,12 +431,12 @@ def dry_run_logical_dates(deployment: Deployment, from_date: str, to_date: str) 
 
 
 # ---- the test --------------------------------------------------------------------------------
-def test_backfill_with_failures_then_reprocess(deployment: Deployment) -> None:
+def test_backfill_with_failures_then_reprocess(deployment: Deployment, summary: Any) -> None:
     from inexchange.db import now_text
 
     sim = deployment.simulator
     invoices = inexchange_invoices(deployment)
-    problems = expected_problems(deployment.summary, invoices)
+    problems = expected_problems(summary, invoices)
     per_day = Counter(row["invoice_date"] for row in invoices.values())
     valid_last_day = [i for i, row in invoices.items() if row["invoice_date"] == OUTAGE_DAY.isoformat()
                       and i not in problems]
@@ -570,7 +481,7 @@ def test_backfill_with_failures_then_reprocess(deployment: Deployment) -> None:
     print(f"first pass: {first.took_s:.0f} s; {Counter(states.values())}; faults {faults}")
 
     # ---- the ERP is fixed; the same days are backfilled again, newest first -------------------
-    fixes = fix_erp(deployment, problems, invoices)
+    fixes = fix_erp(deployment, summary, problems, invoices)
     second_started = now_text()
     not_due = [i for i in valid_last_day if rows[i]["next_retry_at"] > second_started]
     assert not_due == valid_last_day, "the failed invoices' retry time should still be ahead"

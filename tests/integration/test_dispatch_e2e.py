@@ -21,17 +21,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from support import pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 11, 16)
 RUN_DAY = date(2026, 11, 17)
-SELLER = {
-    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-}
 #: what the rejection message says for each kind of bad customer the generator plants
 CUSTOMER_PROBLEM = {
     "missing_org_number": "organisationsnummer saknas",

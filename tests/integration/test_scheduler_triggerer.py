@@ -36,7 +36,6 @@ to keep the logs at a known place (pytest empties that folder at the start of ea
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,8 +49,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from airflow_services import AirflowStack, airflow_env, free_port, postgres_database
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, sqlite_conn_env
+from airflow_services import Deployment, dispatch_deployment
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -60,11 +59,6 @@ SENSOR = "await_delivery"
 START = date(2026, 11, 16)
 #: the ERP's days of invoices; each test dispatches its own day
 FIRST_DAY, RESTART_DAY = date(2026, 11, 17), date(2026, 11, 18)
-#: the same seller as the end-to-end test
-SELLER = {
-    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-}
 API_KEY = "services-key"
 ERP_ID = "services-erp"
 #: Pending after one step, final after two: the sensor waits at least 2 steps after the last send
@@ -77,40 +71,6 @@ TASKS = {"extract", "validate", "plan_batches", "submit", SENSOR, "report"}
 #: task states that mean the run went wrong (the DAG retries after 2 minutes: fail fast instead)
 BAD_TASK_STATES = {"failed", "up_for_retry", "upstream_failed", "removed"}
 RUN_TIMEOUT_S = 150.0
-
-
-# ---- the deployment --------------------------------------------------------------------------
-@dataclass
-class Deployment:
-    """The running Airflow components, their metadata database, the ERP and the simulator."""
-
-    stack: AirflowStack
-    api_url: str
-    dsn: dict[str, Any]
-    home: Path
-    erp: Engine
-    simulator: Any
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Run a read on the Airflow metadata database (a fresh autocommit connection)."""
-        import psycopg2
-
-        conn = psycopg2.connect(**self.dsn)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-        finally:
-            conn.close()
-
-    def task_logs(self, run_id: str) -> list[Path]:
-        """The task log files of a run (for failure messages)."""
-        return sorted((self.home / "logs").glob(f"dag_id={DAG_ID}/run_id={run_id}/task_id=*/**/*.log"))
-
-    def diagnostics(self, run_id: str | None = None) -> str:
-        files = self.task_logs(run_id) if run_id else []
-        return f"logs in {self.stack.log_dir}\n" + self.stack.diagnostics(lines=40, extra_files=files)
 
 
 @pytest.fixture(scope="module")
@@ -138,53 +98,11 @@ def simulator() -> Iterator[Any]:
 def deployment(postgres_server: None, tmp_path_factory: pytest.TempPathFactory, erp_file: Path,
                simulator: Any) -> Iterator[Deployment]:
     """Metadata database, api-server, scheduler, dag-processor and triggerer; all gone afterwards."""
-    base = tmp_path_factory.mktemp("airflow-services")
-    home = base / "home"
+    home = tmp_path_factory.mktemp("airflow-services") / "home"
     home.mkdir()
-    api_port = free_port()
-    with postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB) as database:
-        dsn = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "dbname": database, "connect_timeout": 5}
-        env = airflow_env(
-            airflow_home=home,
-            sql_alchemy_conn=f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
-            api_port=api_port,
-            extra={
-                "AIRFLOW_CONN_ERP_DEFAULT": sqlite_conn_env(erp_file),
-                "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
-                    "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
-                    "extra": {"erp_id": ERP_ID},
-                }),
-                "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(SELLER),
-                "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": "1",
-            },
-        )
-        stack = AirflowStack(env, home / "component-logs")
-        erp = create_engine(f"sqlite:///{erp_file}")
-        try:
-            stack.cli("db", "migrate", timeout=300)
-            stack.cli("pools", "set", "inexchange_api", "4", "InExchange API concurrency")
-            stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port),
-                        "--workers", "1")
-            stack.start("scheduler", "scheduler")
-            stack.start("dag-processor", "dag-processor")
-            stack.start("triggerer", "triggerer")
-            deployment = Deployment(stack, f"http://127.0.0.1:{api_port}/", dsn, home, erp, simulator)
-            stack.wait_http_ok(f"http://127.0.0.1:{api_port}/execution/health", timeout=120)
-            stack.wait_for(
-                f"the dag-processor to store {DAG_ID}",
-                lambda: deployment.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID),
-                timeout=120,
-            )
-            stack.wait_for(
-                "a triggerer heartbeat",
-                lambda: deployment.query("SELECT 1 FROM job WHERE job_type = 'TriggererJob' AND state = 'running'"),
-                timeout=60,
-            )
-            stack.cli("dags", "unpause", DAG_ID)
-            yield deployment
-        finally:
-            erp.dispose()
-            stack.stop_all()
+    with dispatch_deployment(home, erp_file, simulator, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id=ERP_ID,
+                             seller=SELLER) as deployment:
+        yield deployment
 
 
 # ---- watching a run --------------------------------------------------------------------------

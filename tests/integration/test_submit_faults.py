@@ -28,14 +28,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from support import sqlite_conn_env
+from support import SELLER, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SELLER = {
-    "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
-    "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
-}
 DAY = date(2026, 11, 16)
 WORKER = Path(__file__).with_name("submit_worker.py")
 #: rows that still need the submit task: not yet sent, or sent with an unknown outcome

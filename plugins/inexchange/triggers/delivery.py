@@ -83,6 +83,11 @@ class DeliveryStatusTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self._next_event())
+
+    async def _next_event(self) -> dict[str, Any]:
+        """Poll until something changed, the deadline passed or a call failed; the hook is closed
+        before the event is yielded (a consumer need not close the generator for it)."""
         hook = InExchangeHook(self.inexchange_conn_id)
         cursor = parse_time(self.updated_after)
         end_time = parse_time(self.end_time)
@@ -94,17 +99,12 @@ class DeliveryStatusTrigger(BaseTrigger):
                 )
                 changes, new_cursor = status_changes(documents, cursor)
                 if changes:
-                    yield TriggerEvent({
-                        "status": "changes",
-                        "changes": changes,
-                        "cursor": new_cursor.isoformat() if new_cursor else None,
-                    })
-                    return
+                    return {"status": "changes", "changes": changes,
+                            "cursor": new_cursor.isoformat() if new_cursor else None}
                 if end_time is not None and datetime.now(timezone.utc) >= end_time:
-                    yield TriggerEvent({"status": "timeout", "cursor": self.updated_after})
-                    return
+                    return {"status": "timeout", "cursor": self.updated_after}
                 await asyncio.sleep(self.poll_interval)
         except Exception as exc:
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
         finally:
             await hook.aclose()

@@ -131,9 +131,7 @@ def invoice_report_rows(engine: Engine, invoice_id: int) -> list[dict[str, Any]]
     :param engine: the reporting database.
     :param invoice_id: the ERP's invoice id.
     """
-    with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(statement("ui_report_invoice"),
-                                                           {"invoice_id": invoice_id})]
+    return _invoice_rows(engine, "ui_report_invoice", invoice_id)
 
 
 def invoice_history(engine: Engine, invoice_id: int) -> list[dict[str, Any]]:
@@ -142,9 +140,12 @@ def invoice_history(engine: Engine, invoice_id: int) -> list[dict[str, Any]]:
     :param engine: the reporting database.
     :param invoice_id: the ERP's invoice id.
     """
+    return _invoice_rows(engine, "ui_invoice_history", invoice_id)
+
+
+def _invoice_rows(engine: Engine, name: str, invoice_id: int) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(statement("ui_invoice_history"),
-                                                           {"invoice_id": invoice_id})]
+        return [dict(row._mapping) for row in conn.execute(statement(name), {"invoice_id": invoice_id})]
 
 
 def _page_statement() -> TextClause:

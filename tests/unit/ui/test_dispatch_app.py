@@ -11,7 +11,6 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
