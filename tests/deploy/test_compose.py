@@ -1,0 +1,367 @@
+"""The docker compose deployment: docker-compose.yaml, docker/Dockerfile and .env.example.
+
+Most checks read the files with Python (PyYAML) and need no docker. ``test_compose_config`` runs
+``docker compose config`` (the v2 plugin) or else ``docker-compose config`` (v1) on a copy of the
+files with ``.env.example`` as ``.env``; neither needs a Docker daemon for that. Without either CLI
+it is skipped with the reason, or fails when INEXCHANGE_REQUIRE_COMPOSE=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+REQUIRE_COMPOSE = os.environ.get("INEXCHANGE_REQUIRE_COMPOSE") == "1"
+
+#: the Airflow components (share x-airflow-common) and the rest of the stack
+AIRFLOW_COMPONENTS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
+                      "airflow-triggerer")
+REQUIRED_SERVICES = {"postgres", "redis", "airflow-init", *AIRFLOW_COMPONENTS}
+#: one-shot services: they exit when done, so they have no health check
+ONE_SHOT = {"airflow-init", "erp-demo"}
+#: the simulator's key in the example: not a secret, the local simulator accepts only it
+SIMULATOR_KEY = "demo-api-key"
+SIMULATOR_HOST = "inexchange-simulator"
+PLACEHOLDER = "change-me"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    with COMPOSE_FILE.open(encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    return parse_env_file(ENV_EXAMPLE.read_text(encoding="utf-8"))
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of a compose .env file (comments and blank lines skipped; outer quotes removed)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f".env.example line {number}: {line!r}"
+        assert key not in values, f".env.example defines {key} twice"
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def dag_connection_ids() -> set[str]:
+    """The connection ids the DAG file names (its ``*_CONN_ID`` constants)."""
+    tree = ast.parse((ROOT / "dags" / "inexchange_dispatch.py").read_text(encoding="utf-8"))
+    ids = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id.endswith("_CONN_ID"):
+                    ids.add(node.value.value)
+    return ids
+
+
+def required_variables() -> set[str]:
+    """Airflow Variables read without a default by the provider (``Variable.get("name"...)``)."""
+    names = set()
+    for path in (ROOT / "plugins" / "inexchange").rglob("*.py"):
+        names.update(re.findall(r"Variable\.get\(\s*[\"']([a-z0-9_]+)[\"']", path.read_text(encoding="utf-8")))
+    return names
+
+
+# --- docker-compose.yaml ------------------------------------------------------------------------
+
+
+def test_compose_file_has_the_celery_stack(compose: dict) -> None:
+    services = compose["services"]
+    assert REQUIRED_SERVICES <= set(services), REQUIRED_SERVICES - set(services)
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["airflow-scheduler"]["command"] == "scheduler"
+    assert services["airflow-apiserver"]["command"] == "api-server"
+    assert services["airflow-dag-processor"]["command"] == "dag-processor"
+    assert services["airflow-triggerer"]["command"] == "triggerer"
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["redis"]["image"].startswith("redis:")
+    # optional profiles: the simulator (and the demo ERP) for a local trial, flower
+    assert services["inexchange-simulator"]["profiles"] == ["simulator"]
+    assert services["erp-demo"]["profiles"] == ["simulator"]
+    assert services["flower"]["profiles"] == ["flower"]
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", f"{name} runs once"
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+
+
+def test_executor_is_celery_with_redis_and_postgres(compose: dict) -> None:
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+    # the workers reach the api-server's execution API by its service name
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    # the installed provider finds the SQL files copied into the image
+    assert env["INEXCHANGE_SQL_DIR"] == "/opt/airflow/include/sql"
+
+
+def test_components_share_the_common_settings(compose: dict) -> None:
+    common = compose["x-airflow-common"]
+    for name in (*AIRFLOW_COMPONENTS, "airflow-init", "flower"):
+        service = compose["services"][name]
+        for key, value in common["environment"].items():
+            assert service["environment"].get(key) == value, f"{name}: {key} differs from x-airflow-common"
+        assert service["env_file"] == common["env_file"] == [".env"], name
+        assert service["image"] == common["image"], name
+        assert service["build"] == common["build"], name
+        assert set(common["volumes"]) <= set(service["volumes"]), name
+        depends = service["depends_on"]
+        assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy", name
+        if name != "airflow-init":
+            assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_the_shared_secrets_come_from_env_not_from_the_compose_file(compose: dict, env_example: dict) -> None:
+    # a secret set in the compose file would be the same in every installation
+    env = compose["x-airflow-common"]["environment"]
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+        assert key not in env
+        assert key in env_example
+    assert "${POSTGRES_PASSWORD}" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+
+def test_workers_can_be_scaled(compose: dict) -> None:
+    worker = compose["services"]["airflow-worker"]
+    # a fixed container name or host port would make --scale airflow-worker=N fail
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"
+
+
+def test_init_migrates_and_creates_the_pool_and_the_login(compose: dict) -> None:
+    init = compose["services"]["airflow-init"]
+    script = "\n".join(init["command"])
+    assert "airflow db migrate" in script
+    assert re.search(r"airflow pools set inexchange_api \S+", script)
+    assert "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in script
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/config/")
+
+
+def test_every_interpolated_variable_is_defaulted_or_in_env_example(compose: dict, env_example: dict) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    # ${NAME}, ${NAME:-default}, ${NAME:?error}; $${...} is for the container's shell
+    for match in re.finditer(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?", text):
+        name, operator = match.group(1), match.group(2)
+        if operator in (":-", "-"):
+            continue
+        assert name in env_example, f"docker-compose.yaml uses ${{{name}}} without a default; add it to .env.example"
+
+
+def test_simulator_profile_matches_the_example_connection(compose: dict, env_example: dict) -> None:
+    simulator = compose["services"]["inexchange-simulator"]
+    args = " ".join(simulator["command"])
+    port = re.search(r"--port=(\d+)", args).group(1)
+    conn = json.loads(env_example["AIRFLOW_CONN_INEXCHANGE_DEFAULT"])
+    assert conn["host"] == f"http://{SIMULATOR_HOST}:{port}/v1/api/"
+    assert "--api-key=${INEXCHANGE_SIMULATOR_API_KEY" in args
+    assert conn["password"] == env_example["INEXCHANGE_SIMULATOR_API_KEY"] == SIMULATOR_KEY
+    # the demo ERP goes into the database the example erp_default points at
+    erp = compose["services"]["erp-demo"]
+    url = next(a for a in erp["command"] if a.startswith("--url="))
+    assert urlsplit(url.removeprefix("--url=")).path == urlsplit(env_example["AIRFLOW_CONN_ERP_DEFAULT"]).path
+
+
+# --- .env.example ---------------------------------------------------------------------------
+
+
+def test_env_example_defines_what_the_dag_needs(env_example: dict) -> None:
+    conn_ids = dag_connection_ids()
+    assert conn_ids == {"erp_default", "inexchange_default", "inexchange_reporting"}
+    for conn_id in conn_ids:
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in env_example, conn_id
+    variables = required_variables()
+    assert "inexchange_seller" in variables
+    for name in variables:
+        assert f"AIRFLOW_VAR_{name.upper()}" in env_example, name
+
+    inexchange = json.loads(env_example["AIRFLOW_CONN_INEXCHANGE_DEFAULT"])
+    assert inexchange["conn_type"] == "inexchange"
+    assert inexchange["host"].endswith("/v1/api/") and inexchange["password"] and inexchange["extra"]["erp_id"]
+    for key in ("AIRFLOW_CONN_ERP_DEFAULT", "AIRFLOW_CONN_INEXCHANGE_REPORTING"):
+        uri = urlsplit(env_example[key])
+        assert uri.scheme in ("postgres", "postgresql") and uri.hostname and uri.path.strip("/"), key
+
+    from inexchange.ubl import Seller
+
+    Seller.from_config(json.loads(env_example["AIRFLOW_VAR_INEXCHANGE_SELLER"]))  # raises on a problem
+
+
+def _is_placeholder(value: str) -> bool:
+    return value == "" or PLACEHOLDER in value
+
+
+def test_env_example_holds_no_real_secret(env_example: dict) -> None:
+    secret_name = re.compile(r"PASSWORD|SECRET|FERNET|API_KEY|TOKEN", re.IGNORECASE)
+    for key, value in env_example.items():
+        if secret_name.search(key) and key != "INEXCHANGE_SIMULATOR_API_KEY":
+            assert _is_placeholder(value), f"{key} must be a {PLACEHOLDER} placeholder in .env.example"
+    assert env_example["INEXCHANGE_SIMULATOR_API_KEY"] == SIMULATOR_KEY
+
+    for key, value in env_example.items():
+        if not key.startswith("AIRFLOW_CONN_"):
+            continue
+        if value.startswith("{"):
+            conn = json.loads(value)
+            password, host = conn.get("password") or "", conn.get("host") or ""
+        else:
+            uri = urlsplit(value)
+            password, host = uri.password or "", uri.hostname or ""
+        if password and not _is_placeholder(password):
+            # only the local simulator's fixed key may stand in the example
+            assert password == SIMULATOR_KEY and SIMULATOR_HOST in host, f"{key} holds a real-looking secret"
+
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    tokens = re.findall(r"[A-Za-z0-9+/_=-]{24,}", text)
+    for token in tokens:
+        looks_random = re.search(r"\d", token) and re.search(r"[A-Z]", token) and re.search(r"[a-z]", token)
+        assert PLACEHOLDER in token or not looks_random, f"random-looking value in .env.example: {token[:6]}..."
+    assert not re.search(r"[A-Za-z0-9_-]{43}=", text), "a Fernet key in .env.example"
+    assert "BEGIN" not in text or "PRIVATE KEY" not in text
+
+
+def test_env_is_ignored_by_git_and_docker() -> None:
+    gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in (line.strip() for line in gitignore)
+    dockerignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in (line.strip() for line in dockerignore)
+
+
+# --- docker/Dockerfile --------------------------------------------------------------------------
+
+
+def test_dockerfile_extends_the_official_image_and_installs_the_lock() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", "\n".join(lines), re.MULTILINE))
+    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+    assert base == "apache/airflow:3.3.2-python3.11"
+
+    joined = "\n".join(lines)
+    pip_lock = next(i for i, line in enumerate(lines) if re.search(r"pip install .*-r \S*requirements\.txt", line))
+    assert "--constraint" not in lines[pip_lock]
+    assert re.search(r"pip install .*--no-deps", joined), "the provider is installed with --no-deps"
+    users = [i for i, line in enumerate(lines) if line.startswith("USER ")]
+    assert users and users[-1] < pip_lock and lines[users[-1]] == "USER airflow", "pip runs as the airflow user"
+    assert re.search(r"^COPY .*requirements\.txt", joined, re.MULTILINE)
+    assert re.search(r"^COPY .*dags/? /opt/airflow/dags/?$", joined, re.MULTILINE)
+    assert re.search(r"^COPY .*include/? /opt/airflow/include/?$", joined, re.MULTILINE)
+    assert "ENV INEXCHANGE_SQL_DIR=/opt/airflow/include/sql" in joined
+
+
+def test_the_image_holds_what_the_dockerfile_copies() -> None:
+    # every path the Dockerfile copies exists and is not excluded by .dockerignore
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("COPY "):
+            sources = [part for part in line.split()[1:-1] if not part.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert source.rstrip("/") not in ignored and source.split("/")[0] not in ignored, source
+
+
+# --- docker compose config ----------------------------------------------------------------------
+
+
+def _compose_command() -> tuple[list[str] | None, str]:
+    """The compose CLI of this machine (v2 plugin first), or None and why there is none."""
+    reasons = []
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return ["docker", "compose"], ""
+        reasons.append("`docker compose` is not available (no compose plugin)")
+    else:
+        reasons.append("no `docker` CLI")
+    if shutil.which("docker-compose"):
+        probe = subprocess.run(["docker-compose", "version"], capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return ["docker-compose"], ""
+        reasons.append(f"`docker-compose version` failed: {probe.stderr.strip()[:200]}")
+    else:
+        reasons.append("no `docker-compose` (v1) either (Debian: apt-get install docker-compose)")
+    return None, "; ".join(reasons)
+
+
+@pytest.mark.compose
+def test_compose_config(tmp_path: Path) -> None:
+    command, reason = _compose_command()
+    if command is None:
+        if REQUIRE_COMPOSE:
+            pytest.fail(reason + " (INEXCHANGE_REQUIRE_COMPOSE=1 makes this test mandatory)")
+        pytest.skip(reason)
+
+    # a copy, with the example as .env: the checkout's own .env (real secrets) is never read
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(COMPOSE_FILE, project / "docker-compose.yaml")
+    shutil.copytree(ROOT / "docker", project / "docker")
+    shutil.copy(ENV_EXAMPLE, project / ".env")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+
+    def config(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, "--project-directory", str(project), "-f",
+                               str(project / "docker-compose.yaml"), *extra, "config"],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=project)
+
+    plain = config()
+    assert plain.returncode == 0, plain.stderr
+    trial = config("--profile", "simulator", "--profile", "flower")
+    assert trial.returncode == 0, trial.stderr
+    resolved = yaml.safe_load(trial.stdout)
+    services = resolved["services"]
+    assert REQUIRED_SERVICES | {"inexchange-simulator", "erp-demo", "flower"} <= set(services)
+
+    # compose read the connections and Variables from .env as the DAG needs them
+    worker_env = services["airflow-worker"]["environment"]
+    assert worker_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert json.loads(worker_env["AIRFLOW_CONN_INEXCHANGE_DEFAULT"])["conn_type"] == "inexchange"
+    seller = json.loads(worker_env["AIRFLOW_VAR_INEXCHANGE_SELLER"])
+    assert seller["city"] == "Göteborg" and seller["postal_code"] == "411 04"
+    assert worker_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow:change-me-postgres-password@postgres:5432/airflow")
+    for name in AIRFLOW_COMPONENTS:
+        assert services[name]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == \
+            worker_env["AIRFLOW__API_AUTH__JWT_SECRET"], name
+
+    # without a POSTGRES_PASSWORD compose refuses to start, naming .env
+    (project / ".env").write_text(
+        "\n".join(line for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+                  if not line.startswith("POSTGRES_PASSWORD=")) + "\n", encoding="utf-8")
+    missing = config()
+    assert missing.returncode != 0
+    assert "POSTGRES_PASSWORD" in missing.stderr
