@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test airflow install lock clean bench
+.PHONY: demo test airflow install lock clean bench celery-up celery-down
 
 install: $(STAMP)
 
@@ -25,6 +25,13 @@ test: $(STAMP)
 
 airflow: $(STAMP)
 	$(PY) scripts/standalone.py
+
+# Native CeleryExecutor on this machine (PostgreSQL + Redis): see scripts/celery_stack.py.
+celery-up: $(STAMP)
+	$(PY) scripts/celery_stack.py up
+
+celery-down: $(STAMP)
+	$(PY) scripts/celery_stack.py down
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,232 @@
+"""The dispatch DAG on the native CeleryExecutor setup of ``scripts/celery_stack.py``, two workers.
+
+The test starts the stack with the script's own ``up`` (in a temporary state directory) on:
+
+* two fresh PostgreSQL databases on 127.0.0.1:5432, ``af_celery_<random>`` for the Airflow metadata
+  (and the Celery result backend) and ``rep_celery_<random>`` for the ledger and the report
+  (connection ``inexchange_reporting``), both dropped at the end;
+* Redis DB ``INEXCHANGE_TEST_REDIS_DB`` (default 6, the script's default is 5) on 127.0.0.1:6379 as
+  the broker, flushed first;
+* the InExchange simulator (statuses one step per 300 ms) and a generated SQLite ERP with one day of
+  posted invoices, 56 of them billed through InExchange;
+* ``airflow api-server``, ``scheduler`` (CeleryExecutor), ``dag-processor``, ``triggerer`` and two
+  ``airflow celery worker`` processes, ``worker1@<host>`` and ``worker2@<host>``, each with its own
+  ``INEXCHANGE_HOSTNAME`` for ``[core] hostname_callable = inexchange.deploy.hostname``.
+
+It logs in as admin through the REST API, triggers ``inexchange_dispatch`` for the day with
+``batch_size`` 8 (five mapped ``submit`` tasks in the 4-slot pool ``inexchange_api``; each worker runs
+two tasks at a time and reserves no more), waits for the run and checks: every task succeeded and
+ran on one of the two workers, the mapped ``submit`` tasks ran on both (``task_instance.hostname``,
+which the task processes report through the Execution API), the simulator received each invoice
+the ledger sent exactly once and no other, and ``inexchange_report`` has one row per ledger row of
+the day. Last, the script's ``down`` leaves no process of the stack behind; the fixture runs it
+again (and drops the databases) whatever happened.
+
+Run from the repository root (about 40-50 s on 2 CPUs; skipped without PostgreSQL or Redis
+unless INEXCHANGE_REQUIRE_POSTGRES=1)::
+
+    INEXCHANGE_REQUIRE_POSTGRES=1 .venv/bin/python -m pytest tests/integration/test_celery_executor.py -v
+
+Component logs go to ``<pytest basetemp>/celery-stack0/state/logs/`` (task logs under
+``state/home/logs``); a failure prints their tails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pendulum
+import pytest
+from sqlalchemy import create_engine, text
+
+from airflow_services import free_port, postgres_database
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import celery_stack  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
+
+DAG_ID = "inexchange_dispatch"
+DAY = date(2026, 11, 10)
+BATCH_SIZE = 8
+POOL_SLOTS = 4
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB = int(os.environ.get("INEXCHANGE_TEST_REDIS_DB", "6"))
+BAD_TASK_STATES = {"failed", "up_for_retry", "upstream_failed", "removed"}
+RUN_TIMEOUT_S = 150.0
+REQUIRE = os.environ.get("INEXCHANGE_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The test's Redis DB, flushed; skip (fail when INEXCHANGE_REQUIRE_POSTGRES=1) without Redis."""
+    import redis
+
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        message = f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}"
+        if REQUIRE:
+            pytest.fail(message + " (INEXCHANGE_REQUIRE_POSTGRES=1 makes these tests mandatory)")
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="module")
+def erp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One day of 60 posted invoices: 56 billed through InExchange (some fail validation), 4 otherwise."""
+    from inexchange.erpgen import generate
+
+    path = tmp_path_factory.mktemp("erp") / "erp.db"
+    engine = create_engine(f"sqlite:///{path}")
+    generate(engine, seed=21, customers=30, invoices=60, start_date=DAY, days=1, drafts=3)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: None, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
+          erp_file: Path) -> Iterator[celery_stack.Settings]:
+    """The script's stack on fresh databases, a flushed Redis DB and free ports; stopped whatever happens."""
+    state_dir = tmp_path_factory.mktemp("celery-stack") / "state"
+    with postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="af_celery_") as metadata_db, \
+            postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="rep_celery_") as reporting_db:
+        settings = celery_stack.Settings(
+            state_dir=state_dir, pg_host=PG_HOST, pg_port=PG_PORT, pg_user=PG_USER, pg_maintenance_db=PG_DB,
+            metadata_db=metadata_db, reporting_db=reporting_db, redis_url=redis_url,
+            api_port=free_port(), simulator_port=free_port(),
+            log_server_ports=(free_port(), free_port(), free_port()),
+            workers=2, worker_concurrency=2, pool_slots=POOL_SLOTS, simulator_status_step_ms=300,
+            poll_interval_s=1, erp_path=erp_file, seller=SELLER, erp_id="celery-erp", api_key="celery-key",
+        )
+        try:
+            celery_stack.up(settings, say=lambda line: None)
+            yield settings
+        finally:
+            celery_stack.down(settings)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def login(settings: celery_stack.Settings) -> dict[str, str]:
+    """Authorization header of admin (the script's SimpleAuthManager user)."""
+    response = httpx.post(f"{settings.api_url}auth/token", json={"username": "admin", "password": "admin"},
+                          timeout=30.0)
+    assert response.status_code == 201, f"login failed: {response.status_code} {response.text}"
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def trigger_run(settings: celery_stack.Settings, day: date) -> str:
+    """Trigger the DAG for the invoices dated ``day`` (interval 06:00 to 06:00 Stockholm) with small batches."""
+    start = pendulum.datetime(day.year, day.month, day.day, 6, tz="Europe/Stockholm")
+    run_id = f"celery__{day.isoformat()}__{uuid.uuid4().hex[:6]}"
+    body = {
+        "dag_run_id": run_id,
+        "logical_date": start.isoformat(),
+        "data_interval_start": start.isoformat(),
+        "data_interval_end": start.add(days=1).isoformat(),
+        "conf": {"fail_on_action_needed": False, "batch_size": BATCH_SIZE},
+    }
+    response = httpx.post(f"{settings.api_url}api/v2/dags/{DAG_ID}/dagRuns", json=body, headers=login(settings),
+                          timeout=30.0)
+    assert response.status_code == 200, f"triggering {DAG_ID} failed: {response.status_code} {response.text}"
+    return run_id
+
+
+def task_logs(settings: celery_stack.Settings, run_id: str) -> list[Path]:
+    logs = settings.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    return sorted(logs.glob("task_id=*/**/*.log"))
+
+
+def wait_for_run(settings: celery_stack.Settings, run_id: str) -> tuple[str, list[tuple[str, int, str, str]]]:
+    """Poll the metadata database until the run ends; fail early when a task goes wrong or a component dies."""
+    started = time.monotonic()
+    while True:
+        celery_stack.check_running(settings)
+        tis = celery_stack.query(settings, "SELECT task_id, map_index, state, hostname FROM task_instance "
+                                           "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+                                 DAG_ID, run_id)
+        bad = [t for t in tis if t[2] in BAD_TASK_STATES]
+        if bad:
+            raise AssertionError(f"tasks went wrong in {run_id}: {bad}; all: {tis}\n"
+                                 f"{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}")
+        run = celery_stack.query(settings, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s",
+                                 DAG_ID, run_id)
+        if run and run[0][0] in ("success", "failed"):
+            return run[0][0], tis
+        if time.monotonic() - started > RUN_TIMEOUT_S:
+            raise AssertionError(f"{run_id} did not end within {RUN_TIMEOUT_S:g} s; run {run}, tasks {tis}\n"
+                                 f"{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}")
+        time.sleep(0.5)
+
+
+def reporting_rows(settings: celery_stack.Settings, sql: str) -> list[dict[str, Any]]:
+    engine = create_engine(settings.pg_url(settings.reporting_db))
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+# ---- the test --------------------------------------------------------------------------------
+def test_mapped_batches_spread_over_two_celery_workers(stack: celery_stack.Settings) -> None:
+    settings = stack
+    workers = {settings.worker_hostname(w) for w in settings.worker_names()}
+    assert len(workers) == 2, workers
+    assert celery_stack.celery_nodes(settings) == sorted(f"{w}@{socket.gethostname()}" for w in settings.worker_names())
+
+    run_id = trigger_run(settings, DAY)
+    state, tis = wait_for_run(settings, run_id)
+    context = f"{run_id}: {tis}"
+    assert state == "success", f"{context}\n{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}"
+    assert {t[2] for t in tis} == {"success"}, context
+
+    # every task ran on one of the two workers, and the mapped batches on both
+    assert {t[3] for t in tis} <= workers, f"task hostnames outside {workers}: {context}"
+    submits = {t[1]: t[3] for t in tis if t[0] == "submit"}
+    assert len(submits) >= 5, f"expected at least 5 mapped submit tasks with batch_size {BATCH_SIZE}: {context}"
+    assert set(submits.values()) == workers, f"the submit batches did not run on both workers: {submits}"
+
+    # the ledger of the day, the simulator's sends and the report agree; nothing was sent twice
+    ledger = reporting_rows(settings, "SELECT invoice_id, erp_document_id, state, invoice_date FROM inexchange_dispatch")
+    day_rows = {r["invoice_id"]: r for r in ledger if str(r["invoice_date"])[:10] == DAY.isoformat()}
+    assert len(day_rows) == len(ledger) == 56, f"the ledger should hold the day's 56 InExchange invoices: {ledger}"
+    sent = {r["erp_document_id"] for r in day_rows.values() if r["state"] != "rejected"}
+    assert len(sent) > 4 * BATCH_SIZE, f"too few invoices were sent for several batches: {sorted(sent)}"
+    assert {r["state"] for r in day_rows.values()} <= {"sent", "stopped", "failed", "rejected"}, day_rows
+
+    stats = httpx.get(f"{settings.simulator_root}_sim/stats", timeout=10.0).json()
+    assert not stats["duplicates"], stats["duplicates"]
+    assert all(count == 1 for count in stats["sends"].values()), \
+        {k: v for k, v in stats["sends"].items() if v != 1}
+    assert set(stats["sends"]) == sent, (f"only at the simulator {set(stats['sends']) - sent}, "
+                                         f"only in the ledger {sent - set(stats['sends'])}")
+
+    report = reporting_rows(settings, "SELECT invoice_id, state FROM inexchange_report")
+    assert sorted(r["invoice_id"] for r in report) == sorted(day_rows), "inexchange_report is not one row per ledger row"
+    assert {r["invoice_id"]: r["state"] for r in report} == {i: r["state"] for i, r in day_rows.items()}
+
+    print(f"{run_id}: submit batches by map index {dict(sorted(submits.items()))}; "
+          f"all tasks {[(t[0], t[1], t[3]) for t in tis]}")
+
+    # the script's `down` stops every process it started (task processes included)
+    stopped = celery_stack.down(settings)
+    assert set(stopped) == {"simulator", "api-server", "scheduler", "dag-processor", "triggerer", *settings.worker_names()}
+    left = celery_stack.marked_processes(settings)
+    assert not left, f"processes left after down: {[(p.pid, p.info) for p in left]}"
+    assert celery_stack.status(settings) == {}
