@@ -100,3 +100,16 @@ SELLER = {
     "name": "Testbolaget AB", "org_number": "556677-8899", "vat_number": "SE556677889901",
     "street": "Storgatan 1", "postal_code": "111 22", "city": "Stockholm", "bankgiro": "5050-1055",
 }
+
+
+def generated_erp(path: Path, **settings: Any) -> Any:
+    """Generate an ERP into the SQLite file ``path`` (``inexchange.erpgen.generate`` settings); return its summary."""
+    from sqlalchemy import create_engine
+
+    from inexchange.erpgen import generate
+
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        return generate(engine, **settings)
+    finally:
+        engine.dispose()

@@ -43,7 +43,7 @@ import pytest
 from airflow_services import AirflowStack, airflow_env, free_port
 from sqlalchemy import create_engine, text
 
-from support import SELLER, sqlite_conn_env
+from support import SELLER, generated_erp, sqlite_conn_env
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -103,13 +103,10 @@ def driver(browser_binaries: None) -> Iterator[WebDriver]:
 @pytest.fixture(scope="module")
 def erp_file(browser_binaries: None, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo ERP in a SQLite file, after a real ``dag.test()`` run of one day against the simulator."""
-    from inexchange.erpgen import generate
     from inexchange.simulator.testing import run_simulator
 
     path = tmp_path_factory.mktemp("dispatch-erp") / "erp.db"
-    engine = create_engine(f"sqlite:///{path}")
-    generate(engine, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
-    engine.dispose()
+    generated_erp(path, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
     with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="browser-key") as sim, \
             pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(path))

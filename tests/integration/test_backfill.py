@@ -60,10 +60,10 @@ from typing import Any
 
 import pendulum
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from airflow_services import Deployment, dispatch_deployment
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(480)]
@@ -105,13 +105,8 @@ def logical_date_of(day: date) -> datetime:
 @pytest.fixture(scope="module")
 def erp_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """The ERP (and ledger) as a SQLite file: 42 posted invoices over the three days, and drafts."""
-    from inexchange.erpgen import generate
-
     path = tmp_path_factory.mktemp("erp") / "erp.db"
-    engine = create_engine(f"sqlite:///{path}")
-    summary = generate(engine, seed=3, customers=30, invoices=42, start_date=DAYS[0], days=len(DAYS), drafts=6)
-    engine.dispose()
-    return path, summary
+    return path, generated_erp(path, seed=3, customers=30, invoices=42, start_date=DAYS[0], days=len(DAYS), drafts=6)
 
 
 @pytest.fixture(scope="module")

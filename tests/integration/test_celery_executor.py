@@ -49,7 +49,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from airflow_services import free_port, postgres_database
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -90,12 +90,8 @@ def redis_url() -> str:
 @pytest.fixture(scope="module")
 def erp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One day of 60 posted invoices: 56 billed through InExchange (some fail validation), 4 otherwise."""
-    from inexchange.erpgen import generate
-
     path = tmp_path_factory.mktemp("erp") / "erp.db"
-    engine = create_engine(f"sqlite:///{path}")
-    generate(engine, seed=21, customers=30, invoices=60, start_date=DAY, days=1, drafts=3)
-    engine.dispose()
+    generated_erp(path, seed=21, customers=30, invoices=60, start_date=DAY, days=1, drafts=3)
     return path
 
 

@@ -46,11 +46,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from airflow_services import Deployment, dispatch_deployment
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -76,12 +76,8 @@ RUN_TIMEOUT_S = 150.0
 @pytest.fixture(scope="module")
 def erp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ERP (and ledger) as a SQLite file, generated like the end-to-end test's."""
-    from inexchange.erpgen import generate
-
     path = tmp_path_factory.mktemp("erp") / "erp.db"
-    engine = create_engine(f"sqlite:///{path}")
-    generate(engine, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
-    engine.dispose()
+    generated_erp(path, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
     return path
 
 
