@@ -48,8 +48,9 @@ class InExchangeApiError(InExchangeError):
 
     @property
     def retryable(self) -> bool:
-        """Whether the same request may succeed later (429 and 5xx)."""
-        return self.status_code == 429 or self.status_code >= 500
+        """Whether the same request may succeed later: 429, 5xx, and a success reply that could not be
+        read (cut off, not JSON, a header missing), as a proxy in between can garble one."""
+        return self.status_code == 429 or self.status_code >= 500 or self.status_code < 400
 
     @property
     def permanent(self) -> bool:

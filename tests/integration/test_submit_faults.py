@@ -101,6 +101,8 @@ SCENARIOS = {
     "timeouts (processed after the client gave up)": (
         {"fault_rate": 0.15, "faults": ["timeout"], "timeout_ms": 1200}, {"request_timeout": 0.5}, "timeout"),
     "token expiry mid-run": ({"token_ttl_s": 0.25, "latency_ms": 25}, {"concurrency": 4}, None),
+    "HTML error pages, garbled and huge replies": (
+        {"fault_rate": 0.2, "faults": ["html", "garbled", "huge"]}, {}, "garbled"),
 }
 
 

@@ -8,7 +8,7 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -28,7 +28,7 @@ from inexchange.exceptions import (
     InExchangeError,
     InExchangeTransportError,
 )
-from inexchange.hooks.transport import AiohttpTransport
+from inexchange.hooks.transport import MAX_REPLY_BYTES, AiohttpTransport
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -97,6 +97,10 @@ class _Call:
     json: Any = None
     content: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    #: turns the successful reply into the result, inside the attempt: a reply that cannot be read
+    #: (cut off, not JSON, of another shape) fails the attempt and is retried like a 5xx when the
+    #: call is idempotent
+    read: Callable[[httpx.Response], Any] | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -256,7 +260,7 @@ class InExchangeHook(BaseHook):
     def _exchange(self, call: _Call) -> _Steps:
         """Perform ``call`` with retries; yields requests, waits and token needs to a driver.
 
-        Returns the successful ``httpx.Response`` or raises the last error.
+        Returns the successful ``httpx.Response`` (read by ``call.read`` when given) or raises the last error.
         """
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: _retryable(exc, call.idempotent)),
@@ -271,10 +275,11 @@ class InExchangeHook(BaseHook):
             if isinstance(action, tenacity.DoAttempt):
                 try:
                     response = yield from self._attempt(call)
+                    result = call.read(response) if call.read is not None else response
                 except Exception:
                     state.set_exception(sys.exc_info())  # type: ignore[arg-type]
                 else:
-                    state.set_result(response)
+                    state.set_result(result)
             elif isinstance(action, tenacity.DoSleep):
                 state.prepare_for_next_attempt()
                 yield _Sleep(float(action))
@@ -332,7 +337,8 @@ class InExchangeHook(BaseHook):
                 drive.reply = self._token
             else:
                 try:
-                    drive.reply = self.client.request(step.method, step.path, **step.options)
+                    with self.client.stream(step.method, step.path, **step.options) as response:
+                        drive.reply = _capped(response, MAX_REPLY_BYTES)
                 except httpx.TransportError as exc:
                     drive.error = _transport_error(step.path, exc)
         return drive.result
@@ -430,10 +436,8 @@ class InExchangeHook(BaseHook):
     def _lookup_buyer(self, *, party_id: str, org_no: str | None = None, gln: str | None = None,
                       vat_no: str | None = None, name: str | None = None) -> _Steps:
         body = {"PartyId": party_id, "orgNo": org_no, "gln": gln, "vatNo": vat_no, "name": name}
-        response = yield from self._exchange(
-            _Call("POST", "buyerparties/lookup", json={k: v for k, v in body.items() if v})
-        )
-        return LookupResult.from_json(_json(response, "buyerparties/lookup"))
+        return (yield from self._exchange(_Call("POST", "buyerparties/lookup", json={k: v for k, v in body.items() if v},
+                                                read=_reading("buyerparties/lookup", LookupResult.from_json))))
 
     def upload_document(self, content: bytes) -> str:
         """Upload a UBL file (``POST documents``) and return its ``urn:inexchangedocument:`` URI."""
@@ -444,13 +448,9 @@ class InExchangeHook(BaseHook):
         return await self._arun(self._upload_document(content))
 
     def _upload_document(self, content: bytes) -> _Steps:
-        response = yield from self._exchange(
-            _Call("POST", "documents", content=content, headers=(("Content-Type", "application/xml"),))
-        )
-        location = response.headers.get("Location")
-        if not location:
-            raise InExchangeApiError(response.status_code, "no Location header in the upload reply", path="documents")
-        return location
+        return (yield from self._exchange(_Call("POST", "documents", content=content,
+                                                headers=(("Content-Type", "application/xml"),),
+                                                read=_location("documents"))))
 
     def send_outbound(self, body: dict[str, Any]) -> str:
         """Send an uploaded document (``POST documents/outbound``) and return its document id.
@@ -464,11 +464,9 @@ class InExchangeHook(BaseHook):
         return await self._arun(self._send_outbound(body))
 
     def _send_outbound(self, body: dict[str, Any]) -> _Steps:
-        response = yield from self._exchange(_Call("POST", "documents/outbound", idempotent=False, json=body))
-        document_id = (response.headers.get("Location") or "").rstrip("/").rsplit("/", 1)[-1]
-        if not document_id:
-            raise InExchangeApiError(response.status_code, "no Location header in the send reply", path="documents/outbound")
-        return document_id
+        location = yield from self._exchange(_Call("POST", "documents/outbound", idempotent=False, json=body,
+                                                   read=_location("documents/outbound")))
+        return location.rstrip("/").rsplit("/", 1)[-1]
 
     def get_outbound(self, document_id: str) -> OutboundDocument:
         """Return one outbound document (``GET documents/outbound/{id}``)."""
@@ -480,8 +478,7 @@ class InExchangeHook(BaseHook):
 
     def _get_outbound(self, document_id: str) -> _Steps:
         path = f"documents/outbound/{document_id}"
-        response = yield from self._exchange(_Call("GET", path))
-        return OutboundDocument.from_json(_json(response, path))
+        return (yield from self._exchange(_Call("GET", path, read=_reading(path, OutboundDocument.from_json))))
 
     def find_by_erp_id(self, erp_id: str) -> OutboundDocument | None:
         """Return the invoice InExchange received under our ERP id, or None if it never did."""
@@ -494,12 +491,11 @@ class InExchangeHook(BaseHook):
     def _find_by_erp_id(self, erp_id: str) -> _Steps:
         path = f"invoices/outbound/byerpid/{erp_id}"
         try:
-            response = yield from self._exchange(_Call("POST", path))
+            return (yield from self._exchange(_Call("POST", path, read=_reading(path, OutboundDocument.from_json))))
         except InExchangeApiError as exc:
             if exc.status_code == 404:
                 return None
             raise
-        return OutboundDocument.from_json(_json(response, path))
 
     def list_outbound(self, **filters: Any) -> OutboundPage:
         """Return one page of ``documents/outbound/list``; filters as in :func:`list_body`."""
@@ -510,8 +506,8 @@ class InExchangeHook(BaseHook):
         return await self._arun(self._list_outbound(**filters))
 
     def _list_outbound(self, **filters: Any) -> _Steps:
-        response = yield from self._exchange(_Call("POST", "documents/outbound/list", json=list_body(**filters)))
-        return _page(_json(response, "list"))
+        return (yield from self._exchange(_Call("POST", "documents/outbound/list", json=list_body(**filters),
+                                                read=_reading("documents/outbound/list", _page))))
 
     def all_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
         """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``."""
@@ -632,6 +628,57 @@ def _json(response: httpx.Response, path: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InExchangeApiError(response.status_code, "reply is not a JSON object", path=path)
     return body
+
+
+def _capped(response: httpx.Response, limit: int) -> httpx.Response:
+    """Read a streamed synchronous reply whole, or raise :class:`httpx.RemoteProtocolError` past ``limit`` bytes.
+
+    The same bound as the async transport's, so that no reply is ever held in memory above it.
+    """
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
+    if response.is_stream_consumed:  # read in full already (a transport that does not stream)
+        if len(response.content) > limit:
+            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+        return response
+    chunks, size = [], 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+        chunks.append(chunk)
+    # a new response over the raw bytes: httpx decodes any Content-Encoding when it is read
+    whole = httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks),
+                           request=response.request, extensions=response.extensions)
+    whole.read()
+    return whole
+
+
+def _reading(path: str, parse: Callable[[dict[str, Any]], Any]) -> Callable[[httpx.Response], Any]:
+    """A ``_Call.read`` that parses the JSON object of the reply; any reply it cannot parse is an API error."""
+
+    def read(response: httpx.Response) -> Any:
+        body = _json(response, path)
+        try:
+            return parse(body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InExchangeApiError(response.status_code, f"reply of an unexpected shape ({type(exc).__name__})",
+                                     path=path) from None
+
+    return read
+
+
+def _location(path: str) -> Callable[[httpx.Response], str]:
+    """A ``_Call.read`` that returns the reply's ``Location`` header, which upload and send answer with."""
+
+    def read(response: httpx.Response) -> str:
+        location = response.headers.get("Location", "").strip()
+        if not location.rstrip("/"):
+            raise InExchangeApiError(response.status_code, "no Location header in the reply", path=path)
+        return location
+
+    return read
 
 
 def _token_from(response: httpx.Response) -> str:

@@ -36,6 +36,8 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 
 
 _AS_HTTPX_SENDS = ("Content-Type",)
+#: the largest reply read (the API's replies are small JSON; a page of 100 documents is tens of kB)
+MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
 def httpx_error(exc: BaseException) -> httpx.TransportError | None:
@@ -62,12 +64,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests over one aiohttp connection pool of ``max_connections``.
 
     The reply is read whole before it is returned (the InExchange API answers with small JSON
-    bodies), so a failure while reading the body is mapped like any other. Proxies are taken from
+    bodies), so a failure while reading the body is mapped like any other; a reply larger than
+    ``max_reply_bytes`` is refused as a protocol error instead of being held in memory. Proxies are taken from
     the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx does (see :func:`proxy_for`). The
     pool is created on the first request, inside the running event loop.
     """
 
-    def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0) -> None:
+    def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0,
+                 max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+        self._max_reply_bytes = max_reply_bytes
         self._max_connections = max_connections
         self._ssl = verify
         self._keepalive_expiry = keepalive_expiry
@@ -94,7 +99,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),
             ) as reply:
-                body = await reply.read()
+                body = await _read_capped(reply, self._max_reply_bytes)
         except aiohttp.ClientError as exc:
             error = httpx_error(exc)
             assert error is not None
@@ -111,3 +116,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+async def _read_capped(reply: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of ``reply``, or :class:`httpx.RemoteProtocolError` once it exceeds ``limit`` bytes."""
+    announced = reply.content_length
+    if announced is not None and announced <= limit:
+        return await reply.read()
+    if announced is not None:
+        raise httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
+    chunks, size = [], 0
+    async for chunk in reply.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 #: The kinds of injected faults, in the order they are reported by ``/_sim/stats``.
-FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout")
+FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge")
 
-#: The fault kinds enabled unless chosen otherwise: every kind but ``timeout``, which must be asked for.
+#: The fault kinds enabled unless chosen otherwise; ``timeout`` and the hostile replies (``html``,
+#: ``garbled``, ``huge``) must be asked for.
 DEFAULT_FAULTS: tuple[str, ...] = ("5xx", "429", "drop", "lost")
 
 #: Settings that ``POST /_sim/config`` may change while the simulator runs.

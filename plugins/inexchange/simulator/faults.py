@@ -17,6 +17,15 @@ fault kinds instead of (or after, or before) the normal handling:
 ``timeout``
     the request waits ``timeout_ms`` and is then processed and answered normally, the way a slow
     server still does the work after its client has given up waiting. Not enabled by default.
+``html``
+    a 502 with an HTML error page (``text/html``), as a gateway in front of the API answers; the
+    request is not processed. Not enabled by default.
+``garbled``
+    the request is processed, and the answer is a 200 whose body is JSON cut off in the middle,
+    sent as ``text/plain``, without the ``Location`` header. Not enabled by default.
+``huge``
+    the request is not processed, and the answer is a 200 announcing a 64 MiB body, streamed
+    (a client that reads it all holds 64 MiB). Not enabled by default.
 
 A broken connection is made by starting a response that announces a body and closing the
 connection without sending it: the client receives a status line and headers, then an incomplete
@@ -72,6 +81,34 @@ async def _break_connection(send: Send) -> None:
         }
     )
     raise ConnectionDropped("fault injection: connection dropped")
+
+
+HTML_ERROR_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+                   b"<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer.</p></body></html>")
+HUGE_BODY_BYTES = 64 * 1024 * 1024
+_CHUNK = b" " * (1024 * 1024)
+
+
+async def _html_error(send: Send) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"),
+               (b"content-length", str(len(HTML_ERROR_PAGE)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": 502, "headers": headers})
+    await send({"type": "http.response.body", "body": HTML_ERROR_PAGE})
+
+
+async def _garbled(send: Send) -> None:
+    body = b'{"documents": [{"id": "3f2c'
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _huge(send: Send) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(HUGE_BODY_BYTES).encode("ascii"))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for _ in range(HUGE_BODY_BYTES // len(_CHUNK)):
+        await send({"type": "http.response.body", "body": _CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _discard(message: Message) -> None:
@@ -143,6 +180,13 @@ class FaultInjectionMiddleware:
             receive = await _buffered(receive)
             await asyncio.sleep(store.config.timeout_ms / 1000.0)
             await self.app(scope, receive, send)
+        elif kind == "html":
+            await _html_error(send)
+        elif kind == "garbled":
+            await self.app(scope, receive, _discard)
+            await _garbled(send)
+        elif kind == "huge":
+            await _huge(send)
         else:
             await self.app(scope, receive, _discard)
             await _break_connection(send)

@@ -595,7 +595,7 @@ def test_stats_count_sends_and_duplicates(sim: SimulatorHandle, client: Client) 
     assert stats["documents_uploaded"] == 3
     assert stats["outbound_documents"] == 3
     assert stats["requests"] >= 7
-    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout"}
+    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge"}
     assert stats["holds"] == [] and stats["held"] == {}
     sim.reset()
     assert sim.stats()["sends"] == {} and sim.stats()["outbound_documents"] == 0

@@ -406,10 +406,11 @@ def test_send_outbound_returns_the_document_id(api: respx.MockRouter, hook: InEx
 
 
 def test_send_outbound_without_location_is_an_error(api: respx.MockRouter, hook: InExchangeHook) -> None:
-    api.post("documents/outbound").respond(201)
+    sent = api.post("documents/outbound").respond(201)
 
     with pytest.raises(InExchangeApiError, match="no Location header"):
         hook.send_outbound(SEND_BODY)
+    assert sent.call_count == 1  # processed, maybe: never sent again here, the caller reconciles
 
 
 @pytest.mark.parametrize(
@@ -463,11 +464,13 @@ def test_upload_document_returns_the_location_urn(api: respx.MockRouter, hook: I
     assert request.headers["ClientToken"] == TOKEN
 
 
-def test_upload_without_location_is_an_error(api: respx.MockRouter, hook: InExchangeHook) -> None:
-    api.post("documents").respond(200)
+def test_upload_without_location_is_retried_then_an_error(api: respx.MockRouter, make_hook: MakeHook) -> None:
+    hook, waits = make_hook(max_attempts=3)
+    uploaded = api.post("documents").respond(200)
 
-    with pytest.raises(InExchangeApiError, match="no Location header in the upload reply"):
+    with pytest.raises(InExchangeApiError, match="documents: no Location header in the reply"):
         hook.upload_document(b"<Invoice/>")
+    assert uploaded.call_count == 3 and len(waits) == 2
 
 
 def test_lookup_buyer_maps_the_parties(api: respx.MockRouter, hook: InExchangeHook) -> None:
@@ -507,11 +510,24 @@ def test_get_outbound(api: respx.MockRouter, hook: InExchangeHook) -> None:
     assert document.message == "InvalidEmail: The recipient e-mail address bounced"
 
 
-def test_reply_that_is_not_json_is_an_error(api: respx.MockRouter, hook: InExchangeHook) -> None:
-    api.get(f"documents/outbound/{DOCUMENT_ID}").respond(200, text="<html/>")
+def test_reply_that_is_not_json_is_retried_then_an_error(api: respx.MockRouter, make_hook: MakeHook) -> None:
+    hook, waits = make_hook(max_attempts=3)
+    got = api.get(f"documents/outbound/{DOCUMENT_ID}").respond(200, text="<html/>")
 
     with pytest.raises(InExchangeApiError, match="reply is not JSON"):
         hook.get_outbound(DOCUMENT_ID)
+    assert got.call_count == 3 and len(waits) == 2
+
+
+def test_a_garbled_reply_that_turns_good_is_read(api: respx.MockRouter, make_hook: MakeHook) -> None:
+    hook, _ = make_hook()
+    api.post("documents/outbound/list").mock(side_effect=[
+        httpx.Response(200, text='{"documents": [{"id": "3f'),  # cut off
+        httpx.Response(200, json={"documents": [{"id": 7}], "totalCount": "many"}),  # of another shape
+        httpx.Response(200, json=outbound_list([outbound_document("d1", "Sent", "2026-11-25T08:00:00Z")])),
+    ])
+
+    assert [d.id for d in hook.list_outbound().documents] == ["d1"]
 
 
 def test_find_by_erp_id_returns_the_document(api: respx.MockRouter, hook: InExchangeHook) -> None:
