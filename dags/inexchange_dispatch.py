@@ -15,9 +15,9 @@ INEXCHANGE_CONN_ID = "inexchange_default"
 TIMEZONE = "Europe/Stockholm"
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
-#: the "Elektroniska utskick" report table, updated by every run: downstream DAGs can be scheduled on it
-INEXCHANGE_REPORT = Asset(name="inexchange_report", uri="inexchange://reporting/inexchange_report",
-                          group="inexchange")
+#: the "Elektroniska utskick" report table, updated by every run: downstream DAGs can be scheduled on it.
+#: Its URI is its name: a URI with a scheme would make every parse load the providers' URI handlers.
+INEXCHANGE_REPORT = Asset(name="inexchange_report", group="inexchange")
 
 DOC_MD = """
 ### InExchange dispatch

@@ -58,8 +58,7 @@ def test_manual_run_params_and_the_report_asset(dagbag) -> None:
 
     dag = dagbag.dags["inexchange_dispatch"]
     assert (dag.params["invoice_numbers"], dag.params["dry_run"], dag.params["retry_rejected"]) == ([], False, True)
-    assert dag.get_task("report").outlets == [
-        Asset(name="inexchange_report", uri="inexchange://reporting/inexchange_report", group="inexchange")]
+    assert dag.get_task("report").outlets == [Asset(name="inexchange_report", group="inexchange")]
     assert [link.name for link in dag.get_task("submit").operator_extra_links] == ["InExchange portal"]
 
 

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import tenacity
 from airflow.sdk import BaseHook
-from limits import RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from inexchange.api import LookupResult, OutboundDocument, OutboundPage
 from inexchange.exceptions import (
@@ -190,8 +187,7 @@ class InExchangeHook(BaseHook):
         self.rate_limit = rate_limit
         self.concurrency = concurrency
         self.clients = min(clients, concurrency)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage()) if rate_limit else None
-        self._rate = RateLimitItemPerSecond(rate_limit) if rate_limit else None
+        self._limiter, self._rate = _rate_limiter(rate_limit) if rate_limit else (None, None)
         self._token: str | None = None
         self._settings: ApiSettings | None = None
         self._async_clients: list[httpx.AsyncClient] = []
@@ -628,6 +624,15 @@ def _json(response: httpx.Response, path: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InExchangeApiError(response.status_code, "reply is not a JSON object", path=path)
     return body
+
+
+def _rate_limiter(per_second: int) -> tuple[Any, Any]:
+    """A moving-window limiter and its rate (``limits`` loads here, not when a DAG file imports the hook)."""
+    from limits import RateLimitItemPerSecond
+    from limits.storage import MemoryStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    return MovingWindowRateLimiter(MemoryStorage()), RateLimitItemPerSecond(per_second)
 
 
 def _capped(response: httpx.Response, limit: int) -> httpx.Response:

@@ -17,22 +17,30 @@ from __future__ import annotations
 import ssl
 import urllib.request
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import aiohttp
 import httpx
 
-#: aiohttp's error classes, most specific first, and the httpx class each becomes
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # connecting or waiting for a pooled connection
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the request was sent, no reply in time
-    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS handshake: nothing sent
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed by the server after the request
-    (aiohttp.ClientPayloadError, httpx.ReadError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a reply that is not HTTP
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.ClientOSError, httpx.ReadError),  # reset while writing or reading: maybe sent
-    (aiohttp.ClientError, httpx.TransportError),
-)
+if TYPE_CHECKING:  # aiohttp loads with the first request, not when a DAG file imports the hook
+    import aiohttp
+
+
+@lru_cache(maxsize=1)
+def _errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
+    """aiohttp's error classes, most specific first, and the httpx class each becomes."""
+    import aiohttp
+
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # connecting or waiting for a pooled connection
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # the request was sent, no reply in time
+        (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS handshake: nothing sent
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # closed by the server after the request
+        (aiohttp.ClientPayloadError, httpx.ReadError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # a reply that is not HTTP
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (aiohttp.ClientOSError, httpx.ReadError),  # reset while writing or reading: maybe sent
+        (aiohttp.ClientError, httpx.TransportError),
+    )
 
 
 _AS_HTTPX_SENDS = ("Content-Type",)
@@ -42,7 +50,7 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 def httpx_error(exc: BaseException) -> httpx.TransportError | None:
     """The httpx error an aiohttp failure stands for, or None when ``exc`` is not aiohttp's."""
-    for source, target in _ERRORS:
+    for source, target in _errors():
         if isinstance(exc, source):
             return target(f"{type(exc).__name__}: {exc}")
     return None
@@ -79,6 +87,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
 
     def _pool(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl,
                                              keepalive_timeout=self._keepalive_expiry)
@@ -86,6 +96,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+
         timeout = request.extensions.get("timeout", {})
         try:
             async with self._pool().request(
