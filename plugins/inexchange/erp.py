@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import bindparam
 
-from inexchange.sql import SELECTION, statement
+from inexchange.sql import SELECTION, selection, statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -87,7 +87,7 @@ class ErpReader:
         """
         query = statement("extract_unsent_invoices").bindparams(SELECTION)
         params = {"start_date": start_date, "end_date": end_date, "billing_method": billing_method,
-                  "selected": int(bool(numbers)), "numbers": list(numbers)}
+                  **selection(numbers)}
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query, params)]
 

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, inspect, text
 
 from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import as_date, now_text, utc_text
-from inexchange.sql import SELECTION, script, statement
+from inexchange.sql import SELECTION, script, selection, statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -94,7 +94,7 @@ class RunScope:
         Statements using them bind ``numbers`` as an expanding parameter (:data:`SELECTION`).
         """
         return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
-                "selected": int(bool(self.invoice_numbers)), "numbers": list(self.invoice_numbers)}
+                **selection(self.invoice_numbers)}
 
     @property
     def interval(self) -> dict[str, str]:
@@ -161,7 +161,7 @@ class Ledger:
             for table, columns in _ADDED_COLUMNS.items():
                 present = {column["name"] for column in inspect(conn).get_columns(table)}
                 for name, ddl_type in columns.items():
-                    if name not in present:  # names and types are the constants below, never input
+                    if name not in present:  # names and types are the constants of _ADDED_COLUMNS, never input
                         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl_type}"))
 
     # ---- reads -----------------------------------------------------------------------------

@@ -11,8 +11,10 @@ elsewhere), else ``include/sql`` of the source tree this package is installed fr
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import String, TextClause, bindparam, text
 
@@ -20,6 +22,12 @@ _DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 #: the expanding bind parameter ``:numbers`` of a manual run's invoice numbers (``RunScope.bounds``);
 #: typed, so that an empty list still compares with a text column on PostgreSQL
 SELECTION = bindparam("numbers", expanding=True, type_=String())
+
+
+def selection(numbers: Sequence[str]) -> dict[str, Any]:
+    """The bind parameters ``:selected`` and ``:numbers`` of statements that take :data:`SELECTION`:
+    the listed invoice numbers, or none (the statement then selects by the interval's dates)."""
+    return {"selected": int(bool(numbers)), "numbers": list(numbers)}
 
 
 def sql_dir() -> Path:
