@@ -153,9 +153,13 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     return summary
 
 
+#: the ledger states of :data:`ACTION_STATES`, as the report rows hold them
+_ACTION_STATE_VALUES = frozenset(state.value for state in ACTION_STATES)
+
+
 def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
     """Rejected, stopped, or failed for good: failed after InExchange got it, or after its last attempt."""
-    if row["state"] not in {s.value for s in ACTION_STATES}:
+    if row["state"] not in _ACTION_STATE_VALUES:
         return False
     if row["state"] != LedgerState.FAILED.value:
         return True

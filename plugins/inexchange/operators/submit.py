@@ -174,8 +174,7 @@ class SubmitInvoicesOperator(BaseOperator):
 
         recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
         try:
-            to_send = [r for r in rows if r["state"] != LedgerState.SUBMITTING.value]
-            stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
+            to_send, stuck = _split_stuck(rows)
             for row, (key, change) in zip(stuck, await asyncio.gather(*(self._reconcile(r, resend=True) for r in stuck))):
                 counts[key] += key == "reconciled"
                 recorder.add(change)
@@ -257,8 +256,7 @@ class SubmitInvoicesOperator(BaseOperator):
         """Build every due invoice's document and say what a real run would do; send and record nothing."""
         from inexchange.erp import ErpReader
 
-        stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
-        to_send = [r for r in rows if r["state"] != LedgerState.SUBMITTING.value]
+        to_send, stuck = _split_stuck(rows)
         batch = ErpReader(engine_for(self.erp_conn_id)).load([r["invoice_id"] for r in to_send])
         problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
         for message in problems.values():
@@ -480,3 +478,9 @@ def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | s
     except DocumentError as exc:
         return f"Kund {row['customer_number']} {row['customer_name']}: {exc}"
     return _Job(row, document, batch.customer(invoice["customer_id"]))
+
+
+def _split_stuck(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The due rows to send, and those left ``submitting`` that must be reconciled first."""
+    stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
+    return [r for r in rows if r["state"] != LedgerState.SUBMITTING.value], stuck
