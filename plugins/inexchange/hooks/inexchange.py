@@ -25,7 +25,7 @@ from inexchange.exceptions import (
     InExchangeError,
     InExchangeTransportError,
 )
-from inexchange.hooks.transport import MAX_REPLY_BYTES, AiohttpTransport
+from inexchange.hooks.transport import MAX_REPLY_BYTES, AiohttpTransport, read_capped
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -334,7 +334,7 @@ class InExchangeHook(BaseHook):
             else:
                 try:
                     with self.client.stream(step.method, step.path, **step.options) as response:
-                        drive.reply = _capped(response, MAX_REPLY_BYTES)
+                        drive.reply = read_capped(response, MAX_REPLY_BYTES)
                 except httpx.TransportError as exc:
                     drive.error = _transport_error(step.path, exc)
         return drive.result
@@ -633,31 +633,6 @@ def _rate_limiter(per_second: int) -> tuple[Any, Any]:
     from limits.strategies import MovingWindowRateLimiter
 
     return MovingWindowRateLimiter(MemoryStorage()), RateLimitItemPerSecond(per_second)
-
-
-def _capped(response: httpx.Response, limit: int) -> httpx.Response:
-    """Read a streamed synchronous reply whole, or raise :class:`httpx.RemoteProtocolError` past ``limit`` bytes.
-
-    The same bound as the async transport's, so that no reply is ever held in memory above it.
-    """
-    announced = response.headers.get("Content-Length", "")
-    if announced.isdigit() and int(announced) > limit:
-        raise httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
-    if response.is_stream_consumed:  # read in full already (a transport that does not stream)
-        if len(response.content) > limit:
-            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
-        return response
-    chunks, size = [], 0
-    for chunk in response.iter_raw():
-        size += len(chunk)
-        if size > limit:
-            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
-        chunks.append(chunk)
-    # a new response over the raw bytes: httpx decodes any Content-Encoding when it is read
-    whole = httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks),
-                           request=response.request, extensions=response.extensions)
-    whole.read()
-    return whole
 
 
 def _reading(path: str, parse: Callable[[dict[str, Any]], Any]) -> Callable[[httpx.Response], Any]:

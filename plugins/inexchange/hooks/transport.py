@@ -130,17 +130,49 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await session.close()
 
 
+def _refused(limit: int, announced: int | None = None) -> httpx.RemoteProtocolError:
+    """The error of a reply over ``limit`` bytes (announced by its Content-Length, or found while reading)."""
+    if announced is not None:
+        return httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
+    return httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+
+
 async def _read_capped(reply: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body of ``reply``, or :class:`httpx.RemoteProtocolError` once it exceeds ``limit`` bytes."""
+    """The whole body of ``reply``, or :func:`_refused` once it exceeds ``limit`` bytes."""
     announced = reply.content_length
     if announced is not None and announced <= limit:
         return await reply.read()
     if announced is not None:
-        raise httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
+        raise _refused(limit, announced)
     chunks, size = [], 0
     async for chunk in reply.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+            raise _refused(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
+    """Read a streamed synchronous httpx reply whole, or raise :func:`_refused` past ``limit`` bytes.
+
+    The same bound as the async transport's, so that no reply is ever held in memory above it.
+    """
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise _refused(limit, int(announced))
+    if response.is_stream_consumed:  # read in full already (a transport that does not stream)
+        if len(response.content) > limit:
+            raise _refused(limit)
+        return response
+    chunks, size = [], 0
+    for chunk in response.iter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise _refused(limit)
+        chunks.append(chunk)
+    # a new response over the raw bytes: httpx decodes any Content-Encoding when it is read
+    whole = httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks),
+                           request=response.request, extensions=response.extensions)
+    whole.read()
+    return whole
