@@ -203,12 +203,7 @@ def build_erp(settings: Settings) -> None:
     if settings.erp.exists():
         return
     settings.erp.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{settings.erp}", "--seed", "7",
-         "--customers", "40", "--invoices", "200", "--start-date", demo_env.DEMO_START_DATE,
-         "--days", str(demo_env.DEMO_DAYS), "--replace"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    subprocess.run(demo_env.erp_command(settings.erp), check=True, stdout=subprocess.DEVNULL)
 
 
 # ---- the environment -------------------------------------------------------------------------
@@ -314,12 +309,9 @@ def components(settings: Settings) -> list[tuple[str, list[str], dict[str, str]]
 
 def write_env_file(settings: Settings, env: dict[str, str]) -> Path:
     """``export`` lines for Airflow CLI calls on this deployment from another shell."""
-    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "INEXCHANGE_")) and k != MARK)
     path = settings.state_dir / "airflow.env"
-    lines = [f"export {k}={shlex.quote(env[k])}" for k in keys]
-    lines.append(f"export PATH={shlex.quote(str(BIN))}:$PATH")
     path.touch(mode=0o600)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(demo_env.export_lines(env, skip=(MARK,)), encoding="utf-8")
     return path
 
 

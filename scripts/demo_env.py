@@ -67,28 +67,35 @@ def airflow_env(simulator_url: str) -> dict[str, str]:
     return env
 
 
-def write_env_file(env: dict[str, str]) -> Path:
-    """Write the Airflow settings as ``export`` lines a user can ``source`` in another shell."""
+def export_lines(env: dict[str, str], skip: tuple[str, ...] = ()) -> str:
+    """The Airflow and InExchange settings of ``env`` (but ``skip``) as ``export`` lines for a shell, with PATH."""
     import shlex
 
-    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "INEXCHANGE_")))
-    path = AIRFLOW_HOME / "demo.env"
+    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "INEXCHANGE_")) and k not in skip)
     lines = [f"export {k}={shlex.quote(env[k])}" for k in keys]
     lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
+
+
+def write_env_file(env: dict[str, str]) -> Path:
+    """Write the Airflow settings as ``export`` lines a user can ``source`` in another shell."""
+    path = AIRFLOW_HOME / "demo.env"
+    path.write_text(export_lines(env), encoding="utf-8")
     return path
+
+
+def erp_command(path: Path) -> list[str]:
+    """The generator run that builds the demo ERP (seed, size and days of ``make demo``) in the SQLite file ``path``."""
+    return [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{path}", "--seed", "7",
+            "--customers", "40", "--invoices", "200", "--start-date", DEMO_START_DATE, "--days", str(DEMO_DAYS),
+            "--replace"]
 
 
 def build_erp() -> None:
     """Build the demo ERP database afresh (ledger and report included) with the seeded generator."""
     DEMO_DIR.mkdir(exist_ok=True)
     ERP_DB.unlink(missing_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{ERP_DB}", "--seed", "7",
-         "--customers", "40", "--invoices", "200", "--start-date", DEMO_START_DATE, "--days", str(DEMO_DAYS),
-         "--replace"],
-        check=True,
-    )
+    subprocess.run(erp_command(ERP_DB), check=True)
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
