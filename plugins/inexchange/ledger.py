@@ -102,6 +102,8 @@ class RunScope:
         return {"data_interval_start": utc_text(self.start), "data_interval_end": utc_text(self.end)}
 
 
+#: the tables ``ledger_schema.sql`` creates
+LEDGER_TABLES = ("inexchange_dispatch", "inexchange_dispatch_history", "inexchange_report")
 #: columns added to tables after their first release, for ledgers created before: table -> name -> type
 _ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"}}
 
@@ -154,15 +156,38 @@ class Ledger:
         self.scope = scope
 
     def ensure_schema(self) -> None:
-        """Create the ledger, history and report tables when missing; add columns later versions added."""
+        """Create the ledger, history and report tables when missing; add columns later versions added.
+
+        Every task calls this, and the tasks of several runs start at once (a backfill), so the usual
+        case reads the catalogue only. The DDL runs when something is missing, one task at a time: on
+        PostgreSQL two concurrent ``CREATE TABLE IF NOT EXISTS`` of a new table can both try to create
+        it and one fails, so the DDL transaction first takes a transaction-scoped advisory lock.
+        """
+        with self.engine.connect() as conn:
+            if not self._missing_schema(conn):
+                return
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(statement("ledger_schema_lock"))
             for clause in script("ledger_schema"):
                 conn.execute(clause)
-            for table, columns in _ADDED_COLUMNS.items():
-                present = {column["name"] for column in inspect(conn).get_columns(table)}
-                for name, ddl_type in columns.items():
-                    if name not in present:  # names and types are the constants of _ADDED_COLUMNS, never input
-                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl_type}"))
+            for table, columns in self._missing_schema(conn).items():
+                for name in columns:  # names and types are the constants of _ADDED_COLUMNS, never input
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {_ADDED_COLUMNS[table][name]}"))
+
+    @staticmethod
+    def _missing_schema(conn: Connection) -> dict[str, list[str]]:
+        """Tables missing (with no columns) and columns of :data:`_ADDED_COLUMNS` missing, per table."""
+        catalogue = inspect(conn)
+        present = set(catalogue.get_table_names())
+        missing: dict[str, list[str]] = {table: [] for table in LEDGER_TABLES if table not in present}
+        for table, columns in _ADDED_COLUMNS.items():
+            if table in present:
+                have = {column["name"] for column in catalogue.get_columns(table)}
+                absent = [name for name in columns if name not in have]
+                if absent:
+                    missing[table] = absent
+        return missing
 
     # ---- reads -----------------------------------------------------------------------------
     def rows(self, *states: LedgerState) -> list[dict[str, Any]]:

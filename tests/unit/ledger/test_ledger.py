@@ -274,3 +274,38 @@ def test_a_rerun_rewrites_no_report_row_and_other_intervals_follow_the_ledger(le
     next_day.apply_statuses([{"id": "d1", "status": "Delivered", "time": "2026-11-18T07:00:00Z", "message": None}])
     assert next_day.refresh_report() == []
     assert report_row() == ("sent", "Delivered", "2026-11-18T07:00:00.000000Z", "scheduled__2026-11-18")
+
+
+@pytest.mark.postgres
+def test_tasks_that_start_at_once_create_the_schema_once(pg_schema: str) -> None:
+    """A backfill starts several runs' first tasks together: each creates the ledger when missing.
+
+    On PostgreSQL, concurrent ``CREATE TABLE IF NOT EXISTS`` of a new table race (one of them fails
+    with a unique violation in the catalogue); the schema's advisory lock makes them take turns.
+    """
+    import threading
+
+    tasks = 8
+    engines = [create_engine(pg_url(), connect_args=pg_connect_args(pg_schema)) for _ in range(tasks)]
+    barrier = threading.Barrier(tasks)
+    errors: list[BaseException] = []
+
+    def task(engine: Engine) -> None:
+        barrier.wait()
+        try:
+            Ledger(engine, SCOPE).ensure_schema()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for engine in engines:
+        engine.dispose()
+    assert errors == []
+    check = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
+    with check.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM inexchange_dispatch")).scalar() == 0
+    check.dispose()
