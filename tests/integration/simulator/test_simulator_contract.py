@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,133 +17,12 @@ import httpx
 import pytest
 
 from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from sim_client import Client, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 
 UNAUTHORIZED = {"message": "Authorization has been denied for this request."}
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-DEFAULTS: dict[str, Any] = {
-    "fault_rate": 0.0,
-    "faults": ["5xx", "429", "drop", "lost"],
-    "latency_ms": 0,
-    "timeout_ms": 3000,
-    "status_step_ms": 0,
-    "stop_rate": 0.0,
-    "error_rate": 0.0,
-    "token_ttl_s": 3600,
-}
-
-
-def ubl(number: str, root: str = "Invoice") -> bytes:
-    """Return a minimal UBL document carrying ``number`` as its ``cbc:ID``."""
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?>'
-        f'<{root} xmlns="urn:oasis:names:specification:ubl:schema:xsd:{root}-2"'
-        f' xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">'
-        f"<cbc:ID>{number}</cbc:ID></{root}>"
-    ).encode()
-
-
-class Client:
-    """A thin InExchange client bound to one client token."""
-
-    def __init__(self, sim: SimulatorHandle, erp_id: str = "erp-1") -> None:
-        """Create a token for ``erp_id`` and keep an HTTP client that sends it."""
-        self.sim = sim
-        self.http = httpx.Client(base_url=sim.base_url, timeout=10.0)
-        response = self.http.post("clientTokens/create", headers={"APIKey": sim.api_key}, json={"erpId": erp_id})
-        assert response.status_code == 200, response.text
-        self.token = response.json()["token"]
-        self.http.headers["ClientToken"] = self.token
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self.http.close()
-
-    def upload(self, content: bytes) -> str:
-        """Upload a file and return its document URI."""
-        response = self.http.post("documents", content=content, headers={"Content-Type": "application/xml"})
-        assert response.status_code == 201, response.text
-        return response.headers["Location"]
-
-    def send(
-        self, erp_document_id: str, *, number: str | None = None, root: str = "Invoice", kind: str | None = "Electronic"
-    ) -> str:
-        """Upload a UBL file and send it; return the outbound document id."""
-        uri = self.upload(ubl(number or erp_document_id, root))
-        response = self.http.post("documents/outbound", json=send_body(uri, erp_document_id, kind))
-        assert response.status_code == 201, response.text
-        return response.headers["Location"].rsplit("/", 1)[1]
-
-    def document(self, document_id: str) -> dict[str, Any]:
-        """Return one outbound document."""
-        response = self.http.get(f"documents/outbound/{document_id}")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def list(self, **body: Any) -> dict[str, Any]:
-        """Return one page of ``documents/outbound/list``."""
-        response = self.http.post("documents/outbound/list", json=body)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def lookup(self, **body: Any) -> dict[str, Any]:
-        """Return the answer of ``buyerparties/lookup``."""
-        response = self.http.post("buyerparties/lookup", json={"PartyId": "seller-1", **body})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-def send_body(uri: str, erp_document_id: Any, kind: str | None = "Electronic") -> dict[str, Any]:
-    """Return a valid ``documents/outbound`` body for the delivery type ``kind``."""
-    return {
-        "sendDocumentAs": {
-            "type": kind,
-            "electronic": {"recipientId": "0007:5566778899"},
-            "pdf": {"recipientEmail": "ap@buyer.example"},
-            "paper": {},
-        },
-        "recipientInformation": {"orgNo": "556677-8899", "name": "Buyer AB", "recipientNo": "C-1", "countryCode": "SE"},
-        "document": {"documentFormat": "bis3", "erpDocumentId": erp_document_id, "documentUri": uri, "language": "sv"},
-    }
-
-
-def wait_for(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.02)
-    pytest.fail("condition not met in time")
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorHandle]:
-    """One simulator for the whole module."""
-    with run_simulator(seed=42) as handle:
-        yield handle
-
-
-@pytest.fixture(autouse=True)
-def clean(sim: SimulatorHandle) -> None:
-    """Start every test from empty state and predictable settings (no faults, final status at once)."""
-    sim.reset()
-    sim.configure(**DEFAULTS)
-
-
-@pytest.fixture
-def client(sim: SimulatorHandle) -> Iterator[Client]:
-    """A client with a fresh token."""
-    api = Client(sim)
-    yield api
-    api.close()
-
-
-def uid() -> str:
-    """Return a unique erpDocumentId."""
-    return f"INV-{uuid.uuid4().hex[:12]}"
 
 
 # Command line ---------------------------------------------------------------------------------
@@ -712,16 +591,6 @@ def test_a_fresh_simulator_enables_the_old_fault_kinds_and_takes_timeout_ms() ->
 
 
 # Holds ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def background(sim: SimulatorHandle) -> Iterator[ThreadPoolExecutor]:
-    """Threads for requests that the simulator holds; holds are released before the threads are joined."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        try:
-            yield pool
-        finally:
-            sim.release()
 
 
 def test_before_hold_keeps_the_request_waiting_until_release(
