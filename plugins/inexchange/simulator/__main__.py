@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
     parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
     parser.add_argument("--data-dir", type=Path, help="where uploaded files go (default: a temporary folder)")
+    parser.add_argument(
+        "--upload-files",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write every uploaded file under --data-dir (default); --no-upload-files keeps only its type and number",
+    )
     parser.add_argument("--url-file", type=Path, help="also write the base URL into this file")
     return parser
 
@@ -138,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api_key=args.api_key,
                 token_ttl_s=args.token_ttl_s,
                 data_dir=args.data_dir or Path(scratch),
+                upload_files=args.upload_files,
             )
         except ValueError as exc:
             parser.error(str(exc))

@@ -230,8 +230,9 @@ class SimulatorApi:
         if not content:
             raise BadRequest({"file": ["No file content"]})
         upload = self.store.upload(content)
-        # off the event loop: creating a file can take a millisecond on some file systems
-        await asyncio.to_thread(upload.path.write_bytes, content)
+        if upload.path is not None:
+            # off the event loop: creating a file can take a millisecond on some file systems
+            await asyncio.to_thread(upload.path.write_bytes, content)
         return Response(status_code=201, headers={"Location": upload.uri})
 
     def _validate_send_as(self, body: Mapping[str, Any], errors: dict[str, list[str]]) -> tuple[str | None, str | None]:
@@ -354,7 +355,7 @@ class SimulatorApi:
             errors["includeErrorInfo"] = ["Must be true or false."]
         if errors:
             raise BadRequest(errors)
-        matches = self.store.list_documents(
+        total, page = self.store.list_documents(
             token.erp_id,
             created_from=created_from,
             created_to=created_to,
@@ -362,12 +363,12 @@ class SimulatorApi:
             document_type=document_type,
             status=status,
             ignore_statuses=ignore,
+            skip=skip,
+            take=take,
         )
         now = self.store.clock.now()
-        page = [
-            document.to_json(now, include_error=bool(include_error)) for document, _ in matches[skip : skip + take]
-        ]
-        return _json({"documents": page, "totalCount": len(matches)})
+        documents = [document.to_json(now, include_error=bool(include_error)) for document in page]
+        return _json({"documents": documents, "totalCount": total})
 
     async def by_erp_id(self, request: Request, token: Token) -> Response:
         """``GET``/``POST invoices/outbound/byerpid/{erpId}``: the latest document sent with that erpDocumentId."""
@@ -383,8 +384,13 @@ class SimulatorApi:
         return _json({"status": "ok", "time": utc_iso(self.store.clock.now())})
 
     async def stats(self, request: Request) -> Response:
-        """``GET /_sim/stats``: sends per erpDocumentId, duplicates, request/fault counters and holds."""
-        return _json(self.store.stats())
+        """``GET /_sim/stats``: sends per erpDocumentId, duplicates, request/fault counters and holds.
+
+        With ``?documents=false`` the answer leaves out ``sends`` and ``statuses``, whose cost grows
+        with the number of documents: for callers that poll often (waiting for a hold, for instance).
+        """
+        per_document = request.query_params.get("documents", "").lower() not in ("0", "false", "no")
+        return _json(self.store.stats(per_document=per_document))
 
     async def config(self, request: Request) -> Response:
         """``GET``/``POST /_sim/config``: read or change the runtime settings."""

@@ -27,26 +27,32 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
 )
 
 
+def _parse_names(value: str | Iterable[str] | None, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{what}s must be strings, got {item!r}")
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in known:
+            raise ValueError(f"unknown {what} {item!r}; known: {', '.join(known)}")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 def parse_faults(value: str | Iterable[str] | None) -> tuple[str, ...]:
     """Turn ``"5xx,429"`` or ``["5xx", "429"]`` into a tuple of known fault kinds.
 
     An empty string, an empty list or ``None`` enables no fault. Unknown kinds raise ``ValueError``.
+
+    :param value: the kinds, comma-separated or as a list.
     """
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    kinds: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError(f"fault kinds must be strings, got {item!r}")
-        kind = item.strip().lower()
-        if not kind:
-            continue
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {item!r}; known: {', '.join(FAULT_KINDS)}")
-        if kind not in kinds:
-            kinds.append(kind)
-    return tuple(kinds)
+    return _parse_names(value, FAULT_KINDS, "fault kind")
 
 
 def _rate(name: str, value: Any) -> float:
@@ -75,6 +81,10 @@ class SimulatorConfig:
     sequence repeatable. Rates are probabilities between 0 and 1; durations are milliseconds except
     ``token_ttl_s``. ``timeout_ms`` is how long a ``timeout`` fault keeps a request waiting before
     processing it.
+
+    ``upload_files`` writes every uploaded file under
+    ``data_dir/documents``; without it only a file's type, invoice number and size are kept (for runs
+    with very many uploads). It cannot be changed at run time.
     """
 
     seed: int = 42
@@ -88,6 +98,7 @@ class SimulatorConfig:
     api_key: str = "sim-api-key"
     token_ttl_s: float = 3600.0
     data_dir: Path = field(default_factory=lambda: Path("."))
+    upload_files: bool = True
 
     def __post_init__(self) -> None:
         """Validate every field so that a bad command line fails at start-up."""
@@ -100,6 +111,8 @@ class SimulatorConfig:
         self.status_step_ms = _non_negative("status_step_ms", self.status_step_ms)
         self.token_ttl_s = _non_negative("token_ttl_s", self.token_ttl_s)
         self.data_dir = Path(self.data_dir)
+        if not isinstance(self.upload_files, bool):
+            raise ValueError("upload_files must be true or false")
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply runtime changes atomically: either all of them are valid and applied, or none.
@@ -118,4 +131,5 @@ class SimulatorConfig:
         view = {name: getattr(self, name) for name in RUNTIME_SETTINGS}
         view["faults"] = list(self.faults)
         view["seed"] = self.seed
+        view["upload_files"] = self.upload_files
         return view

@@ -4,10 +4,15 @@ Outbound documents never change once stored: their whole timeline (``PendingInPl
 ``Pending`` one status step later, then the final status two steps later) and their outcome are fixed
 when they are sent, and the status shown is computed from the time of the request. No background
 task is needed and a status never moves backwards, even when the status step is changed at runtime.
+
+Each owner's documents are also kept in creation order (the clock never goes backwards, so sending
+appends), which lets a listing find its ``createdFrom``/``createdTo`` window by bisection and look
+only at the documents inside it: a page costs the size of its window, not of the whole store.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 import secrets
 import shutil
@@ -15,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -70,7 +75,7 @@ class Clock:
         return self._last
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     """A client token and the ERP company (``erpId``) it was created for."""
 
@@ -84,12 +89,12 @@ class Token:
         return not self.revoked and now < self.expires_at
 
 
-@dataclass
+@dataclass(slots=True)
 class Upload:
-    """A file received by ``POST documents``."""
+    """A file received by ``POST documents``; ``path`` is ``None`` when uploads are not written."""
 
     guid: str
-    path: Path
+    path: Path | None
     size: int
     document_type: str
     invoice_number: str | None
@@ -100,9 +105,13 @@ class Upload:
         return f"urn:inexchangedocument:{self.guid}"
 
 
-@dataclass
+@dataclass(slots=True)
 class OutboundDocument:
-    """One sent document with its predetermined timeline and outcome."""
+    """One sent document with its predetermined timeline and outcome.
+
+    It is ``PendingInPlatform`` from ``created``, ``Pending`` from ``pending_at`` and in its final
+    status from ``final_at``.
+    """
 
     id: str
     owner: str
@@ -112,22 +121,33 @@ class OutboundDocument:
     send_as: str | None
     recipient_information: dict[str, Any]
     created: int
-    step_us: int
+    pending_at: int
+    final_at: int
     final_status: str
-    error: dict[str, Any] | None = field(default=None)
+    error: dict[str, Any] | None = None
 
     def history(self, now: int) -> list[tuple[str, int]]:
-        """Return the statuses reached at ``now``, oldest first (the first one always)."""
+        """Return the statuses reached at ``now``, oldest first (the first one always).
+
+        :param now: epoch microseconds.
+        """
         timeline = [
             ("PendingInPlatform", self.created),
-            ("Pending", self.created + self.step_us),
-            (self.final_status, self.created + 2 * self.step_us),
+            ("Pending", self.pending_at),
+            (self.final_status, self.final_at),
         ]
         return [timeline[0], *(entry for entry in timeline[1:] if entry[1] <= now)]
 
     def current(self, now: int) -> tuple[str, int]:
-        """Return the status and its time at ``now``."""
-        return self.history(now)[-1]
+        """Return the status and its time at ``now``.
+
+        :param now: epoch microseconds.
+        """
+        if now >= self.final_at:
+            return self.final_status, self.final_at
+        if now >= self.pending_at:
+            return "Pending", self.pending_at
+        return "PendingInPlatform", self.created
 
     def to_json(self, now: int, *, include_error: bool = True) -> dict[str, Any]:
         """Render the document the way the InExchange API does at ``now``."""
@@ -146,6 +166,49 @@ class OutboundDocument:
         if include_error:
             body["error"] = dict(self.error) if self.error and status == self.final_status else None
         return body
+
+
+class Outbox:
+    """One owner's outbound documents in creation order, for listings by creation window."""
+
+    __slots__ = ("created", "documents", "longest_us")
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.created: list[int] = []
+        self.documents: list[OutboundDocument] = []
+        self.longest_us = 0
+
+    def add(self, document: OutboundDocument) -> None:
+        """Keep ``document`` in creation order (an append, since the clock never goes back).
+
+        :param document: a document just sent.
+        """
+        if self.created and document.created < self.created[-1]:
+            index = bisect.bisect_right(self.created, document.created)
+            self.created.insert(index, document.created)
+            self.documents.insert(index, document)
+        else:
+            self.created.append(document.created)
+            self.documents.append(document)
+        self.longest_us = max(self.longest_us, document.final_at - document.created)
+
+    def window(self, created_from: int | None, created_to: int | None, updated_after: int | None) -> tuple[int, int]:
+        """Return the index range of the documents that can match these bounds.
+
+        Inclusive creation bounds; a document created at or before ``updated_after`` minus the
+        longest timeline of any document here has had its last status change by ``updated_after``,
+        so it cannot match a strict ``updatedAfter`` either.
+
+        :param created_from: earliest creation time (epoch µs), or ``None``.
+        :param created_to: latest creation time (epoch µs), or ``None``.
+        :param updated_after: the ``updatedAfter`` cursor (epoch µs), or ``None``.
+        """
+        low = 0 if created_from is None else bisect.bisect_left(self.created, created_from)
+        if updated_after is not None:
+            low = max(low, bisect.bisect_right(self.created, updated_after - self.longest_us))
+        high = len(self.created) if created_to is None else bisect.bisect_right(self.created, created_to)
+        return low, max(low, high)
 
 
 def read_ubl(content: bytes) -> tuple[str, str | None]:
@@ -180,11 +243,15 @@ class Store:
     def _reset_documents(self) -> None:
         self.uploads: dict[str, Upload] = {}
         self.documents: dict[str, OutboundDocument] = {}
+        self.outboxes: dict[str, Outbox] = {}
         self.latest_by_erp_id: dict[tuple[str, str], OutboundDocument] = {}
         self.by_invoice_number: dict[tuple[str, str, str], list[OutboundDocument]] = {}
         self.sends: Counter[str] = Counter()
+        self.duplicates: set[str] = set()
         self.requests = 0
         self.tokens_created = 0
+        self.list_requests = 0
+        self.list_examined = 0
         self.faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
         self.rng = random.Random(self.config.seed)
 
@@ -220,9 +287,14 @@ class Store:
     # Documents ----------------------------------------------------------------------------
 
     def upload(self, content: bytes) -> Upload:
-        """Remember an uploaded file's type and invoice number; the caller writes it to ``path``."""
+        """Remember an uploaded file's type and invoice number; the caller writes it to ``path``.
+
+        ``path`` is ``None`` when the configuration keeps no upload files.
+
+        :param content: the uploaded file.
+        """
         guid = str(uuid.uuid4())
-        path = self.documents_dir / f"{guid}.xml"
+        path = self.documents_dir / f"{guid}.xml" if self.config.upload_files else None
         document_type, number = read_ubl(content)
         upload = Upload(guid, path, len(content), document_type, number)
         self.uploads[guid] = upload
@@ -253,15 +325,16 @@ class Store:
         with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
         for electronic delivery and ``Sent`` for the others.
         """
+        config = self.config
         now = self.clock.now()
         number = upload.invoice_number or erp_document_id
         number_key = (owner, upload.document_type, number)
-        earlier = [
-            doc
-            for doc in self.by_invoice_number.get(number_key, [])
-            if doc.final_status != "Error" and now - doc.created < DUPLICATE_WINDOW_US
-        ]
-        final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, bool(earlier))
+        duplicate = any(
+            doc.final_status != "Error" and now - doc.created < DUPLICATE_WINDOW_US
+            for doc in self.by_invoice_number.get(number_key, ())
+        )
+        final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate)
+        step_us = round(config.status_step_ms * 1000)
         document = OutboundDocument(
             id=str(uuid.uuid4()),
             owner=owner,
@@ -271,14 +344,21 @@ class Store:
             send_as=send_as,
             recipient_information=recipient_information,
             created=now,
-            step_us=round(self.config.status_step_ms * 1000),
+            pending_at=now + step_us,
+            final_at=now + 2 * step_us,
             final_status=final_status,
             error=error,
         )
         self.documents[document.id] = document
+        outbox = self.outboxes.get(owner)
+        if outbox is None:
+            outbox = self.outboxes[owner] = Outbox()
+        outbox.add(document)
         self.latest_by_erp_id[(owner, erp_document_id)] = document
         self.by_invoice_number.setdefault(number_key, []).append(document)
         self.sends[erp_document_id] += 1
+        if self.sends[erp_document_id] == 2:
+            self.duplicates.add(erp_document_id)
         return document
 
     def _outcome(
@@ -324,54 +404,93 @@ class Store:
         document_type: str | None,
         status: str | None,
         ignore_statuses: Iterable[str],
-    ) -> list[tuple[OutboundDocument, int]]:
-        """Return the owner's matching documents with the time of their current status.
+        skip: int = 0,
+        take: int | None = None,
+    ) -> tuple[int, list[OutboundDocument]]:
+        """Return how many of the owner's documents match, and the page ``skip``/``take`` of them.
 
         ``createdFrom`` and ``createdTo`` are inclusive, ``updatedAfter`` is strict and applies to
         the current status time; status filters compare case-insensitively. The result is ordered by
         current status time, then id, so paging with ``skip``/``take`` is stable.
+
+        Only the documents inside the creation window are examined (counted in ``list_examined``),
+        found by bisection in the owner's creation order; each one's status is computed afresh.
+
+        :param owner: the erpId of the client token.
+        :param created_from: ``createdFrom`` in epoch µs, or ``None``.
+        :param created_to: ``createdTo`` in epoch µs, or ``None``.
+        :param updated_after: ``updatedAfter`` in epoch µs, or ``None``.
+        :param document_type: ``documentType``, or ``None``.
+        :param status: ``status``, or ``None``.
+        :param ignore_statuses: ``ignoreStatuses``.
+        :param skip: how many matches to pass over.
+        :param take: how many matches to return at most; ``None`` for all.
         """
         now = self.clock.now()
+        self.list_requests += 1
+        outbox = self.outboxes.get(owner)
+        if outbox is None:
+            return 0, []
+        low, high = outbox.window(created_from, created_to, updated_after)
+        self.list_examined += high - low
+        cursor = -1 if updated_after is None else updated_after
         ignored = {item.lower() for item in ignore_statuses}
-        matches: list[tuple[OutboundDocument, int]] = []
-        for document in self.documents.values():
-            if document.owner != owner:
+        wanted_type = document_type.lower() if document_type is not None else None
+        wanted_status = status.lower() if status is not None else None
+        filtered = bool(ignored) or wanted_type is not None or wanted_status is not None
+        documents = outbox.documents
+        # (status time, id, index): tuples of atoms only, which the garbage collector stops tracking;
+        # holding the documents themselves would make every collection during the loop walk them all
+        matches: list[tuple[int, str, int]] = []
+        append = matches.append
+        for index, document in enumerate(documents[low:high], low):
+            # OutboundDocument.current, inline: this loop is the whole cost of a listing
+            since = document.final_at
+            if now >= since:
+                current = document.final_status
+            elif now >= document.pending_at:
+                since, current = document.pending_at, "Pending"
+            else:
+                since, current = document.created, "PendingInPlatform"
+            if since <= cursor:
                 continue
-            current, since = document.current(now)
-            if created_from is not None and document.created < created_from:
-                continue
-            if created_to is not None and document.created > created_to:
-                continue
-            if updated_after is not None and since <= updated_after:
-                continue
-            if document_type is not None and document.document_type.lower() != document_type.lower():
-                continue
-            if status is not None and current.lower() != status.lower():
-                continue
-            if current.lower() in ignored:
-                continue
-            matches.append((document, since))
-        matches.sort(key=lambda item: (item[1], item[0].id))
-        return matches
+            if filtered:
+                if wanted_type is not None and document.document_type.lower() != wanted_type:
+                    continue
+                if wanted_status is not None and current.lower() != wanted_status:
+                    continue
+                if current.lower() in ignored:
+                    continue
+            append((since, document.id, index))
+        matches.sort()
+        end = len(matches) if take is None else skip + take
+        return len(matches), [documents[item[2]] for item in matches[skip:end]]
 
     # Statistics ---------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Return the counters that tests and benchmarks check."""
+    def stats(self, *, per_document: bool = True) -> dict[str, Any]:
+        """Return the counters that tests and benchmarks check.
+
+        :param per_document: include ``sends`` (per erpDocumentId) and ``statuses`` (counted over
+            every document), the parts whose cost grows with the number of documents.
+        """
         now = self.clock.now()
-        statuses = Counter(document.current(now)[0] for document in self.documents.values())
-        return {
-            "sends": dict(self.sends),
-            "duplicates": sorted(erp_id for erp_id, count in self.sends.items() if count > 1),
+        stats: dict[str, Any] = {
+            "duplicates": sorted(self.duplicates),
             "documents_uploaded": len(self.uploads),
             "outbound_documents": len(self.documents),
-            "statuses": dict(statuses),
             "requests": self.requests,
+            "list_requests": self.list_requests,
+            "list_examined": self.list_examined,
             "tokens_created": self.tokens_created,
             "faults": dict(self.faults),
             "holds": self.holds.keys(),
             "held": self.holds.waiting(),
         }
+        if per_document:
+            stats["sends"] = dict(self.sends)
+            stats["statuses"] = dict(Counter(document.current(now)[0] for document in self.documents.values()))
+        return stats
 
 
 def _error(status: str, message: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -113,4 +114,17 @@ def wait_for(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
 def uid() -> str:
     """Return a unique erpDocumentId."""
     return f"INV-{uuid.uuid4().hex[:12]}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def micros(text: str) -> int:
+    """Return an API timestamp (ISO 8601) as epoch microseconds."""
+    return (datetime.fromisoformat(text) - _EPOCH) // timedelta(microseconds=1)
+
+
+def iso(value: int) -> str:
+    """Return epoch microseconds as an API timestamp (UTC, microseconds, ``Z``)."""
+    return (_EPOCH + timedelta(microseconds=value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -476,8 +476,13 @@ def test_stats_count_sends_and_duplicates(sim: SimulatorHandle, client: Client) 
     assert stats["requests"] >= 7
     assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge"}
     assert stats["holds"] == [] and stats["held"] == {}
+    # the second send of the same invoice number is a duplicate
+    assert stats["statuses"] == {"Delivered": 2, "Error": 1}
+    light = sim.stats(per_document=False)
+    assert light == {key: value for key, value in stats.items() if key not in ("sends", "statuses")}
     sim.reset()
     assert sim.stats()["sends"] == {} and sim.stats()["outbound_documents"] == 0
+    assert sim.stats()["duplicates"] == []
 
 
 def test_config_is_validated(sim: SimulatorHandle) -> None:
