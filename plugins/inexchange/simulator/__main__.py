@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stop-rate", type=float, default=0.05, help="share of documents that end Stopped")
     parser.add_argument("--error-rate", type=float, default=0.03, help="share of documents that end Error")
+    parser.add_argument(
+        "--slow-rate", type=float, default=0.0, help="share of documents whose status step is --slow-factor times longer"
+    )
+    parser.add_argument("--slow-factor", type=float, default=10.0, help="how many times slower a slow document is")
+    parser.add_argument(
+        "--stuck-rate", type=float, default=0.0, help="share of documents that stay Pending --stuck-ms longer"
+    )
+    parser.add_argument(
+        "--stuck-ms", type=float, default=60_000.0, help="how much longer a stuck document stays Pending (default 60000)"
+    )
     parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
     parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
     parser.add_argument("--data-dir", type=Path, help="where uploaded files go (default: a temporary folder)")
@@ -141,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status_step_ms=args.status_step_ms,
                 stop_rate=args.stop_rate,
                 error_rate=args.error_rate,
+                slow_rate=args.slow_rate,
+                slow_factor=args.slow_factor,
+                stuck_rate=args.stuck_rate,
+                stuck_ms=args.stuck_ms,
                 api_key=args.api_key,
                 token_ttl_s=args.token_ttl_s,
                 data_dir=args.data_dir or Path(scratch),

@@ -23,6 +23,10 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "status_step_ms",
     "stop_rate",
     "error_rate",
+    "slow_rate",
+    "slow_factor",
+    "stuck_rate",
+    "stuck_ms",
     "token_ttl_s",
 )
 
@@ -73,6 +77,13 @@ def _non_negative(name: str, value: Any) -> float:
     return number
 
 
+def _factor(name: str, value: Any) -> float:
+    number = _non_negative(name, value)
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, got {number}")
+    return number
+
+
 @dataclass
 class SimulatorConfig:
     """Everything that shapes the simulator's behaviour.
@@ -81,6 +92,10 @@ class SimulatorConfig:
     sequence repeatable. Rates are probabilities between 0 and 1; durations are milliseconds except
     ``token_ttl_s``. ``timeout_ms`` is how long a ``timeout`` fault keeps a request waiting before
     processing it.
+
+    A share ``slow_rate`` of the documents takes ``slow_factor`` times ``status_step_ms`` between
+    two statuses; a share ``stuck_rate`` stays ``Pending`` for ``stuck_ms`` more before it reaches
+    its final status. Both are drawn per ``erpDocumentId`` from the seed when a document is sent.
 
     ``upload_files`` writes every uploaded file under
     ``data_dir/documents``; without it only a file's type, invoice number and size are kept (for runs
@@ -95,6 +110,10 @@ class SimulatorConfig:
     status_step_ms: float = 1000.0
     stop_rate: float = 0.05
     error_rate: float = 0.03
+    slow_rate: float = 0.0
+    slow_factor: float = 10.0
+    stuck_rate: float = 0.0
+    stuck_ms: float = 60_000.0
     api_key: str = "sim-api-key"
     token_ttl_s: float = 3600.0
     data_dir: Path = field(default_factory=lambda: Path("."))
@@ -106,6 +125,10 @@ class SimulatorConfig:
         self.fault_rate = _rate("fault_rate", self.fault_rate)
         self.stop_rate = _rate("stop_rate", self.stop_rate)
         self.error_rate = _rate("error_rate", self.error_rate)
+        self.slow_rate = _rate("slow_rate", self.slow_rate)
+        self.stuck_rate = _rate("stuck_rate", self.stuck_rate)
+        self.slow_factor = _factor("slow_factor", self.slow_factor)
+        self.stuck_ms = _non_negative("stuck_ms", self.stuck_ms)
         self.latency_ms = _non_negative("latency_ms", self.latency_ms)
         self.timeout_ms = _non_negative("timeout_ms", self.timeout_ms)
         self.status_step_ms = _non_negative("status_step_ms", self.status_step_ms)

@@ -4,6 +4,8 @@ Outbound documents never change once stored: their whole timeline (``PendingInPl
 ``Pending`` one status step later, then the final status two steps later) and their outcome are fixed
 when they are sent, and the status shown is computed from the time of the request. No background
 task is needed and a status never moves backwards, even when the status step is changed at runtime.
+A slow document's status step is ``slow_factor`` times the normal one; a stuck document stays
+``Pending`` for ``stuck_ms`` more before its final status.
 
 Each owner's documents are also kept in creation order (the clock never goes backwards, so sending
 appends), which lets a listing find its ``createdFrom``/``createdTo`` window by bisection and look
@@ -110,7 +112,7 @@ class OutboundDocument:
     """One sent document with its predetermined timeline and outcome.
 
     It is ``PendingInPlatform`` from ``created``, ``Pending`` from ``pending_at`` and in its final
-    status from ``final_at``.
+    status from ``final_at``; ``slow`` and ``stuck`` tell how that timeline was drawn.
     """
 
     id: str
@@ -125,6 +127,8 @@ class OutboundDocument:
     final_at: int
     final_status: str
     error: dict[str, Any] | None = None
+    slow: bool = False
+    stuck: bool = False
 
     def history(self, now: int) -> list[tuple[str, int]]:
         """Return the statuses reached at ``now``, oldest first (the first one always).
@@ -246,6 +250,8 @@ class Store:
         self.outboxes: dict[str, Outbox] = {}
         self.latest_by_erp_id: dict[tuple[str, str], OutboundDocument] = {}
         self.by_invoice_number: dict[tuple[str, str, str], list[OutboundDocument]] = {}
+        self.stuck: list[OutboundDocument] = []
+        self.slow_documents = 0
         self.sends: Counter[str] = Counter()
         self.duplicates: set[str] = set()
         self.requests = 0
@@ -323,7 +329,8 @@ class Store:
         same type with the same invoice number within a year (an earlier document that itself ended
         in ``Error`` does not count); otherwise a seeded draw on ``erpDocumentId`` gives ``Stopped``
         with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
-        for electronic delivery and ``Sent`` for the others.
+        for electronic delivery and ``Sent`` for the others. The timeline is drawn the same way:
+        slow with probability ``slow_rate``, stuck with probability ``stuck_rate``.
         """
         config = self.config
         now = self.clock.now()
@@ -334,7 +341,9 @@ class Store:
             for doc in self.by_invoice_number.get(number_key, ())
         )
         final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate)
-        step_us = round(config.status_step_ms * 1000)
+        slow = unit(config.seed, "slow", erp_document_id) < config.slow_rate
+        stuck = unit(config.seed, "stuck", erp_document_id) < config.stuck_rate
+        step_us = round(config.status_step_ms * 1000 * (config.slow_factor if slow else 1.0))
         document = OutboundDocument(
             id=str(uuid.uuid4()),
             owner=owner,
@@ -345,9 +354,11 @@ class Store:
             recipient_information=recipient_information,
             created=now,
             pending_at=now + step_us,
-            final_at=now + 2 * step_us,
+            final_at=now + 2 * step_us + (round(config.stuck_ms * 1000) if stuck else 0),
             final_status=final_status,
             error=error,
+            slow=slow,
+            stuck=stuck,
         )
         self.documents[document.id] = document
         outbox = self.outboxes.get(owner)
@@ -359,6 +370,9 @@ class Store:
         self.sends[erp_document_id] += 1
         if self.sends[erp_document_id] == 2:
             self.duplicates.add(erp_document_id)
+        self.slow_documents += slow
+        if stuck:
+            self.stuck.append(document)
         return document
 
     def _outcome(
@@ -475,10 +489,14 @@ class Store:
             every document), the parts whose cost grows with the number of documents.
         """
         now = self.clock.now()
+        stuck_pending = {document.erp_document_id for document in self.stuck if now < document.final_at}
         stats: dict[str, Any] = {
             "duplicates": sorted(self.duplicates),
             "documents_uploaded": len(self.uploads),
             "outbound_documents": len(self.documents),
+            "slow_documents": self.slow_documents,
+            "stuck_documents": len(self.stuck),
+            "stuck_pending": sorted(stuck_pending),
             "requests": self.requests,
             "list_requests": self.list_requests,
             "list_examined": self.list_examined,

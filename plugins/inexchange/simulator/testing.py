@@ -57,7 +57,8 @@ class SimulatorHandle:
         """Change runtime settings and return the settings now in force.
 
         Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``timeout_ms``, ``status_step_ms``,
-        ``stop_rate``, ``error_rate`` and ``token_ttl_s``.
+        ``stop_rate``, ``error_rate``, ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``
+        and ``token_ttl_s``.
         """
         return dict(self._sim("POST", "config", json=settings))
 

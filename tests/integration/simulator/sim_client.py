@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "status_step_ms": 0,
     "stop_rate": 0.0,
     "error_rate": 0.0,
+    "slow_rate": 0.0,
+    "slow_factor": 10,
+    "stuck_rate": 0.0,
+    "stuck_ms": 60_000,
     "token_ttl_s": 3600,
 }
 
@@ -128,3 +132,7 @@ def iso(value: int) -> str:
     """Return epoch microseconds as an API timestamp (UTC, microseconds, ``Z``)."""
     return (_EPOCH + timedelta(microseconds=value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+
+def status_times(document: dict[str, Any]) -> dict[str, int]:
+    """Return each status of a document's history with its time in epoch microseconds."""
+    return {entry["status"]: micros(entry["time"]) for entry in document["statusHistory"]}
