@@ -392,6 +392,13 @@ class SimulatorApi:
         per_document = request.query_params.get("documents", "").lower() not in ("0", "false", "no")
         return _json(self.store.stats(per_document=per_document))
 
+    async def tokens(self, request: Request) -> Response:
+        """``GET /_sim/tokens``: every client token issued (value, erpId, revoked, expired) and the API key.
+
+        A test can search log files for each of them: none may ever be written to a log.
+        """
+        return _json({"tokens": self.store.issued_tokens(), "apiKey": self.store.config.api_key})
+
     async def config(self, request: Request) -> Response:
         """``GET``/``POST /_sim/config``: read or change the runtime settings."""
         if request.method == "POST":
@@ -460,6 +467,7 @@ class SimulatorApi:
             _Route(f"{api}/invoices/outbound/byerpid/{{erp_id:path}}", auth(self.by_erp_id), methods=["GET", "POST"]),
             _Route("/_sim/health", self.health, methods=["GET"]),
             _Route("/_sim/stats", self.stats, methods=["GET"]),
+            _Route("/_sim/tokens", self.tokens, methods=["GET"]),
             _Route("/_sim/config", self.config, methods=["GET", "POST"]),
             _Route("/_sim/reset", self.reset, methods=["POST"]),
             _Route("/_sim/hold", self.hold, methods=["POST", "DELETE"]),

@@ -290,6 +290,20 @@ class Store:
         token = self.tokens.get(value or "")
         return token if token is not None and token.live(self.clock.now()) else None
 
+    def issued_tokens(self) -> list[dict[str, Any]]:
+        """Return every client token issued since start-up, oldest first, with its state now."""
+        now = self.clock.now()
+        return [
+            {
+                "token": token.value,
+                "erpId": token.erp_id,
+                "expiresAt": utc_iso(token.expires_at),
+                "revoked": token.revoked,
+                "expired": now >= token.expires_at,
+            }
+            for token in self.tokens.values()
+        ]
+
     # Documents ----------------------------------------------------------------------------
 
     def upload(self, content: bytes) -> Upload:

@@ -62,6 +62,14 @@ class SimulatorHandle:
         """
         return dict(self._sim("POST", "config", json=settings))
 
+    def tokens(self) -> list[dict[str, Any]]:
+        """Return ``GET /_sim/tokens``: every client token issued, oldest first.
+
+        Each is ``{"token", "erpId", "expiresAt", "revoked", "expired"}``; the API key is
+        :attr:`api_key` (also in the route's answer as ``apiKey``).
+        """
+        return list(self._sim("GET", "tokens")["tokens"])
+
     def reset(self) -> None:
         """Forget documents, counters and registered parties, release holds (client tokens stay valid)."""
         self._sim("POST", "reset")

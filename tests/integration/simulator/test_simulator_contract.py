@@ -163,6 +163,43 @@ def test_token_expires_at_valid_to(sim: SimulatorHandle) -> None:
     wait_for(lambda: httpx.post(url, headers={"ClientToken": token}, json={}).status_code == 401, timeout=4)
 
 
+def test_sim_tokens_lists_every_issued_token_with_its_state(sim: SimulatorHandle) -> None:
+    sim.configure(token_ttl_s=0.3)
+    short = Client(sim, erp_id="erp-short")
+    sim.configure(token_ttl_s=3600)
+    live, ended = Client(sim, erp_id="erp-live"), Client(sim, erp_id="erp-ended")
+    try:
+        revoke = httpx.post(
+            f"{sim.base_url}clientTokens/revoke", headers={"APIKey": sim.api_key}, json={"clientToken": ended.token}
+        )
+        assert revoke.status_code in (200, 204)
+        wait_for(lambda: short.http.post("documents/outbound/list", json={}).status_code == 401)
+        sim.configure(fault_rate=1.0, faults=["5xx"])
+        reply = httpx.get(f"{sim.root_url}_sim/tokens")
+        sim.configure(fault_rate=0.0)
+        sim.reset()
+        after_reset = sim.tokens()
+    finally:
+        for api in (short, live, ended):
+            api.close()
+    assert reply.status_code == 200
+    assert reply.json()["apiKey"] == sim.api_key
+    tokens = {entry["token"]: entry for entry in reply.json()["tokens"]}
+    assert set(tokens[live.token]) == {"token", "erpId", "expiresAt", "revoked", "expired"}
+    states = {api.token: (tokens[api.token]["erpId"], tokens[api.token]["revoked"], tokens[api.token]["expired"])
+              for api in (short, live, ended)}
+    assert states == {
+        short.token: ("erp-short", False, True),
+        live.token: ("erp-live", False, False),
+        ended.token: ("erp-ended", True, False),
+    }
+    assert tokens[short.token]["expiresAt"] < tokens[live.token]["expiresAt"]
+    # issued oldest first; a reset forgets documents, not tokens
+    order = [entry["token"] for entry in reply.json()["tokens"]]
+    assert order.index(short.token) < order.index(live.token) < order.index(ended.token)
+    assert [entry["token"] for entry in after_reset] == order
+
+
 # Buyer party lookup ---------------------------------------------------------------------------
 
 PARTY_KEYS = {
