@@ -2,7 +2,8 @@
 
 Once the server listens it prints exactly one line, ``SIMULATOR_URL=http://HOST:PORT/v1/api/``, to
 standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it; requests
-held by ``/_sim/hold`` are released then, so that they do not keep the server from stopping.
+held by ``/_sim/hold`` are released then and ``fuzz`` replies still dripping end, so that they do not
+keep the server from stopping.
 """
 
 from __future__ import annotations
@@ -22,13 +23,27 @@ from types import FrameType
 import uvicorn
 
 from inexchange.simulator.app import create_app
-from inexchange.simulator.config import DEFAULT_FAULTS, FAULT_KINDS, SimulatorConfig, parse_faults
+from inexchange.simulator.config import (
+    DEFAULT_FAULTS,
+    FAULT_KINDS,
+    FUZZ_SHAPES,
+    SimulatorConfig,
+    parse_faults,
+    parse_fuzz_shapes,
+)
 from inexchange.simulator.faults import DroppedConnectionLogFilter
 
 
 def _fault_kinds(text: str) -> tuple[str, ...]:
     try:
         return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _fuzz_shapes(text: str) -> tuple[str, ...]:
+    try:
+        return parse_fuzz_shapes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -70,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stuck-ms", type=float, default=60_000.0, help="how much longer a stuck document stays Pending (default 60000)"
+    )
+    parser.add_argument(
+        "--fuzz-shapes",
+        type=_fuzz_shapes,
+        default=FUZZ_SHAPES,
+        help=f"comma-separated hostile replies a fuzz fault draws from, of {','.join(FUZZ_SHAPES)} (default all)",
+    )
+    parser.add_argument(
+        "--drip-max-s", type=float, default=60.0, help="longest time a fuzz drip reply lasts (default 60)"
     )
     parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
     parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
@@ -155,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 slow_factor=args.slow_factor,
                 stuck_rate=args.stuck_rate,
                 stuck_ms=args.stuck_ms,
+                fuzz_shapes=args.fuzz_shapes,
+                drip_max_s=args.drip_max_s,
                 api_key=args.api_key,
                 token_ttl_s=args.token_ttl_s,
                 data_dir=args.data_dir or Path(scratch),
@@ -174,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(handled, _exit_quietly)
         # uvicorn's loop factory picks uvloop when it is installed, as ``uvicorn.run`` does.
         with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
-            runner.run(serve(uvicorn.Server(server_config), sock, args.url_file, app.state.store.holds.release))
+            runner.run(serve(uvicorn.Server(server_config), sock, args.url_file, app.state.store.stop))
     return 0
 
 

@@ -8,11 +8,35 @@ from pathlib import Path
 from typing import Any
 
 #: The kinds of injected faults, in the order they are reported by ``/_sim/stats``.
-FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge")
+FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge", "fuzz")
 
 #: The fault kinds enabled unless chosen otherwise; ``timeout`` and the hostile replies (``html``,
-#: ``garbled``, ``huge``) must be asked for.
+#: ``garbled``, ``huge``, ``fuzz``) must be asked for.
 DEFAULT_FAULTS: tuple[str, ...] = ("5xx", "429", "drop", "lost")
+
+#: The hostile replies a ``fuzz`` fault draws from (described in :mod:`inexchange.simulator.faults`),
+#: in the order they are reported by ``/_sim/stats``. All are enabled unless chosen otherwise.
+FUZZ_SHAPES: tuple[str, ...] = (
+    "html_page",
+    "html_error_200",
+    "xml",
+    "octet_stream",
+    "invalid_utf8",
+    "truncated_json",
+    "json_list",
+    "documents_string",
+    "status_number",
+    "total_negative",
+    "total_text",
+    "nulls",
+    "missing_fields",
+    "nested_json",
+    "drip",
+    "no_content",
+    "location_garbage",
+    "location_missing",
+    "retry_after",
+)
 
 #: Settings that ``POST /_sim/config`` may change while the simulator runs.
 RUNTIME_SETTINGS: tuple[str, ...] = (
@@ -27,6 +51,8 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "slow_factor",
     "stuck_rate",
     "stuck_ms",
+    "fuzz_shapes",
+    "drip_max_s",
     "token_ttl_s",
 )
 
@@ -57,6 +83,17 @@ def parse_faults(value: str | Iterable[str] | None) -> tuple[str, ...]:
     :param value: the kinds, comma-separated or as a list.
     """
     return _parse_names(value, FAULT_KINDS, "fault kind")
+
+
+def parse_fuzz_shapes(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Turn ``"drip,xml"`` or ``["drip", "xml"]`` into a tuple of known ``fuzz`` shapes.
+
+    An empty string, an empty list or ``None`` enables no shape (a ``fuzz`` fault then never
+    happens). Unknown shapes raise ``ValueError``.
+
+    :param value: the shapes, comma-separated or as a list.
+    """
+    return _parse_names(value, FUZZ_SHAPES, "fuzz shape")
 
 
 def _rate(name: str, value: Any) -> float:
@@ -90,14 +127,15 @@ class SimulatorConfig:
 
     ``seed`` makes the party registry, the document outcomes, the latency jitter and the fault
     sequence repeatable. Rates are probabilities between 0 and 1; durations are milliseconds except
-    ``token_ttl_s``. ``timeout_ms`` is how long a ``timeout`` fault keeps a request waiting before
-    processing it.
+    ``token_ttl_s`` and ``drip_max_s``. ``timeout_ms`` is how long a ``timeout`` fault keeps a request
+    waiting before processing it.
 
     A share ``slow_rate`` of the documents takes ``slow_factor`` times ``status_step_ms`` between
     two statuses; a share ``stuck_rate`` stays ``Pending`` for ``stuck_ms`` more before it reaches
     its final status. Both are drawn per ``erpDocumentId`` from the seed when a document is sent.
 
-    ``upload_files`` writes every uploaded file under
+    ``fuzz_shapes`` are the hostile replies a ``fuzz`` fault draws from; ``drip_max_s`` bounds how
+    long a ``drip`` reply lasts. ``upload_files`` writes every uploaded file under
     ``data_dir/documents``; without it only a file's type, invoice number and size are kept (for runs
     with very many uploads). It cannot be changed at run time.
     """
@@ -114,6 +152,8 @@ class SimulatorConfig:
     slow_factor: float = 10.0
     stuck_rate: float = 0.0
     stuck_ms: float = 60_000.0
+    fuzz_shapes: tuple[str, ...] = FUZZ_SHAPES
+    drip_max_s: float = 60.0
     api_key: str = "sim-api-key"
     token_ttl_s: float = 3600.0
     data_dir: Path = field(default_factory=lambda: Path("."))
@@ -122,6 +162,7 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         """Validate every field so that a bad command line fails at start-up."""
         self.faults = parse_faults(self.faults)
+        self.fuzz_shapes = parse_fuzz_shapes(self.fuzz_shapes)
         self.fault_rate = _rate("fault_rate", self.fault_rate)
         self.stop_rate = _rate("stop_rate", self.stop_rate)
         self.error_rate = _rate("error_rate", self.error_rate)
@@ -129,6 +170,7 @@ class SimulatorConfig:
         self.stuck_rate = _rate("stuck_rate", self.stuck_rate)
         self.slow_factor = _factor("slow_factor", self.slow_factor)
         self.stuck_ms = _non_negative("stuck_ms", self.stuck_ms)
+        self.drip_max_s = _non_negative("drip_max_s", self.drip_max_s)
         self.latency_ms = _non_negative("latency_ms", self.latency_ms)
         self.timeout_ms = _non_negative("timeout_ms", self.timeout_ms)
         self.status_step_ms = _non_negative("status_step_ms", self.status_step_ms)
@@ -153,6 +195,7 @@ class SimulatorConfig:
         """Return the settings that can be changed at runtime, as JSON-ready values."""
         view = {name: getattr(self, name) for name in RUNTIME_SETTINGS}
         view["faults"] = list(self.faults)
+        view["fuzz_shapes"] = list(self.fuzz_shapes)
         view["seed"] = self.seed
         view["upload_files"] = self.upload_files
         return view

@@ -14,13 +14,14 @@ only at the documents inside it: a page costs the size of its window, not of the
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import random
 import secrets
 import shutil
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,7 +30,7 @@ from typing import Any
 
 from lxml import etree
 
-from inexchange.simulator.config import FAULT_KINDS, SimulatorConfig
+from inexchange.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfig
 from inexchange.simulator.holds import Holds
 from inexchange.simulator.registry import PartyRegistry
 from inexchange.simulator.seeded import unit
@@ -38,6 +39,7 @@ UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 DOCUMENT_TYPES = ("Invoice", "CreditNote")
 US_PER_S = 1_000_000
 DUPLICATE_WINDOW_US = 365 * 24 * 3600 * US_PER_S
+FUZZ_RECENT = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
@@ -240,6 +242,8 @@ class Store:
         self.registry = PartyRegistry(config.seed)
         self.tokens: dict[str, Token] = {}
         self.holds = Holds()
+        self.stopping = asyncio.Event()
+        self.dripping = 0
         self.documents_dir = config.data_dir / "documents"
         self.documents_dir.mkdir(parents=True, exist_ok=True)
         self._reset_documents()
@@ -259,6 +263,9 @@ class Store:
         self.list_requests = 0
         self.list_examined = 0
         self.faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self.fuzz_shapes: Counter[str] = Counter({shape: 0 for shape in FUZZ_SHAPES})
+        self.fuzz_processed = 0
+        self.fuzz_recent: deque[dict[str, Any]] = deque(maxlen=FUZZ_RECENT)
         self.rng = random.Random(self.config.seed)
 
     def reset(self) -> None:
@@ -272,6 +279,11 @@ class Store:
         self.registry.clear()
         shutil.rmtree(self.documents_dir, ignore_errors=True)
         self.documents_dir.mkdir(parents=True, exist_ok=True)
+
+    def stop(self) -> None:
+        """Let every held request go on and end every dripping reply: the server is stopping."""
+        self.stopping.set()
+        self.holds.release()
 
     # Tokens -------------------------------------------------------------------------------
 
@@ -496,6 +508,19 @@ class Store:
 
     # Statistics ---------------------------------------------------------------------------
 
+    def record_fuzz(self, method: str, path: str, shape: str, processed: bool) -> None:
+        """Count a ``fuzz`` fault by shape and keep it among the recent ones.
+
+        :param method: the request's method.
+        :param path: the request's path below ``/v1/api/``.
+        :param shape: the hostile reply drawn.
+        :param processed: whether the request was processed before the reply.
+        """
+        self.faults["fuzz"] += 1
+        self.fuzz_shapes[shape] += 1
+        self.fuzz_processed += processed
+        self.fuzz_recent.append({"method": method, "path": path, "shape": shape, "processed": processed})
+
     def stats(self, *, per_document: bool = True) -> dict[str, Any]:
         """Return the counters that tests and benchmarks check.
 
@@ -516,6 +541,10 @@ class Store:
             "list_examined": self.list_examined,
             "tokens_created": self.tokens_created,
             "faults": dict(self.faults),
+            "fuzz_shapes": dict(self.fuzz_shapes),
+            "fuzz_processed": self.fuzz_processed,
+            "fuzz_recent": list(self.fuzz_recent),
+            "dripping": self.dripping,
             "holds": self.holds.keys(),
             "held": self.holds.waiting(),
         }

@@ -57,8 +57,8 @@ class SimulatorHandle:
         """Change runtime settings and return the settings now in force.
 
         Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``timeout_ms``, ``status_step_ms``,
-        ``stop_rate``, ``error_rate``, ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``
-        and ``token_ttl_s``.
+        ``stop_rate``, ``error_rate``, ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``,
+        ``fuzz_shapes``, ``drip_max_s`` and ``token_ttl_s``.
         """
         return dict(self._sim("POST", "config", json=settings))
 
@@ -210,8 +210,9 @@ def run_simulator(
 ) -> Iterator[SimulatorHandle]:
     """Run ``python -m inexchange.simulator`` on a free loopback port for the ``with`` block.
 
-    ``faults=None`` enables the default fault kinds, all but ``timeout`` (they only happen when
-    ``fault_rate`` > 0); a ``timeout`` fault waits ``timeout_ms`` before processing. Without a
+    ``faults=None`` enables the default fault kinds, all but ``timeout`` and the hostile replies
+    (``html``, ``garbled``, ``huge``, ``fuzz``); they only happen when ``fault_rate`` > 0. A
+    ``timeout`` fault waits ``timeout_ms`` before processing. Without a
     ``data_dir`` the uploads go to a temporary folder removed afterwards. The process is stopped
     (terminated, killed after a timeout) when the block ends, also on error. Its standard error is
     inherited, so a crash shows in the test output.

@@ -13,6 +13,29 @@ import pytest
 
 from inexchange.simulator.testing import SimulatorHandle
 
+#: Every hostile reply of a ``fuzz`` fault, as the simulator's documentation names them.
+FUZZ_SHAPES = (
+    "html_page",
+    "html_error_200",
+    "xml",
+    "octet_stream",
+    "invalid_utf8",
+    "truncated_json",
+    "json_list",
+    "documents_string",
+    "status_number",
+    "total_negative",
+    "total_text",
+    "nulls",
+    "missing_fields",
+    "nested_json",
+    "drip",
+    "no_content",
+    "location_garbage",
+    "location_missing",
+    "retry_after",
+)
+
 #: The settings every test starts from: no faults, no latency, every document final at once.
 DEFAULTS: dict[str, Any] = {
     "fault_rate": 0.0,
@@ -26,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "slow_factor": 10,
     "stuck_rate": 0.0,
     "stuck_ms": 60_000,
+    "fuzz_shapes": list(FUZZ_SHAPES),
+    "drip_max_s": 60,
     "token_ttl_s": 3600,
 }
 

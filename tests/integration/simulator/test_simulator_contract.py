@@ -511,7 +511,7 @@ def test_stats_count_sends_and_duplicates(sim: SimulatorHandle, client: Client) 
     assert stats["documents_uploaded"] == 3
     assert stats["outbound_documents"] == 3
     assert stats["requests"] >= 7
-    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge"}
+    assert set(stats["faults"]) == {"5xx", "429", "drop", "lost", "timeout", "html", "garbled", "huge", "fuzz"}
     assert stats["holds"] == [] and stats["held"] == {}
     # the second send of the same invoice number is a duplicate
     assert stats["statuses"] == {"Delivered": 2, "Error": 1}
