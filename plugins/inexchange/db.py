@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,13 +37,20 @@ def engine_for(conn_id: str) -> Engine:
     return engine
 
 
+#: SQLite text as str, bytes that are not UTF-8 as U+FFFD (C code: no Python call per value)
+_decode_text = partial(bytes.decode, encoding="utf-8", errors="replace")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Write-ahead log and a busy timeout for SQLite files.
+    """Write-ahead log, a busy timeout and lenient text decoding for SQLite files.
 
     With WAL, readers never block the writer and a commit appends to the log instead of rewriting
     pages; the busy timeout lets parallel tasks (mapped submit batches) wait for each other's short
-    transactions instead of failing with "database is locked".
+    transactions instead of failing with "database is locked". SQLite does not check that TEXT is
+    UTF-8: one undecodable value would otherwise stop every read of its table ("Could not decode
+    to UTF-8"), so its bad bytes are read as U+FFFD, which validation names in the invoice's message.
     """
+    dbapi_connection.text_factory = _decode_text
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -89,3 +99,39 @@ def as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: keys beyond a BIGINT are none (no database column could hold them)
+_BIGINT = 2**63
+
+
+def read_date(value: Any) -> date | None:
+    """Like :func:`as_date`, but None for a NULL or a value that is no date ('igår', 20261117, bytes)."""
+    if isinstance(value, date):
+        return as_date(value)
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        return None
+    try:
+        return as_date(value)
+    except ValueError:
+        return None
+
+
+def integer_id(value: Any) -> int | None:
+    """An ERP key (invoice_id, customer_id) as int, or None when it is NULL or not a whole number.
+
+    A view over a messy ERP may give 17, 17.0, Decimal('17') or '17' for the same key; 17.5, 'abc',
+    bytes or 1e20 are no key at all (17.5 is never rounded into another invoice's id 17).
+    """
+    if value is None or isinstance(value, bool | bytes | bytearray | memoryview):
+        return None
+    if isinstance(value, int):
+        return value if -_BIGINT <= value < _BIGINT else None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or not -_BIGINT <= number < _BIGINT:
+        return None
+    return int(number)
