@@ -33,6 +33,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
 
 #: longest Märkning / your reference accepted (Peppol BuyerReference has no limit; InExchange's
@@ -42,9 +43,39 @@ MAX_REFERENCE_LENGTH = 200
 VAT_RATES_BP = (2500, 1200, 600, 0)
 #: amounts beyond this (in kronor) are taken as unreadable rather than real
 MAX_AMOUNT = 10**12
-_CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+#: the latest due date accepted, in days after the invoice date (9999-12-31 is a placeholder, not a term)
+MAX_DUE_DAYS = 366
+#: characters XML 1.0 cannot carry (C0 controls but tab, line feed and carriage return; the
+#: noncharacters U+FFFE and U+FFFF), and DEL
+_CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff"
 _CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+#: what a text the ERP database could not decode as UTF-8 holds instead (see ``inexchange.db``)
+_UNDECODABLE = "\ufffd"
 _CENT = Decimal("0.01")
+#: text columns carried into the document: the label the ERP shows, the longest text accepted (the
+#: adapter contract's column width) and the adjective agreeing with the label
+TEXT_FIELDS: dict[str, tuple[str, int, str]] = {
+    "customer_number": ("kundnummer", 30, "långt"),
+    "name": ("namn", 200, "långt"),
+    "street": ("gatuadress", 200, "lång"),
+    "postal_code": ("postnummer", 10, "långt"),
+    "city": ("ort", 100, "lång"),
+    "invoice_number": ("fakturanummer", 30, "långt"),
+    "order_number": ("ordernummer", 50, "långt"),
+    "credited_invoice_number": ("krediterat fakturanummer", 30, "långt"),
+    "description": ("beskrivning", 200, "lång"),
+    "article_number": ("artikelnummer", 30, "långt"),
+}
+CUSTOMER_TEXTS = ("customer_number", "name", "street", "postal_code", "city")
+INVOICE_TEXTS = ("invoice_number", "order_number", "credited_invoice_number")
+LINE_TEXTS = ("description", "article_number")
+#: why a text cannot go into the document, by code (0: it can)
+_TEXT_PROBLEMS = ("", "binary", "undecodable", "control", "length")
+#: boolean columns as the ERP shows them, and the texts read as yes and no
+FLAG_LABELS = {"is_active": "Aktiv", "is_private_person": "Privatperson",
+               "attach_documents": "Bifoga dokument vid digitalt utskick"}
+_YES = frozenset({"true", "t", "yes", "y", "ja", "j", "1"})
+_NO = frozenset({"false", "f", "no", "n", "nej", "0"})
 
 
 # ---- exact numbers ------------------------------------------------------------------------------------
@@ -90,22 +121,145 @@ def _ore_text(ore: float) -> str:
     return str(Decimal(int(ore)).scaleb(-2))
 
 
+_BINARY = (bytes, bytearray, memoryview)
+
+
 def _text(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+    """A value as text: '' for NULL, bytes decoded as UTF-8 (undecodable bytes as U+FFFD), stripped."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, _BINARY):
+        return bytes(value).decode("utf-8", "replace").strip()
+    return str(value).strip()
+
+
+def shown(value: Any, limit: int | None = 100) -> str:
+    """A value as a message may show it: characters XML cannot carry as ``\\xNN``, cut at ``limit``.
+
+    :param value: an ERP value (text, number, bytes, NULL).
+    :param limit: most characters shown (a longer text ends with '…'); None for no limit.
+    """
+    if isinstance(value, _BINARY):
+        return f"binära data ({len(bytes(value))} byte)"
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        _text(value))
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_binary(series: pd.Series) -> np.ndarray:
+    """Where a column holds bytes (only an object column can)."""
+    if not pd.api.types.is_object_dtype(series):
+        return np.zeros(len(series), dtype=bool)
+    return np.fromiter((isinstance(v, _BINARY) for v in series), dtype=bool, count=len(series))
 
 
 def _texts(series: pd.Series) -> pd.Series:
-    """A text column with NULLs as '' and surrounding spaces removed."""
+    """A text column with NULLs as '' and surrounding spaces removed; bytes decoded like :func:`_text`."""
+    binary = _is_binary(series)
+    if binary.any():
+        series = series.copy()
+        series[binary] = [bytes(v).decode("utf-8", "replace") for v in series[binary]]
     return series.where(series.notna(), "").astype(str).str.strip()
 
 
-def _flags(series: pd.Series) -> pd.Series:
-    """A BOOLEAN column (bool, 0/1 or text) as bool; unreadable or NULL is False."""
+def _per_distinct(series: pd.Series, check: Callable[[pd.Series], np.ndarray]) -> np.ndarray:
+    """``check`` run on the distinct values of a column that repeats a few texts (line texts, units)."""
+    codes, uniques = pd.factorize(series)
+    distinct = check(pd.Series(uniques, dtype=series.dtype))
+    result = np.zeros(len(series), dtype=distinct.dtype)
+    present = codes >= 0
+    result[present] = distinct[codes[present]]
+    if not present.all():  # NULL: checked as such
+        result[~present] = check(pd.Series([None], dtype=series.dtype))[0]
+    return result
+
+
+def _text_problems(series: pd.Series, limit: int, *, repeated: bool = False) -> np.ndarray:
+    """Per value, the code (index in ``_TEXT_PROBLEMS``) of why it cannot go into the document, 0 if it can.
+
+    One pass over the column finds the suspicious values (a forbidden or replaced character, more
+    than ``limit`` characters); only those are looked at again.
+
+    :param series: the raw column.
+    :param limit: the longest text accepted, in characters (surrounding spaces not counted).
+    :param repeated: the column repeats a few texts: check each distinct text once.
+    """
+    if repeated and not pd.api.types.is_object_dtype(series):
+        return _per_distinct(series, lambda distinct: _text_problems(distinct, limit))
+    binary = _is_binary(series)
+    texts = _texts(series) if pd.api.types.is_object_dtype(series) else series
+    suspicious = texts.str.contains(f"[{_CONTROL_CHARS}{_UNDECODABLE}]", regex=True).to_numpy(dtype=bool,
+                                                                                              na_value=False)
+    long = (texts.str.len() > limit).to_numpy(dtype=bool, na_value=False)
+    codes = np.zeros(len(series), dtype="int8")
+    for position in np.flatnonzero(suspicious | long | binary):
+        text = _text(texts.iloc[position])
+        if binary[position]:
+            codes[position] = 1
+        elif _UNDECODABLE in text:
+            codes[position] = 2
+        elif _CONTROL.search(text):
+            codes[position] = 3
+        elif len(text) > limit:
+            codes[position] = 4
+    return codes
+
+
+def text_problem(column: str, text: str, code: int) -> str:
+    """The message part for a text of ``column`` that cannot go into the document.
+
+    :param column: a column of :data:`TEXT_FIELDS`.
+    :param text: its value (as :func:`_texts` gives it).
+    :param code: the problem's code from :func:`_text_problems`.
+    """
+    label, limit, long_form = TEXT_FIELDS[column]
+    problem = _TEXT_PROBLEMS[int(code)]
+    if problem == "length":
+        return f"{label} är för {long_form} ({len(text)} tecken, högst {limit}); korta texten"
+    if problem == "control":
+        return f"{label} innehåller styrtecken; ta bort dem"
+    if problem == "binary":
+        return f"{label} kan inte läsas (binära data); spara den som text"
+    return f"{label} är inte giltig text (tecken som inte är UTF-8); skriv in den igen"
+
+
+def flag(value: Any) -> bool | None:
+    """A BOOLEAN value (bool, a number, or text such as true/false, ja/nej, 1/0) as bool.
+
+    NULL is False; a value that reads as neither yes nor no is None.
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int | float | Decimal):
+        return False if value != value else value != 0  # NaN: pandas' NULL
+    text = _text(value).lower()
+    if not text:
+        return False
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    try:
+        return Decimal(text) != 0
+    except ArithmeticError:
+        return None
+
+
+def _flags(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A BOOLEAN column as bool (NULL is False), and where its value reads as neither yes nor no."""
     if pd.api.types.is_bool_dtype(series):
-        return series
-    numeric = pd.to_numeric(series, errors="coerce")
-    text = series.astype(str).str.strip().str.lower()
-    return (numeric.fillna(0) != 0) | text.isin(["true", "t", "yes"])
+        return series, pd.Series(False, index=series.index)
+    values = [flag(v) for v in series]
+    unreadable = pd.Series([v is None for v in values], index=series.index)
+    return pd.Series([bool(v) for v in values], index=series.index), unreadable
+
+
+def integer_ids(series: pd.Series) -> pd.Series:
+    """A key column (ids, line numbers) as float64: whole numbers kept, anything else NaN."""
+    values = pd.to_numeric(series, errors="coerce")
+    if not pd.api.types.is_float_dtype(values):
+        values = values.astype("float64")
+    return values.where(np.isfinite(values) & (values == np.floor(values)))
 
 
 def _dates(series: pd.Series) -> pd.Series:
@@ -183,11 +337,17 @@ def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
     """One row per customer with the columns the customer schema checks."""
     facts = pd.DataFrame(index=customers.index)
     for column in ("customer_number", "name", "billing_method", "org_number", "vat_number", "gln",
-                   "marking", "invoice_email"):
+                   "marking", "invoice_email", "street", "postal_code", "city"):
         facts[column] = _texts(customers[column])
+    for column in CUSTOMER_TEXTS:
+        facts[f"{column}_problem"] = _text_problems(customers[column], TEXT_FIELDS[column][1])
     facts["country_code"] = _texts(customers["country_code"]).str.upper().replace("", "SE")
-    facts["is_active"] = _flags(customers["is_active"])
-    facts["is_private_person"] = _flags(customers["is_private_person"])
+    for column in FLAG_LABELS:
+        values, unreadable = _flags(customers[column])
+        facts[f"{column}_unreadable"] = unreadable
+        facts[f"{column}_text"] = [shown(v, 40) for v in customers[column]]
+        # an unreadable flag is named as such, not also read as "no" (inactive, not a private person)
+        facts[column] = values | unreadable if column == "is_active" else values
     swedish = facts["country_code"] == "SE"
     facts["org_number_ok"] = [
         not org or not se or org_number_valid(org, private)
@@ -207,6 +367,7 @@ def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
 def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
     """Lines with quantities, prices, amounts and rates as exact integers (NaN when unreadable)."""
     facts = pd.DataFrame({"invoice_id": lines["invoice_id"], "line_number": lines["line_number"]})
+    facts["bad_line_number"] = integer_ids(lines["line_number"]).isna()
     quantity = _scaled(lines["quantity"], 10_000)
     price = _scaled(lines["unit_price"], 10_000)
     facts["amount"] = _scaled(lines["line_amount"], 100)
@@ -222,6 +383,17 @@ def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
     facts["unreadable"] = quantity.isna() | price.isna() | facts["amount"].isna() | facts["rate_bp"].isna()
     facts["bad_amount"] = ~facts["unreadable"] & (expected != facts["amount"].to_numpy())
     facts["bad_rate"] = ~facts["rate_bp"].isna() & ~facts["rate_bp"].isin(VAT_RATES_BP)
+    facts["negative_price"] = (price < 0).to_numpy()  # BR-27: a discount is a negative quantity
+    from inexchange.ubl import UNIT_CODES  # ubl imports this module: imported when first used
+
+    facts["bad_unit"] = _per_distinct(lines["unit"], lambda units: ~_texts(units).str.lower().isin(
+        list(UNIT_CODES)).to_numpy(dtype=bool))
+    problems = np.zeros(len(lines), dtype=bool)
+    for column in LINE_TEXTS:
+        codes = _text_problems(lines[column], TEXT_FIELDS[column][1], repeated=True)
+        facts[f"{column}_problem"] = codes
+        problems |= codes > 0
+    facts["bad_text"] = problems
     return facts
 
 
@@ -232,15 +404,19 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
     """
     invoices = batch.invoices
     facts = pd.DataFrame(index=invoices.index)
-    facts["invoice_number"] = _texts(invoices["invoice_number"])
-    facts["customer_id"] = pd.to_numeric(invoices["customer_id"], errors="coerce")
+    for column in INVOICE_TEXTS:
+        facts[column] = _texts(invoices[column])
+        facts[f"{column}_problem"] = _text_problems(invoices[column], TEXT_FIELDS[column][1])
+    facts["customer_id"] = integer_ids(invoices["customer_id"])
     for column in ("status", "invoice_type", "currency"):  # few distinct values: categories are small
         facts[column] = _texts(invoices[column]).astype("category")
-    facts["credited_invoice_number"] = _texts(invoices["credited_invoice_number"])
     facts["your_reference"] = _texts(invoices["your_reference"])
     facts["invoice_date"] = _dates(invoices["invoice_date"])
     due = _dates(invoices["due_date"])
-    facts["due_days"] = (due - facts["invoice_date"]).dt.days.where(due.notna() | invoices["due_date"].isna(), -1e9)
+    due_given = _texts(invoices["due_date"]) != ""
+    facts["due_days"] = (due - facts["invoice_date"]).dt.days.where(due.notna() | ~due_given, -1e9)
+    # BR-CO-25: an amount due needs a due date (the ERP gives no payment terms instead)
+    facts["due_missing"] = ~due_given & (facts["invoice_type"] != "credit")
     for column in ("amount_ex_vat", "vat_amount", "total_amount"):
         facts[column] = _scaled(invoices[column], 100)
 
@@ -252,13 +428,18 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
         "bad_lines": grouped["bad_amount"].sum(),
         "bad_rates": grouped["bad_rate"].sum(),
         "unreadable_lines": grouped["unreadable"].sum(),
+        "bad_line_numbers": grouped["bad_line_number"].sum(),
+        "negative_prices": grouped["negative_price"].sum(),
+        "bad_units": grouped["bad_unit"].sum(),
+        "bad_texts": grouped["bad_text"].sum(),
     })
     per_rate = lines.groupby(["invoice_id", "rate_bp"], sort=False)["amount"].sum().reset_index()
     per_rate["vat"] = _round_half_up(per_rate["amount"] * per_rate["rate_bp"] / 10_000)
     vat = per_rate.groupby("invoice_id", sort=False).agg(vat_expected=("vat", "sum"), rates=("vat", "size"))
     aggregates = aggregates.join(vat).reindex(facts.index)
     # column by column: joining whole frames would copy every fact column
-    for column in ("line_count", "lines_sum", "vat_expected", "bad_lines", "bad_rates", "unreadable_lines"):
+    for column in ("line_count", "lines_sum", "vat_expected", "bad_lines", "bad_rates", "unreadable_lines",
+                   "bad_line_numbers", "negative_prices", "bad_units", "bad_texts"):
         facts[column] = aggregates[column].fillna(0).to_numpy()
     facts["rates"] = aggregates["rates"].fillna(1).to_numpy()
     del aggregates, per_rate, vat
@@ -296,7 +477,13 @@ def customer_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         name="customer prerequisites",
         columns={
+            "customer_number": pa.Column(checks=_present("number_missing")),
+            "name": pa.Column(checks=_present("name_missing")),
+            **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
+               for column in CUSTOMER_TEXTS},
             "billing_method": pa.Column(checks=pa.Check.eq(INEXCHANGE_BILLING_METHOD, error="billing_method")),
+            **{f"{column}_unreadable": pa.Column(checks=pa.Check.eq(False, error=f"flag:{column}"))
+               for column in FLAG_LABELS},
             "is_active": pa.Column(checks=pa.Check.eq(True, error="active")),
             "org_number": pa.Column(checks=_present("org_missing")),
             "org_number_ok": pa.Column(checks=pa.Check.eq(True, error="org_invalid")),
@@ -316,15 +503,24 @@ def invoice_schema(start: date, end: date, currencies: frozenset[str]) -> pa.Dat
     return pa.DataFrameSchema(
         name="invoice integrity",
         columns={
+            "invoice_number": pa.Column(checks=_present("number_missing")),
+            **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
+               for column in INVOICE_TEXTS},
             "customer_id": pa.Column(nullable=False),
             "status": pa.Column(checks=pa.Check.eq("posted", error="posted")),
             "invoice_type": pa.Column(checks=pa.Check.isin(["debit", "credit"], error="type")),
             "invoice_date": pa.Column(nullable=False, checks=pa.Check.in_range(
                 low, high, include_max=False, error="in_interval")),
-            "due_days": pa.Column(nullable=True, checks=pa.Check.ge(0, error="due_date")),
+            "due_days": pa.Column(nullable=True, checks=[pa.Check.ge(0, error="due_date"),
+                                                         pa.Check.le(MAX_DUE_DAYS, error="due_far")]),
+            "due_missing": pa.Column(checks=pa.Check.eq(False, error="due_missing")),
             "currency": pa.Column(checks=pa.Check.isin(currencies, error="currency")),
             "line_count": pa.Column(checks=pa.Check.gt(0, error="has_lines")),
+            "bad_line_numbers": pa.Column(checks=pa.Check.eq(0, error="line_numbers")),
+            "bad_texts": pa.Column(checks=pa.Check.eq(0, error="line_texts")),
+            "bad_units": pa.Column(checks=pa.Check.eq(0, error="units")),
             "unreadable_lines": pa.Column(checks=pa.Check.eq(0, error="line_unreadable")),
+            "negative_prices": pa.Column(checks=pa.Check.eq(0, error="negative_price")),
             "bad_lines": pa.Column(checks=pa.Check.eq(0, error="line_amounts")),
             "bad_rates": pa.Column(checks=pa.Check.eq(0, error="vat_rates")),
             "amount_ex_vat": pa.Column(nullable=False),
@@ -376,6 +572,8 @@ _FIELD_LABELS = {
 }
 _RAW_COLUMN = {"customer_id": "customer_id", "invoice_date": "invoice_date", "amount_ex_vat": "amount_ex_vat",
                "vat_amount": "vat_amount", "total_amount": "total_amount"}
+#: what to do when a field is missing, where the field's name alone does not say it
+_MISSING_HINTS = {"kund": "koppla fakturan till en kund"}
 
 
 _LINE_FIELDS = {"quantity": "antal", "unit_price": "pris", "line_amount": "radbelopp", "vat_rate": "momssats"}
@@ -384,11 +582,12 @@ _LINE_FIELDS = {"quantity": "antal", "unit_price": "pris", "line_amount": "radbe
 def _unreadable_text(label: str, value: Any) -> str:
     """'<field> saknas' for a NULL, else the value that cannot be read and what to do."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
-        return f"{label} saknas"
-    text = _text(value)
+        hint = _MISSING_HINTS.get(label)
+        return f"{label} saknas" + (f"; {hint}" if hint else "")
+    text = shown(value, 40)
     if text.lower() in ("nan", "inf", "-inf", "infinity", "-infinity") or not text:
         return f"{label} saknas eller är inget tal"
-    return f"{label} '{text[:40]}' kan inte läsas; ange ett giltigt värde"
+    return f"{label} '{text}' kan inte läsas; ange ett giltigt värde"
 
 
 def _ref_problem(label: str, value: str, rule: str) -> str:
@@ -397,20 +596,46 @@ def _ref_problem(label: str, value: str, rule: str) -> str:
     return f"{label} innehåller styrtecken; ta bort dem"
 
 
+def customer_label(customer_id: Any, number: Any, name: Any) -> str:
+    """How a message names a customer: 'Kund 4367 Alingsås kommun' (by id when it has no number).
+
+    :param customer_id: the ERP's internal id.
+    :param number: the customer number as the ERP shows it.
+    :param name: the customer's name.
+    """
+    number, name = shown(number, 40), shown(name, 80)
+    head = f"Kund {number}" if number else f"Kund med id {shown(customer_id, 40)}"
+    return f"{head} {name}".rstrip()
+
+
+def _flag_message(column: str) -> Callable[[pd.Series], str]:
+    return lambda c: f"{FLAG_LABELS[column]} '{c[f'{column}_text']}' kan inte läsas; ange ja eller nej"
+
+
+def _text_message(column: str) -> Callable[[pd.Series], str]:
+    return lambda c: text_problem(column, c[column], c[f"{column}_problem"])
+
+
 CUSTOMER_MESSAGES: dict[str, Callable[[pd.Series], str]] = {
-    "billing_method": lambda c: f"faktureringsmetod är '{c.billing_method}', ska vara '{INEXCHANGE_BILLING_METHOD}'",
+    "number_missing": lambda c: "kundnummer saknas; ange kundnummer",
+    "name_missing": lambda c: "namn saknas; ange kundens namn",
+    **{f"text:{column}": _text_message(column) for column in CUSTOMER_TEXTS},
+    "billing_method": lambda c: f"faktureringsmetod är '{shown(c.billing_method)}', "
+    f"ska vara '{INEXCHANGE_BILLING_METHOD}'",
+    **{f"flag:{column}": _flag_message(column) for column in FLAG_LABELS},
     "active": lambda c: "kunden är inaktiv; aktivera kunden",
     "org_missing": lambda c: "organisationsnummer saknas",
-    "org_invalid": lambda c: f"organisationsnummer {c.org_number} är ogiltigt"
+    "org_invalid": lambda c: f"organisationsnummer {shown(c.org_number)} är ogiltigt"
     + (" (personnummer väntas för en privatperson)" if c.is_private_person
        else " (10 siffror, giltig kontrollsiffra, tredje siffran minst 2)"),
     "vat_missing": lambda c: "VAT-nummer saknas",
-    "vat_invalid": lambda c: f"VAT-nummer {c.vat_number} matchar inte organisationsnumret"
-    if c.country_code == "SE" else f"VAT-nummer {c.vat_number} är inte ett giltigt EU-momsnummer för {c.country_code}",
-    "gln_invalid": lambda c: f"GLN-nummer {c.gln} är ogiltigt (13 siffror med giltig kontrollsiffra)",
+    "vat_invalid": lambda c: f"VAT-nummer {shown(c.vat_number)} matchar inte organisationsnumret"
+    if c.country_code == "SE" else
+    f"VAT-nummer {shown(c.vat_number)} är inte ett giltigt EU-momsnummer för {shown(c.country_code)}",
+    "gln_invalid": lambda c: f"GLN-nummer {shown(c.gln)} är ogiltigt (13 siffror med giltig kontrollsiffra)",
     "marking_length": lambda c: _ref_problem("Märkning", c.marking, "marking_length"),
     "marking_control": lambda c: _ref_problem("Märkning", c.marking, "marking_control"),
-    "email_invalid": lambda c: f"faktura e-post {c.invoice_email} är ogiltig",
+    "email_invalid": lambda c: f"faktura e-post {shown(c.invoice_email)} är ogiltig",
     "no_route": lambda c: "ingen mottagarväg: ange GLN-nummer, organisationsnummer eller faktura e-post",
 }
 
@@ -423,19 +648,35 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
             return _unreadable_text(_FIELD_LABELS[column], raw.get(_RAW_COLUMN[column]))
         return message
 
+    def text(column: str) -> Callable[[pd.Series, pd.Series, str], str]:
+        return lambda f, r, _: text_problem(column, getattr(f, column), getattr(f, f"{column}_problem"))
+
+    def due_date(f: Any, r: Any, _: str) -> str:
+        if f.due_days == -1e9:
+            return f"förfallodatum '{shown(r.get('due_date'), 40)}' kan inte läsas; ange ett datum (ÅÅÅÅ-MM-DD)"
+        return f"förfallodatum {_text(r.get('due_date'))[:10]} är före fakturadatum {f.invoice_date.date()}"
+
     return {
+        "number_missing": lambda f, r, _: "fakturanummer saknas; ange fakturanummer",
+        **{f"text:{column}": text(column) for column in INVOICE_TEXTS},
         **{f"unreadable:{column}": unreadable(column) for column in _RAW_COLUMN},
-        "posted": lambda f, r, _: f"status är '{f.status}', bara verifierade (posted) fakturor skickas",
-        "type": lambda f, r, _: f"fakturatyp '{f.invoice_type}' är varken debet eller kredit",
+        "posted": lambda f, r, _: f"status är '{shown(f.status)}', bara verifierade (posted) fakturor skickas",
+        "type": lambda f, r, _: "fakturatyp saknas; ange debet eller kredit" if not f.invoice_type
+        else f"fakturatyp '{shown(f.invoice_type)}' är varken debet eller kredit",
         "in_interval": lambda f, r, _: f"fakturadatum {f.invoice_date.date()} ligger utanför körningens period "
         f"{start}–{end}",
-        "due_date": lambda f, r, _: (f"förfallodatum {_text(r.get('due_date'))[:40]} kan inte läsas"
-                                     if f.due_days == -1e9 else
-                                     f"förfallodatum {_text(r.get('due_date'))[:10]} är före fakturadatum "
-                                     f"{f.invoice_date.date()}"),
-        "currency": lambda f, r, _: f"valuta '{f.currency}' är ingen ISO 4217-kod",
+        "due_date": due_date,
+        "due_far": lambda f, r, _: f"förfallodatum {_text(r.get('due_date'))[:10]} ligger mer än ett år efter "
+        f"fakturadatum {f.invoice_date.date()}; kontrollera förfallodatum",
+        "due_missing": lambda f, r, _: "förfallodatum saknas; ange förfallodatum",
+        "currency": lambda f, r, _: "valuta saknas; ange valutakod (ISO 4217, till exempel SEK)" if not f.currency
+        else f"valuta '{shown(f.currency)}' är ingen ISO 4217-kod",
         "has_lines": lambda f, r, _: "fakturan saknar rader",
+        "line_numbers": lambda f, r, details: details,
+        "line_texts": lambda f, r, details: details,
+        "units": lambda f, r, details: details,
         "line_unreadable": lambda f, r, details: details,
+        "negative_price": lambda f, r, details: details,
         "line_amounts": lambda f, r, details: f"radbelopp stämmer inte med antal × pris på rad {details}",
         "vat_rates": lambda f, r, details: details,
         "amount_ex_vat": lambda f, r, _: f"belopp exkl. moms {_ore_text(f.amount_ex_vat)} är inte summan av "
@@ -447,31 +688,66 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
         "sign": lambda f, r, _: "en kreditfaktura ska ha negativt belopp" if f.invoice_type == "credit"
         else "en debetfaktura ska ha positivt totalbelopp",
         "credited": lambda f, r, _: "kreditfakturan anger inte vilken faktura den krediterar",
-        "unique_number": lambda f, r, _: f"fakturanummer {f.invoice_number} används av flera fakturor",
+        "unique_number": lambda f, r, _: f"fakturanummer {shown(f.invoice_number)} används av flera fakturor",
         "your_reference_length": lambda f, r, _: _ref_problem("Er referens", f.your_reference, "your_reference_length"),
         "your_reference_control": lambda f, r, _: _ref_problem("Er referens", f.your_reference, "your_reference_control"),
     }
 
 
+def _line_label(value: Any) -> str:
+    """A line as a message names it: 'rad 2' (a whole number, also when read as 2.0), else 'en rad utan nummer'."""
+    number = integer_id(value)
+    return f"rad {number}" if number is not None else "en rad utan giltigt radnummer"
+
+
 def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set[Any]) -> dict[tuple[Any, str], str]:
     """Line numbers (and rates) behind the line rules, for the failing invoices only."""
+    from inexchange.ubl import UNIT_CODES
+
     subset = lines[lines["invoice_id"].isin(invoice_ids)]
     details: dict[tuple[Any, str], str] = {}
-    for invoice_id, numbers in subset.loc[subset["bad_amount"]].groupby("invoice_id")["line_number"]:
-        details[(invoice_id, "line_amounts")] = ", ".join(str(n) for n in numbers)
+
+    def labels(group: pd.DataFrame) -> list[str]:
+        return [_line_label(raw_lines.at[index, "line_number"]) for index in group.index]
+
+    for invoice_id, group in subset.loc[subset["bad_amount"]].groupby("invoice_id"):
+        details[(invoice_id, "line_amounts")] = ", ".join(label.removeprefix("rad ") for label in labels(group))
+    for invoice_id, group in subset.loc[subset["bad_line_number"]].groupby("invoice_id"):
+        problems = dict.fromkeys(
+            "radnummer saknas" if _text(value) == "" else f"radnummer '{shown(value, 40)}' kan inte läsas"
+            for value in raw_lines.loc[group.index, "line_number"])
+        details[(invoice_id, "line_numbers")] = "; ".join(problems) + "; ge raderna heltal som radnummer (1, 2, 3 …)"
+    for invoice_id, group in subset.loc[subset["bad_text"]].groupby("invoice_id"):
+        problems = []
+        for index, label in zip(group.index, labels(group)):
+            for column in LINE_TEXTS:
+                code = group.at[index, f"{column}_problem"]
+                if code:
+                    problems.append(f"{label}: {text_problem(column, _text(raw_lines.at[index, column]), code)}")
+        details[(invoice_id, "line_texts")] = "; ".join(problems)
+    for invoice_id, group in subset.loc[subset["bad_unit"]].groupby("invoice_id"):
+        known = ", ".join(sorted(unit for unit in UNIT_CODES if unit))
+        problems = [f"{label}: enheten '{shown(raw_lines.at[index, 'unit'], 40)}' är okänd"
+                    for index, label in zip(group.index, labels(group))]
+        details[(invoice_id, "units")] = "; ".join(problems) + f"; använd en av {known}"
     unreadable = subset.loc[subset["unreadable"]]
     for invoice_id, group in unreadable.groupby("invoice_id"):
         problems = []
-        for index, line_number in zip(group.index, group["line_number"]):
-            for column, label in _LINE_FIELDS.items():
+        for index, label in zip(group.index, labels(group)):
+            for column, field_label in _LINE_FIELDS.items():
                 value = raw_lines.at[index, column]
                 if np.isnan(_numbers(pd.Series([value], dtype=object)).iloc[0]):
-                    problems.append(f"rad {line_number}: {_unreadable_text(label, value)}")
+                    problems.append(f"{label}: {_unreadable_text(field_label, value)}")
         details[(invoice_id, "line_unreadable")] = "; ".join(problems)
+    for invoice_id, group in subset.loc[subset["negative_price"]].groupby("invoice_id"):
+        problems = [f"{label}: pris {_rate_text(raw_lines.at[index, 'unit_price'])} är negativt"
+                    for index, label in zip(group.index, labels(group))]
+        details[(invoice_id, "negative_price")] = (
+            "; ".join(problems) + "; ange en rabatt som negativt antal till positivt pris (Peppol BR-27)")
     bad = subset.loc[subset["bad_rate"]]
     for invoice_id, group in bad.groupby("invoice_id"):
         rates = ", ".join(_rate_text(raw_lines.at[i, "vat_rate"]) for i in group.index)
-        numbers = ", ".join(str(n) for n in group["line_number"])
+        numbers = ", ".join(label.removeprefix("rad ") for label in labels(group))
         details[(invoice_id, "vat_rates")] = f"momssats {rates} på rad {numbers} är inte 25, 12, 6 eller 0 %"
     return details
 
@@ -481,7 +757,7 @@ def _rate_text(value: Any) -> str:
     try:
         return f"{Decimal(text).normalize():f}"
     except ArithmeticError:
-        return text
+        return shown(text, 40)
 
 
 @dataclass
@@ -526,6 +802,11 @@ _REASON_LABELS = {
     "amount_ex_vat": "fel belopp exkl. moms", "vat_amount": "fel momsbelopp", "total": "fel totalbelopp",
     "sign": "fel tecken på beloppet", "credited": "kredit utan krediterad faktura",
     "unique_number": "dubbelt fakturanummer", "missing_customer": "kund saknas i ERP",
+    "number_missing": "nummer saknas", "name_missing": "namn saknas", "due_far": "förfallodatum för långt fram",
+    "due_missing": "förfallodatum saknas", "line_numbers": "ogiltiga radnummer", "line_texts": "ogiltig radtext",
+    "units": "okänd enhet", "negative_price": "negativt pris",
+    **{f"text:{column}": f"ogiltig text i {label}" for column, (label, _, _) in TEXT_FIELDS.items()},
+    **{f"flag:{column}": f"oläsbart värde i {label}" for column, label in FLAG_LABELS.items()},
 }
 
 
@@ -562,14 +843,14 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
     for customer_id, names in customer_failures.items():
         row = customers.loc[customer_id]
         problems = "; ".join(CUSTOMER_MESSAGES[name](row) for name in names)
-        customer_parts[customer_id] = f"Kund {row.customer_number} {row['name']}: {problems}"
+        customer_parts[customer_id] = f"{customer_label(customer_id, row.customer_number, row['name'])}: {problems}"
 
     rejected_ids = [i for i in facts.index if i in rejected_invoices]
     missing_ids = set(missing)
     raw_rows = batch.invoices.loc[rejected_ids, list(_RAW_COLUMN.values()) + ["due_date"]].to_dict("records")
     for fact, raw in zip(facts.loc[rejected_ids].itertuples(), raw_rows):
         invoice_id = fact.Index
-        number = fact.invoice_number or f"med id {invoice_id}"
+        number = shown(fact.invoice_number, 40) or f"med id {invoice_id}"
         names = list(invoice_failures.get(invoice_id, []))
         parts = []
         customer_id = fact.customer_id

@@ -163,6 +163,11 @@ def _lines_with_amount(amount: str) -> list[dict[str, Any]]:
         pytest.param(invoice_rows(due_date=INVOICE_DATE - timedelta(days=1)),
                      f"förfallodatum {INVOICE_DATE - timedelta(days=1)} är före fakturadatum {INVOICE_DATE}",
                      id="due-before-invoice-date"),
+        # BR-CO-25: an amount due needs a due date (the ERP gives no payment terms instead)
+        pytest.param(invoice_rows(due_date=None), "förfallodatum saknas; ange förfallodatum", id="debit-without-due-date"),
+        pytest.param(invoice_rows(due_date=INVOICE_DATE + timedelta(days=367)),
+                     f"förfallodatum {INVOICE_DATE + timedelta(days=367)} ligger mer än ett år efter fakturadatum "
+                     f"{INVOICE_DATE}; kontrollera förfallodatum", id="due-more-than-a-year-ahead"),
         pytest.param(invoice_rows(currency="XXQ"), "valuta 'XXQ' är ingen ISO 4217-kod", id="currency"),
         pytest.param((invoice_from_lines(_lines_with_amount("2500.01")), _lines_with_amount("2500.01")),
                      "radbelopp stämmer inte med antal × pris på rad 1", id="line-amount"),
@@ -191,7 +196,7 @@ def test_invoice_rule_rejects_with_the_invoice_named(invoice: Invoice, problem: 
         pytest.param(invoice_rows(invoice_date=START, due_date=START), id="first-day-due-same-day"),
         pytest.param(invoice_rows(invoice_date=END - timedelta(days=1)), id="last-day"),
         pytest.param(invoice_rows(currency="EUR"), id="eur"),
-        pytest.param(invoice_rows(due_date=None), id="no-due-date"),
+        pytest.param(credit_rows(invoice_id=INVOICE_ID, due_date=None), id="credit-note-without-due-date"),
         pytest.param(invoice_rows(your_reference="R" * MAX_REFERENCE_LENGTH), id="reference-at-limit"),
         pytest.param(invoice_rows(items=[("1", "1000", "0")]), id="zero-rate"),
     ],
