@@ -21,7 +21,7 @@ from lxml import etree
 
 from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
-from inexchange.validation import money, number
+from inexchange.validation import TEXT_FIELDS, flag, money, number
 
 if TYPE_CHECKING:
     from inexchange.erp import InvoiceBatch
@@ -164,7 +164,7 @@ def build_document(
     :param seller: our company.
     :param attachments: its ``invoice_attachment`` rows, embedded when the customer wants them.
     """
-    credit = invoice["invoice_type"] == "credit"
+    credit = _text(invoice["invoice_type"]) == "credit"
     sign = Decimal(-1) if credit else Decimal(1)
     currency = _text(invoice["currency"]) or "SEK"
     root_ns, root_tag = (NS_CREDIT_NOTE, "CreditNote") if credit else (NS_INVOICE, "Invoice")
@@ -189,7 +189,7 @@ def build_document(
         if not credited:
             raise DocumentError(f"invoice {number_text}: a credit note must reference the invoice it credits (BR-55)")
         b.cbc(b.cac(b.cac(root, "BillingReference"), "InvoiceDocumentReference"), "ID", credited)
-    if attachments is not None and bool(customer.get("attach_documents")):
+    if attachments is not None and flag(customer.get("attach_documents")):
         _attachments(b, attachments, number_text)
     _supplier(b, seller)
     _customer(b, customer, number_text)
@@ -234,8 +234,14 @@ def build_from_batch(batch: InvoiceBatch, invoice_id: int, seller: Seller) -> by
     :param seller: our company.
     """
     invoice = batch.invoice(invoice_id)
-    return build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]), seller,
-                          batch.attachments_of(invoice_id))
+    try:
+        return build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]), seller,
+                              batch.attachments_of(invoice_id))
+    except DocumentError:
+        raise
+    except (ArithmeticError, ValueError, TypeError) as exc:  # a value validation let through by mistake
+        raise DocumentError(f"invoice {_text(invoice.get('invoice_number'))[:40]}: the ERP row cannot be read "
+                            f"({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
 def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal, number_text: str) -> Decimal:
@@ -376,11 +382,16 @@ def _lines(lines: pd.DataFrame, sign: Decimal, number_text: str) -> tuple[list[d
                 f"invoice {number_text}, line {line.line_number}: amount {amount} is not quantity "
                 f"{_plain(quantity)} x price {_plain(price)} (PEPPOL-EN16931-R120)"
             )
+        if price < 0:
+            raise DocumentError(f"invoice {number_text}, line {line.line_number}: the price {_plain(price)} is negative "
+                                "(BR-27); give a discount as a negative quantity at a positive price")
         quantity, amount = quantity * sign, amount * sign
-        if price < 0:  # BR-27: the price is never negative; the quantity carries the sign
-            price, quantity = -price, -quantity
-        rows.append({"id": str(line.line_number), "quantity": quantity, "unit": UNIT_CODES[unit], "amount": amount,
-                     "price": price, "rate": rate, "name": _text(line.description) or _text(line.article_number),
+        name = _text(line.description) or _text(line.article_number)
+        if len(name) > _MAX_ITEM_NAME:
+            raise DocumentError(f"invoice {number_text}, line {line.line_number}: the line text has {len(name)} "
+                                f"characters, at most {_MAX_ITEM_NAME} are sent")
+        rows.append({"id": _line_id(line.line_number, number_text), "quantity": quantity, "unit": UNIT_CODES[unit],
+                     "amount": amount, "price": price, "rate": rate, "name": name,
                      "article": _text(line.article_number)})
         per_rate[rate] += amount
     return rows, per_rate
@@ -392,7 +403,7 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
     b.cbc(line, "CreditedQuantity" if credit else "InvoicedQuantity", _plain(row["quantity"]), unitCode=row["unit"])
     b.amount(line, "LineExtensionAmount", row["amount"])
     item = b.cac(line, "Item")
-    b.cbc(item, "Name", row["name"][:200] or "Artikel")
+    b.cbc(item, "Name", row["name"] or "Artikel")
     if row["article"]:
         b.cbc(b.cac(item, "SellersItemIdentification"), "ID", row["article"])
     category = b.cac(item, "ClassifiedTaxCategory")
@@ -400,6 +411,21 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
     b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
     b.cbc(b.cac(line, "Price"), "PriceAmount", _plain(row["price"]), currencyID=b.currency)
+
+
+#: longest item name (a line's description) the document carries: the contract's description width
+_MAX_ITEM_NAME = TEXT_FIELDS["description"][1]
+
+
+def _line_id(value: Any, number_text: str) -> str:
+    """A line's ID (BT-126): its whole line number ('2' also for 2.0)."""
+    try:
+        line_number = Decimal(_text(value))
+    except ArithmeticError:
+        line_number = Decimal("NaN")
+    if not line_number.is_finite() or line_number != line_number.to_integral_value():
+        raise DocumentError(f"invoice {number_text}: line number {_text(value)[:40]!r} is not a whole number (BT-126)")
+    return str(int(line_number))
 
 
 def _records(rows: pd.DataFrame | list[dict[str, Any]]) -> list[dict[str, Any]]:

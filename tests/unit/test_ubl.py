@@ -395,6 +395,19 @@ def test_attachment_over_five_megabytes_is_refused() -> None:
     assert "ritning.pdf" in str(raised.value)
 
 
+@pytest.mark.parametrize("flag", ["false", "nej", "0", 0, False, None])
+def test_attachments_are_left_out_when_the_flag_reads_no(flag: Any) -> None:
+    # a view casting nothing over text gives 'false': a non-empty text, yet no
+    root = document(customer_row(attach_documents=flag), invoice_rows(), [attachment_row()])
+    assert root.findall("cac:AdditionalDocumentReference", NS) == []
+
+
+@pytest.mark.parametrize("flag", ["true", "ja", "1", 1, True])
+def test_attachments_are_embedded_when_the_flag_reads_yes(flag: Any) -> None:
+    root = document(customer_row(attach_documents=flag), invoice_rows(), [attachment_row()])
+    assert len(root.findall("cac:AdditionalDocumentReference", NS)) == 1
+
+
 # ---- units -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("unit", "code"), [("st", "H87"), ("tim", "HUR"), ("kg", "KGM"), ("Tim", "HUR")])
 def test_known_units_map_to_un_ece_codes(unit: str, code: str) -> None:
@@ -411,6 +424,69 @@ def test_unknown_unit_is_refused_naming_the_line_and_the_unit() -> None:
         document(invoice=(header, lines))
     message = str(raised.value)
     assert "line 2" in message and "'burk'" in message and INVOICE_NUMBER in message
+
+
+# ---- hostile rows ----------------------------------------------------------------------------------
+def test_a_negative_price_is_refused_not_turned_into_a_negative_quantity() -> None:
+    header, lines = invoice_rows(items=[("10", "250", "25"), ("1", "-200", "25")])
+    with pytest.raises(DocumentError, match=r"line 2: the price -200 is negative \(BR-27\)"):
+        document(invoice=(header, lines))
+
+
+def test_a_discount_line_is_a_negative_quantity_at_a_positive_price() -> None:
+    root = document(invoice=invoice_rows(items=[("10", "250", "25"), ("-1", "200", "25")]))
+    discount = root.findall("cac:InvoiceLine", NS)[1]
+    assert text(discount, "cbc:InvoicedQuantity") == "-1"
+    assert text(discount, "cbc:LineExtensionAmount") == "-200.00"
+    assert text(discount, "cac:Price/cbc:PriceAmount") == "200"
+    assert text(root, "cac:LegalMonetaryTotal/cbc:PayableAmount") == "2875.00"
+
+
+def test_a_line_text_over_200_characters_is_refused_not_cut() -> None:
+    header, lines = invoice_rows()
+    lines[0]["description"] = "Å" * 200
+    assert text(document(invoice=(header, lines)), "cac:InvoiceLine/cac:Item/cbc:Name") == "Å" * 200
+    lines[0]["description"] = "Å" * 201
+    with pytest.raises(DocumentError, match="201 characters, at most 200"):
+        document(invoice=(header, lines))
+
+
+def test_line_ids_are_whole_numbers_when_another_line_has_none() -> None:
+    # one NULL line number in the batch makes the column float: line 1 must still be '1', not '1.0'
+    other_header, other_lines = invoice_rows(INVOICE_ID + 1)
+    other_lines[0]["line_number"] = None
+    batch = make_batch([customer_row()], [invoice_rows(items=[("1", "100", "25"), ("2", "100", "25")]),
+                                          (other_header, other_lines)])
+    root = etree.fromstring(build(batch, INVOICE_ID))
+    assert [text(line, "cbc:ID") for line in root.findall("cac:InvoiceLine", NS)] == ["1", "2"]
+    with pytest.raises(DocumentError, match="BT-126"):
+        build(batch, INVOICE_ID + 1)
+
+
+@pytest.mark.parametrize("invoice_type", [" credit ", "credit\n"])
+def test_the_invoice_type_is_read_like_validation_reads_it(invoice_type: str) -> None:
+    header, lines = credit_rows(invoice_id=INVOICE_ID)
+    root = document(invoice=({**header, "invoice_type": invoice_type}, lines))
+    assert etree.QName(root).localname == "CreditNote"
+
+
+def test_a_value_validation_would_reject_becomes_a_document_error() -> None:
+    header, lines = invoice_rows()
+    with pytest.raises(DocumentError, match=f"invoice {INVOICE_NUMBER}: the ERP row cannot be read"):
+        document(invoice=({**header, "total_amount": "tolv"}, lines))
+    with pytest.raises(DocumentError, match=f"invoice {INVOICE_NUMBER}: the ERP row cannot be read"):
+        document(invoice=({**header, "due_date": "snart"}, lines))
+
+
+@pytest.mark.parametrize("name", ["'; DROP TABLE customer; --", "O'Brien & Söner \"AB\" <Ltd>",
+                                  "Åsa 🧾 \u202eBA\u202c", "A\u0308ngelholm", "\u200bNoll\u200dbredd\ufeff"])
+def test_names_are_carried_exactly_and_escaped(name: str) -> None:
+    batch = single_batch(customer_row(name=name))
+    content = build(batch)
+    root = etree.fromstring(content)
+    assert text(root, "cac:AccountingCustomerParty/cac:Party/cac:PartyName/cbc:Name") == name
+    if "&" in name:
+        assert b"&amp; S" in content and b"&lt;Ltd&gt;" in content
 
 
 # ---- the bytes -------------------------------------------------------------------------------------
