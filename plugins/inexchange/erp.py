@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import bindparam
 
+from inexchange.db import integer_id
 from inexchange.sql import SELECTION, selection, statement
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class ErpReader:
         """Load invoices with their customers, lines and attachments."""
         ids = sorted({int(i) for i in invoice_ids})
         invoices = self._frame("erp_select_invoices", ids)
-        customer_ids = sorted({int(c) for c in invoices["customer_id"].dropna()}) if len(invoices) else []
+        # only whole-number keys are looked up; an invoice whose customer_id is none is named by validation
+        customer_ids = sorted({i for c in invoices["customer_id"] if (i := integer_id(c)) is not None})
         return InvoiceBatch(
             invoices=invoices.set_index("invoice_id", drop=False),
             customers=self._frame("erp_select_customers", customer_ids).set_index("customer_id", drop=False),

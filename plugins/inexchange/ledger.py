@@ -8,6 +8,7 @@ either fully recorded or not at all, and two workers can never both move the sam
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, inspect, text
 
 from inexchange.api import LedgerState, ledger_state_for, parse_time
-from inexchange.db import as_date, now_text, utc_text
+from inexchange.db import integer_id, now_text, read_date, utc_text
 from inexchange.sql import SELECTION, script, selection, statement
 
 if TYPE_CHECKING:
@@ -234,32 +235,22 @@ class Ledger:
         """Put extracted invoices in the ledger as ``pending``.
 
         Rows already sent or in flight are left as they are; rejected rows are checked again unless
-        the run says otherwise (``retry_rejected``). Returns counts of new, re-checked and untouched rows.
+        the run says otherwise (``retry_rejected``). Returns counts of new, re-checked and untouched
+        rows, and of rows left out because their ``invoice_id`` is no whole number (``without_id``:
+        the ledger and InExchange know an invoice by that id, so such a row can never be sent).
+
+        The other columns are raw ERP values and may be anything: they are stored as text that fits
+        the ledger's columns (NULL or unreadable as empty or NULL), never converted in a way that fails.
+        Validation names what is wrong with them.
         """
         invoices = list(invoices)
-        existing = self._states([int(i["invoice_id"]) for i in invoices])
         now = now_text()
-        params = [
-            {
-                "invoice_id": int(i["invoice_id"]),
-                "invoice_number": str(i["invoice_number"]),
-                "invoice_type": i["invoice_type"],
-                "customer_id": int(i["customer_id"]),
-                "customer_number": None if i.get("customer_number") is None else str(i["customer_number"]),
-                "customer_name": i.get("customer_name"),
-                "invoice_date": as_date(i["invoice_date"]).isoformat(),
-                "currency": i.get("currency"),
-                "total_amount": None if i.get("total_amount") is None else float(i["total_amount"]),
-                "erp_document_id": erp_document_id(int(i["invoice_id"])),
-                "now": now,
-                "dag_run_id": self.scope.dag_run_id,
-                "retry_rejected": int(self.scope.retry_rejected),
-                **self.scope.interval,
-            }
-            for i in invoices
-        ]
-        rechecked = {LedgerState.PENDING.value} | ({LedgerState.REJECTED.value} if self.scope.retry_rejected else set())
+        params = [self._register_params(i, now) for i in invoices if integer_id(i["invoice_id"]) is not None]
+        existing = self._states([p["invoice_id"] for p in params])
         counts = {"new": 0, "rechecked": 0, "unchanged": 0}
+        if len(params) < len(invoices):
+            counts["without_id"] = len(invoices) - len(params)
+        rechecked = {LedgerState.PENDING.value} | ({LedgerState.REJECTED.value} if self.scope.retry_rejected else set())
         history = []
         for p in params:
             before = existing.get(p["invoice_id"])
@@ -280,6 +271,30 @@ class Ledger:
             if history:
                 conn.execute(statement("ledger_insert_history"), history)
         return counts
+
+    def _register_params(self, invoice: dict[str, Any], now: str) -> dict[str, Any]:
+        """The bind parameters of ``ledger_register.sql`` for one extracted ERP row."""
+        invoice_id = integer_id(invoice["invoice_id"])
+        assert invoice_id is not None
+        day = read_date(invoice.get("invoice_date"))
+        return {
+            "invoice_id": invoice_id,
+            "invoice_number": _fitted(invoice.get("invoice_number"), 50) or "",
+            "invoice_type": _fitted(invoice.get("invoice_type"), 10) or "",
+            # a customer_id that is no whole number is stored as 0 (nothing looks customers up by this column)
+            "customer_id": integer_id(invoice.get("customer_id")) or 0,
+            "customer_number": _fitted(invoice.get("customer_number"), 50),
+            "customer_name": _fitted(invoice.get("customer_name"), 200),
+            # no readable date: '' (only a manual run by number reaches such an invoice)
+            "invoice_date": day.isoformat() if day else "",
+            "currency": _fitted(invoice.get("currency"), 3, cut=False),
+            "total_amount": _amount(invoice.get("total_amount")),
+            "erp_document_id": erp_document_id(invoice_id),
+            "now": now,
+            "dag_run_id": self.scope.dag_run_id,
+            "retry_rejected": int(self.scope.retry_rejected),
+            **self.scope.interval,
+        }
 
     def transition(
         self,
@@ -431,6 +446,33 @@ class Ledger:
             "run_type": self.scope.run_type,
             "try_number": self.scope.try_number,
         }
+
+
+def ledger_text(value: Any) -> str | None:
+    """An ERP text as the ledger stores it: NULL as None, bytes decoded, NUL (which PostgreSQL
+    refuses in text) as U+FFFD."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "replace")
+    return str(value).replace("\x00", "\ufffd")
+
+
+def _fitted(value: Any, width: int, *, cut: bool = True) -> str | None:
+    """:func:`ledger_text` within a VARCHAR(width) column: cut to ``width``, or None when ``cut`` is off."""
+    text = ledger_text(value)
+    if text is None or len(text) <= width:
+        return text
+    return text[:width] if cut else None
+
+
+def _amount(value: Any) -> float | None:
+    """A NUMERIC(18,2) value for the ledger: None when it is no finite amount that fits the column."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        return None
+    return amount if math.isfinite(amount) and abs(amount) < 1e16 else None
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from inexchange.api import ACTION_STATES, LedgerState
-from inexchange.db import as_date, engine_for, reporting_engine
+from inexchange.db import engine_for, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
-from inexchange.ledger import Ledger, RunScope
+from inexchange.ledger import Ledger, RunScope, ledger_text
+from inexchange.validation import customer_label, shown
 from inexchange.validation import validate as validate_invoices
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,38 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
         numbers=scope.invoice_numbers, billing_method=billing_method,
     )
     counts = ledger.register(invoices)
+    result: dict[str, Any] = {"extracted": len(invoices), **counts}
+    without_id = [_without_id_message(i) for i in invoices if integer_id(i["invoice_id"]) is None]
+    for message in without_id:
+        log.warning("not sent: %s", message)
+    if without_id:  # at most a page of them in XCom; the log has every one
+        result["without_id"] = without_id[:_MAX_LISTED]
     if scope.invoice_numbers:
-        found = {str(i["invoice_number"]) for i in invoices}
-        missing = [n for n in scope.invoice_numbers if n not in found]
+        found = {ledger_text(i["invoice_number"]) for i in invoices}
+        missing = [shown(n, None) for n in scope.invoice_numbers if n not in found]
         if missing:
             log.warning("not among the ERP's posted InExchange invoices, so not sent: %s", ", ".join(missing))
         log.info("manual run for invoices %s: %d found in the ERP, ledger %s",
-                 ", ".join(scope.invoice_numbers), len(invoices), counts)
-        return {"extracted": len(invoices), **counts, "not_found": missing}
+                 ", ".join(shown(n, None) for n in scope.invoice_numbers), len(invoices), counts)
+        return {**result, "not_found": missing}
     log.info("extract %s..%s: %d invoices in the ERP, ledger %s", scope.start_date, scope.end_date,
              len(invoices), counts)
-    return {"extracted": len(invoices), **counts}
+    return result
+
+
+#: most invoices named one by one in a task's XCom
+_MAX_LISTED = 100
+
+
+def _without_id_message(invoice: dict[str, Any]) -> str:
+    """Why an extracted ERP row without a whole-number invoice_id is never sent, in the ERP's words."""
+    raw = invoice["invoice_id"]
+    number = shown(invoice.get("invoice_number"), 40) or "utan nummer"
+    customer = customer_label(invoice.get("customer_id"), invoice.get("customer_number"),
+                              invoice.get("customer_name")).removeprefix("Kund ")
+    problem = "invoice_id saknas" if raw is None else f"invoice_id '{shown(raw, 40)}' är inget heltal"
+    return (f"Faktura {number} (kund {customer}): {problem}; ge fakturan ett id i ERP "
+            "(utan id kan den inte följas och skickas)")
 
 
 def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
@@ -85,9 +108,12 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
     batch = reader.load([row["invoice_id"] for row in pending])
     duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
     start, end = scope.start_date, scope.end_date
-    if scope.invoice_numbers:  # a manual run's listed invoices may be of any date
-        dates = [as_date(row["invoice_date"]) for row in pending]
-        start, end = min(dates), max(dates) + timedelta(days=1)
+    if scope.invoice_numbers:
+        # a manual run's listed invoices may be of any earlier date, up to today: never one dated
+        # after it (an invoice dated 9999-12-31 is an error in the ERP, not a future invoice)
+        end = max(end, datetime.now(ZoneInfo(timezone)).date() + timedelta(days=1))
+        dates = [day for row in pending if (day := read_date(row["invoice_date"])) is not None]
+        start = min([*dates, end - timedelta(days=1)])
     report = validate_invoices(batch, start=start, end=end, duplicate_numbers=duplicates)
     results = report.messages
     rejected = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,52 @@ def test_tasks_that_start_at_once_create_the_schema_once(pg_schema: str) -> None
     with check.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM inexchange_dispatch")).scalar() == 0
     check.dispose()
+
+
+# ---- raw ERP rows of a messy view -----------------------------------------------------------------------
+def test_register_stores_hostile_values_without_failing(ledger: Ledger, engine: Engine) -> None:
+    hostile = [
+        {**invoice(1), "invoice_number": None, "invoice_type": None, "customer_id": None, "invoice_date": None},
+        {**invoice(2), "customer_id": "k-17", "total_amount": "tolv", "currency": "SEKR", "invoice_type": 5},
+        {**invoice(3), "customer_name": "N" * 5000, "customer_number": "4" * 80, "invoice_number": "9" * 80},
+        {**invoice(4), "customer_name": "Nul\x00AB", "total_amount": Decimal("1E+20"), "invoice_date": "igår"},
+        {**invoice(5), "customer_name": b"Blob AB", "customer_id": 7.0, "invoice_date": date(9999, 12, 31)},
+        {**invoice(6), "invoice_number": "'; DROP TABLE inexchange_dispatch; --", "customer_name": "Åsa 🧾 \u202eAB"},
+    ]
+    assert ledger.register(hostile) == {"new": 6, "rechecked": 0, "unchanged": 0}
+    listed = Ledger(engine, replace(SCOPE, invoice_numbers=("", "9" * 50, "'; DROP TABLE inexchange_dispatch; --")))
+    with engine.connect() as conn:
+        rows = {r.invoice_id: r for r in conn.execute(text("SELECT * FROM inexchange_dispatch ORDER BY invoice_id"))}
+    assert (rows[1].invoice_number, rows[1].invoice_type, rows[1].customer_id, rows[1].invoice_date) == ("", "", 0, "")
+    assert (rows[2].customer_id, rows[2].total_amount, rows[2].currency, rows[2].invoice_type) == (0, None, None, "5")
+    assert (rows[3].customer_name, rows[3].customer_number, rows[3].invoice_number) == ("N" * 200, "4" * 50, "9" * 50)
+    assert (rows[4].customer_name, rows[4].total_amount, rows[4].invoice_date) == ("Nul\ufffdAB", None, "")
+    assert (rows[5].customer_name, rows[5].customer_id, rows[5].invoice_date) == ("Blob AB", 7, "9999-12-31")
+    assert (rows[6].invoice_number, rows[6].customer_name) == ("'; DROP TABLE inexchange_dispatch; --", "Åsa 🧾 \u202eAB")
+    # rows without a date belong to no interval: only a manual run's list reaches them
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.PENDING)] == [2, 3, 6]
+    assert [r["invoice_id"] for r in listed.rows(LedgerState.PENDING)] == [1, 3, 6]
+
+
+@pytest.mark.parametrize("invoice_id", [None, "abc", 17.5, b"\x01", float("nan")])
+def test_register_leaves_out_a_row_without_a_whole_invoice_id(ledger: Ledger, invoice_id: object) -> None:
+    counts = ledger.register([invoice(1), {**invoice(2), "invoice_id": invoice_id}])
+    assert counts == {"new": 1, "rechecked": 0, "unchanged": 0, "without_id": 1}
+    assert [r["invoice_id"] for r in ledger.rows(*LedgerState)] == [1]
+
+
+@pytest.mark.parametrize("invoice_id", [17, 17.0, Decimal("17"), "17", " 17 ", Decimal("17.000")])
+def test_a_whole_invoice_id_of_any_type_is_the_invoice(ledger: Ledger, invoice_id: object) -> None:
+    assert ledger.register([{**invoice(17), "invoice_id": invoice_id}])["new"] == 1
+    assert [r["erp_document_id"] for r in ledger.rows(LedgerState.PENDING)] == ["invoice-17"]
+
+
+def test_a_list_of_hostile_numbers_selects_nothing_and_not_the_interval(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2)])
+    numbers = ("'; DROP TABLE inexchange_dispatch; --", "' OR '1'='1", "%", "_", "\\", "1000%", "\x00")
+    listed = Ledger(engine, replace(SCOPE, run_type="manual", invoice_numbers=numbers))
+    assert listed.rows(*LedgerState) == []
+    assert listed.due_rows(max_attempts=5) == []
+    only_nul = Ledger(engine, replace(SCOPE, run_type="manual", invoice_numbers=("\x00",)))
+    assert only_nul.rows(*LedgerState) == [] and only_nul.refresh_report() == []
+    assert [r["invoice_id"] for r in ledger.rows(*LedgerState)] == [1, 2]  # the table is still there
