@@ -477,6 +477,7 @@ def customer_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         name="customer prerequisites",
         columns={
+            "row_count": pa.Column(checks=pa.Check.eq(1, error="duplicate_row")),
             "customer_number": pa.Column(checks=_present("number_missing")),
             "name": pa.Column(checks=_present("name_missing")),
             **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
@@ -503,6 +504,7 @@ def invoice_schema(start: date, end: date, currencies: frozenset[str]) -> pa.Dat
     return pa.DataFrameSchema(
         name="invoice integrity",
         columns={
+            "row_count": pa.Column(checks=pa.Check.eq(1, error="duplicate_row")),
             "invoice_number": pa.Column(checks=_present("number_missing")),
             **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
                for column in INVOICE_TEXTS},
@@ -617,6 +619,8 @@ def _text_message(column: str) -> Callable[[pd.Series], str]:
 
 
 CUSTOMER_MESSAGES: dict[str, Callable[[pd.Series], str]] = {
+    "duplicate_row": lambda c: f"kunden finns på {c.row_count} rader i ERP (customer_id {c.name}); "
+    "en kund ska finnas på en rad",
     "number_missing": lambda c: "kundnummer saknas; ange kundnummer",
     "name_missing": lambda c: "namn saknas; ange kundens namn",
     **{f"text:{column}": _text_message(column) for column in CUSTOMER_TEXTS},
@@ -657,6 +661,8 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
         return f"förfallodatum {_text(r.get('due_date'))[:10]} är före fakturadatum {f.invoice_date.date()}"
 
     return {
+        "duplicate_row": lambda f, r, _: f"fakturan finns på {f.row_count} rader i ERP (invoice_id {f.Index}); "
+        "en faktura ska finnas på en rad",
         "number_missing": lambda f, r, _: "fakturanummer saknas; ange fakturanummer",
         **{f"text:{column}": text(column) for column in INVOICE_TEXTS},
         **{f"unreadable:{column}": unreadable(column) for column in _RAW_COLUMN},
@@ -802,7 +808,7 @@ _REASON_LABELS = {
     "amount_ex_vat": "fel belopp exkl. moms", "vat_amount": "fel momsbelopp", "total": "fel totalbelopp",
     "sign": "fel tecken på beloppet", "credited": "kredit utan krediterad faktura",
     "unique_number": "dubbelt fakturanummer", "missing_customer": "kund saknas i ERP",
-    "number_missing": "nummer saknas", "name_missing": "namn saknas", "due_far": "förfallodatum för långt fram",
+    "duplicate_row": "dubblerad rad i ERP", "number_missing": "nummer saknas", "name_missing": "namn saknas", "due_far": "förfallodatum för långt fram",
     "due_missing": "förfallodatum saknas", "line_numbers": "ogiltiga radnummer", "line_texts": "ogiltig radtext",
     "units": "okänd enhet", "negative_price": "negativt pris",
     **{f"text:{column}": f"ogiltig text i {label}" for column, (label, _, _) in TEXT_FIELDS.items()},
@@ -821,11 +827,23 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
     :param end: first invoice date after the interval.
     :param duplicate_numbers: invoice numbers the ERP uses more than once.
     """
+    # a view without keys may repeat a customer or an invoice (a join too many): checked on its
+    # first row, and rejected as ambiguous
+    customer_rows, invoice_rows = _row_counts(batch.customers), _row_counts(batch.invoices)
+    if customer_rows or invoice_rows:
+        batch = InvoiceBatch(invoices=batch.invoices[~batch.invoices.index.duplicated()],
+                             customers=batch.customers[~batch.customers.index.duplicated()],
+                             lines=batch.lines, attachments=batch.attachments)
     customers = customer_facts(batch.customers)
+    customers["row_count"] = [customer_rows.get(i, 1) for i in customers.index] if customer_rows else 1
     customer_failures = _failures(customers, customer_schema())
     lines = line_facts(batch.lines)
     facts = invoice_facts(batch, duplicate_numbers or set(), lines)
+    facts["row_count"] = [invoice_rows.get(i, 1) for i in facts.index] if invoice_rows else 1
     invoice_failures = _failures(facts, invoice_schema(start, end, _currencies()))
+    for invoice_id, names in invoice_failures.items():
+        if "duplicate_row" in names:  # which row's values are wrong cannot be said
+            invoice_failures[invoice_id] = ["duplicate_row"]
 
     known_customers = set(customers.index)
     customer_ids = facts["customer_id"]
@@ -868,6 +886,14 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
         messages[int(invoice_id)] = ". ".join(parts)
         reasons[int(invoice_id)] = names
     return ValidationReport(messages, reasons)
+
+
+def _row_counts(frame: pd.DataFrame) -> dict[Any, int]:
+    """Index values (ids) that occur on more than one row, with their number of rows."""
+    repeated = frame.index[frame.index.duplicated()]
+    if not len(repeated):
+        return {}
+    return {key: int(count) for key, count in frame.index[frame.index.isin(repeated)].value_counts().items()}
 
 
 def validate_batch(batch: InvoiceBatch, *, start: date, end: date,

@@ -294,3 +294,23 @@ def test_an_invoice_dated_in_year_9999_is_outside_any_run(sqlite: bool) -> None:
 ])
 def test_shown(value: Any, expected: str) -> None:
     assert shown(value) == expected
+
+
+# ---- rows a view without keys repeats -------------------------------------------------------------------
+def test_a_customer_on_two_rows_is_rejected_as_ambiguous(sqlite: bool) -> None:
+    other = customer_row(name="Alingsås kommun, Kontakt 2", vat_number=None)
+    header, lines = invoice_rows()
+    batch = make_batch([customer_row(), other], [(header, lines), invoice_rows(INVOICE_ID + 1)], sqlite=sqlite)
+    results = validate_batch(batch, start=START, end=END)
+    expected = CUSTOMER + "kunden finns på 2 rader i ERP (customer_id 7); en kund ska finnas på en rad"
+    assert results == {INVOICE_ID: expected, INVOICE_ID + 1: expected}
+
+
+def test_an_invoice_on_two_rows_is_rejected_as_ambiguous_and_others_pass(sqlite: bool) -> None:
+    header, lines = invoice_rows()
+    copy = (with_values(header, total_amount=Decimal("1")), [dict(line) for line in lines])
+    batch = make_batch([customer_row()], [(header, lines), copy, invoice_rows(INVOICE_ID + 1)], sqlite=sqlite)
+    results = validate_batch(batch, start=START, end=END)
+    assert results == {INVOICE_ID: INVOICE + "fakturan finns på 2 rader i ERP (invoice_id 101); "
+                                                "en faktura ska finnas på en rad",
+                       INVOICE_ID + 1: None}
