@@ -41,6 +41,8 @@ class RunScope:
     :param invoice_numbers: a manual run's own list of invoices to (re)send; when given, the run
         handles these invoices, whatever their date, and no others.
     :param retry_rejected: whether rejected invoices are checked again (and sent when they pass).
+    :param listed: the run was given a list of invoice numbers, even one holding only blanks: it
+        then handles the listed invoices (perhaps none), never its whole interval.
     """
 
     dag_run_id: str
@@ -52,6 +54,7 @@ class RunScope:
     try_number: int = 1
     invoice_numbers: tuple[str, ...] = ()
     retry_rejected: bool = True
+    listed: bool = False
 
     @classmethod
     def from_context(cls, context: Any, timezone: str = "Europe/Stockholm") -> RunScope:
@@ -81,7 +84,13 @@ class RunScope:
             try_number=int(getattr(context.get("ti"), "try_number", None) or 1),
             invoice_numbers=_invoice_numbers(params.get(INVOICE_NUMBERS_PARAM)),
             retry_rejected=bool(params.get(RETRY_REJECTED_PARAM, True)),
+            listed=bool(params.get(INVOICE_NUMBERS_PARAM)),
         )
+
+    @property
+    def by_number(self) -> bool:
+        """The run handles a list of invoice numbers (perhaps empty after blanks), not its interval."""
+        return self.listed or bool(self.invoice_numbers)
 
     @property
     def started_by_person(self) -> bool:
@@ -95,7 +104,7 @@ class RunScope:
         Statements using them bind ``numbers`` as an expanding parameter (:data:`SELECTION`).
         """
         return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
-                **selection(self.invoice_numbers)}
+                **selection(self.invoice_numbers, by_number=self.by_number)}
 
     @property
     def interval(self) -> dict[str, str]:
@@ -260,7 +269,7 @@ class Ledger:
                 counts["rechecked"] += 1
             else:
                 counts["unchanged"] += 1
-                if self.scope.invoice_numbers:
+                if self.scope.by_number:
                     log.info("invoice %s is %s already; not sent again", p["invoice_number"], before)
                 continue
             if before != LedgerState.PENDING.value:

@@ -59,7 +59,7 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
     ledger.ensure_schema()
     invoices = ErpReader(engine_for(erp_conn_id)).extract(
         start_date=scope.start_date.isoformat(), end_date=scope.end_date.isoformat(),
-        numbers=scope.invoice_numbers, billing_method=billing_method,
+        numbers=scope.invoice_numbers, billing_method=billing_method, by_number=scope.by_number,
     )
     counts = ledger.register(invoices)
     result: dict[str, Any] = {"extracted": len(invoices), **counts}
@@ -68,7 +68,7 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
         log.warning("not sent: %s", message)
     if without_id:  # at most a page of them in XCom; the log has every one
         result["without_id"] = without_id[:_MAX_LISTED]
-    if scope.invoice_numbers:
+    if scope.by_number:
         found = {ledger_text(i["invoice_number"]) for i in invoices}
         missing = [shown(n, None) for n in scope.invoice_numbers if n not in found]
         if missing:
@@ -108,7 +108,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
     batch = reader.load([row["invoice_id"] for row in pending])
     duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
     start, end = scope.start_date, scope.end_date
-    if scope.invoice_numbers:
+    if scope.by_number:
         # a manual run's listed invoices may be of any earlier date, up to today: never one dated
         # after it (an invoice dated 9999-12-31 is an error in the ERP, not a future invoice)
         end = max(end, datetime.now(ZoneInfo(timezone)).date() + timedelta(days=1))

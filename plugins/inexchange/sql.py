@@ -24,15 +24,18 @@ _DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 SELECTION = bindparam("numbers", expanding=True, type_=String())
 
 
-def selection(numbers: Sequence[str]) -> dict[str, Any]:
+def selection(numbers: Sequence[str], *, by_number: bool = False) -> dict[str, Any]:
     """The bind parameters ``:selected`` and ``:numbers`` of statements that take :data:`SELECTION`:
     the listed invoice numbers, or none (the statement then selects by the interval's dates).
 
     A number holding NUL is bound as no number at all: PostgreSQL refuses NUL in text, and no
     invoice number of its can hold one. The run still selects by its list (``:selected`` stays 1),
     so a list of such numbers selects nothing rather than the whole interval.
+
+    :param numbers: the listed invoice numbers.
+    :param by_number: select by the list even when it is empty (a list that held only blanks).
     """
-    return {"selected": int(bool(numbers)), "numbers": [n for n in numbers if "\x00" not in n]}
+    return {"selected": int(by_number or bool(numbers)), "numbers": [n for n in numbers if "\x00" not in n]}
 
 
 def sql_dir() -> Path:

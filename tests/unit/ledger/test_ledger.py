@@ -359,3 +359,22 @@ def test_a_list_of_hostile_numbers_selects_nothing_and_not_the_interval(ledger: 
     only_nul = Ledger(engine, replace(SCOPE, run_type="manual", invoice_numbers=("\x00",)))
     assert only_nul.rows(*LedgerState) == [] and only_nul.refresh_report() == []
     assert [r["invoice_id"] for r in ledger.rows(*LedgerState)] == [1, 2]  # the table is still there
+
+
+@pytest.mark.parametrize("listed", [[" ", ""], "  ,  ", ["\x00"]])
+def test_a_list_of_blanks_selects_nothing_rather_than_the_interval(ledger: Ledger, engine: Engine,
+                                                                    listed: object) -> None:
+    ledger.register([invoice(1), invoice(2)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate")
+    scope = RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                                   "run_id": "manual__blanks", "params": {"invoice_numbers": listed}})
+    assert scope.by_number and scope.start_date == SCOPE.start_date
+    run = Ledger(engine, scope)
+    assert run.rows(*LedgerState) == [] and run.due_rows(max_attempts=5) == []
+    assert [r["invoice_id"] for r in ledger.rows(*LedgerState)] == [1, 2]  # the interval's own run sees them
+
+
+def test_no_list_is_the_interval() -> None:
+    scope = RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                                   "run_id": "scheduled__x", "params": {"invoice_numbers": []}})
+    assert not scope.by_number and scope.bounds["selected"] == 0
