@@ -60,7 +60,10 @@ class InvoiceBatch:
 
     def _by_key(self, name: str) -> dict[int, dict[str, Any]]:
         if name not in self._records:
-            self._records[name] = {int(k): v for k, v in getattr(self, name).to_dict("index").items()}
+            frame = getattr(self, name)
+            if not frame.index.is_unique:  # a view without keys repeats a row: validation rejects it; here the first
+                frame = frame[~frame.index.duplicated()]
+            self._records[name] = {int(k): v for k, v in frame.to_dict("index").items()}
         return self._records[name]
 
     def _grouped(self, name: str) -> dict[int, list[dict[str, Any]]]:

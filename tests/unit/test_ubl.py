@@ -463,6 +463,13 @@ def test_line_ids_are_whole_numbers_when_another_line_has_none() -> None:
         build(batch, INVOICE_ID + 1)
 
 
+def test_a_customer_repeated_in_the_batch_builds_from_its_first_row() -> None:
+    # a view without keys may repeat a customer after validation checked it: no crash, the first row
+    batch = make_batch([customer_row(), customer_row(name="Kontakt 2")], [invoice_rows()])
+    root = etree.fromstring(build(batch))
+    assert text(root, "cac:AccountingCustomerParty/cac:Party/cac:PartyName/cbc:Name") == "Alingsås kommun"
+
+
 @pytest.mark.parametrize("invoice_type", [" credit ", "credit\n"])
 def test_the_invoice_type_is_read_like_validation_reads_it(invoice_type: str) -> None:
     header, lines = credit_rows(invoice_id=INVOICE_ID)
