@@ -6,7 +6,7 @@ What runs:
   one day by a real ``dag.test()`` run against the InExchange simulator, so the ledger, its history
   and the report table (in the same file: no ``inexchange_reporting`` connection, the page falls
   back to ``erp_default``) hold what a real run writes, rejected invoices included;
-* ``airflow api-server`` as a subprocess (``tests/integration/airflow_services.py``) on the test
+* ``airflow api-server`` as a subprocess (``tests/airflow_services.py``) on the test
   session's SQLite metadata database, with the simple auth manager and one user ``admin`` whose
   password comes from a passwords file (``SIMPLE_AUTH_MANAGER_ALL_ADMINS`` is not set, so the
   login is real);

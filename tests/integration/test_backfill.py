@@ -62,7 +62,7 @@ import pendulum
 import pytest
 from sqlalchemy import text
 
-from airflow_services import Deployment, dispatch_deployment
+from airflow_services import Deployment, day_interval, dispatch_deployment
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
@@ -94,12 +94,12 @@ def interval_of(day: date) -> tuple[str, str]:
     """The data interval (ledger text) of the run that owns the invoices dated ``day``."""
     from inexchange.db import utc_text
 
-    start = pendulum.datetime(day.year, day.month, day.day, 6, tz=TIMEZONE)
-    return utc_text(start), utc_text(start.add(days=1))
+    start, end = day_interval(day)
+    return utc_text(start), utc_text(end)
 
 
 def logical_date_of(day: date) -> datetime:
-    return pendulum.datetime(day.year, day.month, day.day, 6, tz=TIMEZONE).in_timezone("UTC")
+    return day_interval(day)[0].in_timezone("UTC")
 
 
 @pytest.fixture(scope="module")

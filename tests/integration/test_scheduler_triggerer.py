@@ -119,26 +119,9 @@ class RunWatch:
 
 
 def trigger_run(deployment: Deployment, day: date) -> str:
-    """Trigger the DAG for the invoices dated ``day``: the interval 06:00 to 06:00 (Stockholm) from ``day``.
-
-    Through the public REST API with an explicit data interval and the logical date a scheduled
-    run of that interval would have: ``airflow dags trigger --logical-date`` in Airflow 3.3 infers
-    the data interval from the current time instead, so it cannot dispatch a past day.
-    """
-    import pendulum
-
-    start = pendulum.datetime(day.year, day.month, day.day, 6, tz="Europe/Stockholm")
-    run_id = f"services__{day.isoformat()}__{uuid.uuid4().hex[:6]}"
-    body = {
-        "dag_run_id": run_id,
-        "logical_date": start.isoformat(),
-        "data_interval_start": start.isoformat(),
-        "data_interval_end": start.add(days=1).isoformat(),
-        "conf": {"fail_on_action_needed": False},
-    }
-    response = httpx.post(f"{deployment.api_url}api/v2/dags/{DAG_ID}/dagRuns", json=body, timeout=30.0)
-    assert response.status_code == 200, f"triggering {DAG_ID} failed: {response.status_code} {response.text}"
-    return run_id
+    """Trigger the DAG for the invoices dated ``day`` (``Deployment.trigger``: an explicit data interval)."""
+    return deployment.trigger(day, {"fail_on_action_needed": False},
+                              run_id=f"services__{day.isoformat()}__{uuid.uuid4().hex[:6]}")
 
 
 def watch_run(deployment: Deployment, run_id: str, *, on_deferred: Callable[[RunWatch], None] | None = None,

@@ -1,6 +1,7 @@
 """Run real Airflow components (api-server, scheduler, dag-processor, triggerer) as subprocesses.
 
-Used by ``test_scheduler_triggerer.py``. Everything here works on an explicit environment dict
+Used by the scheduler, backfill, Celery and browser tests, the chaos run (``tests/chaos``) and the scale
+benchmark. Everything here works on an explicit environment dict
 built by :func:`airflow_env`, never on ``os.environ`` (which ``tests/conftest.py`` points at the
 session's SQLite Airflow home), so the components share one private AIRFLOW_HOME and a PostgreSQL
 metadata database of their own.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -22,15 +24,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 STOP_TIMEOUT_S = 20.0
 T = TypeVar("T")
@@ -256,6 +260,15 @@ class AirflowStack:
         service.log_file.close()
         self.retired.append(service)
 
+    def revive(self) -> list[Service]:
+        """Start again, with the same command, every component that has exited (as a process supervisor
+        such as systemd or Kubernetes would); return the instances that had exited."""
+        dead = [s for s in self.services.values() if not s.running]
+        for service in dead:
+            self._retire(service.name)
+            self.start(service.name, *service.command[1:])
+        return dead
+
     def check_running(self) -> None:
         """Raise :class:`ServiceError` when a started component has exited."""
         dead = [s for s in self.services.values() if not s.running]
@@ -341,6 +354,58 @@ def _tail_file(path: Path, lines: int) -> str:
 
 # ---- the dispatch DAG on a full deployment ---------------------------------------------------
 DISPATCH_DAG_ID = "inexchange_dispatch"
+DISPATCH_TIMEZONE = "Europe/Stockholm"
+
+
+def day_interval(day: date) -> tuple[datetime, datetime]:
+    """The data interval (aware) of the dispatch run that owns the invoices dated ``day``: 06:00 to 06:00
+    in Stockholm, as the DAG's timetable gives it."""
+    import pendulum
+
+    start = pendulum.datetime(day.year, day.month, day.day, 6, tz=DISPATCH_TIMEZONE)
+    return start, start.add(days=1)
+
+
+class TaskProcesses:
+    """Finds the processes that run task instances: the task SDK titles each ``airflow worker -- <ti id>``."""
+
+    PREFIX = "airflow worker -- "
+
+    def by_ti(self) -> dict[str, Any]:
+        """Task instance id -> its process (a psutil object) for every task process running now."""
+        import psutil
+
+        found = {}
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(process.info.get("cmdline") or ())
+            if cmdline.startswith(self.PREFIX):
+                found[cmdline[len(self.PREFIX):].strip()] = process
+        return found
+
+
+class MemorySampler:
+    """Keeps the peak resident memory (VmHWM, a high-water mark) of every task process seen, per task id.
+
+    Sampling a high-water mark loses nothing between two samples, only what a process reaches after
+    the last one.
+    """
+
+    def __init__(self) -> None:
+        self.peak_kib: dict[str, int] = defaultdict(int)
+
+    def sample(self, processes: dict[str, Any], task_of: dict[str, str]) -> None:
+        """Read the mark of each process in ``processes`` (ti id -> process) named in ``task_of``."""
+        for ti_id, process in processes.items():
+            task = task_of.get(ti_id)
+            if task is None:
+                continue
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            if match:
+                self.peak_kib[task] = max(self.peak_kib[task], int(match.group(1)))
 
 
 @dataclass
@@ -374,6 +439,20 @@ class Deployment:
         with self.erp.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(text(sql), params)]
 
+    def trigger(self, day: date, conf: dict[str, Any], run_id: str) -> str:
+        """Run the DAG for the invoices dated ``day`` (the interval a scheduled run of it has) with ``conf``.
+
+        Through the REST API with an explicit data interval: ``airflow dags trigger --logical-date`` in
+        Airflow 3.3 takes the interval from the current time, so it cannot dispatch a past day.
+        """
+        start, end = day_interval(day)
+        body = {"dag_run_id": run_id, "logical_date": start.isoformat(), "data_interval_start": start.isoformat(),
+                "data_interval_end": end.isoformat(), "conf": conf}
+        response = httpx.post(f"{self.api_url}api/v2/dags/{DISPATCH_DAG_ID}/dagRuns", json=body, timeout=30.0)
+        if response.status_code != 200:
+            raise ServiceError(f"triggering {run_id} failed: {response.status_code} {response.text}")
+        return run_id
+
     def task_logs(self, *run_ids: str) -> list[Path]:
         """The task log files of the runs (for failure messages)."""
         logs = self.home / "logs" / f"dag_id={DISPATCH_DAG_ID}"
@@ -385,17 +464,46 @@ class Deployment:
         return f"logs in {self.stack.log_dir}\n{tails}"
 
 
+@dataclass(frozen=True)
+class ErpDatabase:
+    """Where a deployment's ERP (and the ledger beside it) lives: its Airflow connection and its URL.
+
+    :param conn: the ``AIRFLOW_CONN_ERP_DEFAULT`` connection (JSON form).
+    :param url: the SQLAlchemy URL of the same database, for the test's own reads.
+    """
+
+    conn: dict[str, Any]
+    url: str
+
+    @classmethod
+    def sqlite(cls, path: Path) -> ErpDatabase:
+        return cls({"conn_type": "sqlite", "host": str(path)}, f"sqlite:///{path}")
+
+    @classmethod
+    def postgres(cls, host: str, port: int, user: str, database: str) -> ErpDatabase:
+        return cls({"conn_type": "postgres", "host": host, "port": port, "login": user, "schema": database},
+                   f"postgresql+psycopg2://{user}@{host}:{port}/{database}")
+
+    def engine(self) -> Any:
+        from sqlalchemy import create_engine
+
+        return create_engine(self.url, pool_pre_ping=True)
+
+
 @contextmanager
-def dispatch_deployment(home: Path, erp_path: Path, simulator: Any, *, pg: tuple[str, int, str, str], erp_id: str,
-                        seller: dict[str, Any], poll_interval_s: float = 1) -> Iterator[Deployment]:
+def dispatch_deployment(home: Path, erp: Path | ErpDatabase, simulator: Any, *, pg: tuple[str, int, str, str],
+                        erp_id: str, seller: dict[str, Any], poll_interval_s: float = 1, pool_slots: int = 4,
+                        extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
     """A fresh PostgreSQL metadata database, api-server, scheduler, dag-processor and triggerer running
-    the dispatch DAG (unpaused) against ``simulator`` and the SQLite ERP ``erp_path``; all gone afterwards.
+    the dispatch DAG (unpaused) against ``simulator`` and the ERP ``erp``; all gone afterwards.
 
     :param home: an empty AIRFLOW_HOME.
+    :param erp: the ERP (which holds the ledger too): a SQLite file, or any :class:`ErpDatabase`.
     :param pg: host, port, user and maintenance database of the PostgreSQL server.
+    :param pool_slots: slots of the ``inexchange_api`` pool (parallel submit batches).
+    :param extra_env: more environment for every component (Airflow settings).
     """
-    from sqlalchemy import create_engine
-
+    erp = erp if isinstance(erp, ErpDatabase) else ErpDatabase.sqlite(erp)
     host, port, user, maintenance_db = pg
     api_port = free_port()
     with postgres_database(host, port, user, maintenance_db) as database:
@@ -405,25 +513,26 @@ def dispatch_deployment(home: Path, erp_path: Path, simulator: Any, *, pg: tuple
             sql_alchemy_conn=f"postgresql+psycopg2://{user}@{host}:{port}/{database}",
             api_port=api_port,
             extra={
-                "AIRFLOW_CONN_ERP_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(erp_path)}),
+                "AIRFLOW_CONN_ERP_DEFAULT": json.dumps(erp.conn),
                 "AIRFLOW_CONN_INEXCHANGE_DEFAULT": json.dumps({
                     "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
                     "extra": {"erp_id": erp_id},
                 }),
                 "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(seller),
                 "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": str(poll_interval_s),
+                **(extra_env or {}),
             },
         )
         stack = AirflowStack(env, home / "component-logs")
-        erp = create_engine(f"sqlite:///{erp_path}")
+        engine = erp.engine()
         try:
             stack.cli("db", "migrate", timeout=300)
-            stack.cli("pools", "set", "inexchange_api", "4", "InExchange API concurrency")
+            stack.cli("pools", "set", "inexchange_api", str(pool_slots), "InExchange API concurrency")
             stack.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1")
             stack.start("scheduler", "scheduler")
             stack.start("dag-processor", "dag-processor")
             stack.start("triggerer", "triggerer")
-            deployment = Deployment(stack, f"http://127.0.0.1:{api_port}/", dsn, home, erp, simulator)
+            deployment = Deployment(stack, f"http://127.0.0.1:{api_port}/", dsn, home, engine, simulator)
             stack.wait_http_ok(f"http://127.0.0.1:{api_port}/execution/health", timeout=120)
             stack.wait_for(
                 f"the dag-processor to store {DISPATCH_DAG_ID}",
@@ -439,5 +548,5 @@ def dispatch_deployment(home: Path, erp_path: Path, simulator: Any, *, pg: tuple
             stack.cli("dags", "unpause", DISPATCH_DAG_ID)
             yield deployment
         finally:
-            erp.dispose()
+            engine.dispose()
             stack.stop_all()
