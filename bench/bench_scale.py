@@ -1,0 +1,185 @@
+"""End-to-end cost of one day's DAG run at 1,000, 10,000 and 100,000 invoices, SQLite and PostgreSQL.
+
+Each configuration is a real deployment (``tests/airflow_services.py``: a fresh PostgreSQL metadata
+database, ``airflow api-server``, ``scheduler`` with the LocalExecutor, ``dag-processor`` and
+``triggerer``) running the dispatch DAG once for a day that holds N posted invoices, against the
+simulator at ``--latency-ms`` per request (no faults; statuses final after two steps of 100 ms). The
+ERP, and the ledger and report beside it, are a SQLite file (the embedded default) or a fresh
+PostgreSQL database.
+
+Printed per configuration:
+
+- the run's wall time (trigger to end) and invoices per second;
+- every task's time (a mapped task: the span from its first start to its last end, and its number
+  of batches), i.e. the time per stage;
+- every task's peak resident memory (VmHWM of its process, sampled every 0.2 s), and its ratio to
+  the baseline: the peak of ``plan_batches``, a task process of the same run that holds no invoices;
+- how cost grows: seconds per 1,000 invoices of the run and of each stage, as a ratio to the smallest
+  N of the same backend (1.0 is linear, below 1 better than linear).
+
+Never passes or fails on figures. Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_scale.py [N ...] [--backends sqlite,postgres] [--latency-ms 20]
+
+Default N: 1000 10000 100000. The machine's PostgreSQL at 127.0.0.1:5432 must be running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "tests") not in sys.path:  # the deployment helpers are the integration tests'
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from airflow_services import (  # noqa: E402
+    DISPATCH_DAG_ID,
+    ErpDatabase,
+    MemorySampler,
+    TaskProcesses,
+    dispatch_deployment,
+    postgres_database,
+)
+from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
+
+DAY = date(2026, 11, 16)
+#: the order the stages run in
+STAGES = ("recheck_waiting", "extract", "validate", "plan_batches", "submit", "await_delivery", "report")
+BASELINE_TASK = "plan_batches"
+
+
+@dataclass
+class Result:
+    backend: str
+    invoices: int
+    wall_s: float
+    stages: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    peak_mib: dict[str, float] = field(default_factory=dict)
+    states: dict[str, int] = field(default_factory=dict)
+
+
+def _sample(deployment: Any, sampler: MemorySampler, stop: threading.Event) -> None:
+    processes = TaskProcesses()
+    task_of: dict[str, str] = {}
+    while not stop.is_set():
+        try:
+            task_of.update({row[0]: row[1] for row in deployment.query(
+                "SELECT id::text, task_id FROM task_instance WHERE dag_id = %s", DISPATCH_DAG_ID)})
+        except Exception:  # noqa: BLE001 - keep sampling
+            pass
+        sampler.sample(processes.by_ti(), task_of)
+        stop.wait(0.2)
+
+
+def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
+    """One deployment, one day of ``n`` invoices, one run; return its figures."""
+    from inexchange.erpgen import generate
+    from inexchange.simulator.testing import run_simulator
+
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            erp = ErpDatabase.sqlite(workdir / f"erp-{n}.db")
+        else:
+            name = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="bench_erp_"))
+            erp = ErpDatabase.postgres(PG_HOST, PG_PORT, PG_USER, name)
+        engine = erp.engine()
+        try:
+            generate(engine, seed=5, customers=max(40, n // 25), invoices=n, start_date=DAY, days=1, drafts=n // 100)
+        finally:
+            engine.dispose()
+        sim = stack.enter_context(run_simulator(seed=5, latency_ms=latency_ms, status_step_ms=100, stop_rate=0.04,
+                                                error_rate=0.02, api_key="bench-scale-key",
+                                                data_dir=workdir / f"sim-{backend}-{n}"))
+        home = Path(tempfile.mkdtemp(prefix=f"home-{backend}-{n}-", dir=workdir))
+        deployment = stack.enter_context(dispatch_deployment(
+            home, erp, sim, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id="bench-scale", seller=SELLER,
+            poll_interval_s=2))
+        sampler, stop = MemorySampler(), threading.Event()
+        sampling = threading.Thread(target=_sample, args=(deployment, sampler, stop), daemon=True)
+        sampling.start()
+        started = time.monotonic()
+        run_id = deployment.trigger(DAY, {"fail_on_action_needed": False}, run_id=f"bench__{n}")
+        while True:
+            deployment.stack.check_running()
+            state = deployment.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s",
+                                     DISPATCH_DAG_ID, run_id)[0][0]
+            if state in ("success", "failed"):
+                break
+            time.sleep(0.5)
+        wall = time.monotonic() - started
+        stop.set()
+        sampling.join()
+        result = Result(backend, n, wall)
+        spans: dict[str, list[Any]] = {}
+        for task, start, end in deployment.query(
+                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                DISPATCH_DAG_ID, run_id):
+            spans.setdefault(task, []).append((start, end))
+            result.batches += task == "submit"
+        result.stages = {task: (max(e for _, e in times) - min(s for s, _ in times)).total_seconds()
+                         for task, times in spans.items()}
+        result.peak_mib = {task: kib / 1024 for task, kib in sampler.peak_kib.items()}
+        result.states = {row["state"]: int(row["n"]) for row in deployment.rows(
+            "SELECT state, COUNT(*) AS n FROM inexchange_dispatch GROUP BY state")}
+        if state != "success":
+            print(f"  run {run_id} ended {state}; logs in {home}")
+        return result
+
+
+def show(results: list[Result]) -> None:
+    for backend in sorted({r.backend for r in results}):
+        rows = sorted((r for r in results if r.backend == backend), key=lambda r: r.invoices)
+        base = rows[0]
+        print(f"\n== {backend}: one day's run, end to end ==")
+        print(f"{'invoices':>9} {'wall s':>8} {'inv/s':>7} {'s/1k':>7} {'x base':>7}  ledger")
+        for r in rows:
+            per_k = r.wall_s / r.invoices * 1000
+            print(f"{r.invoices:>9} {r.wall_s:>8.1f} {r.invoices / r.wall_s:>7.0f} {per_k:>7.2f} "
+                  f"{per_k / (base.wall_s / base.invoices * 1000):>7.2f}  {r.states}")
+        print("time per stage, s (x base: seconds per 1k invoices against the smallest run)")
+        print(f"{'invoices':>9} " + " ".join(f"{s[:14]:>14}" for s in STAGES))
+        for r in rows:
+            cells = []
+            for stage in STAGES:
+                seconds = r.stages.get(stage, 0.0)
+                base_s = base.stages.get(stage, 0.0)
+                growth = (seconds / r.invoices) / (base_s / base.invoices) if base_s else 0.0
+                cells.append(f"{seconds:>7.1f} x{growth:<5.2f}")
+            print(f"{r.invoices:>9} " + " ".join(f"{c:>14}" for c in cells) + f"  ({r.batches} submit batches)")
+        print(f"peak RSS per task, MiB (x: against {BASELINE_TASK}, a task process holding no invoices)")
+        print(f"{'invoices':>9} " + " ".join(f"{s[:14]:>14}" for s in STAGES))
+        for r in rows:
+            baseline = r.peak_mib.get(BASELINE_TASK) or 1.0
+            print(f"{r.invoices:>9} " + " ".join(
+                f"{r.peak_mib.get(s, 0):>7.0f} x{r.peak_mib.get(s, 0) / baseline:<5.2f}" for s in STAGES))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10_000, 100_000])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    workdir = ROOT / ".bench" / "scale"  # not /tmp: creating many files there is slow on some machines
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for backend in args.backends.split(","):
+        for n in args.sizes:
+            print(f"{backend}, {n} invoices ...", flush=True)
+            with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+                results.append(run(backend, n, args.latency_ms, Path(tmp)))
+    show(results)
+
+
+if __name__ == "__main__":
+    main()
