@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -61,6 +61,61 @@ def is_final_status(status: str | None) -> bool:
     return ledger_state_for(status) is not LedgerState.WAITING
 
 
+class ReplyShapeError(ValueError):
+    """A reply does not have the documented shape; the text names the field, never its value.
+
+    The ``from_json`` constructors take only what the API documents, of the documented JSON type:
+    a field that must be there and is not, or a field of another type (a number where a string
+    belongs, an object where a list belongs), fails the whole reply, so a typed result is only
+    ever made from a reply that really carries it. Fields the client does not know are ignored.
+    """
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ReplyShapeError(f"{where} is not a JSON object")
+    return value
+
+
+def _optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    return None if value is None else _object(value, key)
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    """An optional string field (absent and null are None)."""
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ReplyShapeError(f"{key} is not a string")
+
+
+def _flag(data: dict[str, Any], key: str) -> bool:
+    """An optional boolean field (absent and null are False)."""
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ReplyShapeError(f"{key} is not a boolean")
+
+
+def _list(data: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
+    """A list field; an optional one may be absent or null (an empty list)."""
+    value = data.get(key)
+    if isinstance(value, list):
+        return value
+    if value is None and not required:
+        return []
+    raise ReplyShapeError(f"{key} is {'missing' if value is None else 'not a list'}")
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    """A required non-negative integer field (``true`` is not a number here)."""
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ReplyShapeError(f"{key} is {'missing' if value is None else 'not a non-negative integer'}")
+
+
 @dataclass(frozen=True)
 class BuyerParty:
     """One party from ``buyerparties/lookup``."""
@@ -75,15 +130,22 @@ class BuyerParty:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BuyerParty:
+        """Read one party; raises :class:`ReplyShapeError` when a field is of another type.
+
+        :param data: one item of the reply's ``parties``.
+        """
+        data = _object(data, "parties[]")
+        peppol_ids = _list(data, "peppolParticipantIdentifiers")
+        if not all(isinstance(item, str) for item in peppol_ids):
+            raise ReplyShapeError("peppolParticipantIdentifiers is not a list of strings")
         return cls(
-            company_id=data.get("companyId"),
-            name=data.get("name"),
-            org_no=data.get("orgNo"),
-            vat_no=data.get("vatNo"),
-            gln=data.get("gln"),
-            peppol_ids=tuple(data.get("peppolParticipantIdentifiers") or ()),
-            can_receive_einvoice=data.get("receiveElectronicInvoiceCapability")
-            == "ReceivingElectronicInvoices",
+            company_id=_text(data, "companyId"),
+            name=_text(data, "name"),
+            org_no=_text(data, "orgNo"),
+            vat_no=_text(data, "vatNo"),
+            gln=_text(data, "gln"),
+            peppol_ids=tuple(peppol_ids),
+            can_receive_einvoice=_text(data, "receiveElectronicInvoiceCapability") == "ReceivingElectronicInvoices",
         )
 
 
@@ -97,10 +159,15 @@ class LookupResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LookupResult:
+        """Read a lookup reply; ``parties`` must be there (a list, maybe empty), the flags are optional.
+
+        :param data: the reply's JSON object.
+        """
+        data = _object(data, "reply")
         return cls(
-            parties=tuple(BuyerParty.from_json(p) for p in data.get("parties") or ()),
-            exact_hit=bool(data.get("exactHit")),
-            potential_matches=bool(data.get("potentialMatches")),
+            parties=tuple(BuyerParty.from_json(p) for p in _list(data, "parties", required=True)),
+            exact_hit=_flag(data, "exactHit"),
+            potential_matches=_flag(data, "potentialMatches"),
         )
 
 
@@ -130,16 +197,29 @@ class OutboundDocument:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutboundDocument:
-        current = data.get("currentStatus") or {}
-        error = data.get("error")
+        """Read one document; its ``id`` (a non-empty string, or an integer) is required.
+
+        :param data: the reply of ``documents/outbound/{id}``, or one item of a list page.
+        """
+        data = _object(data, "document")
+        identifier = data.get("id")
+        if isinstance(identifier, int) and not isinstance(identifier, bool):
+            identifier = str(identifier)
+        if not isinstance(identifier, str) or not identifier.strip():
+            raise ReplyShapeError("id is missing" if identifier is None else "id is not a non-empty string")
+        current = _optional_object(data, "currentStatus") or {}
+        error = _optional_object(data, "error")
+        history = _list(data, "statusHistory")
+        if not all(isinstance(item, dict) for item in history):
+            raise ReplyShapeError("statusHistory is not a list of objects")
         return cls(
-            id=str(data["id"]),
-            erp_document_id=data.get("erpDocumentId"),
-            document_type=data.get("documentType"),
-            status=current.get("status"),
-            status_time=parse_time(current.get("time")),
-            error=DocumentError(error.get("status"), error.get("message")) if error else None,
-            raw_status_history=tuple(data.get("statusHistory") or ()),
+            id=identifier,
+            erp_document_id=_text(data, "erpDocumentId"),
+            document_type=_text(data, "documentType"),
+            status=_text(current, "status"),
+            status_time=parse_time(_text(current, "time")),
+            error=DocumentError(_text(error, "status"), _text(error, "message")) if error else None,
+            raw_status_history=tuple(history),
         )
 
     @property
@@ -170,9 +250,31 @@ class OutboundPage:
     documents: tuple[OutboundDocument, ...]
     total_count: int
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutboundPage:
+        """Read a list page: ``documents`` (a list) and ``totalCount`` (an integer) are required.
+
+        :param data: the reply's JSON object.
+        """
+        data = _object(data, "reply")
+        documents = _list(data, "documents", required=True)
+        return cls(documents=tuple(OutboundDocument.from_json(d) for d in documents),
+                   total_count=_count(data, "totalCount"))
+
 
 def parse_time(value: str | None) -> datetime | None:
-    """Parse an ISO 8601 time from the API (``Z`` or an offset)."""
+    """Parse an ISO 8601 time from the API (``Z`` or an offset; a time without one is UTC).
+
+    Always aware, so that it compares with the cursor and formats as ledger text.
+
+    :param value: the text, or None.
+    """
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, str):
+        raise ReplyShapeError("time is not a string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ReplyShapeError("time is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

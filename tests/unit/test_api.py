@@ -13,6 +13,7 @@ from inexchange.api import (
     LedgerState,
     LookupResult,
     OutboundDocument,
+    ReplyShapeError,
     is_final_status,
     ledger_state_for,
     parse_time,
@@ -132,7 +133,12 @@ def test_lookup_result_from_json() -> None:
     assert result.parties[0].name == "Byggbolaget i Norr AB"
 
 
-def test_lookup_result_of_an_empty_reply() -> None:
-    result = LookupResult.from_json({})
+def test_lookup_result_without_parties() -> None:
+    result = LookupResult.from_json({"parties": []})
 
     assert (result.parties, result.exact_hit, result.potential_matches) == ((), False, False)
+
+
+def test_a_lookup_reply_without_its_parties_carries_no_result() -> None:
+    with pytest.raises(ReplyShapeError, match="parties is missing"):
+        LookupResult.from_json({})  # an empty object is not "no party found"
