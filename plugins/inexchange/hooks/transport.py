@@ -10,15 +10,27 @@ The error mapping decides whether a failed ``POST documents/outbound`` may be re
 separates what failed before the request left (connecting, waiting for a pooled connection: the
 ``Connect*`` classes) from what failed after (a read timeout, a dropped connection, a broken
 reply), which the hook treats as "maybe sent" and reconciles.
+
+Both clients bound what one request may cost, whatever the server does: every request has an
+overall ``deadline`` (a server that sends its headers or body a byte at a time never lets a per-read
+timeout expire), and a reply is refused beyond :data:`MAX_REPLY_BYTES`, as received and as decoded
+(gzip or deflate; a reply in any other content coding is refused). :class:`DeadlineTransport` is the
+synchronous client's engine: httpx's own, with every socket operation bounded by the deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ssl
+import time
 import urllib.request
+import zlib
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
 
 if TYPE_CHECKING:  # aiohttp loads with the first request, not when a DAG file imports the hook
@@ -46,6 +58,9 @@ def _errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], .
 _AS_HTTPX_SENDS = ("Content-Type",)
 #: the largest reply read (the API's replies are small JSON; a page of 100 documents is tens of kB)
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: the content codings a reply may come in, and zlib's ``wbits`` for each; the clients ask for these only
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 def httpx_error(exc: BaseException) -> httpx.TransportError | None:
@@ -76,11 +91,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ``max_reply_bytes`` is refused as a protocol error instead of being held in memory. Proxies are taken from
     the environment (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx does (see :func:`proxy_for`). The
     pool is created on the first request, inside the running event loop.
+
+    :param max_connections: size of the connection pool.
+    :param verify: the TLS context.
+    :param keepalive_expiry: seconds an idle connection is kept.
+    :param max_reply_bytes: the largest reply accepted, received or decoded.
+    :param deadline: seconds one request may take in all, from connecting to the last byte of the
+        reply (aiohttp's ``ClientTimeout.total``); a request still unfinished then fails with
+        ``httpx.ReadTimeout``, as the request may have been sent. None for no deadline.
     """
 
     def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0,
-                 max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
+                 max_reply_bytes: int = MAX_REPLY_BYTES, deadline: float | None = None) -> None:
         self._max_reply_bytes = max_reply_bytes
+        self._deadline = deadline
         self._max_connections = max_connections
         self._ssl = verify
         self._keepalive_expiry = keepalive_expiry
@@ -93,6 +117,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl,
                                              keepalive_timeout=self._keepalive_expiry)
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+            # aiohttp repeats a GET by itself when a reused connection turns out closed; the hook's retry
+            # policy (max_attempts, backoff) is the only one, as with httpx's engine (aiohttp's tests do the same)
+            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -108,20 +135,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 proxy=proxy_for(request.url.scheme, request.url.host),
                 skip_auto_headers=_AS_HTTPX_SENDS,  # no Content-Type where httpx sends none
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
+                timeout=aiohttp.ClientTimeout(total=self._deadline, connect=timeout.get("pool"),
                                               sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),
             ) as reply:
-                body = await _read_capped(reply, self._max_reply_bytes)
+                raw = await _read_capped(reply, self._max_reply_bytes)
+                headers = [(name, value) for name, value in reply.raw_headers if name.lower() != b"content-encoding"]
+                body = decoded(reply.headers.getall("Content-Encoding", []), raw, self._max_reply_bytes)
         except aiohttp.ClientError as exc:
             error = httpx_error(exc)
             assert error is not None
             raise error from exc
+        except TimeoutError as exc:  # aiohttp's total timeout: the request may have been sent
+            raise httpx.ReadTimeout(f"no complete reply within the deadline of {self._deadline} s") from exc
         return httpx.Response(
             reply.status,
-            headers=reply.raw_headers,
+            headers=headers,
             stream=httpx.ByteStream(body),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (reply.reason or "").encode()},
+            extensions={"http_version": b"HTTP/1.1",
+                        "reason_phrase": (reply.reason or "").encode("utf-8", "surrogateescape")},
         )
 
     async def aclose(self) -> None:
@@ -156,7 +188,8 @@ async def _read_capped(reply: aiohttp.ClientResponse, limit: int) -> bytes:
 def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
     """Read a streamed synchronous httpx reply whole, or raise :func:`_refused` past ``limit`` bytes.
 
-    The same bound as the async transport's, so that no reply is ever held in memory above it.
+    The same bound as the async transport's, so that no reply is ever held in memory above it,
+    received or decoded (see :func:`decoded`).
     """
     announced = response.headers.get("Content-Length", "")
     if announced.isdigit() and int(announced) > limit:
@@ -171,8 +204,188 @@ def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
         if size > limit:
             raise _refused(limit)
         chunks.append(chunk)
-    # a new response over the raw bytes: httpx decodes any Content-Encoding when it is read
-    whole = httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks),
+    body = decoded(response.headers.get_list("Content-Encoding"), b"".join(chunks), limit)
+    headers = [(name, value) for name, value in response.headers.raw if name.lower() != b"content-encoding"]
+    whole = httpx.Response(response.status_code, headers=headers, content=body,
                            request=response.request, extensions=response.extensions)
     whole.read()
     return whole
+
+
+def decoded(content_encoding: list[str], raw: bytes, limit: int) -> bytes:
+    """The body of a reply decoded from its content coding, or a protocol error.
+
+    gzip and deflate (the codings the clients ask for) are decoded at most ``limit`` bytes far, so
+    a small compressed reply cannot expand beyond the reply bound in memory ("zip bomb"). A reply
+    in any other coding, or in more than one, is refused: httpx would pass one it does not know
+    undecoded and decode stacked ones without a bound.
+
+    :param content_encoding: the reply's ``Content-Encoding`` header values.
+    :param raw: the body as received.
+    :param limit: the most bytes the decoded body may have.
+    """
+    codings = [c.strip().lower() for value in content_encoding for c in value.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings or not raw:
+        return raw
+    if len(codings) > 1 or codings[0] not in _CODINGS:
+        raise httpx.RemoteProtocolError("reply in a content coding that was not asked for")
+    try:
+        return _inflated(raw, _CODINGS[codings[0]], limit)
+    except zlib.error:
+        if codings[0] != "deflate":
+            raise httpx.RemoteProtocolError(f"reply body is not valid {codings[0]}") from None
+    try:  # "deflate" sent without its zlib header, as some servers do (httpx accepts it too)
+        return _inflated(raw, -zlib.MAX_WBITS, limit)
+    except zlib.error:
+        raise httpx.RemoteProtocolError("reply body is not valid deflate") from None
+
+
+def _inflated(raw: bytes, wbits: int, limit: int) -> bytes:
+    """Decompress ``raw``, refusing (:func:`_refused`) once the output exceeds ``limit`` bytes.
+
+    A step makes at most 1 MiB, so that a refused reply costs the bound and a step, not twice the bound.
+    """
+    inflater = zlib.decompressobj(wbits)
+    parts, size, pending = [], 0, raw
+    while True:
+        part = inflater.decompress(pending, min(limit + 1 - size, 1 << 20))
+        size += len(part)
+        if size > limit:
+            raise _refused(limit)
+        parts.append(part)
+        pending = inflater.unconsumed_tail
+        if not part and not pending:
+            return b"".join(parts)
+
+
+#: when the request being performed on this thread must be over (``time.monotonic()``), if bounded
+_ENDS_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("inexchange_request_ends_at", default=None)
+
+
+_DEADLINE_PASSED = "no complete reply within the request's deadline"
+
+
+def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` shortened to the time left before the current request's deadline, or ``expired`` raised."""
+    ends_at = _ENDS_AT.get()
+    if ends_at is None:
+        return timeout
+    left = ends_at - time.monotonic()
+    if left <= 0:
+        raise expired(_DEADLINE_PASSED)
+    return left if timeout is None else min(timeout, left)
+
+
+@contextlib.contextmanager
+def _named_after_the_deadline() -> Iterator[None]:
+    """Say so when a socket operation timed out because the deadline shortened it."""
+    try:
+        yield
+    except httpcore.TimeoutException as exc:
+        ends_at = _ENDS_AT.get()
+        if ends_at is None or time.monotonic() < ends_at:
+            raise
+        raise type(exc)(_DEADLINE_PASSED) from exc
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """A socket stream whose reads and writes wait no longer than the current request's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        with _named_after_the_deadline():
+            return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        with _named_after_the_deadline():
+            self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname,
+                                                     _bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, connecting no longer than the current request's deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
+                                                        local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout),
+                                                                socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class DeadlineTransport(httpx.HTTPTransport):
+    """httpx's synchronous transport, with an overall deadline on each request.
+
+    httpx's timeouts bound each socket operation: a server that sends a byte every half second,
+    in its headers or its body, keeps a request going for as long as it likes. Here every socket
+    operation of a request (connecting, the TLS handshake, writing, each read of the headers and of
+    the body) waits at most until ``deadline`` seconds after the request started, then fails with
+    httpx's own timeout class: ``ConnectTimeout`` while connecting (nothing was sent), ``WriteTimeout``
+    or ``ReadTimeout`` after that (maybe sent). Everything else is httpx's ``HTTPTransport``.
+
+    :param deadline: seconds one request may take in all, reading its reply included.
+    :param kwargs: passed on to ``httpx.HTTPTransport`` (``verify``, ``proxy``...).
+    """
+
+    def __init__(self, *, deadline: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._deadline = deadline
+        pool = self._pool  # httpcore's pool (or proxy): it opens every connection through its network backend
+        if not isinstance(getattr(pool, "_network_backend", None), httpcore.NetworkBackend):
+            raise RuntimeError("this httpcore does not let the deadline bound its connections")  # pragma: no cover
+        pool._network_backend = _BoundedBackend(pool._network_backend)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        ends_at = time.monotonic() + self._deadline
+        token = _ENDS_AT.set(ends_at)
+        try:
+            response = super().handle_request(request)
+        finally:
+            _ENDS_AT.reset(token)
+        response.stream = _BoundedBody(response.stream, ends_at)
+        return response
+
+
+class _BoundedBody(httpx.SyncByteStream):
+    """A reply body whose reads wait no longer than its request's deadline."""
+
+    def __init__(self, stream: Any, ends_at: float) -> None:
+        self._stream = stream
+        self._ends_at = ends_at
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._stream)
+        while True:
+            token = _ENDS_AT.set(self._ends_at)
+            try:
+                chunk = next(chunks, None)
+            finally:
+                _ENDS_AT.reset(token)
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()

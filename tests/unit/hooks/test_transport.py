@@ -176,3 +176,37 @@ async def test_requests_go_through_the_environments_proxy(monkeypatch: pytest.Mo
 
     assert reply.json() == {"echo": "<Invoice/>"}
     assert requests[0].startswith(b"POST http://inexchange.invalid/v1/api/documents HTTP/1.1\r\n")
+
+
+def test_the_sync_client_goes_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync client reads the proxy once for the API's host, as the async ones do (it no longer trusts httpx's env)."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    seen: list[bytes] = []
+
+    def proxy() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            seen.append(conn.recv(65536))
+            body = b'{"token": "via-proxy"}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", connection_json(host="http://inexchange.invalid/v1/api/"))
+    proxy_for.cache_clear()
+    try:
+        hook = InExchangeHook(max_attempts=1)
+        token = hook._run(hook._created_token())
+        hook.client.close()
+    finally:
+        proxy_for.cache_clear()
+        listener.close()
+        thread.join(5)
+
+    assert token == "via-proxy"
+    assert seen[0].startswith(b"POST http://inexchange.invalid/v1/api/clientTokens/create HTTP/1.1\r\n")
