@@ -48,14 +48,18 @@ class InExchangeApiError(InExchangeError):
 
     @property
     def retryable(self) -> bool:
-        """Whether the same request may succeed later: 429, 5xx, and a success reply that could not be
-        read (cut off, not JSON, a header missing), as a proxy in between can garble one."""
-        return self.status_code == 429 or self.status_code >= 500 or self.status_code < 400
+        """Whether the same request may succeed later.
+
+        408 (the server gave up waiting for the request), 429, 5xx, and any reply below 400 that was
+        no answer: a 1xx, 3xx or 206, or a success reply that could not be read (cut off, not JSON,
+        of another shape, a header missing), as a proxy in between can garble one.
+        """
+        return self.status_code in (408, 429) or self.status_code >= 500 or self.status_code < 400
 
     @property
     def permanent(self) -> bool:
-        """Whether InExchange refused the request itself (4xx other than 401/404/429)."""
-        return 400 <= self.status_code < 500 and self.status_code not in (401, 404, 429)
+        """Whether InExchange refused the request itself (4xx other than 401/404/408/429)."""
+        return 400 <= self.status_code < 500 and self.status_code not in (401, 404, 408, 429)
 
 
 class InExchangeTransportError(InExchangeError):

@@ -4,34 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import re
 import ssl
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import tenacity
 from airflow.sdk import BaseHook
 
-from inexchange.api import LookupResult, OutboundDocument, OutboundPage
+from inexchange.api import LookupResult, OutboundDocument, OutboundPage, ReplyShapeError
 from inexchange.exceptions import (
     InExchangeApiError,
     InExchangeConfigError,
     InExchangeError,
     InExchangeTransportError,
 )
-from inexchange.hooks.transport import MAX_REPLY_BYTES, AiohttpTransport, read_capped
+from inexchange.hooks.transport import (
+    ACCEPT_ENCODING,
+    MAX_REPLY_BYTES,
+    AiohttpTransport,
+    DeadlineTransport,
+    proxy_for,
+    read_capped,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 #: failures after which the request certainly never reached InExchange
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: what a driver's I/O raises when no usable reply came: the transports' errors, a body httpx could not
+#: decode, and a 3xx whose ``Location`` httpx cannot parse (it builds the redirect it will not follow)
+_IO_ERRORS = (httpx.TransportError, httpx.DecodingError, httpx.InvalidURL)
+#: headers of every request: JSON replies asked for, and only the content codings the transports can bound
+_CLIENT_HEADERS = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+#: the longest text taken from a reply into an error (InExchange's message, one modelState reason)
+_MAX_TEXT = 500
+#: the most modelState fields, and reasons per field, kept in an error
+_MAX_FIELDS = 20
+_MAX_REASONS = 5
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,8 @@ class _Call:
     #: (cut off, not JSON, of another shape) fails the attempt and is retried like a 5xx when the
     #: call is idempotent
     read: Callable[[httpx.Response], Any] | None = None
+    #: error statuses that are an answer of the call and go to ``read`` (404 of a look-up by ERP id)
+    answers: frozenset[int] = frozenset()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -141,9 +164,24 @@ class InExchangeHook(BaseHook):
     failure is left to the caller, who reconciles through ``invoices/outbound/byerpid`` before
     sending again.
 
+    A reply counts as InExchange's answer only when it is one: a success is a 2xx status (not 206)
+    whose body, for the calls that return data, is a JSON object of the documented shape
+    (:class:`~inexchange.api.ReplyShapeError`), and whose ``Location`` header, for upload and send, has
+    the documented form. The ``Content-Type`` is not consulted: JSON is asked for (``Accept``), the body
+    is parsed as JSON (UTF-8, as RFC 8259 requires; ``NaN`` and ``Infinity`` are not JSON) whatever
+    type it is labelled with, so an HTML page fails as "not JSON" even under ``application/json``, and
+    a JSON object of the right shape is read even under ``text/plain`` (gateways relabel bodies; the
+    shape, not the label, shows the reply is InExchange's). Any other reply fails the attempt with an
+    :class:`~inexchange.exceptions.InExchangeApiError` carrying its status, and is retried like a 5xx
+    when the call is idempotent.
+
     :param inexchange_conn_id: connection with the API base URL, API key and ERP id.
-    :param timeout: read/write timeout of one request, in seconds.
+    :param timeout: read/write timeout of one request (each socket operation), in seconds.
     :param connect_timeout: connect timeout, in seconds.
+    :param deadline: seconds one request may take in all, from connecting to the last byte of its
+        reply (default: three times ``timeout``). A server that answers a byte at a time never lets
+        the read timeout expire; at the deadline the request fails like a read timeout: retried
+        when the call is idempotent, reconciled (never resent blindly) when it is a send.
     :param max_attempts: attempts per call, the first one included.
     :param backoff: base of the exponential backoff, in seconds.
     :param max_backoff: longest wait between two attempts, in seconds.
@@ -167,6 +205,7 @@ class InExchangeHook(BaseHook):
         *,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        deadline: float | None = None,
         max_attempts: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -179,8 +218,12 @@ class InExchangeHook(BaseHook):
             raise ValueError(f"rate_limit must be at least 1 request per second (or None), got {rate_limit}")
         if concurrency < 1 or clients < 1:
             raise ValueError("concurrency and clients must be at least 1")
+        deadline = 3 * timeout if deadline is None else deadline
+        if not deadline > 0:
+            raise ValueError(f"deadline must be a positive number of seconds, got {deadline}")
         self.inexchange_conn_id = inexchange_conn_id
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.deadline = float(deadline)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -233,8 +276,16 @@ class InExchangeHook(BaseHook):
 
     @cached_property
     def client(self) -> httpx.Client:
-        """The synchronous client, one connection pool for the hook's life."""
-        return httpx.Client(base_url=self.settings.base_url, timeout=self.timeout, verify=self._ssl_context)
+        """The synchronous client, one connection pool for the hook's life.
+
+        It sends through :class:`~inexchange.hooks.transport.DeadlineTransport`, with the proxy the
+        environment sets for the API's host (read here once, as for the async clients).
+        """
+        base_url = httpx.URL(self.settings.base_url)
+        transport = DeadlineTransport(deadline=self.deadline, verify=self._ssl_context,
+                                      proxy=proxy_for(base_url.scheme, base_url.host))
+        return httpx.Client(base_url=base_url, timeout=self.timeout, headers=_CLIENT_HEADERS, transport=transport,
+                            trust_env=False)
 
     async def _aclients(self) -> list[httpx.AsyncClient]:
         """The async clients, created with the event loop's first call."""
@@ -243,8 +294,9 @@ class InExchangeHook(BaseHook):
         if not self._async_clients:  # not created by a concurrent call while the settings loaded
             per_client = -(-self.concurrency // self.clients)
             self._async_clients = [
-                httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout,
-                                  transport=AiohttpTransport(max_connections=per_client, verify=self._ssl_context))
+                httpx.AsyncClient(base_url=settings.base_url, timeout=self.timeout, headers=_CLIENT_HEADERS,
+                                  transport=AiohttpTransport(max_connections=per_client, verify=self._ssl_context,
+                                                             deadline=self.deadline))
                 for _ in range(self.clients)
             ]
             self._busy = [0] * self.clients
@@ -288,9 +340,16 @@ class InExchangeHook(BaseHook):
         for renewed in (False, True):
             token = (yield _Token(stale)) if call.auth == "token" else None
             yield from self._throttle()
-            response = yield replace(call, headers=(*self._auth_headers(call.auth, token), *call.headers))
+            failure: InExchangeTransportError | None = None
             try:
-                _checked(response, call.path, token_call=call.auth == "token")
+                response = yield replace(call, headers=(*self._auth_headers(call.auth, token), *call.headers))
+            except _IO_ERRORS as exc:  # the driver's I/O failed
+                failure = _transport_error(call.path, exc, self._secrets(token))
+            if failure is not None:
+                raise failure  # outside the handler: the httpx error, with its unredacted text, is not chained
+            try:
+                _checked(response, call.path, token_call=call.auth == "token", answers=call.answers,
+                         secrets=self._secrets(token))
             except _Unauthorized:
                 if renewed:
                     raise InExchangeApiError(401, "client token refused after renewal", path=call.path) from None
@@ -306,6 +365,11 @@ class InExchangeHook(BaseHook):
         while not self._limiter.hit(self._rate, "inexchange"):
             reset_time, _ = self._limiter.get_window_stats(self._rate, "inexchange")
             yield _Sleep(max(reset_time - time.time(), 0.001))
+
+    def _secrets(self, token: str | None) -> tuple[str, ...]:
+        """The API key and the client token, for keeping them out of error texts."""
+        key = self._settings.api_key if self._settings is not None else None
+        return tuple(secret for secret in (key, token) if secret)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -335,8 +399,8 @@ class InExchangeHook(BaseHook):
                 try:
                     with self.client.stream(step.method, step.path, **step.options) as response:
                         drive.reply = read_capped(response, MAX_REPLY_BYTES)
-                except httpx.TransportError as exc:
-                    drive.error = _transport_error(step.path, exc)
+                except _IO_ERRORS as exc:
+                    drive.error = exc
         return drive.result
 
     async def _arun(self, steps: _Steps) -> Any:
@@ -359,8 +423,8 @@ class InExchangeHook(BaseHook):
                     self._busy[index] += 1
                     try:
                         drive.reply = await clients[index].request(step.method, step.path, **step.options)
-                    except httpx.TransportError as exc:
-                        drive.error = _transport_error(step.path, exc)
+                    except _IO_ERRORS as exc:
+                        drive.error = exc
                     finally:
                         self._busy[index] -= 1
         return drive.result
@@ -374,16 +438,21 @@ class InExchangeHook(BaseHook):
         await asyncio.sleep(seconds)
 
     def _created_token(self) -> _Steps:
-        """Create a client token with the API key (run by either driver)."""
+        """Create a client token with the API key (run by either driver).
+
+        The reply is read inside the retried attempt, like every other call's: a token reply that
+        cannot be read (not JSON, no token, a token that cannot be a header value) is retried, as a
+        second token is harmless.
+        """
         self._token = None
         try:
-            response = yield from self._exchange(
-                _Call("POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id})
-            )
+            return (yield from self._exchange(
+                _Call("POST", "clientTokens/create", auth="apikey", json={"erpId": self.settings.erp_id},
+                      read=_token_from)
+            ))
         except InExchangeError as exc:
             _spent(exc)
             raise
-        return _token_from(response)
 
     def _revoke(self) -> _Steps | None:
         """One attempt at revoking the token, or None when there is none."""
@@ -446,7 +515,7 @@ class InExchangeHook(BaseHook):
     def _upload_document(self, content: bytes) -> _Steps:
         return (yield from self._exchange(_Call("POST", "documents", content=content,
                                                 headers=(("Content-Type", "application/xml"),),
-                                                read=_location("documents"))))
+                                                read=_document_uri)))
 
     def send_outbound(self, body: dict[str, Any]) -> str:
         """Send an uploaded document (``POST documents/outbound``) and return its document id.
@@ -460,9 +529,8 @@ class InExchangeHook(BaseHook):
         return await self._arun(self._send_outbound(body))
 
     def _send_outbound(self, body: dict[str, Any]) -> _Steps:
-        location = yield from self._exchange(_Call("POST", "documents/outbound", idempotent=False, json=body,
-                                                   read=_location("documents/outbound")))
-        return location.rstrip("/").rsplit("/", 1)[-1]
+        return (yield from self._exchange(_Call("POST", "documents/outbound", idempotent=False, json=body,
+                                                read=_sent_document_id)))
 
     def get_outbound(self, document_id: str) -> OutboundDocument:
         """Return one outbound document (``GET documents/outbound/{id}``)."""
@@ -477,7 +545,12 @@ class InExchangeHook(BaseHook):
         return (yield from self._exchange(_Call("GET", path, read=_reading(path, OutboundDocument.from_json))))
 
     def find_by_erp_id(self, erp_id: str) -> OutboundDocument | None:
-        """Return the invoice InExchange received under our ERP id, or None if it never did."""
+        """Return the invoice InExchange received under our ERP id, or None if it never did.
+
+        None only for a 404 that is InExchange's own (an empty body or a JSON object): a 404 page of
+        something in between (HTML, text) proves nothing about the invoice and fails the call, since
+        "never received" lets the caller send the invoice again.
+        """
         return self._run(self._find_by_erp_id(erp_id))
 
     async def afind_by_erp_id(self, erp_id: str) -> OutboundDocument | None:
@@ -486,12 +559,16 @@ class InExchangeHook(BaseHook):
 
     def _find_by_erp_id(self, erp_id: str) -> _Steps:
         path = f"invoices/outbound/byerpid/{erp_id}"
-        try:
-            return (yield from self._exchange(_Call("POST", path, read=_reading(path, OutboundDocument.from_json))))
-        except InExchangeApiError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
+        found = _reading(path, OutboundDocument.from_json)
+
+        def read(response: httpx.Response) -> OutboundDocument | None:
+            if response.status_code != 404:
+                return found(response)
+            if response.content.strip() and not isinstance(_parsed_json(response.content), dict):
+                raise InExchangeApiError(404, "a 404 reply that is not InExchange's (not a JSON object)", path=path)
+            return None
+
+        return (yield from self._exchange(_Call("POST", path, read=read, answers=frozenset({404}))))
 
     def list_outbound(self, **filters: Any) -> OutboundPage:
         """Return one page of ``documents/outbound/list``; filters as in :func:`list_body`."""
@@ -503,10 +580,14 @@ class InExchangeHook(BaseHook):
 
     def _list_outbound(self, **filters: Any) -> _Steps:
         return (yield from self._exchange(_Call("POST", "documents/outbound/list", json=list_body(**filters),
-                                                read=_reading("documents/outbound/list", _page))))
+                                                read=_reading("documents/outbound/list", OutboundPage.from_json))))
 
     def all_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
-        """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``."""
+        """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``.
+
+        A page that lists only documents already listed (a server that ignores ``skip``) fails the
+        call instead of paging forever.
+        """
         return self._run(self._all_outbound(page_size, filters))
 
     async def aall_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
@@ -515,9 +596,14 @@ class InExchangeHook(BaseHook):
 
     def _all_outbound(self, page_size: int, filters: dict[str, Any]) -> _Steps:
         documents: list[OutboundDocument] = []
+        seen: set[str] = set()
         while True:
             page = yield from self._list_outbound(take=page_size, skip=len(documents), **filters)
+            if documents and page.documents and seen.issuperset(d.id for d in page.documents):
+                raise InExchangeApiError(200, f"the page at skip={len(documents)} repeats documents already listed",
+                                         path="documents/outbound/list")
             documents.extend(page.documents)
+            seen.update(d.id for d in page.documents)
             if not page.documents or len(documents) >= page.total_count:
                 return documents
 
@@ -576,10 +662,19 @@ def _spent(exc: InExchangeError) -> None:
     exc.retries_spent = True  # type: ignore[attr-defined]
 
 
-def _transport_error(path: str, exc: httpx.TransportError) -> InExchangeTransportError:
-    """Turn an httpx transport failure into :class:`InExchangeTransportError` (no secrets in it)."""
-    error = InExchangeTransportError(path, exc)
-    error.__cause__ = exc
+def _transport_error(path: str, exc: Exception, secrets: tuple[str, ...]) -> InExchangeTransportError:
+    """Turn an httpx transport failure into :class:`InExchangeTransportError` (no secrets in it).
+
+    Its cause is a copy of the httpx error whose text has the key and token cut out: a parser's
+    error can quote the reply's bytes, and a server can echo what it was sent.
+    """
+    cause: Exception
+    try:
+        cause = type(exc)(_redacted(str(exc), secrets))  # type: ignore[misc,call-arg]
+    except Exception:
+        cause = httpx.TransportError(_redacted(str(exc), secrets))
+    error = InExchangeTransportError(path, cause)
+    error.__cause__ = cause
     return error
 
 
@@ -593,37 +688,114 @@ def _retryable(exc: BaseException, idempotent: bool) -> bool:
     return False
 
 
-def _checked(response: httpx.Response, path: str, *, token_call: bool) -> httpx.Response:
-    """Return a successful response, or raise the error it carries."""
-    if response.status_code < 400:
+def _checked(response: httpx.Response, path: str, *, token_call: bool, answers: frozenset[int] = frozenset(),
+             secrets: tuple[str, ...] = ()) -> httpx.Response:
+    """Return a successful response (or one whose status is in ``answers``), or raise the error it carries.
+
+    Success is a 2xx other than 206 (a part of a reply, never asked for). A 1xx or 3xx (the clients
+    follow no redirect) is no answer either: an error with that status, retried like a reply that
+    cannot be read when the call is idempotent. Text taken from the reply is cut to a line of at most
+    500 characters with the key and token removed.
+    """
+    status = response.status_code
+    if (200 <= status < 300 and status != 206) or status in answers:
         return response
-    if response.status_code == 401 and token_call:
+    if status == 401 and token_call:
         raise _Unauthorized()
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    message = str(body.get("message") or body.get("Message") or response.reason_phrase or "error")[:500]
-    model_state = body.get("modelState") or body.get("ModelState")
+    if status < 400:
+        kind = "a redirect (check the API base URL)" if 300 <= status < 400 else "not a complete reply"
+        raise InExchangeApiError(status, f"unexpected status: {kind}", path=path)
+    body = _parsed_json(response.content)
+    body = body if isinstance(body, dict) else {}
+    message = next((m for m in (body.get("message"), body.get("Message")) if isinstance(m, str) and m.strip()),
+                   response.reason_phrase or "error")
     error = InExchangeApiError(
-        response.status_code, message,
-        model_state=model_state if isinstance(model_state, dict) else None, path=path,
+        status, _clean(message, secrets) or "error",
+        model_state=_model_state(body.get("modelState") or body.get("ModelState"), secrets), path=path,
     )
-    retry_after = response.headers.get("Retry-After")
-    error.retry_after = float(retry_after) if retry_after and retry_after.isdigit() else None  # type: ignore[attr-defined]
+    error.retry_after = _retry_after(response.headers.get("Retry-After"))  # type: ignore[attr-defined]
     raise error
 
 
-def _json(response: httpx.Response, path: str) -> dict[str, Any]:
+#: what :func:`_parsed_json` returns for a body that is not JSON
+_NOT_JSON = object()
+
+
+def _parsed_json(content: bytes) -> Any:
+    """The JSON value of a body, or ``_NOT_JSON`` when the body is no JSON text.
+
+    Strict RFC 8259 whatever the ``Content-Type`` says: UTF-8 (UTF-16 and UTF-32 are recognised
+    too), no ``NaN`` or ``Infinity``; nesting deeper than Python's parser goes (RecursionError) and
+    integers longer than Python converts are "not JSON" as well.
+    """
     try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
-        raise InExchangeApiError(response.status_code, "reply is not JSON", path=path) from None
+        return json.loads(content, parse_constant=_not_a_json_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and too long integers are ValueErrors
+        return _NOT_JSON
+
+
+def _not_a_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(response: httpx.Response, path: str) -> dict[str, Any]:
+    body = _parsed_json(response.content)
+    if body is _NOT_JSON:
+        raise InExchangeApiError(response.status_code, "reply is not JSON", path=path)
     if not isinstance(body, dict):
         raise InExchangeApiError(response.status_code, "reply is not a JSON object", path=path)
     return body
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _clean(text: str, secrets: tuple[str, ...]) -> str:
+    """Text from a reply made fit for an error: secrets removed, one line, at most ``_MAX_TEXT`` characters."""
+    return _CONTROL.sub(" ", _redacted(text, secrets)).strip()[:_MAX_TEXT]
+
+
+def _redacted(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _model_state(value: Any, secrets: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """InExchange's ``modelState`` (field -> reasons) as far as it has that shape: strings only, bounded."""
+    if not isinstance(value, dict):
+        return None
+    state: dict[str, list[str]] = {}
+    for field, reasons in value.items():
+        reasons = [reasons] if isinstance(reasons, str) else reasons
+        if not isinstance(reasons, list):
+            continue
+        kept = [_clean(r, secrets) for r in reasons if isinstance(r, str)][:_MAX_REASONS]
+        if kept:
+            state[_clean(field, secrets)] = kept
+        if len(state) == _MAX_FIELDS:
+            break
+    return state or None
+
+
+_SECONDS = re.compile(r"\d{1,9}(\.\d{1,9})?", re.ASCII)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None when it says nothing usable."""
+    if not value:
+        return None
+    value = value.strip()
+    if _SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    seconds = (moment - datetime.now(timezone.utc)).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _rate_limiter(per_second: int) -> tuple[Any, Any]:
@@ -642,36 +814,68 @@ def _reading(path: str, parse: Callable[[dict[str, Any]], Any]) -> Callable[[htt
         body = _json(response, path)
         try:
             return parse(body)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InExchangeApiError(response.status_code, f"reply of an unexpected shape ({type(exc).__name__})",
-                                     path=path) from None
+        except ReplyShapeError as exc:  # its text names the field, never a value from the reply
+            problem = str(exc)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            problem = type(exc).__name__
+        # raised outside the handler, so that nothing quoting the reply is chained to it
+        raise InExchangeApiError(response.status_code, f"reply of an unexpected shape: {problem}", path=path)
 
     return read
 
 
-def _location(path: str) -> Callable[[httpx.Response], str]:
-    """A ``_Call.read`` that returns the reply's ``Location`` header, which upload and send answer with."""
+#: what a ``Location`` header or an id in it may contain: visible ASCII, no spaces
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+#: the document id in a send's ``Location``: ``.../documents/outbound/{id}`` (a trailing slash allowed)
+_SENT_PATH = re.compile(r"(?:^|/)documents/outbound/([^/?#]+)/?$", re.IGNORECASE)
+_DOCUMENT_URN = "urn:inexchangedocument:"
 
-    def read(response: httpx.Response) -> str:
-        location = response.headers.get("Location", "").strip()
-        if not location.rstrip("/"):
-            raise InExchangeApiError(response.status_code, "no Location header in the reply", path=path)
-        return location
 
-    return read
+def _location(response: httpx.Response, path: str) -> str:
+    """The reply's ``Location`` header, which upload and send answer with, or an API error."""
+    location = response.headers.get("Location", "").strip()
+    if not location.rstrip("/"):
+        raise InExchangeApiError(response.status_code, "no Location header in the reply", path=path)
+    if not _VISIBLE.fullmatch(location) or len(location) > 2048:
+        raise InExchangeApiError(response.status_code, "a Location header that is not a URI", path=path)
+    return location
+
+
+def _document_uri(response: httpx.Response) -> str:
+    """The ``urn:inexchangedocument:{id}`` an upload answers with in ``Location``."""
+    location = _location(response, "documents")
+    if not location.lower().startswith(_DOCUMENT_URN) or len(location) == len(_DOCUMENT_URN):
+        raise InExchangeApiError(response.status_code, "Location is not a urn:inexchangedocument: URI",
+                                 path="documents")
+    return location
+
+
+def _sent_document_id(response: httpx.Response) -> str:
+    """The document id a send answers with: the last segment of ``.../documents/outbound/{id}`` in ``Location``."""
+    location = _location(response, "documents/outbound")
+    try:
+        found = _SENT_PATH.search(urlsplit(location).path)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        found = None
+    if found is None or not found.group(1).strip("."):
+        raise InExchangeApiError(response.status_code, "Location does not name a documents/outbound/{id}",
+                                 path="documents/outbound")
+    return found.group(1)
+
+
+#: the longest client token accepted (InExchange's are tens of characters)
+_MAX_TOKEN = 4096
 
 
 def _token_from(response: httpx.Response) -> str:
+    """The client token of a ``clientTokens/create`` reply; it must be fit for a header (visible ASCII)."""
     token = _json(response, "clientTokens/create").get("token")
-    if not token:
+    if not isinstance(token, str) or not token:
         raise InExchangeApiError(response.status_code, "no token in the reply", path="clientTokens/create")
+    if len(token) > _MAX_TOKEN or not _VISIBLE.fullmatch(token):
+        raise InExchangeApiError(response.status_code, "a token that is not a header value", path="clientTokens/create")
     _mask(token)
-    return str(token)
-
-
-def _page(body: dict[str, Any]) -> OutboundPage:
-    documents = tuple(OutboundDocument.from_json(d) for d in body.get("documents") or ())
-    return OutboundPage(documents=documents, total_count=int(body.get("totalCount") or 0))
+    return token
 
 
 def _mask(secret: str) -> None:
