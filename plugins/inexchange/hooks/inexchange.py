@@ -167,7 +167,7 @@ class InExchangeHook(BaseHook):
     A reply counts as InExchange's answer only when it is one: a success is a 2xx status (not 206)
     whose body, for the calls that return data, is a JSON object of the documented shape
     (:class:`~inexchange.api.ReplyShapeError`), and whose ``Location`` header, for upload and send, has
-    the documented form. The ``Content-Type`` is not consulted: JSON is asked for (``Accept``), the body
+    the documented form (``urn:inexchangedocument:{guid}``, ``.../documents/outbound/{guid}``). The ``Content-Type`` is not consulted: JSON is asked for (``Accept``), the body
     is parsed as JSON (UTF-8, as RFC 8259 requires; ``NaN`` and ``Infinity`` are not JSON) whatever
     type it is labelled with, so an HTML page fails as "not JSON" even under ``application/json``, and
     a JSON object of the right shape is read even under ``text/plain`` (gateways relabel bodies; the
@@ -826,9 +826,12 @@ def _reading(path: str, parse: Callable[[dict[str, Any]], Any]) -> Callable[[htt
 
 #: what a ``Location`` header or an id in it may contain: visible ASCII, no spaces
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
-#: the document id in a send's ``Location``: ``.../documents/outbound/{id}`` (a trailing slash allowed)
-_SENT_PATH = re.compile(r"(?:^|/)documents/outbound/([^/?#]+)/?$", re.IGNORECASE)
-_DOCUMENT_URN = "urn:inexchangedocument:"
+#: InExchange names documents by GUID, in the upload's URN and in the send's Location
+_GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+#: the document id in a send's ``Location``: ``.../documents/outbound/{guid}`` (a trailing slash allowed)
+_SENT_PATH = re.compile(rf"(?:^|/)documents/outbound/({_GUID})/?$", re.IGNORECASE)
+#: the ``Location`` of an upload: ``urn:inexchangedocument:{guid}``
+_DOCUMENT_URN = re.compile(rf"urn:inexchangedocument:{_GUID}", re.IGNORECASE)
 
 
 def _location(response: httpx.Response, path: str) -> str:
@@ -842,23 +845,23 @@ def _location(response: httpx.Response, path: str) -> str:
 
 
 def _document_uri(response: httpx.Response) -> str:
-    """The ``urn:inexchangedocument:{id}`` an upload answers with in ``Location``."""
+    """The ``urn:inexchangedocument:{guid}`` an upload answers with in ``Location``."""
     location = _location(response, "documents")
-    if not location.lower().startswith(_DOCUMENT_URN) or len(location) == len(_DOCUMENT_URN):
-        raise InExchangeApiError(response.status_code, "Location is not a urn:inexchangedocument: URI",
+    if not _DOCUMENT_URN.fullmatch(location):
+        raise InExchangeApiError(response.status_code, "Location is not a urn:inexchangedocument:{guid}",
                                  path="documents")
     return location
 
 
 def _sent_document_id(response: httpx.Response) -> str:
-    """The document id a send answers with: the last segment of ``.../documents/outbound/{id}`` in ``Location``."""
+    """The document id a send answers with: the GUID of ``.../documents/outbound/{guid}`` in ``Location``."""
     location = _location(response, "documents/outbound")
     try:
         found = _SENT_PATH.search(urlsplit(location).path)
     except ValueError:  # e.g. an unclosed IPv6 bracket
         found = None
-    if found is None or not found.group(1).strip("."):
-        raise InExchangeApiError(response.status_code, "Location does not name a documents/outbound/{id}",
+    if found is None:
+        raise InExchangeApiError(response.status_code, "Location does not name a documents/outbound/{guid}",
                                  path="documents/outbound")
     return found.group(1)
 

@@ -162,6 +162,7 @@ def test_a_redirect_to_a_location_httpx_cannot_parse_is_a_clean_error(api: respx
     (f"/v1/api/documents/outbound/{DOCUMENT_ID}/", DOCUMENT_ID),
     (f"documents/outbound/{DOCUMENT_ID}?x=1#y", DOCUMENT_ID),
     (f"https://api.test/v1/api/Documents/Outbound/{DOCUMENT_ID}", DOCUMENT_ID),
+    (f"documents/outbound/{DOCUMENT_ID.upper()}", DOCUMENT_ID.upper()),
 ])
 def test_a_send_answers_with_the_id_in_its_location(api: respx.MockRouter, make_hook: MakeHook, location: str,
                                                    document_id: str) -> None:
@@ -173,7 +174,8 @@ def test_a_send_answers_with_the_id_in_its_location(api: respx.MockRouter, make_
 
 @pytest.mark.parametrize("location", [
     "https://api.test/v1/api/documents/outbound/", "https://login.example/", DOCUMENT_URN, "documents/outbound/..",
-    f"documents/outbound/{DOCUMENT_ID} and more", "http://[::1", "/",
+    f"documents/outbound/{DOCUMENT_ID} and more", "http://[::1", "/", "documents/outbound/not-a-guid",
+    f"documents/outbound/{DOCUMENT_ID}0", "documents/outbound/?id=%00", "x" * 2048,
 ])
 def test_a_send_whose_location_names_no_document_is_an_error_and_not_repeated(
         api: respx.MockRouter, make_hook: MakeHook, location: str) -> None:
@@ -188,7 +190,8 @@ def test_a_send_whose_location_names_no_document_is_an_error_and_not_repeated(
 
 
 @pytest.mark.parametrize("location", ["https://login.example/", "urn:inexchangedocument:", "urn:other:1",
-                                      "urn:inexchangedocument:a b"])
+                                      "urn:inexchangedocument:a b", "urn:inexchangedocument:not-a-guid",
+                                      "urn:inexchangedocument:../../etc/passwd", f"{DOCUMENT_URN}/x"])
 def test_an_upload_answers_with_a_document_urn(api: respx.MockRouter, make_hook: MakeHook, location: str) -> None:
     hook, _ = make_hook(max_attempts=2)
     uploaded = api.post("documents").respond(201, headers={"Location": location})
