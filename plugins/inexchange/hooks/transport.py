@@ -1,4 +1,4 @@
-"""An httpx async transport that sends over aiohttp, with httpx's error classes mapped precisely.
+"""The clients' transports: aiohttp under the async clients, httpx's own engine with a deadline under the sync one.
 
 httpx's own async engine (httpcore) spends about a millisecond of CPU per small request on
 loopback, most of the submit task's CPU on a small worker. aiohttp's engine (C HTTP parser, one
