@@ -72,14 +72,20 @@ class Wire:
     chunk: int
 
     def delivered(self) -> Reply | None:
-        """The reply as a client that reads it correctly gets it, or None when none may be read from it."""
-        if self.framing in BROKEN_FRAMINGS or self.status_line not in ("normal", "bare", "http10"):
+        """The reply as a client that reads it correctly gets it, or None when none may be read from it.
+
+        A 1xx, 204 or 304 has no body whatever its framing headers say (RFC 9110), so its framing
+        cannot be broken.
+        """
+        if self.status_line not in ("normal", "bare", "http10"):
+            return None
+        if self.reply.status in (204, 304) or self.reply.status < 200:
+            return replace(self.reply, body=b"")
+        if self.framing in BROKEN_FRAMINGS:
             return None
         body = self.reply.body
         if self.framing == "long":
             body = body[: len(body) // 2]
-        if self.reply.status in (204, 304) or self.reply.status < 200:
-            body = b""
         return replace(self.reply, body=body)
 
     def encode(self) -> bytes:
