@@ -214,6 +214,127 @@ def test_a_send_met_by_a_hostile_reply_is_made_once_and_found_by_its_erp_id(
     assert (found is not None) == (sends == 1)
 
 
+# ---- the simulator's fuzz fault: every hostile shape, drawn per request --------------------------------
+FUZZ_ROUNDS = 4  # calls of each kind per mode; each request draws one of the shapes that fit its route
+
+
+def chained_texts(error: BaseException) -> str:
+    texts, pending, seen = [], [error], set()
+    while pending:
+        exc = pending.pop()
+        if id(exc) not in seen:
+            seen.add(id(exc))
+            texts += [str(exc), repr(exc)]
+            pending += [e for e in (exc.__cause__, exc.__context__) if e is not None]
+    return "\n".join(texts)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("mode", MODES)
+def test_every_call_fails_cleanly_on_the_simulators_fuzzed_replies(mode: str, simulator: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every request answered by a ``fuzz`` shape (HTML, XML, bytes, invalid UTF-8, cut, wrongly
+    shaped or 100,000-deep JSON, a body dripped a byte every 0.5 s, 204, garbage or no Location, bogus
+    Retry-After), no call returns a result; idempotent calls make their attempts, a send is made once
+    (and found by its ERP id when the simulator processed it), each call ends within its deadlines."""
+    sim_connection(simulator, monkeypatch)
+    simulator.configure(fault_rate=0.0, drip_max_s=30.0)
+
+    def new_hook() -> InExchangeHook:
+        return InExchangeHook(max_attempts=ATTEMPTS, timeout=READ_TIMEOUT, deadline=DEADLINE, backoff=0.01,
+                              max_backoff=0.05)
+
+    def token_sync(_: InExchangeHook) -> Any:  # a hook without a token: its creation meets the faults
+        fresh = new_hook()
+        try:
+            return fresh.list_outbound()
+        finally:
+            fresh.close()
+
+    async def token_async(_: InExchangeHook) -> Any:
+        fresh = new_hook()
+        try:
+            return await fresh.alist_outbound()
+        finally:
+            await fresh.aclose()
+
+    hook = new_hook()
+    uri = hook.upload_document(b"<Invoice/>")  # for the sends, and the client token
+    shapes_before = simulator.stats()["fuzz_shapes"]
+    run = uuid.uuid4().hex[:8]
+    calls: list[tuple[str, Call, ACall]] = [(name, sync, asynchronous) for name, (sync, asynchronous, _)
+                                            in IDEMPOTENT.items()]
+    calls.append(("token creation", token_sync, token_async))
+    sends: list[str] = []
+    for round_ in range(FUZZ_ROUNDS):
+        erp_id = f"invoice-fuzz-{mode}-{run}-{round_}"
+        body = {"sendDocumentAs": {"type": None}, "recipientInformation": {"orgNo": "5560000001"},
+                "document": {"documentFormat": "bis3", "erpDocumentId": erp_id, "documentUri": uri}}
+        sends.append(erp_id)
+        calls.append((f"send {erp_id}", lambda h, b=body: h.send_outbound(b), lambda h, b=body: h.asend_outbound(b)))
+    calls = [call for call in calls for _ in range(FUZZ_ROUNDS if not call[0].startswith("send") else 1)]
+
+    async def each_async() -> list[tuple[str, Any, InExchangeError | None, float, int]]:
+        return [await one_async(call) for call in calls]
+
+    async def one_async(call: tuple[str, Call, ACall]) -> tuple[str, Any, InExchangeError | None, float, int]:
+        before = faults_met(simulator, "fuzz")
+        simulator.configure(fault_rate=1.0, faults=["fuzz"])
+        started = time.monotonic()
+        try:
+            result, error = await call[2](hook), None
+        except InExchangeError as exc:
+            result, error = None, exc
+        took = time.monotonic() - started
+        simulator.configure(fault_rate=0.0)
+        return call[0], result, error, took, faults_met(simulator, "fuzz") - before
+
+    def one_sync(call: tuple[str, Call, ACall]) -> tuple[str, Any, InExchangeError | None, float, int]:
+        before = faults_met(simulator, "fuzz")
+        simulator.configure(fault_rate=1.0, faults=["fuzz"])
+        started = time.monotonic()
+        try:
+            result, error = call[1](hook), None
+        except InExchangeError as exc:
+            result, error = None, exc
+        took = time.monotonic() - started
+        simulator.configure(fault_rate=0.0)
+        return call[0], result, error, took, faults_met(simulator, "fuzz") - before
+
+    async def in_loop() -> list[tuple[str, Any, InExchangeError | None, float, int]]:
+        try:
+            return await each_async()
+        finally:
+            simulator.configure(fault_rate=0.0)
+            await hook.aclose()
+
+    try:
+        outcomes = [one_sync(call) for call in calls] if mode == "sync" else asyncio.run(in_loop())
+    finally:
+        simulator.configure(fault_rate=0.0)
+    secrets = [simulator.api_key, *(token["token"] for token in simulator.tokens())]
+    stats = simulator.stats()
+    hook.close()
+
+    drawn = {shape for shape, count in stats["fuzz_shapes"].items() if count > shapes_before[shape]}
+    assert len(drawn) >= 10, drawn  # the seeded draws reach most shapes
+    for name, result, error, took, met in outcomes:
+        assert error is not None, f"{name}: a result from a fuzzed reply: {result!r}"
+        assert took < ATTEMPTS * (DEADLINE + 0.5) + 1, f"{name} took {took:.1f} s"
+        texts = chained_texts(error)
+        assert not any(secret in texts for secret in secrets), texts
+        if name.startswith("send"):
+            assert 1 <= met <= ATTEMPTS, f"{name}: {met} faulted requests"  # more only after a 429
+            assert not (isinstance(error, InExchangeApiError) and error.permanent)
+        else:
+            assert met == ATTEMPTS, f"{name}: {met} faulted requests ({described(error)})"
+    for erp_id in sends:
+        made = stats["sends"].get(erp_id, 0)
+        assert made <= 1
+        assert (hook.find_by_erp_id(erp_id) is not None) == (made == 1)  # reconciliation finds what was made
+    hook.close()
+
+
 # ---- replies that drip: the attempt's deadline -------------------------------------------------------
 DRIP_EVERY = 0.25  # below the read timeout: only the deadline can end these
 READ_TIMEOUT = 1.0
