@@ -5,7 +5,8 @@ sent as text (after the request was processed), and a reply announcing 64 MiB, f
 and for client-token creation. Each call fails cleanly with an InExchange error naming what was
 wrong, after its retries when it is idempotent, without them when it is a send (which is then found
 by its ERP id when InExchange processed it, so it is never sent twice), within seconds and without
-holding the huge body in memory.
+holding the huge body in memory. With the simulator's ``fuzz`` fault (each request answered by one
+of its hostile shapes, drawn with its seed) every call fails cleanly the same way.
 
 From a raw socket server, what a server framework will not produce: replies that drip a byte at a
 time (the attempt's deadline ends them), a compressed reply that expands to 64 MiB, a corrupt one,
