@@ -1,0 +1,406 @@
+"""The submission of :class:`~inexchange.operators.submit.SubmitInvoicesOperator`, loaded when the task runs.
+
+Claim -> build -> upload -> send -> record, with the hook, the ledger, lxml and pandas: none of it
+is imported when a DAG file declaring the operator is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from inexchange.api import LedgerState, SendMethod
+from inexchange.db import engine_for, reporting_engine, utc_text
+from inexchange.exceptions import InExchangeApiError, InExchangeError
+from inexchange.ledger import Ledger, RunScope, Transition
+from inexchange.links.portal import InExchangePortalLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from inexchange.erp import InvoiceBatch
+    from inexchange.operators.submit import SubmitInvoicesOperator
+    from inexchange.ubl import Seller
+
+SOURCE = "submit"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A claimed invoice, its document and its customer, ready to go out."""
+
+    row: dict[str, Any]
+    document: bytes
+    customer: dict[str, Any]
+
+
+#: what became of one invoice: a count's name and the ledger change to record (None: none)
+_Outcome = tuple[str, "Transition | None"]
+
+
+class Submission:
+    """One execution of a :class:`~inexchange.operators.submit.SubmitInvoicesOperator` (see its docstring).
+
+    :param operator: the task's operator, whose arguments, hook and log the submission uses.
+    :param context: the task's context.
+    """
+
+    def __init__(self, operator: SubmitInvoicesOperator, context: Context) -> None:
+        self.operator = operator
+        self.context = context
+        self.hook = operator.hook
+        self.log = operator.log
+
+    def run(self) -> dict[str, int]:
+        """Send the due rows of the operator's shard (or, in a dry run, say what would be sent)."""
+        # pandas, pandera and lxml load here, when the task runs
+        from inexchange.ubl import Seller
+
+        operator = self.operator
+        seller = Seller.from_config(operator.seller if operator.seller is not None else _seller_variable())
+        ledger = Ledger(reporting_engine(operator.reporting_conn_id, operator.erp_conn_id),
+                        RunScope.from_context(self.context, operator.timezone))
+        ledger.ensure_schema()
+        rows = ledger.due_rows(max_attempts=operator.max_attempts, shard=operator.shard, shards=operator.shards,
+                               lease=operator.claim_lease, settle=operator.settle_time)
+        if operator.dry_run:
+            return self._dry_run(rows, seller)
+        settings = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
+        InExchangePortalLink.persist(self.context, settings.portal_url)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            counts = runner.run(self._submit_all(ledger, rows, seller))
+        self.log.info("submission (shard %d of %d): %s (of %d due rows)", operator.shard, operator.shards,
+                      dict(counts), len(rows))
+        return dict(counts)
+
+    # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
+    async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
+        counts: Counter[str] = Counter(
+            {key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "skipped")}
+        )
+        ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
+        loop = asyncio.get_running_loop()
+
+        def in_ledger_thread(function: Any, *args: Any) -> Any:
+            return loop.run_in_executor(ledger_thread, function, *args)
+
+        recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
+        try:
+            to_send, stuck = _split_stuck(rows)
+            for row, (key, change) in zip(stuck, await asyncio.gather(*(self._reconcile(r, resend=True) for r in stuck))):
+                counts[key] += key == "reconciled"
+                recorder.add(change)
+                if key == "not found":
+                    to_send.append({**row, "state": LedgerState.FAILED.value})
+            await recorder.flush()
+            if to_send:
+                await self._send_all(to_send, seller, counts, recorder, in_ledger_thread, ledger)
+        finally:
+            try:
+                await recorder.close()
+            finally:
+                await self.hook.aclose()
+                ledger_thread.shutdown(wait=True)
+        return counts
+
+    async def _send_all(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str],
+                        recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
+        from inexchange.erp import ErpReader
+
+        reader = ErpReader(engine_for(self.operator.erp_conn_id))
+        batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
+        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.operator.claim_batch)
+        recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
+
+        async def produce() -> None:
+            try:
+                for start in range(0, len(rows), self.operator.claim_batch):
+                    chunk = rows[start : start + self.operator.claim_batch]
+                    claimed, prepared = await in_ledger_thread(self._claim, ledger, batch, chunk, seller)
+                    counts.update(prepared)
+                    for job in claimed:
+                        await jobs.put(job)
+            finally:
+                for _ in range(self.operator.concurrency):
+                    await jobs.put(None)
+
+        async def work() -> None:
+            while (job := await jobs.get()) is not None:
+                recorder.check()
+                key, change = await self._send(job, recipients)
+                counts[key] += 1
+                recorder.add(change)
+
+        async with asyncio.TaskGroup() as group:  # one failing worker cancels the others
+            group.create_task(produce())
+            for _ in range(self.operator.concurrency):
+                group.create_task(work())
+
+    def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
+               seller: Seller) -> tuple[list[_Job], Counter[str]]:
+        """Build the chunk's documents and claim the buildable rows, in one committed transaction.
+
+        Runs in the ledger thread. Invoices that cannot be built are rejected in the same transaction.
+        """
+        changes: list[Transition] = []
+        candidates: list[_Job] = []
+        counts: Counter[str] = Counter()
+        submitted_at = utc_text(_now())
+        for row in chunk:
+            invoice_id = int(row["invoice_id"])
+            from_states = [LedgerState(row["state"])]
+            job = _built(batch, row, seller)
+            if isinstance(job, str):
+                changes.append((invoice_id, from_states, LedgerState.REJECTED, {"message": job}))
+                continue
+            candidates.append(job)
+            changes.append((invoice_id, from_states, LedgerState.SUBMITTING,
+                            {"attempt": 1, "submitted_at": submitted_at}))
+        moved = ledger.transition_many(changes, source=SOURCE)
+        claimed = {change[0] for change, ok in zip(changes, moved) if ok and change[2] is LedgerState.SUBMITTING}
+        counts["rejected"] = sum(ok for change, ok in zip(changes, moved) if change[2] is LedgerState.REJECTED)
+        jobs = [job for job in candidates if int(job.row["invoice_id"]) in claimed]
+        counts["skipped"] = len(candidates) - len(jobs)
+        if counts["skipped"]:
+            self.log.warning("%d invoices were claimed by another worker; skipped", counts["skipped"])
+        return jobs, counts
+
+    def _dry_run(self, rows: list[dict[str, Any]], seller: Seller) -> dict[str, int]:
+        """Build every due invoice's document and say what a real run would do; send and record nothing."""
+        from inexchange.erp import ErpReader
+
+        to_send, stuck = _split_stuck(rows)
+        batch = ErpReader(engine_for(self.operator.erp_conn_id)).load([r["invoice_id"] for r in to_send])
+        problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
+        for message in problems.values():
+            self.log.warning("dry run: would reject: %s", message)
+        if stuck:
+            self.log.info("dry run: %d invoices left in submitting are reconciled by the next real run", len(stuck))
+        counts = {"would send": len(to_send) - len(problems), "would reject": len(problems), "in doubt": len(stuck)}
+        self.log.info("dry run (shard %d of %d): %s; nothing was sent or recorded", self.operator.shard,
+                      self.operator.shards, counts)
+        return counts
+
+    async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome:
+        """Resolve the recipient, upload and send one claimed invoice; say what to record."""
+        row, invoice_id = job.row, int(job.row["invoice_id"])
+        try:
+            recipient = await self._recipient(job.customer, recipients)
+            document_uri = await self.hook.aupload_document(job.document)
+        except InExchangeApiError as exc:
+            if exc.permanent:
+                return self._rejected(invoice_id, exc)
+            return "failed", self._failed(row, exc)
+        except InExchangeError as exc:  # nothing was sent yet: safe to retry later
+            return "failed", self._failed(row, exc)
+        try:
+            document_id = await self.hook.asend_outbound(_send_body(row, job.customer, recipient, document_uri))
+        except InExchangeApiError as exc:
+            if exc.permanent:
+                return self._rejected(invoice_id, exc)
+            return await self._after_uncertain_send(row, exc)
+        except InExchangeError as exc:
+            return await self._after_uncertain_send(row, exc)
+        return "sent", (invoice_id, [LedgerState.SUBMITTING], LedgerState.WAITING,
+                        {"inexchange_document_id": document_id, "document_uri": document_uri,
+                         "delivery_method": recipient["method"]})
+
+    async def _after_uncertain_send(self, row: dict[str, Any], exc: Exception) -> _Outcome:
+        """The send may have reached InExchange: look it up before deciding anything.
+
+        When InExchange has it, it is recorded. When it does not (yet), the request may still be
+        processed there, so the row stays ``submitting``: a later try looks it up again once
+        ``settle_time`` has passed, and only then sends it again if InExchange never got it.
+        """
+        key, change = await self._reconcile(row, resend=False)
+        if key == "reconciled":
+            return "sent", change
+        self.log.warning("invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
+                         row["invoice_number"], exc)
+        return "in doubt", None
+
+    async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
+        """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.
+
+        Returns ``reconciled`` (InExchange has it: now waiting or final), ``not found`` (InExchange
+        never received it; with ``resend`` the row becomes ``failed`` and is sent again now) or
+        ``unknown`` (the look-up failed; the row stays ``submitting``).
+        """
+        invoice_id = int(row["invoice_id"])
+        try:
+            found = await self.hook.afind_by_erp_id(row["erp_document_id"])
+        except InExchangeError as exc:
+            self.log.warning("invoice %s: could not reconcile (%s); left submitting", row["invoice_number"], exc)
+            return "unknown", None
+        if found is None:
+            change = (invoice_id, [LedgerState.SUBMITTING], LedgerState.FAILED,
+                      {"message": "InExchange tog aldrig emot fakturan; den skickas igen"})
+            return "not found", change if resend else None
+        self.log.info("invoice %s: InExchange already had it as %s", row["invoice_number"], found.id)
+        return "reconciled", (invoice_id, [LedgerState.SUBMITTING], found.ledger_state,
+                              {"inexchange_document_id": found.id, "inexchange_status": found.status,
+                               "message": found.message,
+                               "status_time": utc_text(found.status_time) if found.status_time else None})
+
+    @staticmethod
+    def _rejected(invoice_id: int, exc: InExchangeApiError) -> _Outcome:
+        return "rejected", (invoice_id, [LedgerState.SUBMITTING], LedgerState.REJECTED,
+                            {"message": f"InExchange avvisade fakturan: {exc.describe()}"})
+
+    def _failed(self, row: dict[str, Any], exc: Exception) -> Transition:
+        delay = self.operator.retry_delay_base * 2 ** int(row["attempts"] or 0)
+        return (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.FAILED,
+                {"message": f"Sändningen misslyckades, nytt försök senare: {exc}",
+                 "next_retry_at": utc_text(_now() + delay)})
+
+    # ---- recipients ---------------------------------------------------------------------------
+    async def _recipient(self, customer: Mapping[str, Any],
+                         cache: dict[int, asyncio.Future[dict[str, Any]]]) -> dict[str, Any]:
+        """The customer's delivery method, resolved once per run (concurrent invoices share the look-up)."""
+        key = int(customer["customer_id"])
+        future = cache.get(key)
+        if future is None:
+            future = cache[key] = asyncio.ensure_future(self._resolve(customer))
+            future.add_done_callback(lambda done: cache.pop(key, None) if _failed_future(done) else None)
+        return await asyncio.shield(future)
+
+    async def _resolve(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
+        email = _text(customer.get("invoice_email"))
+        if self.operator.let_inexchange_choose:
+            return {"method": SendMethod.AUTO.value, "email": email}
+        gln, org = _text(customer.get("gln")), _text(customer.get("org_number"))
+        if gln or org:
+            result = await self.hook.alookup_buyer(party_id=_text(customer["customer_number"]), gln=gln or None,
+                                                   org_no=None if gln else org or None)
+            party = next((p for p in result.parties if p.can_receive_einvoice), None) if result.exact_hit else None
+            if party is not None and party.company_id:
+                return {"method": SendMethod.ELECTRONIC.value, "recipient_id": party.company_id}
+        if email:
+            return {"method": SendMethod.PDF.value, "email": email}
+        return {"method": SendMethod.PAPER.value}
+
+
+class _Recorder:
+    """Collects ledger changes and writes them in batches, one transaction per batch, in order."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+        self._pending: list[Transition] = []
+        self._closing = asyncio.Event()
+        self._task = asyncio.ensure_future(self._loop())
+
+    def add(self, change: Transition | None) -> None:
+        if change is not None:
+            self._pending.append(change)
+
+    def check(self) -> None:
+        """Raise the writer's error, if it failed: sending more would only leave more to reconcile."""
+        if self._task.done() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
+
+    async def flush(self) -> None:
+        """Write what is pending now."""
+        self.check()
+        batch, self._pending = self._pending, []
+        if batch:
+            await self._write(batch)
+
+    async def close(self) -> None:
+        """Write everything left and stop."""
+        self._closing.set()
+        await self._task
+        await self.flush()
+
+    async def _loop(self) -> None:
+        while not self._closing.is_set():
+            if self._pending:
+                await self.flush()
+            else:
+                await asyncio.sleep(0.02)
+
+
+def _loop_factory() -> Any:
+    """uvloop's event loop when it is installed (less CPU per request), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return None
+    return uvloop.new_event_loop
+
+
+def _failed_future(future: asyncio.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None
+
+
+def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict[str, Any], document_uri: str) -> dict[str, Any]:
+    """The body of ``documents/outbound`` for one invoice."""
+    method = recipient["method"]
+    send_as: dict[str, Any] = {"type": None if method == SendMethod.AUTO.value else method}
+    if method == SendMethod.ELECTRONIC.value:
+        send_as["electronic"] = {"recipientId": recipient["recipient_id"]}
+    elif recipient.get("email"):
+        send_as["pdf"] = {"recipientEmail": recipient["email"]}
+    language = _text(customer.get("language")) or "sv"
+    return {
+        "sendDocumentAs": send_as,
+        "recipientInformation": {
+            "gln": _text(customer.get("gln")) or None,
+            "orgNo": _text(customer.get("org_number")) or None,
+            "vatNo": _text(customer.get("vat_number")) or None,
+            "name": _text(customer.get("name")),
+            "recipientNo": _text(customer.get("customer_number")),
+            "countryCode": _text(customer.get("country_code")) or "SE",
+        },
+        "document": {
+            "documentFormat": "bis3",
+            "erpDocumentId": row["erp_document_id"],
+            "documentUri": document_uri,
+            "language": language,
+            "culture": "sv-SE" if language == "sv" else "en-GB",
+        },
+    }
+
+
+def _seller_variable() -> dict[str, Any]:
+    from airflow.sdk import Variable
+
+    return Variable.get("inexchange_seller", deserialize_json=True)
+
+
+def _text(value: Any) -> str:
+    import pandas as pd
+
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | str:
+    """The invoice's document ready to send, or the message saying why it cannot be built."""
+    from inexchange.ubl import DocumentError, build_from_batch
+
+    invoice_id = int(row["invoice_id"])
+    invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
+    if invoice is None or invoice["customer_id"] not in batch.customers.index:
+        missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
+        return f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP"
+    try:
+        document = build_from_batch(batch, invoice_id, seller)
+    except DocumentError as exc:
+        return f"Kund {row['customer_number']} {row['customer_name']}: {exc}"
+    return _Job(row, document, batch.customer(invoice["customer_id"]))
+
+
+def _split_stuck(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The due rows to send, and those left ``submitting`` that must be reconciled first."""
+    stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
+    return [r for r in rows if r["state"] != LedgerState.SUBMITTING.value], stuck
