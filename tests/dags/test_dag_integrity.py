@@ -75,3 +75,23 @@ def test_dag_file_has_no_top_level_io() -> None:
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "inexchange_dispatch.py")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_dag_file_loads_only_the_declarations_of_the_provider() -> None:
+    """Parsing imports the operator's and the sensor's classes, not what they do when they run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('inexchange'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "inexchange_dispatch.py")],
+                         capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    declarations = {"inexchange.operators.submit", "inexchange.sensors.delivery", "inexchange.links.portal"}
+    # Airflow's providers manager reads the provider's metadata (get_provider_info) for @task
+    packages = {"inexchange", "inexchange.operators", "inexchange.sensors", "inexchange.links",
+                "inexchange.get_provider_info"}
+    assert declarations <= loaded
+    assert loaded - declarations - packages == set()  # no hook, ledger, trigger, API types or run-time modules

@@ -1,27 +1,32 @@
-"""DeliveryStatusSensor: follow submitted invoices until InExchange sends or stops them."""
+"""DeliveryStatusSensor: follow submitted invoices until InExchange sends or stops them.
+
+This module is what a DAG file imports: the sensor's arguments, template fields and defer target.
+What it does when it runs (:mod:`inexchange.sensors.delivery_run`, with the hook, the ledger and the
+trigger) is imported by :meth:`~DeliveryStatusSensor.execute`, :meth:`~DeliveryStatusSensor.poke`
+and :meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not load it.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from configparser import RawConfigParser
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException
-
-from inexchange.api import LedgerState, parse_time
-from inexchange.db import parse_utc_text, reporting_engine
-from inexchange.hooks.inexchange import InExchangeHook
-from inexchange.ledger import Ledger, RunScope
-from inexchange.triggers.delivery import DeliveryStatusTrigger, status_changes
+from airflow.sdk import BaseSensorOperator, conf
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, PokeReturnValue
 
-#: how far before the earliest submission of the run the creation window opens (clock skew)
-CREATED_MARGIN = timedelta(minutes=5)
+    from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.sensors.delivery_run import DeliveryRun
+
+#: ``InExchangeHook.default_conn_name``, written out so that declaring the sensor does not import the hook
+DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
+#: run-time helpers of :mod:`inexchange.sensors.delivery_run` still importable from here (the pipeline uses one)
+_RUN_TIME_NAMES = frozenset({"record_statuses"})
 
 
 class DeliveryStatusSensor(BaseSensorOperator):
@@ -51,7 +56,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
         *,
         reporting_conn_id: str = "inexchange_reporting",
         erp_conn_id: str = "erp_default",
-        inexchange_conn_id: str = InExchangeHook.default_conn_name,
+        inexchange_conn_id: str = DEFAULT_INEXCHANGE_CONN_ID,
         poll_interval: float | str = 60.0,
         page_size: int = 100,
         timeout: timedelta = timedelta(hours=6),
@@ -77,110 +82,32 @@ class DeliveryStatusSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> InExchangeHook:
         """The InExchange hook, created at run time."""
+        from inexchange.hooks.inexchange import InExchangeHook
+
         return InExchangeHook(self.inexchange_conn_id)
-
-    def _ledger(self, context: Context) -> Ledger:
-        ledger = Ledger(reporting_engine(self.reporting_conn_id, self.erp_conn_id), RunScope.from_context(context, self.timezone))
-        ledger.ensure_schema()
-        return ledger
-
-    def _poll(self, ledger: Ledger) -> tuple[list[dict[str, Any]], datetime | None]:
-        """The rows still waiting and the cursor, after one synchronous poll written to the ledger."""
-        waiting = ledger.rows(LedgerState.WAITING)
-        if not waiting:
-            return waiting, None
-        try:
-            cursor = record_statuses(ledger, self.hook, waiting, page_size=self.page_size)
-        finally:
-            self.hook.close()
-        return ledger.rows(LedgerState.WAITING), cursor
 
     def _use_rendered_interval(self) -> float:
         """Apply the rendered poll interval to the base class' poke interval."""
         self.poke_interval = float(self.poll_interval)
         return self.poke_interval
 
+    def _run(self, context: Context) -> DeliveryRun:
+        from inexchange.sensors.delivery_run import DeliveryRun
+
+        return DeliveryRun(self, context)
+
     def poke(self, context: Context) -> PokeReturnValue:
-        ledger = self._ledger(context)
-        waiting, _ = self._poll(ledger)
-        started = context["ti"].get_first_reschedule_date(context) or datetime.now(timezone.utc)
-        timed_out = datetime.now(timezone.utc) - started >= self.delivery_timeout
-        done = not waiting or timed_out
-        return PokeReturnValue(is_done=done, xcom_value=self._summary(ledger, timed_out) if done else None)
+        return self._run(context).poke()
 
     def execute(self, context: Context) -> Any:
         self._use_rendered_interval()
         if not self.deferrable:
             return super().execute(context)
-        ledger = self._ledger(context)
-        waiting, cursor = self._poll(ledger)
-        if not waiting:
-            return self._summary(ledger, timed_out=False)
-        end_time = datetime.now(timezone.utc) + self.delivery_timeout
-        self._defer(waiting, cursor, end_time)
-
-    def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime) -> None:
-        self.log.info("%d invoices waiting for InExchange; deferring", len(waiting))
-        created_from, created_to = _window(waiting)
-        self.defer(
-            trigger=DeliveryStatusTrigger(
-                inexchange_conn_id=self.inexchange_conn_id,
-                created_from=created_from.isoformat(),
-                created_to=created_to.isoformat(),
-                updated_after=cursor.isoformat() if cursor else None,
-                end_time=end_time.isoformat(),
-                poll_interval=float(self.poll_interval),
-                page_size=self.page_size,
-            ),
-            method_name="execute_complete",
-            kwargs={"end_time": end_time.isoformat()},
-        )
+        return self._run(context).execute()
 
     def execute_complete(self, context: Context, event: dict[str, Any], end_time: str | None = None) -> dict[str, Any]:
-        """Write the trigger's changes to the ledger, then finish or defer again."""
-        if event.get("status") == "error":
-            raise AirflowException(f"polling InExchange failed: {event.get('message')}")
-        ledger = self._ledger(context)
-        if event.get("status") == "changes":
-            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.rows(LedgerState.WAITING)))
-            self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
-        waiting = ledger.rows(LedgerState.WAITING)
-        if not waiting or event.get("status") == "timeout":
-            return self._summary(ledger, timed_out=bool(waiting))
-        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.delivery_timeout
-        self._defer(waiting, parse_time(event.get("cursor")), deadline)
-        raise AssertionError("unreachable")  # pragma: no cover - defer() raises
-
-    def _summary(self, ledger: Ledger, timed_out: bool) -> dict[str, Any]:
-        counts: dict[str, Any] = {
-            state.value: len(ledger.rows(state))
-            for state in (LedgerState.SENT, LedgerState.WAITING, LedgerState.STOPPED, LedgerState.FAILED)
-        }
-        counts["timed_out"] = timed_out
-        if timed_out:
-            self.log.warning("timeout reached; %d invoices stay waiting for the next run", counts["waiting"])
-        return counts
-
-
-def record_statuses(ledger: Ledger, hook: InExchangeHook, rows: list[dict[str, Any]], *, page_size: int = 100,
-                    source: str = "status poll") -> datetime | None:
-    """Poll the documents of ``rows`` once and write their status changes to the ledger.
-
-    The synchronous twin of one :class:`DeliveryStatusTrigger` cycle: the same listing (the hook's
-    paging of ``documents/outbound/list`` over the rows' creation window) and the same
-    :func:`status_changes`. Returns the cursor after the changes seen.
-    """
-    created_from, created_to = _window(rows)
-    documents = hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to)
-    changes, cursor = status_changes(documents, None)
-    ledger.apply_statuses(_of_rows(changes, rows), source=source)
-    return cursor
-
-
-def _of_rows(changes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The changes of the rows' documents: other documents in the window belong to other runs."""
-    ids = {row["inexchange_document_id"] for row in rows}
-    return [change for change in changes if change["id"] in ids]
+        """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``)."""
+        return self._run(context).resume(event, end_time)
 
 
 def deferrable_default() -> bool:
@@ -195,12 +122,10 @@ def deferrable_default() -> bool:
     return value is None or value.strip().lower() in ("true", "t", "1", "yes", "on")
 
 
-def _window(rows: list[dict[str, Any]]) -> tuple[datetime, datetime]:
-    """The creation window of the rows' documents: their first and last submission, widened by a margin.
+def __getattr__(name: str) -> Any:
+    """The run-time helpers of :mod:`inexchange.sensors.delivery_run`, loaded on first use."""
+    if name in _RUN_TIME_NAMES:
+        from inexchange.sensors import delivery_run
 
-    Documents of other runs outside it are never listed; the margin covers clock skew.
-    """
-    known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
-    now = datetime.now(timezone.utc)
-    first, last = (min(known), max(known)) if known else (now - timedelta(days=1), now)
-    return first - CREATED_MARGIN, last + CREATED_MARGIN
+        return getattr(delivery_run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -407,3 +407,23 @@ def test_recheck_records_statuses_of_earlier_intervals_only(api: respx.MockRoute
         sources = [r[0] for r in conn.execute(text(
             "SELECT source FROM inexchange_dispatch_history WHERE invoice_id = 3 ORDER BY changed_at"))]
     assert sources[-1] == "recheck"
+
+
+# ---- the declaration a DAG file imports ------------------------------------------------------
+def test_the_default_connection_is_the_hooks() -> None:
+    from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.sensors import delivery
+
+    sensor = DeliveryStatusSensor(task_id="wait")
+
+    assert sensor.inexchange_conn_id == InExchangeHook.default_conn_name == delivery.DEFAULT_INEXCHANGE_CONN_ID
+    assert sensor.hook.inexchange_conn_id == InExchangeHook.default_conn_name
+
+
+def test_record_statuses_is_still_importable_from_the_sensors_module() -> None:
+    from inexchange.sensors import delivery, delivery_run
+    from inexchange.sensors.delivery import record_statuses
+
+    assert record_statuses is delivery_run.record_statuses
+    with pytest.raises(AttributeError, match="no attribute 'Ledger'"):
+        delivery.Ledger  # noqa: B018 - the shim lends only the names it lists

@@ -1,0 +1,154 @@
+"""What :class:`~inexchange.sensors.delivery.DeliveryStatusSensor` does when it runs, loaded only then.
+
+The ledger, the synchronous poll, the deferral to :class:`~inexchange.triggers.delivery.DeliveryStatusTrigger`
+and the handling of its events: none of it is imported when a DAG file declaring the sensor is parsed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
+
+from inexchange.api import LedgerState, parse_time
+from inexchange.db import parse_utc_text, reporting_engine
+from inexchange.ledger import Ledger, RunScope
+from inexchange.triggers.delivery import DeliveryStatusTrigger, status_changes
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.sensors.delivery import DeliveryStatusSensor
+
+#: how far before the earliest submission of the run the creation window opens (clock skew)
+CREATED_MARGIN = timedelta(minutes=5)
+
+
+class DeliveryRun:
+    """One execution, poke or resumption of a :class:`~inexchange.sensors.delivery.DeliveryStatusSensor`.
+
+    :param sensor: the task's sensor, with its templates rendered.
+    :param context: the task's context.
+    """
+
+    def __init__(self, sensor: DeliveryStatusSensor, context: Context) -> None:
+        self.sensor = sensor
+        self.context = context
+        self.log = sensor.log
+        #: how long the documents are followed: from the first poke (poke path) or the first deferral
+        self.timeout = sensor.delivery_timeout
+
+    def _ledger(self) -> Ledger:
+        sensor = self.sensor
+        ledger = Ledger(reporting_engine(sensor.reporting_conn_id, sensor.erp_conn_id),
+                        RunScope.from_context(self.context, sensor.timezone))
+        ledger.ensure_schema()
+        return ledger
+
+    def _poll(self, ledger: Ledger) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The rows still waiting and the cursor, after one synchronous poll written to the ledger."""
+        waiting = ledger.rows(LedgerState.WAITING)
+        if not waiting:
+            return waiting, None
+        hook = self.sensor.hook
+        try:
+            cursor = record_statuses(ledger, hook, waiting, page_size=self.sensor.page_size)
+        finally:
+            hook.close()
+        return ledger.rows(LedgerState.WAITING), cursor
+
+    def poke(self) -> PokeReturnValue:
+        """Poll once; done when nothing waits any more or ``timeout`` has passed since the first poke."""
+        ledger = self._ledger()
+        waiting, _ = self._poll(ledger)
+        started = self.context["ti"].get_first_reschedule_date(self.context) or datetime.now(timezone.utc)
+        timed_out = datetime.now(timezone.utc) - started >= self.timeout
+        done = not waiting or timed_out
+        return PokeReturnValue(is_done=done, xcom_value=self._summary(ledger, timed_out) if done else None)
+
+    def execute(self) -> dict[str, Any]:
+        """Poll once, then defer until ``timeout`` from now (or return when nothing waits)."""
+        ledger = self._ledger()
+        waiting, cursor = self._poll(ledger)
+        if not waiting:
+            return self._summary(ledger, timed_out=False)
+        self._defer(waiting, cursor, datetime.now(timezone.utc) + self.timeout)
+        raise AssertionError("unreachable")  # pragma: no cover - defer() raises
+
+    def resume(self, event: dict[str, Any], end_time: str | None) -> dict[str, Any]:
+        """Write the trigger's changes to the ledger, then finish or defer again with the same deadline."""
+        if event.get("status") == "error":
+            raise AirflowException(f"polling InExchange failed: {event.get('message')}")
+        ledger = self._ledger()
+        if event.get("status") == "changes":
+            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.rows(LedgerState.WAITING)))
+            self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
+        waiting = ledger.rows(LedgerState.WAITING)
+        if not waiting or event.get("status") == "timeout":
+            return self._summary(ledger, timed_out=bool(waiting))
+        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.timeout
+        self._defer(waiting, parse_time(event.get("cursor")), deadline)
+        raise AssertionError("unreachable")  # pragma: no cover - defer() raises
+
+    def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime) -> None:
+        self.log.info("%d invoices waiting for InExchange; deferring", len(waiting))
+        created_from, created_to = _window(waiting)
+        sensor = self.sensor
+        sensor.defer(
+            trigger=DeliveryStatusTrigger(
+                inexchange_conn_id=sensor.inexchange_conn_id,
+                created_from=created_from.isoformat(),
+                created_to=created_to.isoformat(),
+                updated_after=cursor.isoformat() if cursor else None,
+                end_time=end_time.isoformat(),
+                poll_interval=float(sensor.poll_interval),
+                page_size=sensor.page_size,
+            ),
+            method_name="execute_complete",
+            kwargs={"end_time": end_time.isoformat()},
+        )
+
+    def _summary(self, ledger: Ledger, timed_out: bool) -> dict[str, Any]:
+        counts: dict[str, Any] = {
+            state.value: len(ledger.rows(state))
+            for state in (LedgerState.SENT, LedgerState.WAITING, LedgerState.STOPPED, LedgerState.FAILED)
+        }
+        counts["timed_out"] = timed_out
+        if timed_out:
+            self.log.warning("timeout reached; %d invoices stay waiting for the next run", counts["waiting"])
+        return counts
+
+
+def record_statuses(ledger: Ledger, hook: InExchangeHook, rows: list[dict[str, Any]], *, page_size: int = 100,
+                    source: str = "status poll") -> datetime | None:
+    """Poll the documents of ``rows`` once and write their status changes to the ledger.
+
+    The synchronous twin of one :class:`DeliveryStatusTrigger` cycle: the same listing (the hook's
+    paging of ``documents/outbound/list`` over the rows' creation window) and the same
+    :func:`status_changes`. Returns the cursor after the changes seen.
+    """
+    created_from, created_to = _window(rows)
+    documents = hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to)
+    changes, cursor = status_changes(documents, None)
+    ledger.apply_statuses(_of_rows(changes, rows), source=source)
+    return cursor
+
+
+def _of_rows(changes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes of the rows' documents: other documents in the window belong to other runs."""
+    ids = {row["inexchange_document_id"] for row in rows}
+    return [change for change in changes if change["id"] in ids]
+
+
+def _window(rows: list[dict[str, Any]]) -> tuple[datetime, datetime]:
+    """The creation window of the rows' documents: their first and last submission, widened by a margin.
+
+    Documents of other runs outside it are never listed; the margin covers clock skew.
+    """
+    known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
+    now = datetime.now(timezone.utc)
+    first, last = (min(known), max(known)) if known else (now - timedelta(days=1), now)
+    return first - CREATED_MARGIN, last + CREATED_MARGIN
