@@ -48,6 +48,8 @@ Trigger with config for a manual run:
   (again), ones InExchange already has are skipped, never sent twice.
 - `dry_run`: validate and build the documents, send nothing.
 - `retry_rejected`: off to leave rejected invoices alone (they are checked again by default).
+- `delivery_timeout_minutes`: how long **await_delivery** follows the documents (360 by default);
+  those still waiting then are looked up by the next run's **recheck_waiting**.
 
 A manual or backfill run retries failed invoices at once instead of at their retry time.
 
@@ -81,6 +83,11 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
         "dry_run": Param(False, type="boolean", description="Validate and build documents; send nothing."),
         "retry_rejected": Param(
             True, type="boolean", description="Check rejected invoices again (and send those that now pass)."
+        ),
+        "delivery_timeout_minutes": Param(
+            360, type="integer", minimum=1, title="Delivery timeout (minutes)",
+            description="How long await_delivery follows the run's documents; those still waiting then stay "
+                        "waiting, and the next run's recheck_waiting looks them up.",
         ),
     },
 )
@@ -131,7 +138,7 @@ def inexchange_dispatch():
         reporting_conn_id=REPORTING_CONN_ID,
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         poll_interval="{{ var.value.get('inexchange_poll_interval', 60) }}",
-        timeout=timedelta(hours=6),
+        delivery_timeout="{{ params.delivery_timeout_minutes * 60 }}",
         timezone=TIMEZONE,
     )
 

@@ -95,3 +95,31 @@ def test_dag_file_loads_only_the_declarations_of_the_provider() -> None:
                 "inexchange.get_provider_info"}
     assert declarations <= loaded
     assert loaded - declarations - packages == set()  # no hook, ledger, trigger, API types or run-time modules
+
+
+def test_delivery_timeout_param_sets_the_sensors_timeout(dagbag) -> None:
+    import copy
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from inexchange.sensors.delivery import as_delivery_timeout
+
+    dag = dagbag.dags["inexchange_dispatch"]
+    param = dag.params.get_param("delivery_timeout_minutes")
+    assert param.value == 360
+    assert param.schema["type"] == "integer" and param.schema["minimum"] == 1
+    assert "await_delivery" in param.description and "recheck_waiting" in param.description
+    sensor = dag.get_task("await_delivery")
+    assert sensor.delivery_timeout == "{{ params.delivery_timeout_minutes * 60 }}"
+
+    def rendered(conf: dict) -> timedelta:
+        params = copy.deepcopy(dag.params)
+        params.update(conf)
+        return as_delivery_timeout(sensor.render_template(sensor.delivery_timeout, {"params": params.validate()}))
+
+    assert rendered({}) == timedelta(hours=6)
+    assert rendered({"delivery_timeout_minutes": 15}) == timedelta(minutes=15)
+    for bad in (0, "15", 1.5):
+        with pytest.raises(ParamValidationError):
+            rendered({"delivery_timeout_minutes": bad})

@@ -8,6 +8,7 @@ and :meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not lo
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from configparser import RawConfigParser
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 #: ``InExchangeHook.default_conn_name``, written out so that declaring the sensor does not import the hook
 DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
+DEFAULT_DELIVERY_TIMEOUT = timedelta(hours=6)
+#: how many poll intervals Airflow's own sensor timeout lies beyond the delivery timeout
+BACKUP_POLLS = 2
 #: run-time helpers of :mod:`inexchange.sensors.delivery_run` still importable from here (the pipeline uses one)
 _RUN_TIME_NAMES = frozenset({"record_statuses"})
 
@@ -35,21 +39,28 @@ class DeliveryStatusSensor(BaseSensorOperator):
     Deferrable unless told otherwise (see :func:`deferrable_default`): the trigger polls while no worker
     slot is held; every change it reports is written to the ledger and its history before the
     sensor defers again with the advanced cursor, so a restart loses nothing. Without deferral the
-    sensor pokes in reschedule mode with the same polling and ledger writes. At ``timeout`` it
-    finishes and leaves the remaining invoices ``waiting`` for the next run.
+    sensor pokes in reschedule mode with the same polling and ledger writes. After
+    ``delivery_timeout`` it finishes successfully and leaves the remaining invoices ``waiting`` for
+    the next run. Airflow's own sensor ``timeout``, which fails the task, is set from it: two poll
+    intervals longer, as a back-up only.
 
     :param reporting_conn_id: connection of the database holding the ledger.
     :param erp_conn_id: the ERP connection, which holds the ledger when ``reporting_conn_id`` is undefined.
     :param inexchange_conn_id: ``inexchange`` connection.
     :param poll_interval: seconds between polls (templated, e.g. from a Variable).
     :param page_size: documents per ``documents/outbound/list`` page.
-    :param timeout: how long to follow the documents before leaving them waiting.
+    :param delivery_timeout: how long to follow the documents before leaving them waiting, counted
+        from the first poll of the task's try: a timedelta, or seconds as a number or as text
+        (templated, e.g. ``"{{ params.delivery_timeout_minutes * 60 }}"``); 6 hours by default.
+    :param timeout: the earlier name of ``delivery_timeout`` (give one of the two).
     :param deferrable: defer to the triggerer instead of poking; by default yes, unless
         ``[operators] default_deferrable`` is set to False.
     :param timezone: time zone of the ERP's invoice dates.
     """
 
-    template_fields: Sequence[str] = ("reporting_conn_id", "erp_conn_id", "inexchange_conn_id", "poll_interval")
+    template_fields: Sequence[str] = (
+        "reporting_conn_id", "erp_conn_id", "inexchange_conn_id", "poll_interval", "delivery_timeout",
+    )
 
     def __init__(
         self,
@@ -59,23 +70,31 @@ class DeliveryStatusSensor(BaseSensorOperator):
         inexchange_conn_id: str = DEFAULT_INEXCHANGE_CONN_ID,
         poll_interval: float | str = 60.0,
         page_size: int = 100,
-        timeout: timedelta = timedelta(hours=6),
+        delivery_timeout: timedelta | float | str | None = None,
+        timeout: timedelta | float | None = None,
         deferrable: bool | None = None,
         timezone: str = "Europe/Stockholm",
         **kwargs: Any,
     ) -> None:
+        if delivery_timeout is not None and timeout is not None:
+            raise ValueError("give delivery_timeout or its earlier name timeout, not both")
+        if delivery_timeout is None:
+            delivery_timeout = DEFAULT_DELIVERY_TIMEOUT if timeout is None else timeout
+        if not isinstance(delivery_timeout, str):
+            as_delivery_timeout(delivery_timeout)  # refuse a bad value now; text is checked once rendered
         if deferrable is None:
             deferrable = deferrable_default()
         kwargs.setdefault("mode", "poke" if deferrable else "reschedule")
-        # the base class' own timeout only backs up ours, which ends the task successfully
-        numeric = float(poll_interval) if not isinstance(poll_interval, str) else 60.0
-        super().__init__(poke_interval=numeric, timeout=timeout + timedelta(seconds=2 * numeric), **kwargs)
+        # until the templates are rendered (execute), a template stands for the default it replaces
+        interval = _number_or(poll_interval, 60.0)
+        span = _number_or(delivery_timeout, DEFAULT_DELIVERY_TIMEOUT.total_seconds())
+        super().__init__(poke_interval=interval, timeout=backup_timeout(span, interval), **kwargs)
         self.reporting_conn_id = reporting_conn_id
         self.erp_conn_id = erp_conn_id
         self.inexchange_conn_id = inexchange_conn_id
         self.poll_interval = poll_interval
         self.page_size = page_size
-        self.delivery_timeout = timeout
+        self.delivery_timeout = delivery_timeout
         self.deferrable = deferrable
         self.timezone = timezone
 
@@ -86,10 +105,10 @@ class DeliveryStatusSensor(BaseSensorOperator):
 
         return InExchangeHook(self.inexchange_conn_id)
 
-    def _use_rendered_interval(self) -> float:
-        """Apply the rendered poll interval to the base class' poke interval."""
+    def _use_rendered_settings(self) -> None:
+        """Apply the rendered poll interval and delivery timeout to the base class' poke interval and timeout."""
         self.poke_interval = float(self.poll_interval)
-        return self.poke_interval
+        self.timeout = backup_timeout(as_delivery_timeout(self.delivery_timeout).total_seconds(), self.poke_interval)
 
     def _run(self, context: Context) -> DeliveryRun:
         from inexchange.sensors.delivery_run import DeliveryRun
@@ -100,7 +119,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
         return self._run(context).poke()
 
     def execute(self, context: Context) -> Any:
-        self._use_rendered_interval()
+        self._use_rendered_settings()
         if not self.deferrable:
             return super().execute(context)
         return self._run(context).execute()
@@ -108,6 +127,35 @@ class DeliveryStatusSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any], end_time: str | None = None) -> dict[str, Any]:
         """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``)."""
         return self._run(context).resume(event, end_time)
+
+
+def as_delivery_timeout(value: timedelta | float | str) -> timedelta:
+    """The delivery timeout as a timedelta.
+
+    :param value: a timedelta, or a number of seconds (a number, or text such as a rendered template).
+    """
+    if isinstance(value, timedelta):
+        span = value
+    else:
+        try:
+            seconds = float(value)
+            if not math.isfinite(seconds):
+                raise ValueError(seconds)
+            span = timedelta(seconds=seconds)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"delivery_timeout must be a timedelta or a number of seconds, not {value!r}") from None
+    if span < timedelta(0):
+        raise ValueError(f"delivery_timeout must not be negative, not {value!r}")
+    return span
+
+
+def backup_timeout(delivery_seconds: float, poll_seconds: float) -> float:
+    """Airflow's own sensor timeout in seconds: ``BACKUP_POLLS`` poll intervals beyond the delivery timeout.
+
+    :param delivery_seconds: the delivery timeout.
+    :param poll_seconds: the poll interval.
+    """
+    return delivery_seconds + BACKUP_POLLS * poll_seconds
 
 
 def deferrable_default() -> bool:
@@ -120,6 +168,13 @@ def deferrable_default() -> bool:
     if value is None and RawConfigParser.has_option(conf, "operators", "default_deferrable"):
         value = RawConfigParser.get(conf, "operators", "default_deferrable", raw=True)
     return value is None or value.strip().lower() in ("true", "t", "1", "yes", "on")
+
+
+def _number_or(value: timedelta | float | str, default: float) -> float:
+    """Seconds of a timedelta or number; ``default`` for text, which is a template until rendered."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return default if isinstance(value, str) else float(value)
 
 
 def __getattr__(name: str) -> Any:

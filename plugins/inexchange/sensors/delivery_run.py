@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException
 from inexchange.api import LedgerState, parse_time
 from inexchange.db import parse_utc_text, reporting_engine
 from inexchange.ledger import Ledger, RunScope
+from inexchange.sensors.delivery import as_delivery_timeout
 from inexchange.triggers.delivery import DeliveryStatusTrigger, status_changes
 
 if TYPE_CHECKING:
@@ -38,8 +39,8 @@ class DeliveryRun:
         self.sensor = sensor
         self.context = context
         self.log = sensor.log
-        #: how long the documents are followed: from the first poke (poke path) or the first deferral
-        self.timeout = sensor.delivery_timeout
+        #: how long the documents are followed, from the try's first poke (poke path) or first deferral
+        self.delivery_timeout = as_delivery_timeout(sensor.delivery_timeout)
 
     def _ledger(self) -> Ledger:
         sensor = self.sensor
@@ -61,21 +62,21 @@ class DeliveryRun:
         return ledger.rows(LedgerState.WAITING), cursor
 
     def poke(self) -> PokeReturnValue:
-        """Poll once; done when nothing waits any more or ``timeout`` has passed since the first poke."""
+        """Poll once; done when nothing waits any more or ``delivery_timeout`` has passed since the first poke."""
         ledger = self._ledger()
         waiting, _ = self._poll(ledger)
         started = self.context["ti"].get_first_reschedule_date(self.context) or datetime.now(timezone.utc)
-        timed_out = datetime.now(timezone.utc) - started >= self.timeout
+        timed_out = datetime.now(timezone.utc) - started >= self.delivery_timeout
         done = not waiting or timed_out
         return PokeReturnValue(is_done=done, xcom_value=self._summary(ledger, timed_out) if done else None)
 
     def execute(self) -> dict[str, Any]:
-        """Poll once, then defer until ``timeout`` from now (or return when nothing waits)."""
+        """Poll once, then defer until ``delivery_timeout`` from now (or return when nothing waits)."""
         ledger = self._ledger()
         waiting, cursor = self._poll(ledger)
         if not waiting:
             return self._summary(ledger, timed_out=False)
-        self._defer(waiting, cursor, datetime.now(timezone.utc) + self.timeout)
+        self._defer(waiting, cursor, datetime.now(timezone.utc) + self.delivery_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
     def resume(self, event: dict[str, Any], end_time: str | None) -> dict[str, Any]:
@@ -89,12 +90,12 @@ class DeliveryRun:
         waiting = ledger.rows(LedgerState.WAITING)
         if not waiting or event.get("status") == "timeout":
             return self._summary(ledger, timed_out=bool(waiting))
-        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.timeout
+        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.delivery_timeout
         self._defer(waiting, parse_time(event.get("cursor")), deadline)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
     def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime) -> None:
-        self.log.info("%d invoices waiting for InExchange; deferring", len(waiting))
+        self.log.info("%d invoices waiting for InExchange; deferring until %s", len(waiting), end_time.isoformat())
         created_from, created_to = _window(waiting)
         sensor = self.sensor
         sensor.defer(

@@ -427,3 +427,124 @@ def test_record_statuses_is_still_importable_from_the_sensors_module() -> None:
     assert record_statuses is delivery_run.record_statuses
     with pytest.raises(AttributeError, match="no attribute 'Ledger'"):
         delivery.Ledger  # noqa: B018 - the shim lends only the names it lists
+
+
+# ---- the delivery timeout, templated ---------------------------------------------------------
+TEMPLATED_TIMEOUT = "{{ params.delivery_timeout_minutes * 60 }}"
+
+
+def rendered_sensor(minutes: int, first_reschedule: datetime | None = None,
+                    **kwargs: Any) -> tuple[DeliveryStatusSensor, dict[str, Any]]:
+    """A sensor whose delivery timeout is rendered by Jinja from the run's params, and its context."""
+    sensor = make_sensor(timeout=None, delivery_timeout=TEMPLATED_TIMEOUT, **kwargs)
+    context = {**make_context(first_reschedule), "params": {"delivery_timeout_minutes": minutes}}
+    sensor.render_template_fields(context)
+    assert sensor.delivery_timeout == str(minutes * 60)
+    return sensor, context
+
+
+def test_a_rendered_delivery_timeout_sets_the_triggers_end_time(api: respx.MockRouter, ledger_db: Engine) -> None:
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    sensor, context = rendered_sensor(30)
+    before = datetime.now(timezone.utc)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+
+    end_time = datetime.fromisoformat(deferred.value.trigger.end_time)
+    assert before + timedelta(minutes=30) <= end_time <= datetime.now(timezone.utc) + timedelta(minutes=30)
+    assert deferred.value.kwargs == {"end_time": deferred.value.trigger.end_time}
+    assert sensor.timeout == 30 * 60 + 2 * 5.0  # Airflow's own timeout: two poll intervals beyond ours
+
+
+def test_a_resumed_sensor_keeps_its_end_time_and_falls_back_to_the_rendered_timeout(ledger_db: Engine) -> None:
+    sensor, context = rendered_sensor(30)
+    event = {"status": "changes", "changes": [change("d1", "Sent", "2026-11-25T08:00:00+00:00")],
+             "cursor": "2026-11-25T08:00:00+00:00"}
+
+    with pytest.raises(TaskDeferred) as kept:
+        sensor.execute_complete(context, event, end_time=END_TIME)
+    before = datetime.now(timezone.utc)
+    with pytest.raises(TaskDeferred) as fallback:
+        sensor.execute_complete(context, {**event, "changes": []}, end_time=None)
+
+    assert kept.value.trigger.end_time == END_TIME  # the deadline set at the first deferral
+    end_time = datetime.fromisoformat(fallback.value.trigger.end_time)
+    assert before + timedelta(minutes=30) <= end_time <= datetime.now(timezone.utc) + timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(("minutes_ago", "done"), [(29, False), (31, True)])
+def test_a_rendered_delivery_timeout_ends_the_pokes(api: respx.MockRouter, ledger_db: Engine,
+                                                     minutes_ago: int, done: bool) -> None:
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    sensor, context = rendered_sensor(30, deferrable=False,
+                                      first_reschedule=datetime.now(timezone.utc) - timedelta(minutes=minutes_ago))
+
+    result = sensor.poke(context)
+
+    assert result.is_done is done
+    assert result.xcom_value == (summary(waiting=2, timed_out=True) if done else None)
+
+
+def test_in_reschedule_mode_the_rendered_timeout_ends_the_task_before_airflows_own(
+        api: respx.MockRouter, ledger_db: Engine) -> None:
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    sensor, early = rendered_sensor(30, deferrable=False,
+                                    first_reschedule=datetime.now(timezone.utc) - timedelta(minutes=29))
+    late = {**early, "ti": TaskInstanceStub(datetime.now(timezone.utc) - timedelta(minutes=30, seconds=5))}
+
+    with pytest.raises(AirflowRescheduleException):
+        sensor.execute(early)
+    result = sensor.execute(late)  # past ours (30 min), within Airflow's (30 min + 2 polls): a success
+
+    assert sensor.mode == "reschedule" and sensor.timeout == 30 * 60 + 2 * 5.0
+    assert result == summary(waiting=2, timed_out=True)
+
+
+def test_a_rendered_delivery_timeout_that_is_not_a_number_fails_the_task(ledger_db: Engine) -> None:
+    sensor = make_sensor(timeout=None, delivery_timeout="{{ params.delivery_timeout_minutes }} minutes")
+    context = {**make_context(), "params": {"delivery_timeout_minutes": 30}}
+    sensor.render_template_fields(context)
+
+    with pytest.raises(ValueError, match="must be a timedelta or a number of seconds, not '30 minutes'"):
+        sensor.execute(context)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (timedelta(minutes=5), timedelta(minutes=5)), (300, timedelta(minutes=5)), (90.5, timedelta(seconds=90.5)),
+    ("300", timedelta(minutes=5)), (" 300.0\n", timedelta(minutes=5)), (0, timedelta(0)),
+])
+def test_delivery_timeout_values(value: Any, expected: timedelta) -> None:
+    from inexchange.sensors.delivery import as_delivery_timeout
+
+    assert as_delivery_timeout(value) == expected
+
+
+@pytest.mark.parametrize("value", ["six hours", "", "nan", "inf", None, -1, timedelta(seconds=-1)])
+def test_bad_delivery_timeout_values(value: Any) -> None:
+    from inexchange.sensors.delivery import as_delivery_timeout
+
+    with pytest.raises(ValueError, match="delivery_timeout must"):
+        as_delivery_timeout(value)
+
+
+def test_the_delivery_timeout_is_checked_when_it_is_not_a_template() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        DeliveryStatusSensor(task_id="wait", delivery_timeout=-60)
+    with pytest.raises(ValueError, match="not both"):
+        DeliveryStatusSensor(task_id="wait", delivery_timeout=60, timeout=timedelta(minutes=1))
+
+
+def test_airflows_own_timeout_backs_up_the_delivery_timeout() -> None:
+    by_default = DeliveryStatusSensor(task_id="wait")
+    literal = DeliveryStatusSensor(task_id="wait2", delivery_timeout=timedelta(minutes=10), poll_interval=30)
+    earlier_name = DeliveryStatusSensor(task_id="wait3", timeout=600, poll_interval=30)
+    templated = DeliveryStatusSensor(task_id="wait4", delivery_timeout=TEMPLATED_TIMEOUT, poll_interval="{{ 1 }}")
+
+    assert by_default.timeout == 6 * 3600 + 2 * 60
+    assert literal.timeout == earlier_name.timeout == 600 + 2 * 30
+    assert earlier_name.delivery_timeout == 600
+    assert templated.timeout == 6 * 3600 + 2 * 60  # the defaults stand in until the templates are rendered
+    assert "delivery_timeout" in DeliveryStatusSensor.template_fields
