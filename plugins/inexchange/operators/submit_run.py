@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from inexchange.erp import InvoiceBatch
+    from inexchange.hooks.inexchange import InExchangeHook
     from inexchange.operators.submit import SubmitInvoicesOperator
     from inexchange.ubl import Seller
 
@@ -54,8 +55,12 @@ class Submission:
     def __init__(self, operator: SubmitInvoicesOperator, context: Context) -> None:
         self.operator = operator
         self.context = context
-        self.hook = operator.hook
         self.log = operator.log
+
+    @property
+    def hook(self) -> InExchangeHook:
+        """The operator's hook (created on first use: a dry run needs none)."""
+        return self.operator.hook
 
     def run(self) -> dict[str, int]:
         """Send the due rows of the operator's shard (or, in a dry run, say what would be sent)."""
