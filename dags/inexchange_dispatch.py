@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag
 
+from inexchange.operators.stages import (
+    DispatchReportOperator,
+    ExtractInvoicesOperator,
+    PlanBatchesOperator,
+    RecheckWaitingOperator,
+    ValidateInvoicesOperator,
+)
 from inexchange.operators.submit import SubmitInvoicesOperator
 from inexchange.sensors.delivery import DeliveryStatusSensor
 
@@ -13,6 +20,8 @@ ERP_CONN_ID = "erp_default"
 REPORTING_CONN_ID = "inexchange_reporting"
 INEXCHANGE_CONN_ID = "inexchange_default"
 TIMEZONE = "Europe/Stockholm"
+#: where every task finds the ERP and the ledger, and the time zone of the invoice dates
+LEDGER = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
 #: the "Elektroniska utskick" report table, updated by every run: downstream DAGs can be scheduled on it.
@@ -92,65 +101,32 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
     },
 )
 def inexchange_dispatch():
-    @task
-    def recheck_waiting(**context) -> dict:
-        from inexchange import pipeline
-
-        return pipeline.recheck_waiting(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                                        inexchange_conn_id=INEXCHANGE_CONN_ID, timezone=TIMEZONE)
-
-    @task
-    def extract(**context) -> dict:
-        from inexchange import pipeline
-
-        return pipeline.extract(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                                timezone=TIMEZONE)
-
-    @task
-    def validate(**context) -> dict:
-        from inexchange import pipeline
-
-        return pipeline.validate(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                                 timezone=TIMEZONE)
-
-    @task
-    def plan_batches(**context) -> list[dict]:
-        from inexchange import pipeline
-
-        return pipeline.plan_batches(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                                     batch_size=context["params"]["batch_size"],
-                                     dry_run=context["params"]["dry_run"], timezone=TIMEZONE)
-
-    batches = plan_batches()
+    recheck_waiting = RecheckWaitingOperator(task_id="recheck_waiting", inexchange_conn_id=INEXCHANGE_CONN_ID,
+                                             **LEDGER)
+    extract = ExtractInvoicesOperator(task_id="extract", **LEDGER)
+    validate = ValidateInvoicesOperator(task_id="validate", **LEDGER)
+    batches = PlanBatchesOperator(task_id="plan_batches", batch_size="{{ params.batch_size }}",
+                                  dry_run="{{ params.dry_run }}", **LEDGER)
     submit = SubmitInvoicesOperator.partial(
         task_id="submit",
-        erp_conn_id=ERP_CONN_ID,
-        reporting_conn_id=REPORTING_CONN_ID,
         inexchange_conn_id=INEXCHANGE_CONN_ID,
-        timezone=TIMEZONE,
         concurrency=CONCURRENCY,
         pool="inexchange_api",
-    ).expand_kwargs(batches)
+        **LEDGER,
+    ).expand_kwargs(batches.output)
 
     await_delivery = DeliveryStatusSensor(
         task_id="await_delivery",
-        erp_conn_id=ERP_CONN_ID,
-        reporting_conn_id=REPORTING_CONN_ID,
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         poll_interval="{{ var.value.get('inexchange_poll_interval', 60) }}",
         delivery_timeout="{{ params.delivery_timeout_minutes * 60 }}",
-        timezone=TIMEZONE,
+        **LEDGER,
     )
 
-    @task(trigger_rule="all_done", outlets=[INEXCHANGE_REPORT])
-    def report(**context) -> dict:
-        from inexchange import pipeline
+    report = DispatchReportOperator(task_id="report", fail_on_action_needed="{{ params.fail_on_action_needed }}",
+                                    trigger_rule="all_done", outlets=[INEXCHANGE_REPORT], **LEDGER)
 
-        return pipeline.report(context, erp_conn_id=ERP_CONN_ID, reporting_conn_id=REPORTING_CONN_ID,
-                               fail_on_action_needed=context["params"]["fail_on_action_needed"],
-                               timezone=TIMEZONE)
-
-    chain(recheck_waiting(), extract(), validate(), batches, submit, await_delivery, report())
+    chain(recheck_waiting, extract, validate, batches, submit, await_delivery, report)
 
 
 inexchange_dispatch()

@@ -84,17 +84,20 @@ def test_dag_file_loads_only_the_declarations_of_the_provider() -> None:
 
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]);"
-        "print(' '.join(sorted(m for m in sys.modules if m.startswith('inexchange'))))"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('inexchange', 'airflow.providers.standard')))))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "inexchange_dispatch.py")],
                          capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
-    declarations = {"inexchange.operators.submit", "inexchange.sensors.delivery", "inexchange.links.portal"}
-    # Airflow's providers manager reads the provider's metadata (get_provider_info) for @task
+    declarations = {"inexchange.operators.submit", "inexchange.operators.stages", "inexchange.sensors.delivery",
+                    "inexchange.links.portal"}
     packages = {"inexchange", "inexchange.operators", "inexchange.sensors", "inexchange.links",
-                "inexchange.get_provider_info"}
+                "inexchange.get_provider_info"}  # the provider's metadata, should Airflow read it
     assert declarations <= loaded
-    assert loaded - declarations - packages == set()  # no hook, ledger, trigger, API types or run-time modules
+    provider = {m for m in loaded if m.startswith("inexchange")}
+    assert provider - declarations - packages == set()  # no hook, ledger, trigger, API types or run-time modules
+    # nor Airflow's Python operator module, which @task would load (about half the parse time)
+    assert "airflow.providers.standard.operators.python" not in loaded
 
 
 def test_delivery_timeout_param_sets_the_sensors_timeout(dagbag) -> None:
@@ -123,3 +126,16 @@ def test_delivery_timeout_param_sets_the_sensors_timeout(dagbag) -> None:
     for bad in (0, "15", 1.5):
         with pytest.raises(ParamValidationError):
             rendered({"delivery_timeout_minutes": bad})
+
+
+def test_stages_return_their_summaries_and_read_the_run_params(dagbag) -> None:
+    dag = dagbag.dags["inexchange_dispatch"]
+    # a dict summary is pushed key by key too, as @task does for a function returning a dict
+    assert {t: dag.get_task(t).multiple_outputs for t in ("recheck_waiting", "extract", "validate", "plan_batches",
+                                                          "report")} == {
+        "recheck_waiting": True, "extract": True, "validate": True, "plan_batches": False, "report": True,
+    }
+    plan, report = dag.get_task("plan_batches"), dag.get_task("report")
+    assert (plan.batch_size, plan.dry_run) == ("{{ params.batch_size }}", "{{ params.dry_run }}")
+    assert report.fail_on_action_needed == "{{ params.fail_on_action_needed }}"
+    assert dag.get_task("submit").expand_input.value.operator is plan  # mapped over plan_batches' XCom

@@ -1,0 +1,140 @@
+"""The dispatch DAG's ledger stages as operators: recheck, extract, validate, plan the batches, report.
+
+Each calls its function of :mod:`inexchange.pipeline` (imported when the task runs) and returns the
+function's summary to XCom, with one XCom per key as ``@task`` gives a function returning a dict.
+Declaring them costs no more than any operator; ``@task`` would import Airflow's whole Python
+operator module (virtualenv and requirement parsing included) at every parse of the DAG file, about
+half of what the file costs to parse (see bench/bench_parse.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class _LedgerStageOperator(BaseOperator):
+    """A stage that works through the ledger, in the ERP's or the reporting database.
+
+    :param erp_conn_id: connection of the ERP database.
+    :param reporting_conn_id: connection of the database holding the ledger (the ERP's if undefined).
+    :param timezone: time zone of the ERP's invoice dates.
+    """
+
+    template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id")
+    ui_color = "#eef5fb"
+    #: the stage's result is a dict: push each key as an XCom too, as ``@task`` does for a dict
+    returns_dict = True
+
+    def __init__(self, *, erp_conn_id: str = "erp_default", reporting_conn_id: str = "inexchange_reporting",
+                 timezone: str = "Europe/Stockholm", **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", self.returns_dict)
+        super().__init__(**kwargs)
+        self.erp_conn_id = erp_conn_id
+        self.reporting_conn_id = reporting_conn_id
+        self.timezone = timezone
+
+    def _connections(self) -> dict[str, str]:
+        return {"erp_conn_id": self.erp_conn_id, "reporting_conn_id": self.reporting_conn_id,
+                "timezone": self.timezone}
+
+
+class RecheckWaitingOperator(_LedgerStageOperator):
+    """Look up once the invoices of earlier intervals still ``waiting`` (:func:`inexchange.pipeline.recheck_waiting`).
+
+    :param inexchange_conn_id: ``inexchange`` connection.
+    """
+
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "inexchange_conn_id")
+
+    def __init__(self, *, inexchange_conn_id: str = "inexchange_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inexchange_conn_id = inexchange_conn_id
+
+    def execute(self, context: Context) -> dict[str, int]:
+        from inexchange import pipeline
+
+        return pipeline.recheck_waiting(context, inexchange_conn_id=self.inexchange_conn_id, **self._connections())
+
+
+class ExtractInvoicesOperator(_LedgerStageOperator):
+    """Put the interval's posted InExchange invoices in the ledger as ``pending`` (:func:`inexchange.pipeline.extract`)."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inexchange import pipeline
+
+        return pipeline.extract(context, **self._connections())
+
+
+class ValidateInvoicesOperator(_LedgerStageOperator):
+    """Validate the ``pending`` invoices: ``ready`` or ``rejected`` (:func:`inexchange.pipeline.validate`)."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inexchange import pipeline
+
+        return pipeline.validate(context, **self._connections())
+
+
+class PlanBatchesOperator(_LedgerStageOperator):
+    """Split the invoices due for submission into batches for the mapped submit task.
+
+    Returns :func:`inexchange.pipeline.plan_batches`' list, for ``SubmitInvoicesOperator.partial(...).expand_kwargs``.
+
+    :param batch_size: invoices per batch (templated, e.g. ``"{{ params.batch_size }}"``).
+    :param dry_run: whether the batches only say what they would send (templated, e.g. ``"{{ params.dry_run }}"``).
+    """
+
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "batch_size", "dry_run")
+    returns_dict = False
+
+    def __init__(self, *, batch_size: int | str = 2000, dry_run: bool | str = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+        self.dry_run = dry_run
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from inexchange import pipeline
+
+        return pipeline.plan_batches(context, batch_size=int(self.batch_size), dry_run=as_flag(self.dry_run, "dry_run"),
+                                     **self._connections())
+
+
+class DispatchReportOperator(_LedgerStageOperator):
+    """Refresh the interval's report rows, log them and fail when invoices need a person (:func:`inexchange.pipeline.report`).
+
+    :param fail_on_action_needed: end the task failed when an invoice needs a person (templated, e.g.
+        ``"{{ params.fail_on_action_needed }}"``).
+    """
+
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "fail_on_action_needed")
+
+    def __init__(self, *, fail_on_action_needed: bool | str = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fail_on_action_needed = fail_on_action_needed
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from inexchange import pipeline
+
+        return pipeline.report(context, fail_on_action_needed=as_flag(self.fail_on_action_needed, "fail_on_action_needed"),
+                               **self._connections())
+
+
+def as_flag(value: bool | str, name: str) -> bool:
+    """A yes/no argument, as given or as a rendered template's text (``"True"``, ``"false"``...).
+
+    :param value: the argument.
+    :param name: its name, for the error.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
