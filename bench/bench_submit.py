@@ -98,7 +98,7 @@ def run_sequential(engine: Any, name: str) -> None:
     from inexchange.erp import ErpReader
     from inexchange.hooks.inexchange import InExchangeHook
     from inexchange.ledger import Ledger, RunScope
-    from inexchange.operators.submit import _send_body
+    from inexchange.operators.submit_run import _send_body
     from inexchange.ubl import Seller, build_from_batch
 
     ledger = Ledger(engine, RunScope.from_context(context(name), TIMEZONE))

@@ -27,7 +27,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "InExchange", "python-modules": ["inexchange.hooks.inexchange"]}],
-        "operators": [{"integration-name": "InExchange", "python-modules": ["inexchange.operators.submit"]}],
+        "operators": [{"integration-name": "InExchange", "python-modules": ["inexchange.operators.submit", "inexchange.operators.stages"]}],
         "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
         "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
         "extra-links": ["inexchange.links.portal.InExchangePortalLink"],

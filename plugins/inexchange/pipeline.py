@@ -30,7 +30,7 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     before it extracts new work, so the ledger and the report tell the truth about them too.
     """
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.sensors.delivery import record_statuses
+    from inexchange.sensors.delivery_run import record_statuses
 
     ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 #: ``InExchangeHook.default_conn_name``, written out so that declaring the operator does not import the hook
 DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
-#: run-time helpers of :mod:`inexchange.operators.submit_run` still importable from here (bench_submit uses one)
-_RUN_TIME_NAMES = frozenset({"_send_body"})
 
 
 class SubmitInvoicesOperator(BaseOperator):
@@ -133,11 +131,3 @@ class SubmitInvoicesOperator(BaseOperator):
 
         return Submission(self, context).run()
 
-
-def __getattr__(name: str) -> Any:
-    """The run-time helpers of :mod:`inexchange.operators.submit_run`, loaded on first use."""
-    if name in _RUN_TIME_NAMES:
-        from inexchange.operators import submit_run
-
-        return getattr(submit_run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

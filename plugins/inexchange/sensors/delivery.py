@@ -29,8 +29,6 @@ DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
 DEFAULT_DELIVERY_TIMEOUT = timedelta(hours=6)
 #: how many poll intervals Airflow's own sensor timeout lies beyond the delivery timeout
 BACKUP_POLLS = 2
-#: run-time helpers of :mod:`inexchange.sensors.delivery_run` still importable from here (the pipeline uses one)
-_RUN_TIME_NAMES = frozenset({"record_statuses"})
 
 
 class DeliveryStatusSensor(BaseSensorOperator):
@@ -176,11 +174,3 @@ def _number_or(value: timedelta | float | str, default: float) -> float:
         return value.total_seconds()
     return default if isinstance(value, str) else float(value)
 
-
-def __getattr__(name: str) -> Any:
-    """The run-time helpers of :mod:`inexchange.sensors.delivery_run`, loaded on first use."""
-    if name in _RUN_TIME_NAMES:
-        from inexchange.sensors import delivery_run
-
-        return getattr(delivery_run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

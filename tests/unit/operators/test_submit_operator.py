@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from inexchange.operators import submit, submit_run
+from inexchange.operators import submit
 from inexchange.operators.submit import SubmitInvoicesOperator
 
 
@@ -19,14 +19,6 @@ def test_the_default_connection_is_the_hooks() -> None:
 
     assert operator.inexchange_conn_id == InExchangeHook.default_conn_name == submit.DEFAULT_INEXCHANGE_CONN_ID
     assert operator.hook.inexchange_conn_id == InExchangeHook.default_conn_name
-
-
-def test_run_time_helpers_are_still_importable_from_the_operators_module() -> None:
-    from inexchange.operators.submit import _send_body
-
-    assert _send_body is submit_run._send_body
-    with pytest.raises(AttributeError, match="no attribute 'Ledger'"):
-        submit.Ledger  # noqa: B018 - the shim lends only the names it lists
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -420,15 +420,6 @@ def test_the_default_connection_is_the_hooks() -> None:
     assert sensor.hook.inexchange_conn_id == InExchangeHook.default_conn_name
 
 
-def test_record_statuses_is_still_importable_from_the_sensors_module() -> None:
-    from inexchange.sensors import delivery, delivery_run
-    from inexchange.sensors.delivery import record_statuses
-
-    assert record_statuses is delivery_run.record_statuses
-    with pytest.raises(AttributeError, match="no attribute 'Ledger'"):
-        delivery.Ledger  # noqa: B018 - the shim lends only the names it lists
-
-
 # ---- the delivery timeout, templated ---------------------------------------------------------
 TEMPLATED_TIMEOUT = "{{ params.delivery_timeout_minutes * 60 }}"
 
