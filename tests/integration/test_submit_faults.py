@@ -219,3 +219,40 @@ def test_customer_deleted_between_validation_and_submission_is_rejected(
         assert row["state"] == "rejected"
         assert f"kunden {victim.customer_number} " in row["message"] and "finns inte längre i ERP" in row["message"]
         assert row["erp_document_id"] not in sends
+
+
+@pytest.mark.parametrize("settle_rounds", [3, 0])
+def test_sends_in_doubt_are_settled_before_the_task_ends(settle_rounds: int, erp: Erp,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that time out at the client and are processed afterwards leave their sends in doubt.
+
+    The task stamps each such row when the doubt arises, looks it up again and, once it has settled,
+    sends it again only if InExchange never got it, so it ends with every invoice recorded; without
+    settle rounds the doubts are left for the next try.
+    """
+    from inexchange.operators.submit import SubmitInvoicesOperator
+    from inexchange.simulator.testing import run_simulator
+
+    with run_simulator(seed=9, status_step_ms=100) as sim:
+        ready_for(erp, sim, monkeypatch)
+        sim.configure(fault_rate=0.3, faults=["timeout"], timeout_ms=1200)
+        operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
+                                          seller=SELLER, max_attempts=50, request_timeout=0.4,
+                                          settle_time=timedelta(seconds=2), settle_rounds=settle_rounds)
+        counts = operator.execute(erp.context)
+        stats = sim.stats()
+    with erp.engine.connect() as conn:
+        doubts = conn.execute(text("SELECT COUNT(*) FROM inexchange_dispatch_history WHERE from_state = 'submitting' "
+                                   "AND to_state = 'submitting'")).scalar()
+    assert stats["faults"]["timeout"] > 0 and doubts > 0, "sends should have been left in doubt"
+    assert not stats["duplicates"]
+    if settle_rounds:
+        assert counts["in doubt"] == 0
+        assert erp.count("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'submitting'") == 0
+        rows = erp.rows()
+        received = {r["erp_document_id"] for r in rows if r["inexchange_document_id"]}
+        assert stats["sends"] == dict.fromkeys(received, 1)
+        # the rest failed before their send (an upload or look-up beyond its retries): retried later
+        assert all(r["state"] == "failed" for r in rows if not r["inexchange_document_id"])
+    else:
+        assert counts["in doubt"] == erp.count("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'submitting'") > 0

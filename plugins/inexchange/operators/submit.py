@@ -60,9 +60,11 @@ class SubmitInvoicesOperator(BaseOperator):
     :param shards: into how many shards the due rows are split.
     :param claim_lease: how long another run's ``submitting`` claim is respected before it is reconciled.
     :param settle_time: how long a send whose outcome is unknown (timeout, lost reply) may still be
-        processed by InExchange; such a row stays ``submitting`` and is looked up again, and only
-        resent when InExchange has not got it, once this time has passed (default: three request
-        timeouts).
+        processed by InExchange after the doubt arose; such a row stays ``submitting`` and is looked up
+        again, and only resent when InExchange has not got it, once this time has passed (default:
+        three request timeouts, the hook's deadline of one request).
+    :param settle_rounds: how often the task looks its sends in doubt up again (waiting for them to
+        settle) before it ends; what is still in doubt then is left to the next try or run (0: all of it).
     :param dry_run: build every due invoice's document and log what would be sent or rejected, but
         call no API and change no ledger row.
     """
@@ -91,12 +93,15 @@ class SubmitInvoicesOperator(BaseOperator):
         shards: int = 1,
         claim_lease: timedelta = timedelta(minutes=15),
         settle_time: timedelta = timedelta(seconds=90),
+        settle_rounds: int = 3,
         dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+        if settle_rounds < 0:
+            raise ValueError(f"settle_rounds must not be negative, got {settle_rounds}")
         if concurrency < 1 or claim_batch < 1:
             raise ValueError("concurrency and claim_batch must be at least 1")
         self.erp_conn_id = erp_conn_id
@@ -116,6 +121,7 @@ class SubmitInvoicesOperator(BaseOperator):
         self.shards = shards
         self.claim_lease = claim_lease
         self.settle_time = settle_time
+        self.settle_rounds = settle_rounds
         self.dry_run = dry_run
 
     @cached_property

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from inexchange.ubl import Seller
 
 SOURCE = "submit"
+#: the message of a row whose send may or may not have reached InExchange
+IN_DOUBT_MESSAGE = ("Svaret på sändningen kom aldrig fram; fakturan slås upp hos InExchange och skickas igen "
+                    "bara om InExchange inte har fått den")
 
 
 @dataclass(frozen=True)
@@ -97,15 +100,8 @@ class Submission:
 
         recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
         try:
-            to_send, stuck = _split_stuck(rows)
-            for row, (key, change) in zip(stuck, await asyncio.gather(*(self._reconcile(r, resend=True) for r in stuck))):
-                counts[key] += key == "reconciled"
-                recorder.add(change)
-                if key == "not found":
-                    to_send.append({**row, "state": LedgerState.FAILED.value})
-            await recorder.flush()
-            if to_send:
-                await self._send_all(to_send, seller, counts, recorder, in_ledger_thread, ledger)
+            await self._pass(rows, seller, counts, recorder, in_ledger_thread, ledger)
+            counts["in doubt"] = await self._settle(seller, counts, recorder, in_ledger_thread, ledger)
         finally:
             try:
                 await recorder.close()
@@ -113,6 +109,60 @@ class Submission:
                 await self.hook.aclose()
                 ledger_thread.shutdown(wait=True)
         return counts
+
+    async def _pass(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str], recorder: _Recorder,
+                    in_ledger_thread: Any, ledger: Ledger, *, settled: bool = True) -> None:
+        """Reconcile the rows left ``submitting`` (resending those InExchange never got, when ``settled``),
+        then send the others."""
+        to_send, stuck = _split_stuck(rows)
+        outcomes = await asyncio.gather(*(self._reconcile(r, resend=settled) for r in stuck))
+        for row, (key, change) in zip(stuck, outcomes):
+            counts[key] += key == "reconciled"
+            recorder.add(change)
+            if key == "not found" and settled:
+                to_send.append({**row, "state": LedgerState.FAILED.value})
+        await recorder.flush()
+        if to_send:
+            await self._send_all(to_send, seller, counts, recorder, in_ledger_thread, ledger)
+
+    async def _settle(self, seller: Seller, counts: Counter[str], recorder: _Recorder, in_ledger_thread: Any,
+                      ledger: Ledger) -> int:
+        """Look up this task's sends in doubt again before it ends; return how many are still in doubt.
+
+        A send whose outcome is unknown stays ``submitting``, stamped with the time the doubt arose.
+        Each round looks every such row up: found, it is recorded; not found, it is sent again only
+        once ``settle_time`` has passed since its doubt (the request may still be processed until
+        then), else the task waits for the earliest of them to settle. After ``settle_rounds``
+        rounds what is left stays for the next try or run, which reconcile it the same way.
+        """
+        from inexchange.db import parse_utc_text
+
+        operator = self.operator
+        remaining: list[dict[str, Any]] = []
+        for round_ in range(operator.settle_rounds + 1):
+            await recorder.flush()
+            due = await in_ledger_thread(partial(ledger.due_rows, max_attempts=operator.max_attempts,
+                                                 shard=operator.shard, shards=operator.shards,
+                                                 lease=operator.claim_lease, settle=timedelta(0)))
+            remaining = [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
+            if not remaining or round_ == operator.settle_rounds:
+                break
+            now = _now()
+            ready_at = {int(r["invoice_id"]): parse_utc_text(r["updated_at"]) + operator.settle_time
+                        for r in remaining}
+            settled = [r for r in remaining if ready_at[int(r["invoice_id"])] <= now]
+            unsettled = [r for r in remaining if ready_at[int(r["invoice_id"])] > now]
+            self.log.info("%d sends in doubt: looking them up again (%d settled, sent again if InExchange "
+                          "never got them)", len(remaining), len(settled))
+            await self._pass(settled, seller, counts, recorder, in_ledger_thread, ledger)
+            await self._pass(unsettled, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
+            if unsettled:
+                wait = max(1.0, (min(ready_at[int(r["invoice_id"])] for r in unsettled) - _now()).total_seconds())
+                await asyncio.sleep(min(wait, operator.settle_time.total_seconds()))
+        if remaining:
+            self.log.warning("%d sends still in doubt; the next try or run looks them up: %s", len(remaining),
+                             ", ".join(str(r["invoice_number"]) for r in remaining[:20]))
+        return len(remaining)
 
     async def _send_all(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str],
                         recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
@@ -228,7 +278,9 @@ class Submission:
             return "sent", change
         self.log.warning("invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
                          row["invoice_number"], exc)
-        return "in doubt", None
+        # the row stays submitting, stamped now: the settle time counts from the doubt, not from the claim
+        return "in doubt", (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.SUBMITTING,
+                            {"message": IN_DOUBT_MESSAGE})
 
     async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
         """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.

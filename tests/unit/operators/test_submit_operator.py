@@ -25,6 +25,7 @@ def test_the_default_connection_is_the_hooks() -> None:
     ({"shard": 2, "shards": 2}, "shard 2 is not in 0..1"),
     ({"concurrency": 0}, "at least 1"),
     ({"claim_batch": 0}, "at least 1"),
+    ({"settle_rounds": -1}, "must not be negative"),
 ])
 def test_bad_arguments_are_refused_when_the_dag_is_parsed(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
