@@ -12,22 +12,40 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from inexchange.api import OutboundDocument, parse_time
 from inexchange.hooks.inexchange import InExchangeHook
 
+#: the most status changes one trigger event carries (a few hundred kB of JSON)
+MAX_EVENT_CHANGES = 2000
 
-def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | None) -> tuple[list[dict[str, Any]], datetime | None]:
+
+def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | None, *,
+                   limit: int | None = None) -> tuple[list[dict[str, Any]], datetime | None]:
     """Turn listed documents into status-change items and the cursor after them.
 
     Shared by the sensor's poke path and the trigger, so both see changes the same way.
 
     Documents stamped at or before the cursor are dropped, so the cursor always moves forward
-    whether InExchange treats ``updatedAfter`` as exclusive or inclusive.
+    whether InExchange treats ``updatedAfter`` as exclusive or inclusive. A document without a status
+    time cannot be placed after a cursor: it counts only in a listing without one (the sensor's first
+    poll of a try, a recheck), never again in every later poll.
 
     :param documents: documents from ``documents/outbound/list``.
     :param cursor: the ``updatedAfter`` cursor the documents were listed with.
+    :param limit: the most changes to return: the earliest ones, cut where the time changes so that
+        the cursor after them passes none of the rest, which the next poll lists again (at least one
+        time's worth, whatever ``limit`` says).
     """
     fresh = [
         document for document in documents
-        if cursor is None or document.status_time is None or document.status_time > cursor
+        if (document.status_time is None and cursor is None)
+        or (document.status_time is not None and (cursor is None or document.status_time > cursor))
     ]
+    if limit is not None and len(fresh) > limit:
+        timed = sorted((d for d in fresh if d.status_time is not None), key=lambda d: d.status_time)
+        untimed = [d for d in fresh if d.status_time is None]
+        take = max(limit - len(untimed), 1)
+        if take < len(timed):
+            edge = timed[take - 1].status_time
+            timed = [d for d in timed if d.status_time <= edge]
+        fresh = untimed + timed
     times = [document.status_time for document in fresh if document.status_time is not None]
     return [document.to_event() for document in fresh], max([cursor, *times] if cursor else times, default=None)
 
@@ -46,6 +64,9 @@ class DeliveryStatusTrigger(BaseTrigger):
     :param end_time: ISO time at which the trigger fires a ``timeout`` event.
     :param poll_interval: seconds between two polls.
     :param page_size: documents per page (``take``).
+    :param max_changes: the most changes one event carries (the earliest; the next trigger, deferred
+        with the cursor after them, lists the rest at once), so that an event stays small whatever
+        the number of documents that changed between two polls.
     """
 
     def __init__(
@@ -58,6 +79,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         end_time: str,
         poll_interval: float = 60.0,
         page_size: int = 100,
+        max_changes: int = MAX_EVENT_CHANGES,
     ) -> None:
         super().__init__()
         self.inexchange_conn_id = inexchange_conn_id
@@ -67,6 +89,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         self.end_time = end_time
         self.poll_interval = poll_interval
         self.page_size = page_size
+        self.max_changes = max_changes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -79,6 +102,7 @@ class DeliveryStatusTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "poll_interval": self.poll_interval,
                 "page_size": self.page_size,
+                "max_changes": self.max_changes,
             },
         )
 
@@ -97,13 +121,15 @@ class DeliveryStatusTrigger(BaseTrigger):
                     page_size=self.page_size, created_from=parse_time(self.created_from),
                     created_to=parse_time(self.created_to), updated_after=cursor,
                 )
-                changes, new_cursor = status_changes(documents, cursor)
+                changes, new_cursor = status_changes(documents, cursor, limit=self.max_changes)
                 if changes:
                     return {"status": "changes", "changes": changes,
                             "cursor": new_cursor.isoformat() if new_cursor else None}
-                if end_time is not None and datetime.now(timezone.utc) >= end_time:
+                now = datetime.now(timezone.utc)
+                if end_time is not None and now >= end_time:
                     return {"status": "timeout", "cursor": self.updated_after}
-                await asyncio.sleep(self.poll_interval)
+                left = (end_time - now).total_seconds() if end_time is not None else self.poll_interval
+                await asyncio.sleep(max(0.0, min(self.poll_interval, left)))
         except Exception as exc:
             return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
         finally:

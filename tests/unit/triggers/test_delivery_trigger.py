@@ -58,6 +58,7 @@ def test_serialize_round_trip() -> None:
         "end_time": trigger.end_time,
         "poll_interval": 15.0,
         "page_size": 50,
+        "max_changes": 2000,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
 
@@ -164,6 +165,40 @@ async def test_timeout_when_end_time_has_passed(api: respx.MockRouter) -> None:
 
 
 @pytest.mark.anyio
+async def test_the_timeout_event_comes_at_the_end_time_not_a_poll_interval_later(api: respx.MockRouter) -> None:
+    listed = api.post(LIST).respond(200, json=outbound_list([]))
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=0.5)).isoformat()
+    started = asyncio.get_running_loop().time()
+
+    events = await asyncio.wait_for(all_events(make_trigger(end_time=soon, poll_interval=60.0)), timeout=5)
+
+    assert [event.payload["status"] for event in events] == ["timeout"]
+    assert asyncio.get_running_loop().time() - started < 3
+    assert listed.call_count == 2  # the first poll, and the last one at the end time
+
+
+@pytest.mark.anyio
+async def test_an_event_carries_at_most_max_changes_and_the_next_trigger_lists_the_rest(
+        api: respx.MockRouter) -> None:
+    times = ["07:00", "07:01", "07:01", "07:02", "07:03"]
+    changed = [outbound_document(f"d{n}", "Sent", f"2026-11-25T{t}:00Z") for n, t in enumerate(times)]
+    listed = api.post(LIST)
+    listed.side_effect = lambda request: httpx.Response(200, json=outbound_list([
+        d for d in changed if d["currentStatus"]["time"] > json.loads(request.content)["updatedAfter"]
+        .replace("+00:00", "Z")]))
+
+    first = await all_events(make_trigger(page_size=100, max_changes=2))
+    cursor = first[0].payload["cursor"]
+    second = await all_events(make_trigger(page_size=100, max_changes=2, updated_after=cursor))
+
+    # the cut falls after every document of 07:01, so the cursor passes none of the rest
+    assert [c["id"] for c in first[0].payload["changes"]] == ["d0", "d1", "d2"]
+    assert cursor == "2026-11-25T07:01:00+00:00"
+    assert [c["id"] for c in second[0].payload["changes"]] == ["d3", "d4"]
+    assert second[0].payload["cursor"] == "2026-11-25T07:03:00+00:00"
+
+
+@pytest.mark.anyio
 async def test_changes_win_over_an_expired_end_time(api: respx.MockRouter) -> None:
     api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Sent", "2026-11-25T07:00:00Z")]))
     past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
@@ -238,6 +273,26 @@ def test_status_changes_drop_documents_stamped_at_the_cursor() -> None:
 
     assert [change["id"] for change in changes] == ["b"]
     assert cursor == T9 + timedelta(seconds=1)
+
+
+def test_a_document_without_a_status_time_counts_only_in_a_listing_without_cursor() -> None:
+    """Else it would be a change in every poll, and the sensor would resume without end."""
+    timeless = document("a", "Pending", None)
+
+    assert [c["id"] for c in status_changes([timeless], None)[0]] == ["a"]
+    assert status_changes([timeless], T6) == ([], T6)
+
+
+def test_status_changes_with_a_limit_keep_the_earliest_and_every_document_of_the_last_time() -> None:
+    documents = [document("late", "Sent", "2026-11-25T09:00:00Z"), document("early", "Sent", "2026-11-25T07:00:00Z"),
+                 document("tie1", "Sent", "2026-11-25T08:00:00Z"), document("tie2", "Pending", "2026-11-25T08:00:00Z")]
+
+    changes, cursor = status_changes(documents, T6, limit=2)
+
+    assert [c["id"] for c in changes] == ["early", "tie1", "tie2"]
+    assert cursor == datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+    assert status_changes(documents, T6, limit=10)[1] == T9
+    assert [c["id"] for c in status_changes(documents, T6, limit=1)[0]] == ["early"]
 
 
 def test_status_changes_without_cursor_or_times() -> None:
