@@ -118,8 +118,8 @@ class _Builder:
         try:
             element.text = str(text)
         except ValueError:  # control characters cannot be written in XML
-            raise DocumentError(f"{tag} contains characters XML cannot carry (control characters): "
-                                f"{str(text)[:40]!r}") from None
+            raise DocumentError(f"{tag} innehåller tecken som XML inte kan bära (styrtecken): "
+                                f"{str(text)[:40]!r}; ta bort dem i ERP") from None
         return element
 
     def cac(self, parent: etree._Element, tag: str) -> etree._Element:
@@ -163,7 +163,16 @@ def build_document(
     :param customer: its ``customer`` row.
     :param seller: our company.
     :param attachments: its ``invoice_attachment`` rows, embedded when the customer wants them.
+    :raises DocumentError: naming the invoice (``Faktura 10073: ...``), the rule and what to fix, in Swedish.
     """
+    try:
+        return _document(invoice, lines, customer, seller, attachments)
+    except DocumentError as exc:
+        raise DocumentError(f"Faktura {_text(invoice.get('invoice_number'))[:40]}: {exc}") from None
+
+
+def _document(invoice: Mapping[str, Any], lines: pd.DataFrame | list[dict[str, Any]], customer: Mapping[str, Any],
+              seller: Seller, attachments: pd.DataFrame | list[dict[str, Any]] | None) -> bytes:
     credit = _text(invoice["invoice_type"]) == "credit"
     sign = Decimal(-1) if credit else Decimal(1)
     currency = _text(invoice["currency"]) or "SEK"
@@ -187,15 +196,15 @@ def build_document(
     if credit:
         credited = _text(invoice.get("credited_invoice_number"))
         if not credited:
-            raise DocumentError(f"invoice {number_text}: a credit note must reference the invoice it credits (BR-55)")
+            raise DocumentError("kreditfakturan anger inte vilken faktura den krediterar (BR-55)")
         b.cbc(b.cac(b.cac(root, "BillingReference"), "InvoiceDocumentReference"), "ID", credited)
     if attachments is not None and flag(customer.get("attach_documents")):
-        _attachments(b, attachments, number_text)
+        _attachments(b, attachments)
     _supplier(b, seller)
-    _customer(b, customer, number_text)
+    _customer(b, customer)
     _payment_means(b, seller, number_text)
 
-    line_rows, per_rate = _lines(lines, sign, number_text)
+    line_rows, per_rate = _lines(lines, sign)
     tax_total = b.cac(root, "TaxTotal")
     tax_sum = Decimal("0")
     subtotals = []
@@ -212,7 +221,7 @@ def build_document(
         _tax_category(b, b.cac(subtotal, "TaxCategory"), rate)
 
     line_total = sum(per_rate.values(), Decimal("0"))
-    rounding = _payable_rounding(money(invoice.get("total_amount")), sign, line_total + tax_sum, number_text)
+    rounding = _payable_rounding(money(invoice.get("total_amount")), sign, line_total + tax_sum)
     totals = b.cac(root, "LegalMonetaryTotal")
     b.amount(totals, "LineExtensionAmount", line_total)
     b.amount(totals, "TaxExclusiveAmount", line_total)
@@ -240,11 +249,11 @@ def build_from_batch(batch: InvoiceBatch, invoice_id: int, seller: Seller) -> by
     except DocumentError:
         raise
     except (ArithmeticError, ValueError, TypeError) as exc:  # a value validation let through by mistake
-        raise DocumentError(f"invoice {_text(invoice.get('invoice_number'))[:40]}: the ERP row cannot be read "
+        raise DocumentError(f"Faktura {_text(invoice.get('invoice_number'))[:40]}: ERP-raden kan inte läsas "
                             f"({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
-def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal, number_text: str) -> Decimal:
+def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal) -> Decimal:
     """PayableRoundingAmount: what the ERP's total adds to the computed one (BR-CO-16).
 
     Zero when the totals agree; the difference when the ERP rounded to whole kronor (at most 50
@@ -256,19 +265,19 @@ def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decima
     if erp_total == erp_total.to_integral_value() and abs(difference) <= Decimal("0.50"):
         return difference
     raise DocumentError(
-        f"invoice {number_text}: the ERP's total {erp_total} differs from the lines' total with VAT "
-        f"{computed * sign} (BR-CO-15); correct the invoice in the ERP"
+        f"totalbeloppet {erp_total} i ERP skiljer sig från radernas summa med moms {computed * sign} (BR-CO-15); "
+        "rätta fakturan i ERP"
     )
 
 
-def _attachments(b: _Builder, attachments: pd.DataFrame, number_text: str) -> None:
+def _attachments(b: _Builder, attachments: pd.DataFrame) -> None:
     for row in _records(attachments):
         row = SimpleNamespace(**row)
         content = bytes(row.content or b"")
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise DocumentError(
-                f"invoice {number_text}: attachment {row.file_name} is {len(content)} bytes; "
-                f"InExchange accepts at most {MAX_ATTACHMENT_BYTES} bytes per attachment"
+                f"bilagan {row.file_name} är {len(content)} byte; InExchange tar emot högst "
+                f"{MAX_ATTACHMENT_BYTES} byte per bilaga"
             )
         reference = b.cac(b.root, "AdditionalDocumentReference")
         b.cbc(reference, "ID", _text(row.file_name))
@@ -296,7 +305,7 @@ def _supplier(b: _Builder, seller: Seller) -> None:
                 b.cbc(contact, tag, value)
 
 
-def _customer(b: _Builder, customer: pd.Series, number_text: str) -> None:
+def _customer(b: _Builder, customer: pd.Series) -> None:
     party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
     gln, org = _digits(customer.get("gln")), _digits(customer.get("org_number"))
     country = (_text(customer.get("country_code")) or "SE").upper()
@@ -306,11 +315,12 @@ def _customer(b: _Builder, customer: pd.Series, number_text: str) -> None:
         b.cbc(party, "EndpointID", org, schemeID=NATIONAL_ID_SCHEMES[country])
     elif org:
         raise DocumentError(
-            f"invoice {number_text}: no Peppol endpoint scheme is known for a national id from {country} "
-            "(BT-49); give the customer a GLN"
+            f"kunden {_text(customer.get('customer_number'))} har ett nationellt id från {country}, som Peppol "
+            "saknar adressschema för (BT-49); ange kundens GLN-nummer"
         )
     else:
-        raise DocumentError(f"invoice {number_text}: the buyer has neither GLN nor org number for EndpointID (BT-49)")
+        raise DocumentError(f"kunden {_text(customer.get('customer_number'))} har varken GLN-nummer eller "
+                            "organisationsnummer att adressera fakturan till (BT-49)")
     b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))
     _address(b, party, _text(customer.get("street")), _text(customer.get("city")),
              _text(customer.get("postal_code")), _text(customer.get("country_code")) or "SE")
@@ -362,35 +372,35 @@ def _tax_category(b: _Builder, category: etree._Element, rate: Decimal) -> None:
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
 
 
-def _lines(lines: pd.DataFrame, sign: Decimal, number_text: str) -> tuple[list[dict[str, Any]], dict[Decimal, Decimal]]:
+def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], dict[Decimal, Decimal]]:
     rows: list[dict[str, Any]] = []
     per_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
     if len(lines) == 0:
-        raise DocumentError(f"invoice {number_text}: an invoice needs at least one line (BR-16)")
+        raise DocumentError("fakturan saknar rader (BR-16)")
     for line in map(lambda record: SimpleNamespace(**record), _records(lines)):
         unit = _text(line.unit).lower()
         if unit not in UNIT_CODES:
             raise DocumentError(
-                f"invoice {number_text}, line {line.line_number}: unit '{line.unit}' has no UN/ECE rec 20 code; "
-                f"use one of {', '.join(sorted(u for u in UNIT_CODES if u))}"
+                f"rad {line.line_number}: enheten '{line.unit}' saknar kod i UN/ECE rek. 20; "
+                f"använd en av {', '.join(sorted(u for u in UNIT_CODES if u))}"
             )
         quantity, price, amount, rate = number(line.quantity), number(line.unit_price), money(line.line_amount), number(line.vat_rate)
         if None in (quantity, price, amount, rate):
-            raise DocumentError(f"invoice {number_text}, line {line.line_number}: quantity, price, amount and VAT rate are required")
+            raise DocumentError(f"rad {line.line_number}: antal, pris, belopp och momssats måste anges")
         if abs(quantity * price - amount) > Decimal("0.02"):
             raise DocumentError(
-                f"invoice {number_text}, line {line.line_number}: amount {amount} is not quantity "
-                f"{_plain(quantity)} x price {_plain(price)} (PEPPOL-EN16931-R120)"
+                f"rad {line.line_number}: beloppet {amount} är inte antal {_plain(quantity)} × pris "
+                f"{_plain(price)} (PEPPOL-EN16931-R120)"
             )
         if price < 0:
-            raise DocumentError(f"invoice {number_text}, line {line.line_number}: the price {_plain(price)} is negative "
-                                "(BR-27); give a discount as a negative quantity at a positive price")
+            raise DocumentError(f"rad {line.line_number}: priset {_plain(price)} är negativt (BR-27); ge rabatt "
+                                "som negativt antal till positivt pris")
         quantity, amount = quantity * sign, amount * sign
         name = _text(line.description) or _text(line.article_number)
         if len(name) > _MAX_ITEM_NAME:
-            raise DocumentError(f"invoice {number_text}, line {line.line_number}: the line text has {len(name)} "
-                                f"characters, at most {_MAX_ITEM_NAME} are sent")
-        rows.append({"id": _line_id(line.line_number, number_text), "quantity": quantity, "unit": UNIT_CODES[unit],
+            raise DocumentError(f"rad {line.line_number}: radtexten har {len(name)} tecken, högst "
+                                f"{_MAX_ITEM_NAME} skickas")
+        rows.append({"id": _line_id(line.line_number), "quantity": quantity, "unit": UNIT_CODES[unit],
                      "amount": amount, "price": price, "rate": rate, "name": name,
                      "article": _text(line.article_number)})
         per_rate[rate] += amount
@@ -417,14 +427,14 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
 _MAX_ITEM_NAME = TEXT_FIELDS["description"][1]
 
 
-def _line_id(value: Any, number_text: str) -> str:
+def _line_id(value: Any) -> str:
     """A line's ID (BT-126): its whole line number ('2' also for 2.0)."""
     try:
         line_number = Decimal(_text(value))
     except ArithmeticError:
         line_number = Decimal("NaN")
     if not line_number.is_finite() or line_number != line_number.to_integral_value():
-        raise DocumentError(f"invoice {number_text}: line number {_text(value)[:40]!r} is not a whole number (BT-126)")
+        raise DocumentError(f"radnumret {_text(value)[:40]!r} är inget heltal (BT-126)")
     return str(int(line_number))
 
 

@@ -122,19 +122,19 @@ def _build(customer: dict | None = None, invoice: tuple | None = None) -> bytes:
 def test_line_amount_that_is_not_quantity_times_price_is_refused() -> None:
     header, lines = invoice_rows()
     lines[0]["line_amount"] += Decimal("1.00")
-    with pytest.raises(DocumentError, match=r"line 1: amount 2501.00 is not quantity 10 x price 250 \(PEPPOL-EN16931-R120\)"):
+    with pytest.raises(DocumentError, match=r"rad 1: beloppet 2501.00 är inte antal 10 × pris 250 \(PEPPOL-EN16931-R120\)"):
         _build(invoice=(header, lines))
 
 
 def test_erp_total_that_the_lines_do_not_give_is_refused() -> None:
     header, lines = invoice_rows()
     header["total_amount"] += Decimal("0.05")
-    with pytest.raises(DocumentError, match=r"invoice 10001: the ERP's total .*BR-CO-15"):
+    with pytest.raises(DocumentError, match=r"Faktura 10001: totalbeloppet .* i ERP skiljer sig .*BR-CO-15"):
         _build(invoice=(header, lines))
 
 
 def test_control_characters_are_refused_not_crashed_on() -> None:
-    with pytest.raises(DocumentError, match="BuyerReference contains characters XML cannot carry"):
+    with pytest.raises(DocumentError, match="BuyerReference innehåller tecken som XML inte kan bära"):
         _build(customer=customer_row(marking="Projekt\x0b4711"))
 
 
@@ -180,7 +180,7 @@ def test_buyer_endpoint_scheme_follows_the_country(country: str, org: str, vat: 
 
 
 def test_buyer_from_a_country_without_a_known_scheme_needs_a_gln() -> None:
-    with pytest.raises(DocumentError, match="no Peppol endpoint scheme is known for a national id from DE"):
+    with pytest.raises(DocumentError, match="nationellt id från DE, som Peppol saknar adressschema för"):
         _build(customer=customer_row(country_code="DE", org_number="HRB 12345", vat_number="DE136695976"))
     root = etree.fromstring(_build(customer=customer_row(country_code="DE", org_number="HRB 12345",
                                                          vat_number="DE136695976", gln="7350000000016")))

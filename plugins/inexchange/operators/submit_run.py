@@ -447,13 +447,16 @@ def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | s
 
     invoice_id = int(row["invoice_id"])
     invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
-    if invoice is None or invoice["customer_id"] not in batch.customers.index:
-        missing = "fakturan" if invoice is None else f"kunden {row['customer_number']} {row['customer_name']}"
-        return f"Faktura {row['invoice_number']}: {missing} finns inte längre i ERP"
+    if invoice is None:
+        return (f"Faktura {row['invoice_number']}: fakturan finns inte längre i ERP; "
+                "lägg tillbaka den eller bortse från den här raden")
+    if invoice["customer_id"] not in batch.customers.index:
+        return (f"Faktura {row['invoice_number']}: kunden {row['customer_number']} {row['customer_name']} finns inte "
+                "längre i ERP; lägg tillbaka kunden eller koppla fakturan till en befintlig kund")
     try:
         document = build_from_batch(batch, invoice_id, seller)
-    except DocumentError as exc:
-        return f"Kund {row['customer_number']} {row['customer_name']}: {exc}"
+    except DocumentError as exc:  # names the invoice, the rule and what to fix
+        return str(exc)
     return _Job(row, document, batch.customer(invoice["customer_id"]))
 
 
