@@ -171,12 +171,24 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     action = sorted(str(row["invoice_number"]) for row in rows if needs_person(row, max_attempts))
     log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
     log.info("per state: %s", dict(sorted(counts.items())))
+    # rows of the ERP the extract could not take into the ledger (no usable invoice_id) need a person too
+    without_id = _pulled(context, "extract", "without_id")
+    for message in without_id:
+        log.warning("not in the ledger, never sent: %s", message)
+    action += [message.split(" (", 1)[0].removeprefix("Faktura ") for message in without_id]
     if action:
         log.warning("%d invoices need a person: %s", len(action), ", ".join(action))
-    summary = {"total": len(rows), "states": dict(counts), "action_needed": action}
+    summary = {"total": len(rows), "states": dict(counts), "action_needed": action, "without_id": len(without_id)}
     if action and fail_on_action_needed:
         raise AirflowException(f"{len(action)} invoices need action in the ERP or InExchange: {', '.join(action)}")
     return summary
+
+
+def _pulled(context: Any, task_id: str, key: str) -> list[Any]:
+    """A list an earlier task of the run pushed to XCom under ``key`` (empty when it pushed none)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    value = ti.xcom_pull(task_ids=task_id, key=key) if ti is not None else None
+    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 #: the ledger states of :data:`ACTION_STATES`, as the report rows hold them
