@@ -16,7 +16,7 @@ from inexchange.api import LedgerState, parse_time
 from inexchange.db import parse_utc_text, reporting_engine
 from inexchange.ledger import Ledger, RunScope
 from inexchange.sensors.delivery import as_delivery_timeout
-from inexchange.triggers.delivery import DeliveryStatusTrigger, status_changes
+from inexchange.triggers.delivery import MAX_EVENT_CHANGES, DeliveryStatusTrigger, status_changes
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: how far before the earliest submission of the run the creation window opens (clock skew)
 CREATED_MARGIN = timedelta(minutes=5)
+#: seconds before the next trigger lists the changes an event could not carry
+MORE_CHANGES_AFTER = 5.0
 
 
 class DeliveryRun:
@@ -91,10 +93,15 @@ class DeliveryRun:
         if not waiting or event.get("status") == "timeout":
             return self._summary(ledger, timed_out=bool(waiting))
         deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.delivery_timeout
-        self._defer(waiting, parse_time(event.get("cursor")), deadline)
+        # an event cut at its limit leaves changes behind: list them soon, not a whole interval later
+        more = len(event.get("changes") or []) >= MAX_EVENT_CHANGES
+        self._defer(waiting, parse_time(event.get("cursor")), deadline,
+                    first_poll_after=min(MORE_CHANGES_AFTER, float(self.sensor.poll_interval)) if more else None)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
-    def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime) -> None:
+    def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime,
+               first_poll_after: float | None = None) -> None:
+        """Defer to the trigger; its first listing comes a poll interval after this one (or ``first_poll_after``)."""
         self.log.info("%d invoices waiting for InExchange; deferring until %s", len(waiting), end_time.isoformat())
         created_from, created_to = _window(waiting)
         sensor = self.sensor
@@ -107,6 +114,7 @@ class DeliveryRun:
                 end_time=end_time.isoformat(),
                 poll_interval=float(sensor.poll_interval),
                 page_size=sensor.page_size,
+                first_poll_after=float(sensor.poll_interval) if first_poll_after is None else first_poll_after,
             ),
             method_name="execute_complete",
             kwargs={"end_time": end_time.isoformat()},

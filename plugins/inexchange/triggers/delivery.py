@@ -65,8 +65,12 @@ class DeliveryStatusTrigger(BaseTrigger):
     :param poll_interval: seconds between two polls.
     :param page_size: documents per page (``take``).
     :param max_changes: the most changes one event carries (the earliest; the next trigger, deferred
-        with the cursor after them, lists the rest at once), so that an event stays small whatever
-        the number of documents that changed between two polls.
+        with the cursor after them, lists the rest), so that an event stays small whatever the number
+        of documents that changed between two polls.
+    :param first_poll_after: seconds to wait before the first listing (0: list at once). The sensor,
+        which has just polled or applied an event, waits: a trigger that fires within moments of its
+        deferral can reach the scheduler before the executor has reported the deferring task's
+        process finished, and Airflow then takes the task for changed externally and fails the try.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         page_size: int = 100,
         max_changes: int = MAX_EVENT_CHANGES,
+        first_poll_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.inexchange_conn_id = inexchange_conn_id
@@ -90,6 +95,7 @@ class DeliveryStatusTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.page_size = page_size
         self.max_changes = max_changes
+        self.first_poll_after = first_poll_after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -103,6 +109,7 @@ class DeliveryStatusTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "page_size": self.page_size,
                 "max_changes": self.max_changes,
+                "first_poll_after": self.first_poll_after,
             },
         )
 
@@ -116,6 +123,8 @@ class DeliveryStatusTrigger(BaseTrigger):
         cursor = parse_time(self.updated_after)
         end_time = parse_time(self.end_time)
         try:
+            if self.first_poll_after > 0:
+                await asyncio.sleep(self.first_poll_after)
             while True:
                 documents = await hook.aall_outbound(
                     page_size=self.page_size, created_from=parse_time(self.created_from),

@@ -147,6 +147,7 @@ def test_execute_defers_with_small_trigger_arguments(api: respx.MockRouter, ledg
     assert kwargs["created_to"] == "2026-11-25T06:15:00+00:00"  # last submission plus the margin
     assert kwargs["updated_after"] == "2026-11-25T06:20:00+00:00"
     assert kwargs["poll_interval"] == 7.0 and sensor.poke_interval == 7.0
+    assert kwargs["first_poll_after"] == 7.0  # the sensor has just polled: the trigger waits an interval
     assert kwargs["page_size"] == 100
     end_time = datetime.fromisoformat(kwargs["end_time"])
     assert before + timedelta(hours=1) <= end_time <= datetime.now(timezone.utc) + timedelta(hours=1)
@@ -252,6 +253,7 @@ def test_execute_complete_writes_changes_then_defers_then_returns(ledger_db: Eng
     assert trigger.updated_after == "2026-11-25T08:01:00+00:00"
     assert trigger.end_time == END_TIME
     assert trigger.created_from == "2026-11-25T06:05:00+00:00"  # only invoice 2 still waits
+    assert trigger.first_poll_after == float(sensor.poll_interval)
     assert deferred.value.kwargs == {"end_time": END_TIME}
     rows = dispatch(ledger_db)
     assert (rows[1]["state"], rows[1]["inexchange_status"]) == ("stopped", "Stopped")
@@ -539,3 +541,17 @@ def test_airflows_own_timeout_backs_up_the_delivery_timeout() -> None:
     assert earlier_name.delivery_timeout == 600
     assert templated.timeout == 6 * 3600 + 2 * 60  # the defaults stand in until the templates are rendered
     assert "delivery_timeout" in DeliveryStatusSensor.template_fields
+
+
+def test_an_event_cut_at_its_limit_is_followed_by_a_poll_soon(ledger_db: Engine) -> None:
+    """The changes a full event could not carry are listed a few seconds later, not an interval later."""
+    from inexchange.triggers.delivery import MAX_EVENT_CHANGES
+
+    sensor = make_sensor(poll_interval=60)
+    full = {"status": "changes", "cursor": "2026-11-25T08:00:00+00:00",
+            "changes": [change(f"x{n}", "Pending", "2026-11-25T08:00:00+00:00") for n in range(MAX_EVENT_CHANGES)]}
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(make_context(), full, end_time=END_TIME)
+
+    assert 0 < deferred.value.trigger.first_poll_after <= 5.0

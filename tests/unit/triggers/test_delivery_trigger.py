@@ -59,6 +59,7 @@ def test_serialize_round_trip() -> None:
         "poll_interval": 15.0,
         "page_size": 50,
         "max_changes": 2000,
+        "first_poll_after": 0.0,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
 
@@ -131,6 +132,21 @@ async def test_without_changes_the_trigger_keeps_waiting(api: respx.MockRouter) 
     try:
         assert listed.call_count == 1  # it polled once and now sleeps until the next poll
         assert not task.done()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.anyio
+async def test_the_first_listing_waits_first_poll_after(api: respx.MockRouter) -> None:
+    listed = api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Sent", "2026-11-25T07:00:00Z")]))
+    task = asyncio.create_task(make_trigger(first_poll_after=30.0).run().asend(None))
+
+    await asyncio.sleep(0.2)
+
+    try:
+        assert listed.call_count == 0 and not task.done()
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
