@@ -108,6 +108,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -419,8 +420,9 @@ async def _drip(send: Send, receive: Receive, reply: FuzzReply, limit_s: float, 
     """
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode("ascii"))]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
+    # time.monotonic, not the loop's clock: uvloop's is cached per loop iteration, and a deadline read
+    # from it can be a hair behind the wait that just ended, which would send a burst of bytes
+    deadline = time.monotonic() + limit_s
     gone = asyncio.ensure_future(_disconnected(receive))
     stop = asyncio.ensure_future(stopping.wait())
     try:
@@ -428,11 +430,12 @@ async def _drip(send: Send, receive: Receive, reply: FuzzReply, limit_s: float, 
             await send({"type": "http.response.body", "body": reply.body[index : index + 1], "more_body": True})
             if index == len(reply.body) - 1:
                 break
-            await asyncio.wait({gone, stop}, timeout=max(0.0, min(DRIP_INTERVAL_S, deadline - loop.time())),
+            remaining = deadline - time.monotonic()
+            await asyncio.wait({gone, stop}, timeout=max(0.0, min(DRIP_INTERVAL_S, remaining)),
                                return_when=asyncio.FIRST_COMPLETED)
             if gone.done():
                 return
-            if stop.done() or loop.time() >= deadline:
+            if stop.done() or remaining <= DRIP_INTERVAL_S:  # the last wait ran out the time
                 raise ConnectionDropped("fault injection: drip reply ended")
         await send({"type": "http.response.body", "body": b""})
     finally:
