@@ -53,21 +53,26 @@ def postgres_database(host: str, port: int, user: str, maintenance_db: str, pref
     """Create a fresh PostgreSQL database for the ``with`` block and drop it afterwards (also on error).
 
     Yields the database name. The drop uses ``WITH (FORCE)``, so connections a killed component
-    left open do not keep the database alive.
+    left open do not keep the database alive, and a connection of its own: one held through the
+    block would not survive a restart of the server within it (the chaos run restarts it).
     """
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"  # made here, never user input: safe to splice in
+    _admin(host, port, user, maintenance_db, f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _admin(host, port, user, maintenance_db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(host: str, port: int, user: str, maintenance_db: str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE / DROP DATABASE) on a connection of its own."""
     import psycopg2
 
-    name = f"{prefix}{uuid.uuid4().hex[:12]}"  # made here, never user input: safe to splice in
     admin = psycopg2.connect(host=host, port=port, user=user, dbname=maintenance_db, connect_timeout=5)
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield name
-        finally:
-            with admin.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cursor.execute(sql)
     finally:
         admin.close()
 

@@ -25,7 +25,9 @@ def engine_for(conn_id: str) -> Engine:
 
     conn = BaseHook.get_connection(conn_id)
     hook = conn.get_hook()
-    engine_kwargs: dict[str, Any] = {}
+    # a pooled connection the server dropped (a restart, a failover) is replaced when it is taken,
+    # instead of failing the task's next statement
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     search_path = (conn.extra_dejson or {}).get("search_path")
     if search_path and conn.conn_type in ("postgres", "postgresql"):
         engine_kwargs["connect_args"] = {"options": f"-csearch_path={search_path}"}

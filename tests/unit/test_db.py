@@ -59,3 +59,25 @@ def test_integer_id(value: Any, expected: int | None) -> None:
 ])
 def test_read_date(value: Any, expected: date | None) -> None:
     assert read_date(value) == expected
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_dropped_is_replaced_when_taken(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a server restart every pooled connection is dead: the next task statement must not fail."""
+    from sqlalchemy import create_engine
+
+    from support import pg_url, postgres_conn_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", postgres_conn_env(pg_schema))
+    engine = engine_for("erp_default")
+    admin = create_engine(pg_url())
+    try:
+        with engine.connect() as conn:  # back in the pool afterwards
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.begin() as conn:  # as a restart of the server would
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
