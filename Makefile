@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test airflow install lock clean bench celery-up celery-down
+.PHONY: demo test airflow install lock clean bench chaos celery-up celery-down
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ celery-down: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+# The full chaos run: 100,000 invoices over a week, faults, 20 SIGKILLs, a PostgreSQL restart (tests/chaos).
+chaos: $(STAMP)
+	$(PY) tests/chaos/chaos.py --invoices 100000 --kills 20
 
 # Re-resolve requirements.in into requirements.txt in a throw-away venv.
 lock:

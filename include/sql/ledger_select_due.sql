@@ -6,8 +6,9 @@
 --   delivering it) is never sent again automatically; it needs a person;
 -- * rows left in 'submitting' (a worker died or a reply was lost) that must be reconciled first:
 --   those of this run (an earlier try of this very task) once their send can no longer be in
---   flight (older than the settle time), and any whose claim is older than the lease, so that a
---   row another run is sending right now is never touched.
+--   flight (older than the settle time); those of another run that has ended (finished_runs, which
+--   Airflow says are done), after the settle time too; and any whose claim is older than the lease,
+--   so that a row another run is sending right now is never touched.
 SELECT *
   FROM inexchange_dispatch
  WHERE ((state = 'ready' AND ((:selected = 0 AND invoice_date >= :start_date AND invoice_date < :end_date)
@@ -16,7 +17,8 @@ SELECT *
             AND (:selected = 0 OR invoice_number IN :numbers)
             AND (next_retry_at IS NULL OR next_retry_at <= :now OR :retry_now = 1)
             AND (attempts < :max_attempts OR :selected = 1))
-        OR (state = 'submitting' AND ((dag_run_id = :dag_run_id AND updated_at < :settle_cutoff)
-                                     OR updated_at < :lease_cutoff)))
+        OR (state = 'submitting' AND (((dag_run_id = :dag_run_id OR dag_run_id IN :finished_runs)
+                                       AND updated_at < :settle_cutoff)
+                                      OR updated_at < :lease_cutoff)))
    AND (:shards = 1 OR invoice_id % :shards = :shard)
  ORDER BY invoice_id

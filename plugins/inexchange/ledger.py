@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, inspect, text
+from sqlalchemy import String, bindparam, inspect, text
 
 from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
@@ -207,15 +207,29 @@ class Ledger:
             result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
             return [dict(row._mapping) for row in result]
 
+    def watched(self) -> list[dict[str, Any]]:
+        """Rows ``waiting`` that the run's sensor follows: the interval's, and any this run moved last."""
+        query = statement("ledger_select_watched").bindparams(SELECTION)
+        with self.engine.connect() as conn:
+            result = conn.execute(query, {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id})
+            return [dict(row._mapping) for row in result]
+
     def waiting_elsewhere(self) -> list[dict[str, Any]]:
         """Rows of other intervals still ``waiting`` (left by a sensor that timed out)."""
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(statement("ledger_select_waiting_elsewhere"),
                                                                self.scope.bounds)]
 
+    def claiming_runs(self) -> list[str]:
+        """The other runs whose claims are left in the ledger (rows ``submitting`` under their run id)."""
+        with self.engine.connect() as conn:
+            return [str(row[0]) for row in conn.execute(statement("ledger_select_claiming_runs"),
+                                                        {"dag_run_id": self.scope.dag_run_id})]
+
     def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
                  lease: timedelta = timedelta(minutes=15),
-                 settle: timedelta = timedelta(seconds=90)) -> list[dict[str, Any]]:
+                 settle: timedelta = timedelta(seconds=90),
+                 finished_runs: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
 
         :param max_attempts: failed rows with this many attempts are left for a person.
@@ -226,6 +240,9 @@ class Ledger:
         :param settle: how long after its claim a row of this run may still have a send in flight
             (a request that timed out at the client can still be processed by InExchange); only
             older rows are looked up, so that "not found" can be trusted.
+        :param finished_runs: other runs known to have ended (Airflow says so): nothing of theirs is
+            in flight any more, so their claims are reconciled once the settle time has passed,
+            without waiting for the lease.
         """
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
@@ -233,9 +250,11 @@ class Ledger:
         params = {
             "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle),
             "max_attempts": max_attempts, "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id,
-            "retry_now": int(self.scope.started_by_person), **self.scope.bounds,
+            "retry_now": int(self.scope.started_by_person), "finished_runs": list(finished_runs),
+            **self.scope.bounds,
         }
-        query = statement("ledger_select_due").bindparams(SELECTION)
+        query = statement("ledger_select_due").bindparams(SELECTION, bindparam("finished_runs", expanding=True,
+                                                                               type_=String()))
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query, params)]
 

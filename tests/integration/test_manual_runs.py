@@ -165,3 +165,47 @@ def test_each_run_updates_the_report_asset(dispatch_dag: Any, erp: Erp, simulato
     before = events()
     run(dispatch_dag)
     assert events() == before + 1
+
+
+def test_claims_left_by_a_run_that_ended_are_settled_by_the_next_run(dispatch_dag: Any, erp: Erp,
+                                                                     simulator: Any) -> None:
+    """Sends left in doubt by a run that has ended are looked up by the next run at once, not after the lease.
+
+    The first run sends the day. Three of its invoices are then put back as its run left them when
+    the replies of their sends were lost beyond its settle rounds: ``submitting`` under its run id,
+    with no document id. A fourth is claimed under a run id Airflow does not know (another
+    deployment's, say), whose lease must be respected. The next day's run asks Airflow, learns the
+    first run has ended, finds the three at InExchange (sent nothing again) and follows them to their
+    final status; the fourth stays as it was.
+    """
+    from inexchange.operators.submit_run import IN_DOUBT_MESSAGE
+
+    first = run(dispatch_dag)
+    sends = simulator.stats()["sends"]
+    sent = _rows(erp.engine, "SELECT * FROM inexchange_dispatch WHERE state = 'sent' ORDER BY invoice_id")
+    assert len(sent) >= 4, "the run day should have sent invoices"
+    doubted, foreign = sent[:3], sent[3]
+    # older than the settle time (90 s), well within the lease (15 minutes)
+    stamp = (pendulum.now("UTC") - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with erp.engine.begin() as conn:
+        for row, run_id in [*((r, first.run_id) for r in doubted), (foreign, "scheduled__elsewhere")]:
+            conn.execute(text("UPDATE inexchange_dispatch SET state = 'submitting', inexchange_document_id = NULL, "
+                              "inexchange_status = NULL, sent_at = NULL, message = :message, dag_run_id = :run, "
+                              "updated_at = :stamp WHERE invoice_id = :id"),
+                         {"message": IN_DOUBT_MESSAGE, "run": run_id, "stamp": stamp, "id": row["invoice_id"]})
+
+    nxt = run(dispatch_dag, RUN_DAY + timedelta(days=1))
+
+    after = {r["invoice_id"]: r for r in _rows(erp.engine, "SELECT * FROM inexchange_dispatch")}
+    for row in doubted:
+        settled = after[row["invoice_id"]]
+        assert settled["state"] == "sent" and settled["dag_run_id"] == nxt.run_id, settled
+        assert settled["inexchange_document_id"] == row["inexchange_document_id"]
+    assert after[foreign["invoice_id"]]["state"] == "submitting"  # its lease still runs
+    # nothing of the first day went out again (the next day's own invoices went out once each)
+    now_sent = simulator.stats()["sends"]
+    assert {k: now_sent[k] for k in sends} == sends and set(now_sent.values()) == {1}
+    assert not simulator.stats()["duplicates"]
+    # each settled invoice's report line, on its own day, says so
+    lines = {r["invoice_id"]: r for r in report(erp) if r["invoice_id"] in {d["invoice_id"] for d in doubted}}
+    assert {line["state"] for line in lines.values()} == {"sent"} and len(lines) == 3

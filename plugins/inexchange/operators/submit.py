@@ -58,13 +58,15 @@ class SubmitInvoicesOperator(BaseOperator):
     :param claim_batch: invoices claimed (and their documents built) per ledger transaction.
     :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
     :param shards: into how many shards the due rows are split.
-    :param claim_lease: how long another run's ``submitting`` claim is respected before it is reconciled.
+    :param claim_lease: how long another run's ``submitting`` claim is respected before it is
+        reconciled, unless Airflow says that run has ended (then only ``settle_time`` is waited for).
     :param settle_time: how long a send whose outcome is unknown (timeout, lost reply) may still be
         processed by InExchange after the doubt arose; such a row stays ``submitting`` and is looked up
         again, and only resent when InExchange has not got it, once this time has passed (default:
         three request timeouts, the hook's deadline of one request).
     :param settle_rounds: how often the task looks its sends in doubt up again (waiting for them to
-        settle) before it ends; what is still in doubt then is left to the next try or run (0: all of it).
+        settle) before it ends, the last of them a look-up only; what is still in doubt then is left to
+        the next try or run (0: all of it).
     :param dry_run: build every due invoice's document and log what would be sent or rejected, but
         call no API and change no ledger row.
     """

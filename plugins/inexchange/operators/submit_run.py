@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from inexchange.ubl import Seller
 
 SOURCE = "submit"
+#: Dag run states after which nothing of the run is in flight
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
+#: other runs with claims left whose state is asked for, per task
+MAX_CLAIMING_RUNS = 50
 #: the message of a row whose send may or may not have reached InExchange
 IN_DOUBT_MESSAGE = ("Svaret på sändningen kom aldrig fram; fakturan slås upp hos InExchange och skickas igen "
                     "bara om InExchange inte har fått den")
@@ -76,7 +80,8 @@ class Submission:
                         RunScope.from_context(self.context, operator.timezone))
         ledger.ensure_schema()
         rows = ledger.due_rows(max_attempts=operator.max_attempts, shard=operator.shard, shards=operator.shards,
-                               lease=operator.claim_lease, settle=operator.settle_time)
+                               lease=operator.claim_lease, settle=operator.settle_time,
+                               finished_runs=self._finished_runs(ledger))
         if operator.dry_run:
             return self._dry_run(rows, seller)
         settings = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
@@ -86,6 +91,33 @@ class Submission:
         self.log.info("submission (shard %d of %d): %s (of %d due rows)", operator.shard, operator.shards,
                       dict(counts), len(rows))
         return dict(counts)
+
+    def _finished_runs(self, ledger: Ledger) -> list[str]:
+        """The other runs holding claims in the ledger that Airflow says have ended.
+
+        Rows another run left ``submitting`` (its worker died, or its sends stayed in doubt after its
+        settle rounds) are respected for the lease, in case that run is still sending them. Once the
+        run has ended nothing of it is in flight, so such rows are reconciled now (the next daily run,
+        or a backfill of the failed day, settles them). A run Airflow does not know, or a question
+        that fails, keeps the lease.
+        """
+        ti = self.context.get("ti") if hasattr(self.context, "get") else None
+        ask = getattr(ti, "get_dagrun_state", None)
+        dag_id = getattr(ti, "dag_id", None)
+        if not callable(ask) or not isinstance(dag_id, str):
+            return []
+        finished = []
+        for run_id in ledger.claiming_runs()[:MAX_CLAIMING_RUNS]:
+            try:
+                state = ask(dag_id=dag_id, run_id=run_id)
+            except Exception as exc:  # noqa: BLE001 - an unknown run (another DAG's) keeps its lease
+                self.log.info("run %s holds claims; its state is unknown (%s): its lease is respected", run_id, exc)
+                continue
+            if str(getattr(state, "value", state)) in FINISHED_RUN_STATES:  # an enum of the Task SDK
+                finished.append(run_id)
+        if finished:
+            self.log.info("runs that ended with claims left (reconciled now): %s", ", ".join(finished))
+        return finished
 
     # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
     async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
@@ -132,24 +164,38 @@ class Submission:
         A send whose outcome is unknown stays ``submitting``, stamped with the time the doubt arose.
         Each round looks every such row up: found, it is recorded; not found, it is sent again only
         once ``settle_time`` has passed since its doubt (the request may still be processed until
-        then), else the task waits for the earliest of them to settle. After ``settle_rounds``
-        rounds what is left stays for the next try or run, which reconcile it the same way.
+        then), else the task waits for the earliest of them to settle. A last round lets what is
+        still in doubt settle and looks it up once more, sending nothing. What is left after that
+        (sends in doubt again and again, look-ups failing) stays for the next try, or for the next
+        run, which reconciles it the same way once this run has ended (or after the lease).
         """
         from inexchange.db import parse_utc_text
 
         operator = self.operator
-        remaining: list[dict[str, Any]] = []
-        for round_ in range(operator.settle_rounds + 1):
+
+        async def in_doubt() -> list[dict[str, Any]]:
             await recorder.flush()
             due = await in_ledger_thread(partial(ledger.due_rows, max_attempts=operator.max_attempts,
                                                  shard=operator.shard, shards=operator.shards,
                                                  lease=operator.claim_lease, settle=timedelta(0)))
-            remaining = [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
-            if not remaining or round_ == operator.settle_rounds:
+            return [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
+
+        remaining: list[dict[str, Any]] = []
+        for round_ in range(operator.settle_rounds + 1):
+            remaining = await in_doubt()
+            if not remaining:
                 break
             now = _now()
             ready_at = {int(r["invoice_id"]): parse_utc_text(r["updated_at"]) + operator.settle_time
                         for r in remaining}
+            if round_ == operator.settle_rounds:
+                if round_:  # the last round: let them settle, record what InExchange got, send nothing more
+                    wait = (max(ready_at.values()) - now).total_seconds()
+                    if wait > 0:
+                        await asyncio.sleep(min(wait, operator.settle_time.total_seconds()))
+                    await self._pass(remaining, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
+                    remaining = await in_doubt()
+                break
             settled = [r for r in remaining if ready_at[int(r["invoice_id"])] <= now]
             unsettled = [r for r in remaining if ready_at[int(r["invoice_id"])] > now]
             self.log.info("%d sends in doubt: looking them up again (%d settled, sent again if InExchange "

@@ -32,7 +32,8 @@ BACKUP_POLLS = 2
 
 
 class DeliveryStatusSensor(BaseSensorOperator):
-    """Wait until every invoice of the run's interval that was sent to InExchange is final.
+    """Wait until every invoice of the run's interval that was sent to InExchange is final (and every
+    invoice of an earlier day that this run sent again or reconciled).
 
     Deferrable unless told otherwise (see :func:`deferrable_default`): the trigger polls while no worker
     slot is held; every change it reports is written to the ledger and its history before the

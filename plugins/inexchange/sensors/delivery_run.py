@@ -53,7 +53,7 @@ class DeliveryRun:
 
     def _poll(self, ledger: Ledger) -> tuple[list[dict[str, Any]], datetime | None]:
         """The rows still waiting and the cursor, after one synchronous poll written to the ledger."""
-        waiting = ledger.rows(LedgerState.WAITING)
+        waiting = ledger.watched()
         if not waiting:
             return waiting, None
         hook = self.sensor.hook
@@ -61,7 +61,7 @@ class DeliveryRun:
             cursor = record_statuses(ledger, hook, waiting, page_size=self.sensor.page_size)
         finally:
             hook.close()
-        return ledger.rows(LedgerState.WAITING), cursor
+        return ledger.watched(), cursor
 
     def poke(self) -> PokeReturnValue:
         """Poll once; done when nothing waits any more or ``delivery_timeout`` has passed since the first poke."""
@@ -87,9 +87,9 @@ class DeliveryRun:
             raise AirflowException(f"polling InExchange failed: {event.get('message')}")
         ledger = self._ledger()
         if event.get("status") == "changes":
-            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.rows(LedgerState.WAITING)))
+            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.watched()))
             self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
-        waiting = ledger.rows(LedgerState.WAITING)
+        waiting = ledger.watched()
         if not waiting or event.get("status") == "timeout":
             return self._summary(ledger, timed_out=bool(waiting))
         deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.delivery_timeout

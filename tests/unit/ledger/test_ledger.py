@@ -137,6 +137,37 @@ def test_due_rows_respect_another_runs_claim_until_its_lease_ends(ledger: Ledger
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, lease=timedelta(0), settle=timedelta(0))] == [1, 2]
 
 
+def test_claims_of_a_run_that_ended_are_due_once_settled_without_waiting_for_the_lease(ledger: Ledger,
+                                                                                      engine: Engine) -> None:
+    ledger.register([invoice(1), invoice(2), invoice(3)])
+    ended = Ledger(engine, replace(SCOPE, dag_run_id="scheduled__2026-11-16"))
+    running = Ledger(engine, replace(SCOPE, dag_run_id="backfill__2026-11-15"))
+    ended.transition(1, [LedgerState.PENDING], LedgerState.SUBMITTING, source="submit")
+    running.transition(2, [LedgerState.PENDING], LedgerState.SUBMITTING, source="submit")
+    ledger.transition(3, [LedgerState.PENDING], LedgerState.READY, source="validate")
+
+    assert ledger.claiming_runs() == ["backfill__2026-11-15", "scheduled__2026-11-16"]
+    assert ended.claiming_runs() == ["backfill__2026-11-15"]  # never its own
+    # the ended run's claim: due once its send can no longer be in flight; the other run's only after the lease
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, finished_runs=["scheduled__2026-11-16"])] == [3]
+    due = ledger.due_rows(max_attempts=5, settle=timedelta(0), finished_runs=["scheduled__2026-11-16"])
+    assert [r["invoice_id"] for r in due] == [1, 3]
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, settle=timedelta(0))] == [3]
+
+
+def test_the_sensor_follows_the_intervals_waiting_rows_and_those_the_run_moved_last(ledger: Ledger,
+                                                                                    engine: Engine) -> None:
+    earlier_day = date(2026, 11, 10)
+    ledger.register([invoice(1), invoice(2, earlier_day), invoice(3, earlier_day)])
+    ledger.transition(1, [LedgerState.PENDING], LedgerState.WAITING, source="submit")
+    ledger.transition(2, [LedgerState.PENDING], LedgerState.WAITING, source="submit")  # an earlier day, sent again
+    Ledger(engine, replace(SCOPE, dag_run_id="scheduled__2026-11-10")).transition(
+        3, [LedgerState.PENDING], LedgerState.WAITING, source="submit")  # its own run follows it
+
+    assert [r["invoice_id"] for r in ledger.watched()] == [1, 2]
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.WAITING)] == [1]
+
+
 def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledger, engine: Engine) -> None:
     ledger.register([invoice(1), invoice(2)])
     ledger.transition(2, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="bad")

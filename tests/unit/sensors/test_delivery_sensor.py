@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -193,10 +194,10 @@ def test_execute_returns_when_the_first_poll_finds_all_final(api: respx.MockRout
     ]
 
 
-def test_execute_ignores_rows_of_other_intervals(api: respx.MockRouter, ledger_db: Engine) -> None:
-    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+def test_execute_ignores_rows_of_other_intervals_and_runs(api: respx.MockRouter, ledger_db: Engine) -> None:
+    ledger = Ledger(ledger_db, replace(RunScope.from_context(make_context()), dag_run_id="scheduled__2026-11-19"))
     ledger.register([invoice(3, invoice_date="2026-11-20")])
-    submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")
+    submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")  # by that day's own run
     listed = api.post(LIST).respond(200, json=outbound_list([
         outbound_document("d1", "Sent", "2026-11-25T07:00:00Z"),
         outbound_document("d2", "Delivered", "2026-11-25T07:05:00Z"),
@@ -207,6 +208,24 @@ def test_execute_ignores_rows_of_other_intervals(api: respx.MockRouter, ledger_d
     assert result == summary(sent=2)
     assert dispatch(ledger_db)[3]["state"] == "waiting"
     assert json.loads(listed.calls.last.request.content)["createdFrom"] == "2026-11-25T05:55:00+00:00"
+
+
+def test_execute_follows_a_row_of_another_interval_that_this_run_sent(api: respx.MockRouter,
+                                                                      ledger_db: Engine) -> None:
+    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+    ledger.register([invoice(3, invoice_date="2026-11-20")])
+    submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")  # an earlier day's invoice, sent again
+    listed = api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Sent", "2026-11-25T07:00:00Z"),
+        outbound_document("d2", "Delivered", "2026-11-25T07:05:00Z"),
+        outbound_document("d3", "Delivered", "2026-11-25T07:06:00Z"),
+    ]))
+
+    result = make_sensor().execute(make_context())
+
+    assert result == summary(sent=2)  # the summary counts the interval's rows
+    assert dispatch(ledger_db)[3]["state"] == "sent"
+    assert json.loads(listed.calls.last.request.content)["createdFrom"] == "2026-11-20T05:55:00+00:00"
 
 
 def test_execute_without_waiting_rows_calls_nothing(api: respx.MockRouter, ledger_db: Engine) -> None:
