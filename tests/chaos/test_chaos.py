@@ -4,7 +4,7 @@ kill and a PostgreSQL restart; then every check of the full run.
 
 It needs the PostgreSQL server and the right to restart it (root with Debian's ``pg_ctlcluster``, or
 ``INEXCHANGE_PG_RESTART``); without either it is skipped with the reason, unless
-``INEXCHANGE_REQUIRE_POSTGRES=1`` (CI) makes that a failure. About 10 minutes on 2 CPUs. Alone::
+``INEXCHANGE_REQUIRE_POSTGRES=1`` (CI) makes that a failure. About 10 to 12 minutes on 2 CPUs. Alone::
 
     INEXCHANGE_REQUIRE_POSTGRES=1 .venv/bin/python -m pytest tests/chaos -v -s
 """
