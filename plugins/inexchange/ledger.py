@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, bindparam, inspect, text
+from sqlalchemy import String, bindparam, func, inspect, select, text
 
 from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
@@ -23,6 +23,7 @@ from inexchange.sql import SELECTION, script, selection, statement
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql.elements import TextClause
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,26 @@ class Ledger:
             in flight any more, so their claims are reconciled once the settle time has passed,
             without waiting for the lease.
         """
+        query, params = self._due_query(max_attempts=max_attempts, shard=shard, shards=shards, lease=lease,
+                                        settle=settle, finished_runs=finished_runs)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query, params)]
+
+    def count_due(self, *, max_attempts: int, lease: timedelta = timedelta(minutes=15),
+                  settle: timedelta = timedelta(seconds=90), finished_runs: Sequence[str] = ()) -> int:
+        """How many rows :meth:`due_rows` would return (all shards), counted by the database.
+
+        Planning the batches needs only this number; loading 100,000 rows to count them would cost
+        hundreds of MiB.
+        """
+        query, params = self._due_query(max_attempts=max_attempts, shard=0, shards=1, lease=lease, settle=settle,
+                                        finished_runs=finished_runs)
+        counted = select(func.count()).select_from(query.columns().subquery("due"))
+        with self.engine.connect() as conn:
+            return int(conn.execute(counted, params).scalar_one())
+
+    def _due_query(self, *, max_attempts: int, shard: int, shards: int, lease: timedelta, settle: timedelta,
+                   finished_runs: Sequence[str]) -> tuple[TextClause, dict[str, Any]]:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         now = datetime.now(timezone.utc)
@@ -255,8 +276,7 @@ class Ledger:
         }
         query = statement("ledger_select_due").bindparams(SELECTION, bindparam("finished_runs", expanding=True,
                                                                                type_=String()))
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query, params)]
+        return query, params
 
     # ---- writes ----------------------------------------------------------------------------
     def register(self, invoices: Iterable[dict[str, Any]]) -> dict[str, int]:

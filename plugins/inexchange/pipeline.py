@@ -146,7 +146,7 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()
-    due = len(ledger.due_rows(max_attempts=max_attempts))
+    due = ledger.count_due(max_attempts=max_attempts)
     shards = max(1, -(-due // batch_size))
     log.info("%d invoices due for submission: %d batches of at most about %d", due, shards, batch_size)
     return [{"shard": shard, "shards": shards, "dry_run": dry_run} for shard in range(shards)]

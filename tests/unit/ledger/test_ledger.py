@@ -113,6 +113,10 @@ def test_due_rows(ledger: Ledger) -> None:
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=0, settle=timedelta(0))] == [1, 2]
     # a claim of this run younger than the settle time may still have its send in flight
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5)] == [1, 3]
+    # counted by the database, with the same rules
+    assert ledger.count_due(max_attempts=5, settle=timedelta(0)) == 3
+    assert ledger.count_due(max_attempts=0, settle=timedelta(0)) == 2
+    assert ledger.count_due(max_attempts=5) == 2
 
 
 def test_due_rows_split_into_disjoint_shards(ledger: Ledger) -> None:
@@ -152,6 +156,7 @@ def test_claims_of_a_run_that_ended_are_due_once_settled_without_waiting_for_the
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, finished_runs=["scheduled__2026-11-16"])] == [3]
     due = ledger.due_rows(max_attempts=5, settle=timedelta(0), finished_runs=["scheduled__2026-11-16"])
     assert [r["invoice_id"] for r in due] == [1, 3]
+    assert ledger.count_due(max_attempts=5, settle=timedelta(0), finished_runs=["scheduled__2026-11-16"]) == 2
     assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, settle=timedelta(0))] == [3]
 
 
