@@ -131,6 +131,11 @@ def _invoice_numbers(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
+#: how long another run's claim (``submitting``) is respected by default (SubmitInvoicesOperator's ``claim_lease``)
+CLAIM_LEASE = timedelta(minutes=15)
+#: how long after its claim a send may still be in flight by default (SubmitInvoicesOperator's ``settle_time``)
+SETTLE_TIME = timedelta(seconds=90)
+
 #: one ledger change: invoice id, the states it may be in, the state it moves to, and its fields
 Transition = tuple[int, Sequence[LedgerState], LedgerState, dict[str, Any]]
 
@@ -228,8 +233,7 @@ class Ledger:
                                                         {"dag_run_id": self.scope.dag_run_id})]
 
     def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
-                 lease: timedelta = timedelta(minutes=15),
-                 settle: timedelta = timedelta(seconds=90),
+                 lease: timedelta = CLAIM_LEASE, settle: timedelta = SETTLE_TIME,
                  finished_runs: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
 
@@ -250,8 +254,8 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query, params)]
 
-    def count_due(self, *, max_attempts: int, lease: timedelta = timedelta(minutes=15),
-                  settle: timedelta = timedelta(seconds=90), finished_runs: Sequence[str] = ()) -> int:
+    def count_due(self, *, max_attempts: int, lease: timedelta = CLAIM_LEASE, settle: timedelta = SETTLE_TIME,
+                  finished_runs: Sequence[str] = ()) -> int:
         """How many rows :meth:`due_rows` would return (all shards), counted by the database.
 
         Planning the batches needs only this number; loading 100,000 rows to count them would cost
