@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,12 +63,13 @@ def is_final_status(status: str | None) -> bool:
 
 
 class ReplyShapeError(ValueError):
-    """A reply does not have the documented shape; the text names the field, never its value.
+    """A field the pipeline uses does not have its documented shape; the text names the field, never its value.
 
-    The ``from_json`` constructors take only what the API documents, of the documented JSON type:
-    a field that must be there and is not, or a field of another type (a number where a string
-    belongs, an object where a list belongs), fails the whole reply, so a typed result is only
-    ever made from a reply that really carries it. Fields the client does not know are ignored.
+    The ``from_json`` constructors are tolerant readers: strict about every field the pipeline
+    uses (a document's ``id``, ``currentStatus``, ``error`` of a failed document; a lookup's
+    ``parties`` and ``exactHit``, a party's ``companyId``; a list page's ``documents`` and
+    ``totalCount``), and never failing over a field it does not use: another type, ``null``, a
+    missing field, an unknown enum value or fields nobody documented are all read as "unknown".
     """
 
 
@@ -83,29 +85,45 @@ def _optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
-    """An optional string field (absent and null are None)."""
+    """An optional string field the pipeline uses (absent and null are None; another type fails)."""
     value = data.get(key)
     if value is None or isinstance(value, str):
         return value
     raise ReplyShapeError(f"{key} is not a string")
 
 
-def _flag(data: dict[str, Any], key: str) -> bool:
-    """An optional boolean field (absent and null are False)."""
+def _loose_text(data: dict[str, Any], key: str) -> str | None:
+    """A field the pipeline does not use, kept for logs: a string or a number as text, anything else None."""
     value = data.get(key)
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    raise ReplyShapeError(f"{key} is not a boolean")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
-def _list(data: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
-    """A list field; an optional one may be absent or null (an empty list)."""
+def _loose_count(data: dict[str, Any], key: str) -> int | None:
+    """A count the pipeline does not use: an integer (a boolean as 0 or 1), anything else None."""
+    value = data.get(key)
+    return int(value) if isinstance(value, int) else None
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    """A list field the pipeline uses; absent and null are an empty list, another type fails."""
     value = data.get(key)
     if isinstance(value, list):
         return value
-    if value is None and not required:
+    if value is None:
         return []
-    raise ReplyShapeError(f"{key} is {'missing' if value is None else 'not a list'}")
+    raise ReplyShapeError(f"{key} is not a list")
+
+
+def _required_flag(data: dict[str, Any], key: str) -> bool:
+    """A boolean field the pipeline decides on: it must be there, and be true or false."""
+    value = data.get(key)
+    if isinstance(value, bool):
+        return value
+    raise ReplyShapeError(f"{key} is {'missing' if value is None else 'not a boolean'}")
 
 
 def _count(data: dict[str, Any], key: str) -> int:
@@ -116,9 +134,36 @@ def _count(data: dict[str, Any], key: str) -> int:
     raise ReplyShapeError(f"{key} is {'missing' if value is None else 'not a non-negative integer'}")
 
 
+def _participant_ids(value: Any) -> tuple[str, ...]:
+    """``peppolParticipantIdentifiers`` as ``scheme:identifier`` texts, as far as they can be read.
+
+    Public clients show them as strings and as objects (``{"scheme": ..., "identifier": ...}``); the
+    pipeline does not use them, so an item of any other shape is left out.
+    """
+    if not isinstance(value, list):
+        return ()
+    ids: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            ids.append(item)
+        elif isinstance(item, dict):
+            scheme, identifier = _loose_text(item, "scheme"), _loose_text(item, "identifier")
+            if identifier:
+                ids.append(f"{scheme}:{identifier}" if scheme else identifier)
+    return tuple(ids)
+
+
+#: the only capability value seen for a party that receives e-invoices; any other means "cannot"
+RECEIVING_CAPABILITY = "ReceivingElectronicInvoices"
+
+
 @dataclass(frozen=True)
 class BuyerParty:
-    """One party from ``buyerparties/lookup``."""
+    """One party from ``buyerparties/lookup``.
+
+    The pipeline uses ``company_id`` (the e-invoice recipient) and ``can_receive_einvoice``; the
+    other fields are kept for logs and read loosely (None when absent or of another type).
+    """
 
     company_id: str | None
     name: str | None
@@ -130,44 +175,45 @@ class BuyerParty:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BuyerParty:
-        """Read one party; raises :class:`ReplyShapeError` when a field is of another type.
+        """Read one party; raises :class:`ReplyShapeError` when ``companyId`` is not a string.
 
         :param data: one item of the reply's ``parties``.
         """
         data = _object(data, "parties[]")
-        peppol_ids = _list(data, "peppolParticipantIdentifiers")
-        if not all(isinstance(item, str) for item in peppol_ids):
-            raise ReplyShapeError("peppolParticipantIdentifiers is not a list of strings")
         return cls(
             company_id=_text(data, "companyId"),
-            name=_text(data, "name"),
-            org_no=_text(data, "orgNo"),
-            vat_no=_text(data, "vatNo"),
-            gln=_text(data, "gln"),
-            peppol_ids=tuple(peppol_ids),
-            can_receive_einvoice=_text(data, "receiveElectronicInvoiceCapability") == "ReceivingElectronicInvoices",
+            name=_loose_text(data, "name"),
+            org_no=_loose_text(data, "orgNo"),
+            vat_no=_loose_text(data, "vatNo"),
+            gln=_loose_text(data, "gln"),
+            peppol_ids=_participant_ids(data.get("peppolParticipantIdentifiers")),
+            can_receive_einvoice=data.get("receiveElectronicInvoiceCapability") == RECEIVING_CAPABILITY,
         )
 
 
 @dataclass(frozen=True)
 class LookupResult:
-    """Answer of ``buyerparties/lookup``."""
+    """Answer of ``buyerparties/lookup``.
+
+    :param potential_matches: InExchange's count of potential matches (an integer in the API; not
+        used by the pipeline, None when the reply has no readable count).
+    """
 
     parties: tuple[BuyerParty, ...]
     exact_hit: bool
-    potential_matches: bool
+    potential_matches: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LookupResult:
-        """Read a lookup reply; ``parties`` must be there (a list, maybe empty), the flags are optional.
+        """Read a lookup reply: ``exactHit`` must be a boolean, ``parties`` a list (null or absent: none).
 
         :param data: the reply's JSON object.
         """
         data = _object(data, "reply")
         return cls(
-            parties=tuple(BuyerParty.from_json(p) for p in _list(data, "parties", required=True)),
-            exact_hit=_flag(data, "exactHit"),
-            potential_matches=_flag(data, "potentialMatches"),
+            parties=tuple(BuyerParty.from_json(p) for p in _list(data, "parties")),
+            exact_hit=_required_flag(data, "exactHit"),
+            potential_matches=_loose_count(data, "potentialMatches"),
         )
 
 
@@ -178,14 +224,38 @@ class DocumentError:
     status: str | None
     message: str | None
 
+    @classmethod
+    def from_json(cls, value: Any) -> DocumentError | None:
+        """Read ``error``: an object whose ``status`` and ``message`` are text (a number as text), or null."""
+        if value is None:
+            return None
+        error = _object(value, "error")
+        for key in ("status", "message"):
+            if error.get(key) is not None and _loose_text(error, key) is None:
+                raise ReplyShapeError(f"error.{key} is not a string")
+        return cls(_loose_text(error, "status"), _loose_text(error, "message"))
+
     def describe(self) -> str:
         """Return ``"{status}: {message}"``, the form kept in the ledger."""
         return f"{self.status or 'Error'}: {self.message or ''}".strip()
 
 
+def document_id(value: Any) -> str:
+    """A document's ``id`` as text: a non-empty string, or an integer; anything else fails."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ReplyShapeError("id is missing" if value is None else "id is not a non-empty string")
+    return value
+
+
 @dataclass(frozen=True)
 class OutboundDocument:
-    """An outbound document's state at InExchange."""
+    """An outbound document's state at InExchange.
+
+    The pipeline uses ``id``, ``status``, ``status_time`` and, for a failed or stopped document,
+    ``error``; ``erp_document_id`` and ``document_type`` are kept for logs and read loosely.
+    """
 
     id: str
     erp_document_id: str | None
@@ -193,33 +263,36 @@ class OutboundDocument:
     status: str | None
     status_time: datetime | None
     error: DocumentError | None = None
-    raw_status_history: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutboundDocument:
         """Read one document; its ``id`` (a non-empty string, or an integer) is required.
 
+        ``currentStatus`` (an object or null) must carry ``status`` and ``time`` as text, the time
+        in ISO 8601. ``error`` must be readable on a document whose status is ``Error`` or
+        ``Stopped`` (its message is what a person reads); on any other document an unreadable
+        ``error`` is ignored.
+
         :param data: the reply of ``documents/outbound/{id}``, or one item of a list page.
         """
         data = _object(data, "document")
-        identifier = data.get("id")
-        if isinstance(identifier, int) and not isinstance(identifier, bool):
-            identifier = str(identifier)
-        if not isinstance(identifier, str) or not identifier.strip():
-            raise ReplyShapeError("id is missing" if identifier is None else "id is not a non-empty string")
+        identifier = document_id(data.get("id"))
         current = _optional_object(data, "currentStatus") or {}
-        error = _optional_object(data, "error")
-        history = _list(data, "statusHistory")
-        if not all(isinstance(item, dict) for item in history):
-            raise ReplyShapeError("statusHistory is not a list of objects")
+        status = _text(current, "status")
+        try:
+            error = DocumentError.from_json(data.get("error"))
+        except ReplyShapeError:
+            if ledger_state_for(status) in (LedgerState.WAITING, LedgerState.SENT):
+                error = None  # not used for a document that is on its way or delivered
+            else:
+                raise
         return cls(
             id=identifier,
-            erp_document_id=_text(data, "erpDocumentId"),
-            document_type=_text(data, "documentType"),
-            status=_text(current, "status"),
+            erp_document_id=_loose_text(data, "erpDocumentId"),
+            document_type=_loose_text(data, "documentType"),
+            status=status,
             status_time=parse_time(_text(current, "time")),
-            error=DocumentError(_text(error, "status"), _text(error, "message")) if error else None,
-            raw_status_history=tuple(history),
+            error=error,
         )
 
     @property
@@ -244,22 +317,69 @@ class OutboundDocument:
 
 
 @dataclass(frozen=True)
+class UnreadableDocument:
+    """A document of a list page that could not be read: its id (as far as it shows) and why.
+
+    :param id: the item's ``id`` as text, or None when it has none that can be shown.
+    :param problem: which field was not of its documented shape (never a value from the reply).
+    """
+
+    id: str | None
+    problem: str
+
+    @classmethod
+    def of(cls, item: Any, problem: str) -> UnreadableDocument:
+        """Describe an item that :meth:`OutboundDocument.from_json` refused."""
+        raw = item.get("id") if isinstance(item, dict) else None
+        shown = raw if isinstance(raw, str) and _SHOWN_ID.fullmatch(raw) else None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            shown = str(raw)
+        return cls(shown, problem)
+
+
+#: an id from a reply that is safe to write to a log line as it is
+_SHOWN_ID = re.compile(r"[0-9A-Za-z._:-]{1,100}")
+
+
+@dataclass(frozen=True)
 class OutboundPage:
-    """One page of ``documents/outbound/list``."""
+    """One page of ``documents/outbound/list``.
+
+    :param documents: the page's documents that could be read, in the page's order.
+    :param total_count: ``totalCount``: how many documents match the filters in all.
+    :param unreadable: the page's items that could not be read (skipped; the rest of the page counts).
+    """
 
     documents: tuple[OutboundDocument, ...]
     total_count: int
+    unreadable: tuple[UnreadableDocument, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """How many items the page listed, readable or not (what paging with ``skip`` steps over)."""
+        return len(self.documents) + len(self.unreadable)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutboundPage:
-        """Read a list page: ``documents`` (a list) and ``totalCount`` (an integer) are required.
+        """Read a list page: ``documents`` (a list; null is none) and ``totalCount`` (an integer) are required.
+
+        One document that cannot be read does not fail the page: it is left out and listed in
+        :attr:`unreadable`.
 
         :param data: the reply's JSON object.
         """
         data = _object(data, "reply")
-        documents = _list(data, "documents", required=True)
-        return cls(documents=tuple(OutboundDocument.from_json(d) for d in documents),
-                   total_count=_count(data, "totalCount"))
+        if "documents" not in data:
+            raise ReplyShapeError("documents is missing")
+        total = _count(data, "totalCount")
+        documents: list[OutboundDocument] = []
+        unreadable: list[UnreadableDocument] = []
+        for item in _list(data, "documents"):
+            try:
+                documents.append(OutboundDocument.from_json(item))
+            except ReplyShapeError as exc:
+                unreadable.append(UnreadableDocument.of(item, str(exc)))
+        return cls(documents=tuple(documents), total_count=total, unreadable=tuple(unreadable))
 
 
 def parse_time(value: str | None) -> datetime | None:

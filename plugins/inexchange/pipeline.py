@@ -45,7 +45,10 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     still = len(ledger.waiting_elsewhere())
     log.info("rechecked %d invoices of earlier intervals still waiting: %d now final, %d still waiting",
              len(waiting), len(waiting) - still, still)
-    return {"rechecked": len(waiting), "still_waiting": still}
+    result = {"rechecked": len(waiting), "still_waiting": still}
+    if hook.unreadable:  # each was logged with its id by the hook
+        result["unreadable_documents"] = len({item.id or item.problem for item in hook.unreadable})
+    return result
 
 
 def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = "Europe/Stockholm",

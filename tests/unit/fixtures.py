@@ -57,7 +57,7 @@ LOOKUP_REPLY: dict[str, Any] = {
             "receiveElectronicInvoiceCapability": "NotReceivingElectronicInvoices",
         },
     ],
-    "potentialMatches": True,
+    "potentialMatches": 2,  # an integer count in the API (DOMAIN.md)
     "exactHit": True,
 }
 

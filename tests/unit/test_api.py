@@ -61,7 +61,6 @@ def test_document_without_error() -> None:
     assert document.error is None
     assert document.message is None
     assert document.ledger_state is LedgerState.SENT
-    assert len(document.raw_status_history) == 2
 
 
 def test_document_with_error_keeps_status_and_message() -> None:
@@ -127,18 +126,33 @@ def test_parse_time(text: str | None, expected: datetime | None) -> None:
 def test_lookup_result_from_json() -> None:
     result = LookupResult.from_json(LOOKUP_REPLY)
 
-    assert result.exact_hit and result.potential_matches
+    assert result.exact_hit and result.potential_matches == 2
     assert [party.can_receive_einvoice for party in result.parties] == [True, False]
     assert result.parties[0].company_id == "c7d1e2f3-0000-4000-8000-000000000001"
     assert result.parties[0].name == "Byggbolaget i Norr AB"
 
 
-def test_lookup_result_without_parties() -> None:
-    result = LookupResult.from_json({"parties": []})
+@pytest.mark.parametrize("parties", [[], None, "absent"])
+def test_lookup_result_without_parties(parties: object) -> None:
+    reply = {"potentialMatches": 0, "exactHit": False} | ({} if parties == "absent" else {"parties": parties})
 
-    assert (result.parties, result.exact_hit, result.potential_matches) == ((), False, False)
+    result = LookupResult.from_json(reply)
+
+    assert (result.parties, result.exact_hit, result.potential_matches) == ((), False, 0)
 
 
-def test_a_lookup_reply_without_its_parties_carries_no_result() -> None:
-    with pytest.raises(ReplyShapeError, match="parties is missing"):
+@pytest.mark.parametrize("potential_matches", [3, True, None, "many", {"count": 3}, "absent"])
+def test_potential_matches_of_any_shape_never_fails_the_reply(potential_matches: object) -> None:
+    reply = {"parties": None, "exactHit": False}
+    if potential_matches != "absent":
+        reply["potentialMatches"] = potential_matches
+
+    result = LookupResult.from_json(reply)
+
+    assert result.exact_hit is False and result.parties == ()
+    assert result.potential_matches == (int(potential_matches) if isinstance(potential_matches, int) else None)
+
+
+def test_a_lookup_reply_without_its_exact_hit_carries_no_result() -> None:
+    with pytest.raises(ReplyShapeError, match="exactHit is missing"):
         LookupResult.from_json({})  # an empty object is not "no party found"

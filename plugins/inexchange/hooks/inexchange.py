@@ -22,7 +22,7 @@ import httpx
 import tenacity
 from airflow.sdk import BaseHook
 
-from inexchange.api import LookupResult, OutboundDocument, OutboundPage, ReplyShapeError
+from inexchange.api import LookupResult, OutboundDocument, OutboundPage, ReplyShapeError, UnreadableDocument
 from inexchange.exceptions import (
     InExchangeApiError,
     InExchangeConfigError,
@@ -48,6 +48,8 @@ _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _IO_ERRORS = (httpx.TransportError, httpx.DecodingError, httpx.InvalidURL)
 #: headers of every request: JSON replies asked for, and only the content codings the transports can bound
 _CLIENT_HEADERS = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
+#: the body of ``invoices/outbound/byerpid/{erpId}``, as public clients send it
+BY_ERP_ID_BODY = {"includeFileInfo": False}
 #: the longest text taken from a reply into an error (InExchange's message, one modelState reason)
 _MAX_TEXT = 500
 #: the most modelState fields, and reasons per field, kept in an error
@@ -237,6 +239,8 @@ class InExchangeHook(BaseHook):
         self._busy: list[int] = []  # requests in flight per async client
         self._in_flight: asyncio.Semaphore | None = None
         self._token_lock: asyncio.Lock | None = None
+        #: documents of ``documents/outbound/list`` pages that could not be read and were skipped
+        self.unreadable: list[UnreadableDocument] = []
 
     # ---- connection UI -------------------------------------------------------------------
     @classmethod
@@ -568,7 +572,8 @@ class InExchangeHook(BaseHook):
                 raise InExchangeApiError(404, "a 404 reply that is not InExchange's (not a JSON object)", path=path)
             return None
 
-        return (yield from self._exchange(_Call("POST", path, read=read, answers=frozenset({404}))))
+        return (yield from self._exchange(_Call("POST", path, json=BY_ERP_ID_BODY, read=read,
+                                                answers=frozenset({404}))))
 
     def list_outbound(self, **filters: Any) -> OutboundPage:
         """Return one page of ``documents/outbound/list``; filters as in :func:`list_body`."""
@@ -586,7 +591,8 @@ class InExchangeHook(BaseHook):
         """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``.
 
         A page that lists only documents already listed (a server that ignores ``skip``) fails the
-        call instead of paging forever.
+        call instead of paging forever. A document that cannot be read is logged with its id, left
+        out and kept in :attr:`unreadable`; the rest of its page counts.
         """
         return self._run(self._all_outbound(page_size, filters))
 
@@ -597,14 +603,20 @@ class InExchangeHook(BaseHook):
     def _all_outbound(self, page_size: int, filters: dict[str, Any]) -> _Steps:
         documents: list[OutboundDocument] = []
         seen: set[str] = set()
+        listed = 0  # items stepped over, readable or not
         while True:
-            page = yield from self._list_outbound(take=page_size, skip=len(documents), **filters)
+            page = yield from self._list_outbound(take=page_size, skip=listed, **filters)
             if documents and page.documents and seen.issuperset(d.id for d in page.documents):
-                raise InExchangeApiError(200, f"the page at skip={len(documents)} repeats documents already listed",
+                raise InExchangeApiError(200, f"the page at skip={listed} repeats documents already listed",
                                          path="documents/outbound/list")
+            for item in page.unreadable:
+                self.unreadable.append(item)
+                self.log.warning("documents/outbound/list: document %s cannot be read (%s); skipped",
+                                 item.id or "(without a readable id)", item.problem)
             documents.extend(page.documents)
             seen.update(d.id for d in page.documents)
-            if not page.documents or len(documents) >= page.total_count:
+            listed += page.size
+            if not page.size or listed >= page.total_count:
                 return documents
 
 

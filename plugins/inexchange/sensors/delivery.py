@@ -123,9 +123,13 @@ class DeliveryStatusSensor(BaseSensorOperator):
             return super().execute(context)
         return self._run(context).execute()
 
-    def execute_complete(self, context: Context, event: dict[str, Any], end_time: str | None = None) -> dict[str, Any]:
-        """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``)."""
-        return self._run(context).resume(event, end_time)
+    def execute_complete(self, context: Context, event: dict[str, Any], end_time: str | None = None,
+                         unreadable: list[str] | None = None) -> dict[str, Any]:
+        """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``).
+
+        :param unreadable: ids of listed documents that could not be read, from the try's earlier deferrals.
+        """
+        return self._run(context).resume(event, end_time, unreadable)
 
 
 def as_delivery_timeout(value: timedelta | float | str) -> timedelta:

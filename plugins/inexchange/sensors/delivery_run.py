@@ -16,7 +16,13 @@ from inexchange.api import LedgerState, parse_time
 from inexchange.db import parse_utc_text, reporting_engine
 from inexchange.ledger import Ledger, RunScope
 from inexchange.sensors.delivery import as_delivery_timeout
-from inexchange.triggers.delivery import MAX_EVENT_CHANGES, DeliveryStatusTrigger, status_changes
+from inexchange.triggers.delivery import (
+    MAX_EVENT_CHANGES,
+    MAX_UNREADABLE_IDS,
+    DeliveryStatusTrigger,
+    status_changes,
+    unreadable_of,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -43,6 +49,8 @@ class DeliveryRun:
         self.log = sensor.log
         #: how long the documents are followed, from the try's first poke (poke path) or first deferral
         self.delivery_timeout = as_delivery_timeout(sensor.delivery_timeout)
+        #: ids of listed documents that could not be read (skipped), over the try's deferrals
+        self.unreadable: list[str] = []
 
     def _ledger(self) -> Ledger:
         sensor = self.sensor
@@ -61,7 +69,17 @@ class DeliveryRun:
             cursor = record_statuses(ledger, hook, waiting, page_size=self.sensor.page_size)
         finally:
             hook.close()
+        self._note_unreadable(unreadable_of(hook))
         return ledger.watched(), cursor
+
+    def _note_unreadable(self, found: dict[str, Any]) -> None:
+        """Add the documents a listing skipped as unreadable to the try's tally (kept across deferrals)."""
+        ids = found.get("unreadable") or []
+        if not ids:
+            return
+        self.unreadable = sorted({*self.unreadable, *ids})
+        self.log.warning("%d documents InExchange listed could not be read and were skipped: %s",
+                         int(found.get("unreadable_count") or len(ids)), ", ".join(ids))
 
     def poke(self) -> PokeReturnValue:
         """Poll once; done when nothing waits any more or ``delivery_timeout`` has passed since the first poke."""
@@ -81,10 +99,15 @@ class DeliveryRun:
         self._defer(waiting, cursor, datetime.now(timezone.utc) + self.delivery_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
-    def resume(self, event: dict[str, Any], end_time: str | None) -> dict[str, Any]:
-        """Write the trigger's changes to the ledger, then finish or defer again with the same deadline."""
+    def resume(self, event: dict[str, Any], end_time: str | None, unreadable: list[str] | None = None) -> dict[str, Any]:
+        """Write the trigger's changes to the ledger, then finish or defer again with the same deadline.
+
+        :param unreadable: ids of unreadable documents skipped by the try's earlier listings.
+        """
         if event.get("status") == "error":
             raise AirflowException(f"polling InExchange failed: {event.get('message')}")
+        self.unreadable = list(unreadable or [])
+        self._note_unreadable(event)
         ledger = self._ledger()
         if event.get("status") == "changes":
             moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.watched()))
@@ -117,7 +140,8 @@ class DeliveryRun:
                 first_poll_after=float(sensor.poll_interval) if first_poll_after is None else first_poll_after,
             ),
             method_name="execute_complete",
-            kwargs={"end_time": end_time.isoformat()},
+            kwargs={"end_time": end_time.isoformat(),
+                    **({"unreadable": self.unreadable[:MAX_UNREADABLE_IDS]} if self.unreadable else {})},
         )
 
     def _summary(self, ledger: Ledger, timed_out: bool) -> dict[str, Any]:
@@ -126,6 +150,9 @@ class DeliveryRun:
             for state in (LedgerState.SENT, LedgerState.WAITING, LedgerState.STOPPED, LedgerState.FAILED)
         }
         counts["timed_out"] = timed_out
+        if self.unreadable:  # listed documents that could not be read: each logged, skipped, counted here
+            counts["unreadable_documents"] = len(self.unreadable)
+            counts["unreadable_ids"] = self.unreadable[:MAX_UNREADABLE_IDS]
         if timed_out:
             self.log.warning("timeout reached; %d invoices stay waiting for the next run", counts["waiting"])
         return counts

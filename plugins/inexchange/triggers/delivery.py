@@ -50,6 +50,19 @@ def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | Non
     return [document.to_event() for document in fresh], max([cursor, *times] if cursor else times, default=None)
 
 
+#: the most ids of unreadable documents an event or a summary names
+MAX_UNREADABLE_IDS = 100
+
+
+def unreadable_of(hook: InExchangeHook) -> dict[str, Any]:
+    """The documents the hook's listings skipped as unreadable, for an event: their count and ids.
+
+    A document listed again by every poll counts once.
+    """
+    ids = sorted({item.id or f"({item.problem})" for item in hook.unreadable})
+    return {"unreadable": ids[:MAX_UNREADABLE_IDS], "unreadable_count": len(ids)} if ids else {}
+
+
 class DeliveryStatusTrigger(BaseTrigger):
     """Poll ``documents/outbound/list`` and fire once status changes are found.
 
@@ -132,11 +145,11 @@ class DeliveryStatusTrigger(BaseTrigger):
                 )
                 changes, new_cursor = status_changes(documents, cursor, limit=self.max_changes)
                 if changes:
-                    return {"status": "changes", "changes": changes,
+                    return {"status": "changes", "changes": changes, **unreadable_of(hook),
                             "cursor": new_cursor.isoformat() if new_cursor else None}
                 now = datetime.now(timezone.utc)
                 if end_time is not None and now >= end_time:
-                    return {"status": "timeout", "cursor": self.updated_after}
+                    return {"status": "timeout", "cursor": self.updated_after, **unreadable_of(hook)}
                 left = (end_time - now).total_seconds() if end_time is not None else self.poll_interval
                 await asyncio.sleep(max(0.0, min(self.poll_interval, left)))
         except Exception as exc:

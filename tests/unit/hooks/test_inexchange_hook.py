@@ -480,7 +480,7 @@ def test_lookup_buyer_maps_the_parties(api: respx.MockRouter, hook: InExchangeHo
 
     assert body_of(looked_up.calls.last.request) == {"PartyId": "C-1001", "orgNo": "5560000001"}
     assert result.exact_hit is True
-    assert result.potential_matches is True
+    assert result.potential_matches == 2
     first, second = result.parties
     assert (first.org_no, first.vat_no, first.gln) == ("5560000001", "SE556000000101", "7350000000017")
     assert first.peppol_ids == ("0007:5560000001", "0088:7350000000017")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -90,14 +91,6 @@ def test_json_in_utf16_is_json(api: respx.MockRouter, make_hook: MakeHook) -> No
     ({"documents": [], "totalCount": True}, "totalCount is not a non-negative integer"),
     ({"documents": [], "totalCount": -1}, "totalCount is not a non-negative integer"),
     ({"documents": [], "totalCount": "3"}, "totalCount is not a non-negative integer"),
-    ({"documents": [{"status": "Sent"}], "totalCount": 1}, "id is missing"),
-    ({"documents": [{"id": None}], "totalCount": 1}, "id is missing"),
-    ({"documents": [{"id": ""}], "totalCount": 1}, "id is not a non-empty string"),
-    ({"documents": [{"id": True}], "totalCount": 1}, "id is not a non-empty string"),
-    ({"documents": [{"id": "d1", "currentStatus": {"status": {"a": 1}}}], "totalCount": 1}, "status is not a string"),
-    ({"documents": [{"id": "d1", "currentStatus": "Sent"}], "totalCount": 1}, "currentStatus is not a JSON object"),
-    ({"documents": [{"id": "d1", "currentStatus": {"time": "yesterday"}}], "totalCount": 1}, "not an ISO 8601 time"),
-    ({"documents": [{"id": "d1", "statusHistory": "Sent"}], "totalCount": 1}, "statusHistory is not a list"),
     ([PAGE], "reply is not a JSON object"),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_a_page_of_another_shape_is_no_page(api: respx.MockRouter, make_hook: MakeHook, body: Any,
@@ -109,6 +102,48 @@ def test_a_page_of_another_shape_is_no_page(api: respx.MockRouter, make_hook: Ma
         hook.list_outbound()
 
 
+@pytest.mark.parametrize(("item", "shown_id", "problem"), [
+    ({"status": "Sent"}, None, "id is missing"),
+    ({"id": None}, None, "id is missing"),
+    ({"id": ""}, None, "id is not a non-empty string"),
+    ({"id": True}, None, "id is not a non-empty string"),
+    ({"id": "d9", "currentStatus": {"status": {"a": 1}}}, "d9", "status is not a string"),
+    ({"id": "d9", "currentStatus": "Sent"}, "d9", "currentStatus is not a JSON object"),
+    ({"id": "d9", "currentStatus": {"status": "Sent", "time": "yesterday"}}, "d9", "not an ISO 8601 time"),
+    ({"id": "d9", "currentStatus": {"status": "Stopped", "time": "2026-11-25T08:00:00Z"}, "error": "no"}, "d9",
+     "error is not a JSON object"),
+    ({"id": 'd9"<script>', "currentStatus": "Sent"}, None, "currentStatus is not a JSON object"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_one_unreadable_document_is_skipped_and_the_rest_of_the_page_counts(
+        api: respx.MockRouter, make_hook: MakeHook, item: Any, shown_id: str | None, problem: str) -> None:
+    hook, _ = make_hook(max_attempts=1)
+    good = [outbound_document("d1", "Sent", "2026-11-25T08:00:00Z"),
+            outbound_document("d2", "Pending", "2026-11-25T08:01:00Z")]
+    api.post(LIST).respond(200, json={"documents": [good[0], item, good[1]], "totalCount": 3})
+
+    page = hook.list_outbound()
+
+    assert [d.id for d in page.documents] == ["d1", "d2"] and page.total_count == 3 and page.size == 3
+    assert len(page.unreadable) == 1
+    assert page.unreadable[0].id == shown_id and problem in page.unreadable[0].problem
+
+
+def test_paging_steps_over_unreadable_documents_and_counts_them(
+        api: respx.MockRouter, make_hook: MakeHook, capsys: pytest.CaptureFixture[str]) -> None:
+    hook, _ = make_hook(max_attempts=1)
+    pages = [{"documents": [outbound_document("d1", "Sent", "2026-11-25T08:00:00Z"), {"id": "bad-1", "currentStatus": 7}],
+              "totalCount": 3},
+             {"documents": [outbound_document("d3", "Sent", "2026-11-25T08:02:00Z")], "totalCount": 3}]
+    listed = api.post(LIST).mock(side_effect=[httpx.Response(200, json=page) for page in pages])
+
+    documents = hook.all_outbound(page_size=2)
+
+    assert [d.id for d in documents] == ["d1", "d3"]
+    assert [json.loads(call.request.content)["skip"] for call in listed.calls] == [0, 2]
+    assert [item.id for item in hook.unreadable] == ["bad-1"]
+    assert "document bad-1 cannot be read (currentStatus is not a JSON object); skipped" in capsys.readouterr().out
+
+
 def test_a_status_time_without_offset_is_utc(api: respx.MockRouter, make_hook: MakeHook) -> None:
     hook, _ = make_hook()
     api.get("documents/outbound/d1").respond(200, json=outbound_document("d1", "Sent", "2026-11-25T08:00:00"))
@@ -116,11 +151,19 @@ def test_a_status_time_without_offset_is_utc(api: respx.MockRouter, make_hook: M
     assert hook.get_outbound("d1").status_time == datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
 
-def test_a_lookup_reply_without_parties_is_no_answer(api: respx.MockRouter, make_hook: MakeHook) -> None:
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"parties": []}, "exactHit is missing"),
+    ({"parties": [], "exactHit": "yes"}, "exactHit is not a boolean"),
+    ({"parties": {}, "exactHit": False}, "parties is not a list"),
+    ({"parties": [{"companyId": 17}], "exactHit": True}, "companyId is not a string"),
+    ({"parties": ["p"], "exactHit": True}, "parties[] is not a JSON object"),
+])
+def test_a_lookup_reply_whose_used_fields_cannot_be_read_is_no_answer(
+        api: respx.MockRouter, make_hook: MakeHook, body: dict[str, Any], problem: str) -> None:
     hook, _ = make_hook(max_attempts=1)
-    api.post("buyerparties/lookup").respond(200, json={"exactHit": "yes"})
+    api.post("buyerparties/lookup").respond(200, json=body)
 
-    with pytest.raises(InExchangeApiError, match="parties is missing"):
+    with pytest.raises(InExchangeApiError, match=re.escape(problem)):
         hook.lookup_buyer(party_id="K1")
 
 
