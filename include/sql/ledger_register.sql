@@ -1,6 +1,7 @@
 -- Put an extracted invoice in the ledger as pending. A row already there is left alone unless it
 -- was never validated, or rejected (when the run re-checks rejected rows): the ERP row may have
--- been fixed, so it is checked again.
+-- been fixed, so it is checked again. A send left in doubt ('in_doubt') is taken again only when a
+-- person lists the invoice in a manual run (listed = 1), after checking InExchange's portal.
 INSERT INTO inexchange_dispatch (
     invoice_id, invoice_number, invoice_type, customer_id, customer_number, customer_name,
     invoice_date, currency, total_amount, erp_document_id, state, attempts, created_at, updated_at,
@@ -24,3 +25,4 @@ ON CONFLICT (invoice_id) DO UPDATE SET
     data_interval_end = excluded.data_interval_end
  WHERE inexchange_dispatch.state = 'pending'
     OR (inexchange_dispatch.state = 'rejected' AND :retry_rejected = 1)
+    OR (inexchange_dispatch.state = 'in_doubt' AND :listed = 1)

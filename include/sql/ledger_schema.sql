@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS inexchange_dispatch (
     status_time             VARCHAR(32),
     message                 TEXT,
     attempts                INTEGER      NOT NULL DEFAULT 0,
+    doubt_lookups           INTEGER      NOT NULL DEFAULT 0,
     next_retry_at           VARCHAR(32),
     submitted_at            VARCHAR(32),
     sent_at                 VARCHAR(32),

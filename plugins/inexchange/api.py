@@ -20,12 +20,15 @@ class LedgerState(str, enum.Enum):
     REJECTED = "rejected"
     STOPPED = "stopped"
     FAILED = "failed"
+    #: a send whose outcome InExchange never told: the look-up by ERP id kept failing; never resent
+    #: automatically, a person checks InExchange's portal (a later look-up that finds it records it)
+    IN_DOUBT = "in_doubt"
 
 
 #: states that never change again without a person (or a fixed ERP row) stepping in
 FINAL_STATES = frozenset({LedgerState.SENT, LedgerState.REJECTED, LedgerState.STOPPED})
 #: states whose invoice needs a person's action
-ACTION_STATES = frozenset({LedgerState.REJECTED, LedgerState.STOPPED, LedgerState.FAILED})
+ACTION_STATES = frozenset({LedgerState.REJECTED, LedgerState.STOPPED, LedgerState.FAILED, LedgerState.IN_DOUBT})
 
 
 class SendMethod(str, enum.Enum):

@@ -116,7 +116,8 @@ class RunScope:
 #: the tables ``ledger_schema.sql`` creates
 LEDGER_TABLES = ("inexchange_dispatch", "inexchange_dispatch_history", "inexchange_report")
 #: columns added to tables after their first release, for ledgers created before: table -> name -> type
-_ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"}}
+_ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"},
+                  "inexchange_dispatch": {"doubt_lookups": "INTEGER NOT NULL DEFAULT 0"}}
 
 #: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
 INVOICE_NUMBERS_PARAM = "invoice_numbers"
@@ -153,6 +154,7 @@ _TRANSITION_DEFAULTS: dict[str, Any] = {
     "inexchange_status": None,
     "status_time": None,
     "attempt": 0,
+    "doubt_lookup": 0,  # 1: one more failed look-up of a send in doubt (the row stays submitting)
     "next_retry_at": None,
     "submitted_at": None,
     "sent_at": None,
@@ -225,6 +227,11 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(statement("ledger_select_waiting_elsewhere"),
                                                                self.scope.bounds)]
+
+    def in_doubt(self) -> list[dict[str, Any]]:
+        """Rows of any interval whose send stayed in doubt (``in_doubt``): a look-up may still settle them."""
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_in_doubt"))]
 
     def claiming_runs(self) -> list[str]:
         """The other runs whose claims are left in the ledger (rows ``submitting`` under their run id)."""
@@ -303,6 +310,8 @@ class Ledger:
         if len(params) < len(invoices):
             counts["without_id"] = len(invoices) - len(params)
         rechecked = {LedgerState.PENDING.value} | ({LedgerState.REJECTED.value} if self.scope.retry_rejected else set())
+        if self.scope.by_number:  # a person who checked InExchange's portal lists an invoice in doubt to send it
+            rechecked.add(LedgerState.IN_DOUBT.value)
         history = []
         for p in params:
             before = existing.get(p["invoice_id"])
@@ -345,6 +354,7 @@ class Ledger:
             "now": now,
             "dag_run_id": self.scope.dag_run_id,
             "retry_rejected": int(self.scope.retry_rejected),
+            "listed": int(self.scope.by_number),
             **self.scope.interval,
         }
 

@@ -34,21 +34,56 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
 
     ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()
-    waiting = ledger.waiting_elsewhere()
-    if not waiting:
+    waiting, doubtful = ledger.waiting_elsewhere(), ledger.in_doubt()
+    if not waiting and not doubtful:
         return {"rechecked": 0, "still_waiting": 0}
     hook = InExchangeHook(inexchange_conn_id)
     try:
-        record_statuses(ledger, hook, waiting, source="recheck")
+        if waiting:
+            record_statuses(ledger, hook, waiting, source="recheck")
+        settled = _look_up_in_doubt(ledger, hook, doubtful)
     finally:
         hook.close()
+    if doubtful:
+        log.info("looked up %d sends in doubt: %d found at InExchange, %d still in doubt for a person",
+                 len(doubtful), settled, len(doubtful) - settled)
     still = len(ledger.waiting_elsewhere())
     log.info("rechecked %d invoices of earlier intervals still waiting: %d now final, %d still waiting",
              len(waiting), len(waiting) - still, still)
     result = {"rechecked": len(waiting), "still_waiting": still}
+    if doubtful:
+        result["in_doubt"] = len(doubtful) - settled
     if hook.unreadable:  # each was logged with its id by the hook
         result["unreadable_documents"] = len({item.id or item.problem for item in hook.unreadable})
     return result
+
+
+def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[dict[str, Any]]) -> int:
+    """Look each send in doubt up once more by its ERP id; record the ones InExchange has. Return how many.
+
+    Nothing is sent: an invoice InExchange does not show stays ``in_doubt`` for a person.
+    """
+    from inexchange.db import utc_text
+    from inexchange.exceptions import InExchangeError
+
+    settled = 0
+    for row in rows:
+        try:
+            found = hook.find_by_erp_id(row["erp_document_id"])
+        except InExchangeError as exc:
+            log.warning("invoice %s: still in doubt, the look-up failed (%s)", row["invoice_number"], exc)
+            continue
+        if found is None:
+            log.warning("invoice %s: still in doubt, InExchange does not know it; a person decides whether to send "
+                        "it (a manual run listing it)", row["invoice_number"])
+            continue
+        settled += ledger.transition(
+            int(row["invoice_id"]), [LedgerState.IN_DOUBT], found.ledger_state, source="recheck",
+            inexchange_document_id=found.id, inexchange_status=found.status, message=found.message,
+            status_time=utc_text(found.status_time) if found.status_time else None,
+            sent_at=utc_text(found.status_time) if found.status_time and found.ledger_state is LedgerState.SENT
+            else None)
+    return settled
 
 
 def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = "Europe/Stockholm",

@@ -490,6 +490,21 @@ class InExchangeHook(BaseHook):
             await client.aclose()
 
     # ---- endpoints: each written once, run by either driver -----------------------------
+    def authenticate(self) -> None:
+        """Create the client token now (with the API key and ERP id), unless the hook holds one.
+
+        A wrong API key or ERP id fails here with InExchange's 401, before any other call.
+        """
+        self._run(self._authenticate())
+
+    async def aauthenticate(self) -> None:
+        """Async twin of :meth:`authenticate`."""
+        await self._arun(self._authenticate())
+
+    def _authenticate(self) -> _Steps:
+        yield _Token(None)
+
+
     def lookup_buyer(self, **party: str | None) -> LookupResult:
         """Look a buyer up in InExchange's party register (``buyerparties/lookup``).
 

@@ -67,8 +67,17 @@ class SubmitInvoicesOperator(BaseOperator):
     :param settle_rounds: how often the task looks its sends in doubt up again (waiting for them to
         settle) before it ends, the last of them a look-up only; what is still in doubt then is left to
         the next try or run (0: all of it).
+    :param max_doubt_lookups: failed look-ups by ERP id (answers that are neither the invoice nor
+        InExchange's clear 404, or no answer at all) after which a send in doubt stops being looked up
+        and becomes ``in_doubt``: a person checks InExchange's portal; it is never sent again
+        automatically (default 10: with the settle rounds, about two tries of one run).
     :param dry_run: build every due invoice's document and log what would be sent or rejected, but
         call no API and change no ledger row.
+
+    When every invoice the task attempted failed for the same cause that is not a passing fault
+    (InExchange refusing the API key or ERP id, a reply the client cannot read, the same 4xx for
+    at least three invoices) the task fails at once, without retries, with one message naming the
+    cause; the invoices are handed back with their attempts kept, as nothing of them was sent.
     """
 
     template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id")
@@ -96,6 +105,7 @@ class SubmitInvoicesOperator(BaseOperator):
         claim_lease: timedelta = timedelta(minutes=15),
         settle_time: timedelta = timedelta(seconds=90),
         settle_rounds: int = 3,
+        max_doubt_lookups: int = 10,
         dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -106,6 +116,8 @@ class SubmitInvoicesOperator(BaseOperator):
             raise ValueError(f"settle_rounds must not be negative, got {settle_rounds}")
         if concurrency < 1 or claim_batch < 1:
             raise ValueError("concurrency and claim_batch must be at least 1")
+        if max_doubt_lookups < 1:
+            raise ValueError(f"max_doubt_lookups must be at least 1, got {max_doubt_lookups}")
         self.erp_conn_id = erp_conn_id
         self.reporting_conn_id = reporting_conn_id
         self.inexchange_conn_id = inexchange_conn_id
@@ -124,6 +136,7 @@ class SubmitInvoicesOperator(BaseOperator):
         self.claim_lease = claim_lease
         self.settle_time = settle_time
         self.settle_rounds = settle_rounds
+        self.max_doubt_lookups = max_doubt_lookups
         self.dry_run = dry_run
 
     @cached_property

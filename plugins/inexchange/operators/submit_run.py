@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from inexchange.api import LedgerState, SendMethod
 from inexchange.db import engine_for, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError
@@ -50,6 +52,107 @@ class _Job:
 
 #: what became of one invoice: a count's name and the ledger change to record (None: none)
 _Outcome = tuple[str, "Transition | None"]
+
+#: same refusals in a row, with no other outcome, after which a task stops sending (or all its rows, if fewer)
+TRIP_AFTER = 5
+#: invoices refused with the same 4xx, and nothing else, that make the refusal the task's, not the invoices'
+MIN_SAME_REFUSALS = 3
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """An invoice that failed before anything of it was sent, for a cause that may not be its own.
+
+    When every invoice a task attempted failed for the same such cause, the cause is the task's
+    (a wrong API key, a reply the client cannot read, a body InExchange refuses whatever the
+    invoice): the task fails at once and the invoices are handed back untouched. Otherwise each is
+    recorded as its ``key`` and ``change`` say, like any other failure.
+
+    :param cause: one line naming the cause (the error's own description: no secret, no reply text beyond it).
+    :param needed: how many invoices refused for this cause, with nothing else happening, make it the task's.
+    :param job: the claimed invoice.
+    :param key: the count it goes to when recorded as its own failure.
+    :param change: the ledger change recorded then.
+    """
+
+    cause: str
+    needed: int
+    job: _Job
+    key: str
+    change: Transition
+
+
+class SystematicFailure(InExchangeError):
+    """Every send a submit task attempted failed for the same cause that is no passing fault.
+
+    :param cause: the cause, one line.
+    :param held_back: how many invoices were not sent (their attempts are kept).
+    :param hint: what to check.
+    """
+
+    def __init__(self, cause: str, held_back: int, hint: str) -> None:
+        self.cause, self.held_back, self.hint = cause, held_back, hint
+        super().__init__(f"every send failed for the same cause, so the task stopped: {cause.rstrip('. ')}. {hint} "
+                         "Nothing was "
+                         f"sent: {held_back} invoices held back, their attempts kept; they go out on the next run "
+                         "once this is fixed")
+
+
+def refusal_cause(exc: Exception) -> tuple[str, int] | None:
+    """The cause of a failure that may be systematic, and how many same refusals prove it; None for a passing fault.
+
+    401 (a client token refused: a wrong API key or ERP id, or a token refused again after renewal)
+    and a reply the client cannot use (not JSON, another shape, no usable ``Location``, a redirect)
+    do not depend on the invoice: one is enough. Another 4xx may be the invoice's own, so it takes
+    :data:`MIN_SAME_REFUSALS` of the same. 5xx, 429, 408, timeouts and dropped connections pass.
+
+    :param exc: the error of a call made before anything of the invoice was sent.
+    """
+    if not isinstance(exc, InExchangeApiError):
+        return None
+    if exc.status_code == 401 or exc.status_code < 400:
+        return exc.describe(), 1
+    if exc.permanent:
+        return exc.describe(), MIN_SAME_REFUSALS
+    return None
+
+
+def _hint(cause: str, conn_id: str) -> str:
+    """What a person checks for a systematic cause."""
+    if cause.startswith("HTTP 401 "):
+        return (f"Check the API key (password) and the ERP id (extra erp_id) of connection {conn_id!r}; "
+                "`airflow connections get` shows them, InExchange's portal lists the ERP ids of the key.")
+    if cause.startswith("HTTP 3"):
+        return f"Check the API base URL (host) of connection {conn_id!r}."
+    if cause.startswith("HTTP 2") or cause.startswith("HTTP 1"):
+        return ("InExchange (or something in between) answered in a shape this client cannot use; check the "
+                f"API base URL of connection {conn_id!r} and any proxy, and report the reply if the URL is right.")
+    return "InExchange refused every request the same way; its message above says what it wants changed."
+
+
+class _Breaker:
+    """Watches a task's outcomes for one refusal that every attempted invoice met (see :class:`_Refusal`)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.refusals: list[_Refusal] = []
+        self.others = 0
+        self.unattempted: list[_Job] = []
+
+    def add(self, refusal: _Refusal) -> None:
+        self.refusals.append(refusal)
+
+    @property
+    def systematic(self) -> bool:
+        """Every attempted invoice met one and the same refusal, often enough to be the task's."""
+        causes = {r.cause for r in self.refusals}
+        return (self.others == 0 and len(causes) == 1
+                and len(self.refusals) >= min(self.refusals[0].needed, self.total))
+
+    @property
+    def tripped(self) -> bool:
+        """Stop sending: enough of the same refusal and nothing else (the rest would meet it too)."""
+        return self.systematic and len(self.refusals) >= min(TRIP_AFTER, self.total)
 
 
 class Submission:
@@ -87,7 +190,11 @@ class Submission:
         settings = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
         InExchangePortalLink.persist(self.context, settings.portal_url)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            counts = runner.run(self._submit_all(ledger, rows, seller))
+            try:
+                counts = runner.run(self._submit_all(ledger, rows, seller))
+            except SystematicFailure as exc:
+                self.log.error("%s", exc)
+                raise AirflowFailException(str(exc)) from None
         self.log.info("submission (shard %d of %d): %s (of %d due rows)", operator.shard, operator.shards,
                       dict(counts), len(rows))
         return dict(counts)
@@ -122,7 +229,7 @@ class Submission:
     # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
     async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
         counts: Counter[str] = Counter(
-            {key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "skipped")}
+            {key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "unresolved", "skipped")}
         )
         ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
         loop = asyncio.get_running_loop()
@@ -132,6 +239,7 @@ class Submission:
 
         recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
         try:
+            await self._authenticate(len(rows))
             await self._pass(rows, seller, counts, recorder, in_ledger_thread, ledger)
             counts["in doubt"] = await self._settle(seller, counts, recorder, in_ledger_thread, ledger)
         finally:
@@ -142,6 +250,22 @@ class Submission:
                 ledger_thread.shutdown(wait=True)
         return counts
 
+    async def _authenticate(self, due: int) -> None:
+        """Create the client token before touching any row: a wrong API key or ERP id fails the task here.
+
+        A passing fault (5xx, timeout) is left to the calls that follow, which retry as usual.
+        """
+        if not due:
+            return
+        try:
+            await self.hook.aauthenticate()
+        except InExchangeError as exc:
+            found = refusal_cause(exc)
+            if found is None:
+                self.log.warning("could not create a client token yet (%s); the sends try again", exc)
+                return
+            raise SystematicFailure(found[0], due, _hint(found[0], self.operator.inexchange_conn_id)) from None
+
     async def _pass(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str], recorder: _Recorder,
                     in_ledger_thread: Any, ledger: Ledger, *, settled: bool = True) -> None:
         """Reconcile the rows left ``submitting`` (resending those InExchange never got, when ``settled``),
@@ -149,7 +273,7 @@ class Submission:
         to_send, stuck = _split_stuck(rows)
         outcomes = await asyncio.gather(*(self._reconcile(r, resend=settled) for r in stuck))
         for row, (key, change) in zip(stuck, outcomes):
-            counts[key] += key == "reconciled"
+            counts[key] += key in ("reconciled", "unresolved")
             recorder.add(change)
             if key == "not found" and settled:
                 to_send.append({**row, "state": LedgerState.FAILED.value})
@@ -218,13 +342,20 @@ class Submission:
         batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
         jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.operator.claim_batch)
         recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        breaker = _Breaker(len(rows))
+        unclaimed = len(rows)
 
         async def produce() -> None:
+            nonlocal unclaimed
             try:
                 for start in range(0, len(rows), self.operator.claim_batch):
+                    if breaker.tripped:
+                        break
                     chunk = rows[start : start + self.operator.claim_batch]
                     claimed, prepared = await in_ledger_thread(self._claim, ledger, batch, chunk, seller)
+                    unclaimed -= len(chunk)
                     counts.update(prepared)
+                    breaker.others += prepared["rejected"]
                     for job in claimed:
                         await jobs.put(job)
             finally:
@@ -233,8 +364,16 @@ class Submission:
 
         async def work() -> None:
             while (job := await jobs.get()) is not None:
+                if breaker.tripped:  # claimed, never tried: handed back below
+                    breaker.unattempted.append(job)
+                    continue
                 recorder.check()
-                key, change = await self._send(job, recipients)
+                outcome = await self._send(job, recipients)
+                if isinstance(outcome, _Refusal):
+                    breaker.add(outcome)
+                    continue
+                key, change = outcome
+                breaker.others += 1
                 counts[key] += 1
                 recorder.add(change)
 
@@ -242,6 +381,30 @@ class Submission:
             group.create_task(produce())
             for _ in range(self.operator.concurrency):
                 group.create_task(work())
+        await self._settle_refusals(breaker, counts, recorder, unclaimed)
+
+    async def _settle_refusals(self, breaker: _Breaker, counts: Counter[str], recorder: _Recorder,
+                               unclaimed: int) -> None:
+        """Record the refusals as the invoices' own failures, or hand them all back and fail the task.
+
+        Invoices handed back return to the state they were claimed from, their attempt undone, with
+        a message naming the cause; nothing of them was sent.
+        """
+        systematic = breaker.systematic
+        held = list(breaker.unattempted)
+        if systematic:
+            held += [refusal.job for refusal in breaker.refusals]
+        else:
+            for refusal in breaker.refusals:
+                counts[refusal.key] += 1
+                recorder.add(refusal.change)
+        cause = breaker.refusals[0].cause if breaker.refusals else ""
+        for job in held:
+            recorder.add((int(job.row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState(job.row["state"]),
+                          {"attempt": -1, "message": f"Inte skickad, sändningen stoppades: {cause}" if cause else None}))
+        await recorder.flush()
+        if systematic:
+            raise SystematicFailure(cause, len(held) + unclaimed, _hint(cause, self.operator.inexchange_conn_id))
 
     def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
                seller: Seller) -> tuple[list[_Job], Counter[str]]:
@@ -288,23 +451,27 @@ class Submission:
                       self.operator.shards, counts)
         return counts
 
-    async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome:
-        """Resolve the recipient, upload and send one claimed invoice; say what to record."""
+    async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome | _Refusal:
+        """Resolve the recipient, upload and send one claimed invoice; say what to record.
+
+        A failure before anything was sent that may be the task's rather than the invoice's comes
+        back as a :class:`_Refusal`, decided on once the task's other outcomes are known.
+        """
         row, invoice_id = job.row, int(job.row["invoice_id"])
         try:
             recipient = await self._recipient(job.customer, recipients)
             document_uri = await self.hook.aupload_document(job.document)
         except InExchangeApiError as exc:
-            if exc.permanent:
-                return self._rejected(invoice_id, exc)
-            return "failed", self._failed(row, exc)
+            outcome = self._rejected(invoice_id, exc) if exc.permanent else ("failed", self._failed(row, exc))
+            return _refusal_or(outcome, exc, job)
         except InExchangeError as exc:  # nothing was sent yet: safe to retry later
             return "failed", self._failed(row, exc)
         try:
             document_id = await self.hook.asend_outbound(_send_body(row, job.customer, recipient, document_uri))
         except InExchangeApiError as exc:
-            if exc.permanent:
-                return self._rejected(invoice_id, exc)
+            if exc.permanent or exc.status_code == 401:  # refused: the document was not taken
+                outcome = self._rejected(invoice_id, exc) if exc.permanent else ("failed", self._failed(row, exc))
+                return _refusal_or(outcome, exc, job)
             return await self._after_uncertain_send(row, exc)
         except InExchangeError as exc:
             return await self._after_uncertain_send(row, exc)
@@ -322,25 +489,38 @@ class Submission:
         key, change = await self._reconcile(row, resend=False)
         if key == "reconciled":
             return "sent", change
+        if key == "unresolved":
+            return key, change
         self.log.warning("invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
                          row["invoice_number"], exc)
         # the row stays submitting, stamped now: the settle time counts from the doubt, not from the claim
         return "in doubt", (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.SUBMITTING,
-                            {"message": IN_DOUBT_MESSAGE})
+                            {"message": IN_DOUBT_MESSAGE, "doubt_lookup": int(key == "unknown")})
 
     async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
         """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.
 
         Returns ``reconciled`` (InExchange has it: now waiting or final), ``not found`` (InExchange
-        never received it; with ``resend`` the row becomes ``failed`` and is sent again now) or
-        ``unknown`` (the look-up failed; the row stays ``submitting``).
+        never received it; with ``resend`` the row becomes ``failed`` and is sent again now),
+        ``unknown`` (the look-up failed; the row stays ``submitting``, the failed look-up counted) or
+        ``unresolved`` (the look-up failed for the ``max_doubt_lookups``-th time: the row becomes
+        ``in_doubt`` for a person, and is never sent again automatically).
         """
         invoice_id = int(row["invoice_id"])
         try:
             found = await self.hook.afind_by_erp_id(row["erp_document_id"])
         except InExchangeError as exc:
-            self.log.warning("invoice %s: could not reconcile (%s); left submitting", row["invoice_number"], exc)
-            return "unknown", None
+            failed = int(row.get("doubt_lookups") or 0) + 1
+            limit = self.operator.max_doubt_lookups
+            if failed >= limit:
+                self.log.warning("invoice %s: look-up by ERP id failed %d times (%s); in doubt for a person",
+                                 row["invoice_number"], failed, exc)
+                return "unresolved", (invoice_id, [LedgerState.SUBMITTING], LedgerState.IN_DOUBT,
+                                      {"message": in_doubt_message(row, exc, failed)})
+            self.log.warning("invoice %s: could not reconcile (%s); left submitting (failed look-up %d of at most %d)",
+                             row["invoice_number"], exc, failed, limit)
+            return "unknown", (invoice_id, [LedgerState.SUBMITTING], LedgerState.SUBMITTING,
+                               {"message": IN_DOUBT_MESSAGE, "doubt_lookup": 1})
         if found is None:
             change = (invoice_id, [LedgerState.SUBMITTING], LedgerState.FAILED,
                       {"message": "InExchange tog aldrig emot fakturan; den skickas igen"})
@@ -469,6 +649,24 @@ def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict
             "culture": "sv-SE" if language == "sv" else "en-GB",
         },
     }
+
+
+def _refusal_or(outcome: _Outcome, exc: Exception, job: _Job) -> _Outcome | _Refusal:
+    """The outcome as a :class:`_Refusal` when its cause may be the task's, else as it is."""
+    found = refusal_cause(exc)
+    key, change = outcome
+    if found is None or change is None:
+        return outcome
+    return _Refusal(cause=found[0], needed=found[1], job=job, key=key, change=change)
+
+
+def in_doubt_message(row: Mapping[str, Any], exc: Exception, lookups: int) -> str:
+    """What a person reads on an invoice whose send stayed in doubt: what to check in InExchange's portal."""
+    erp_id = row["erp_document_id"]
+    return (f"Faktura {row['invoice_number']}: okänt om InExchange tog emot fakturan; uppslaget på ERP-id {erp_id} "
+            f"misslyckades {lookups} gånger (senast: {exc}). Sök på ERP-id {erp_id} bland utgående dokument i "
+            "InExchanges portal. Finns fakturan där behöver inget göras (nästa körning hämtar dess status). Finns den "
+            "inte, skicka den med en manuell körning med invoice_numbers. Den skickas aldrig igen automatiskt.")
 
 
 def _seller_variable() -> dict[str, Any]:
