@@ -70,12 +70,22 @@ class ApiSettings:
         return f"ApiSettings(base_url={self.base_url!r}, erp_id={self.erp_id!r}, api_key='***')"
 
 
-def settings_from_connection(conn: Connection) -> ApiSettings:
-    """Read base URL, API key and ERP id from an ``inexchange`` connection.
+#: what the ``schema`` field of a connection may name as the URL scheme
+_URL_SCHEMES = ("http", "https")
 
-    :param conn: connection whose host is the API base URL, password the API key and
-        extra ``{"erp_id": ...}`` the ERP id InExchange knows the sender by; the optional extra
-        ``portal_url`` is the web portal the submit task links to.
+
+def settings_from_connection(conn: Connection) -> ApiSettings:
+    """Read base URL, API key and ERP id from an ``inexchange`` or a standard ``http`` connection.
+
+    Both kinds hold the same fields: the host is the API base URL (with its scheme and path, or a
+    host name alone), the password the API key, extra ``{"erp_id": ...}`` the ERP id InExchange
+    knows the sender by (the login, when the extra has none), and the optional extra
+    ``portal_url`` the web portal the submit task links to. ``schema`` may name the URL scheme
+    (``https`` when it names none); in a connection URI such as
+    ``https://:KEY@api.inexchange.com/v1/api/?erp_id=ERP`` Airflow puts the URL's path there, and it
+    is taken as the path.
+
+    :param conn: the connection.
     """
     host = (conn.host or "").strip()
     if not host:
@@ -87,7 +97,11 @@ def settings_from_connection(conn: Connection) -> ApiSettings:
         netloc, slash, path = host.partition("/")
         if conn.port:
             netloc = f"{netloc}:{conn.port}"  # after the host name, before any path
-        host = f"{conn.schema or 'https'}://{netloc}{slash}{path}"
+        schema = (conn.schema or "").strip()
+        scheme = schema.lower() if schema.lower() in _URL_SCHEMES else "https"
+        if schema and scheme != schema.lower() and not path:  # a connection URI's path
+            slash, path = "/", schema.strip("/")
+        host = f"{scheme}://{netloc}{slash}{path}"
     if not conn.password:
         raise InExchangeConfigError(f"connection {conn.conn_id!r}: 'API key' (password) is empty")
     extra = conn.extra_dejson or {}

@@ -849,3 +849,32 @@ async def test_async_endpoints_match_the_sync_ones(api: respx.MockRouter, hook: 
 def test_requests_go_over_one_pool_by_default(inexchange_conn: str) -> None:
     assert InExchangeHook(inexchange_conn, concurrency=32).clients == 1
     assert InExchangeHook(inexchange_conn, concurrency=8, clients=20).clients == 8  # never more pools than slots
+
+
+# ---- a standard http connection ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "value",
+    [
+        json.dumps({"conn_type": "http", "host": "https://api.test/v1/api/", "password": API_KEY,
+                    "extra": {"erp_id": ERP_ID}}),
+        json.dumps({"conn_type": "http", "host": "api.test/v1/api", "schema": "https", "password": API_KEY,
+                    "extra": {"erp_id": ERP_ID}}),
+        f"https://:{API_KEY}@api.test/v1/api/?erp_id={ERP_ID}",
+        f"http://:{API_KEY}@api.test/v1/api?erp_id={ERP_ID}",
+    ],
+    ids=["json-url-host", "json-scheme-field", "uri", "uri-http-type"],
+)
+def test_a_standard_http_connection_works_as_the_inexchange_one(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_HTTP", value)
+    with respx.mock(assert_all_mocked=True, using="httpx") as router:
+        created = router.post("https://api.test/v1/api/clientTokens/create").respond(200, json={"token": TOKEN})
+        listed = router.post("https://api.test/v1/api/documents/outbound/list").respond(200, json=outbound_list([]))
+
+        hook = InExchangeHook("inexchange_http")
+        hook.list_outbound()
+
+    assert (hook.settings.base_url, hook.settings.api_key, hook.settings.erp_id) == (
+        "https://api.test/v1/api/", API_KEY, ERP_ID)
+    assert created.calls.last.request.headers["APIKey"] == API_KEY
+    assert json.loads(created.calls.last.request.content) == {"erpId": ERP_ID}
+    assert listed.calls.last.request.headers["ClientToken"] == TOKEN
