@@ -229,14 +229,19 @@ class DocumentError:
 
     @classmethod
     def from_json(cls, value: Any) -> DocumentError | None:
-        """Read ``error``: an object whose ``status`` and ``message`` are text (a number as text), or null."""
+        """Read ``error``: an object whose ``status`` and ``message`` are text (a number as text), or null.
+
+        An object whose status and message are both empty is no error (None).
+        """
         if value is None:
             return None
         error = _object(value, "error")
         for key in ("status", "message"):
             if error.get(key) is not None and _loose_text(error, key) is None:
                 raise ReplyShapeError(f"error.{key} is not a string")
-        return cls(_loose_text(error, "status"), _loose_text(error, "message"))
+        status, message = _loose_text(error, "status"), _loose_text(error, "message")
+        # .NET services often write an empty error object ({"status": null, "message": null}): no error
+        return cls(status, message) if status or message else None
 
     def describe(self) -> str:
         """Return ``"{status}: {message}"``, the form kept in the ledger."""
