@@ -190,7 +190,8 @@ async def measure(n: int, window: int) -> None:
                 "upload": await timed(upload),
                 "send": await timed(send),
                 "get": await timed(lambda: client.get(f"documents/outbound/{probe.id}")),
-                "by-erp-id": await timed(lambda: client.get(f"invoices/outbound/byerpid/{probe.erp_document_id}")),
+                "by-erp-id": await timed(lambda: client.post(f"invoices/outbound/byerpid/{probe.erp_document_id}",
+                                                         json={"includeFileInfo": False})),
             }
             for name, micros in figures.items():
                 print(f"  {name:<26}{micros:>8.0f}")

@@ -4,6 +4,11 @@ Once the server listens it prints exactly one line, ``SIMULATOR_URL=http://HOST:
 standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it; requests
 held by ``/_sim/hold`` are released then and ``fuzz`` replies still dripping end, so that they do not
 keep the server from stopping.
+
+``--reply-variant`` chooses the shapes of the fields a client does not use (see
+:mod:`inexchange.simulator.variants`): ``documented`` (the default), ``sparse``, ``loose``, ``extra`` or
+``mixed``. Its default is read from the environment variable ``INEXCHANGE_SIM_VARIANT`` when set, so
+that ``INEXCHANGE_SIM_VARIANT=sparse make test`` runs the whole test suite against that variant.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from inexchange.simulator.config import (
     DEFAULT_FAULTS,
     FAULT_KINDS,
     FUZZ_SHAPES,
+    REPLY_VARIANTS,
+    VARIANT_ENV,
     SimulatorConfig,
+    default_reply_variant,
     parse_faults,
     parse_fuzz_shapes,
 )
@@ -48,11 +56,38 @@ def _fuzz_shapes(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+VARIANTS_HELP = f"""\
+reply variants (--reply-variant; its default is ${VARIANT_ENV} when set, else documented):
+  documented  the documented shapes: potentialMatches an integer count, parties null when none found,
+              documentType a string; times in each document's notation (Z, +00:00, Europe/Stockholm
+              offset or none meaning UTC; 3, 6 or 7 fractional digits; always the same instant)
+  sparse      fields the client does not use null or missing (potentialMatches; a party's name, orgNo,
+              vatNo, gln, peppolParticipantIdentifiers; a document's documentType, statusHistory,
+              created, sendDocumentAs, recipientInformation, and error when it has none)
+  loose       those fields in another plausible type: potentialMatches a bool, peppolParticipant-
+              Identifiers objects, documentType an integer, statusHistory items with extra keys,
+              orgNo a number, created epoch milliseconds
+  extra       extra fields of every JSON type in replies, parties, documents, statuses and errors
+  mixed       one of the four above, drawn for each reply
+The fields the client uses (token, parties, exactHit, companyId, receiveElectronicInvoiceCapability,
+documents, totalCount, id, erpDocumentId, currentStatus.status/time, error.status/message, the
+Location headers, the byerpid 404 message) keep their documented shape in every variant.
+"""
+
+
+def _reply_variant(text: str) -> str:
+    if text.strip().lower() not in REPLY_VARIANTS:
+        raise argparse.ArgumentTypeError(f"unknown reply variant {text!r}; known: {', '.join(REPLY_VARIANTS)}")
+    return text.strip().lower()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the simulator's command line."""
     parser = argparse.ArgumentParser(
         prog="python -m inexchange.simulator",
         description="Serve a local simulation of the InExchange REST API v1.",
+        epilog=VARIANTS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
@@ -94,6 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--drip-max-s", type=float, default=60.0, help="longest time a fuzz drip reply lasts (default 60)"
+    )
+    parser.add_argument(
+        "--reply-variant",
+        type=_reply_variant,
+        default=None,
+        help=(
+            f"shapes of the fields the client does not use, of {','.join(REPLY_VARIANTS)}"
+            f" (default ${VARIANT_ENV} when set, else documented; see below)"
+        ),
+    )
+    parser.add_argument(
+        "--unknown-type-rate",
+        type=float,
+        default=0.05,
+        help="share of documents showing an undocumented documentType, e.g. EInvoice (default 0.05)",
+    )
+    parser.add_argument(
+        "--unknown-status-rate",
+        type=float,
+        default=0.05,
+        help="share of documents passing through an undocumented, never final status before their final one"
+        " (default 0.05)",
     )
     parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
     parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
@@ -185,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 token_ttl_s=args.token_ttl_s,
                 data_dir=args.data_dir or Path(scratch),
                 upload_files=args.upload_files,
+                reply_variant=args.reply_variant or default_reply_variant(),
+                unknown_type_rate=args.unknown_type_rate,
+                unknown_status_rate=args.unknown_status_rate,
             )
         except ValueError as exc:
             parser.error(str(exc))

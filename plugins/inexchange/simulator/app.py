@@ -4,12 +4,19 @@ The API follows InExchange REST API v1: header ``APIKey`` for client tokens, hea
 for everything else, JSON bodies whose property names match case-insensitively (as ASP.NET model
 binding does), 400 answers carrying ``modelState`` and 401 answers carrying the ASP.NET message.
 Route paths match case-insensitively too.
+
+The JSON replies are built in their documented shape and then shaped by the reply variant in force
+(``reply_variant``, see :mod:`inexchange.simulator.variants`); times are written in each document's
+own notation (see :mod:`inexchange.simulator.times`), and request times are read in any of them.
+``invoices/outbound/byerpid/{erpId}`` answers ``POST`` only, with an optional JSON body
+``{"includeFileInfo": false}``; ``document.attachments`` of a send lists the URIs of earlier uploads.
 """
 
 from __future__ import annotations
 
-import hmac
 import asyncio
+import copy
+import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,12 +32,12 @@ from starlette.routing import Route
 
 from inexchange.simulator.config import SimulatorConfig
 from inexchange.simulator.faults import FaultInjectionMiddleware
-from inexchange.simulator.store import Store, Token, parse_iso, utc_iso
+from inexchange.simulator.store import UNKNOWN_DOCUMENT_TYPES, Store, Token, parse_iso, utc_iso
 
 INVALID_REQUEST = "The request is invalid."
 UNAUTHORIZED = "Authorization has been denied for this request."
 DELIVERY_TYPES = {"electronic": "Electronic", "pdf": "Pdf", "paper": "Paper"}
-DOCUMENT_TYPES = ("invoice", "creditnote")
+DOCUMENT_TYPES = ("invoice", "creditnote", *(name.casefold() for name in UNKNOWN_DOCUMENT_TYPES))
 RECIPIENT_FIELDS = ("gln", "orgNo", "vatNo", "name", "recipientNo", "countryCode")
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 MAX_TAKE = 1000
@@ -179,7 +186,7 @@ class SimulatorApi:
         if errors:
             return _invalid(errors)
         token = self.store.create_token(erp_id, valid_to)
-        return _json({"token": token.value})
+        return _json(self.store.shaper().token({"token": token.value}))
 
     async def revoke_token(self, request: Request) -> Response:
         """``POST clientTokens/revoke``: end a token (header ``APIKey``, or ``ClientToken`` of the same erpId)."""
@@ -204,7 +211,10 @@ class SimulatorApi:
     # Buyer parties ------------------------------------------------------------------------
 
     async def lookup(self, request: Request, token: Token) -> Response:
-        """``POST buyerparties/lookup``: find a buyer by GLN, org number, VAT number or name."""
+        """``POST buyerparties/lookup``: find a buyer by GLN, org number, VAT number or name.
+
+        Answers ``{"parties": [...] or null, "potentialMatches": <count>, "exactHit": <bool>}``.
+        """
         body = await _json_object(request)
         if not _text(_field(body, "PartyId")):
             raise BadRequest({"PartyId": ["The PartyId field is required."]})
@@ -214,7 +224,7 @@ class SimulatorApi:
             gln=_text(_field(body, "gln")),
             name=_text(_field(body, "name")),
         )
-        return _json(result)
+        return _json(self.store.shaper().lookup(copy.deepcopy(result)))
 
     # Documents ----------------------------------------------------------------------------
 
@@ -264,25 +274,24 @@ class SimulatorApi:
         return delivery, None
 
     def _validate_attachments(self, document: Mapping[str, Any], errors: dict[str, list[str]]) -> None:
+        """Check ``document.attachments``: null, or a list of the URIs of earlier uploads of at most 5 MB."""
         attachments = _field(document, "attachments")
         if attachments is None:
             return
         if not isinstance(attachments, list):
-            errors["document.attachments"] = ["Must be a list."]
+            errors["document.attachments"] = ["Must be a list of document URIs."]
             return
         for index, attachment in enumerate(attachments):
             name = f"document.attachments[{index}]"
-            if not isinstance(attachment, dict):
-                errors[name] = ["Must be an object."]
+            if not isinstance(attachment, str):
+                errors[name] = ["Must be a string: the urn:inexchangedocument:{guid} of an uploaded file."]
                 continue
-            uri = _text(_field(attachment, "documentUri"))
-            if not uri:
-                continue
-            upload = self.store.upload_by_uri(uri)
+            uri = attachment.strip()
+            upload = self.store.upload_by_uri(uri) if uri else None
             if upload is None:
-                errors[f"{name}.documentUri"] = [f"No uploaded document with uri '{uri}'."]
+                errors[name] = [f"No uploaded document with uri '{uri}'."]
             elif upload.size > MAX_ATTACHMENT_BYTES:
-                errors[f"{name}.documentUri"] = ["An attachment may be at most 5 MB."]
+                errors[name] = ["An attachment may be at most 5 MB."]
 
     async def send(self, request: Request, token: Token) -> Response:
         """``POST documents/outbound``: send an uploaded document; answer its id in ``Location``."""
@@ -331,10 +340,14 @@ class SimulatorApi:
         document = self.store.document(token.erp_id, document_id)
         if document is None:
             return _message(404, f"No document found with id '{document_id}'.")
-        return _json(document.to_json(self.store.clock.now()))
+        return _json(self.store.shaper().document(document.to_json(self.store.clock.now())))
 
     async def list_documents(self, request: Request, token: Token) -> Response:
-        """``POST documents/outbound/list``: filter and page outbound documents."""
+        """``POST documents/outbound/list``: filter and page outbound documents.
+
+        ``documentType`` filters on the type a document shows (its documented value), so a document
+        showing an undocumented type is listed under that type only.
+        """
         body = await _json_object(request, optional=True)
         errors: dict[str, list[str]] = {}
         take = _optional_int(body, "take", DEFAULT_TAKE, 1, MAX_TAKE, errors)
@@ -344,7 +357,8 @@ class SimulatorApi:
         updated_after = _optional_time(body, "updatedAfter", errors)
         document_type = _text(_field(body, "documentType")) or None
         if document_type is not None and document_type.casefold() not in DOCUMENT_TYPES:
-            errors["documentType"] = [f"'{document_type}' is not one of Invoice, CreditNote."]
+            known = ", ".join(("Invoice", "CreditNote", *UNKNOWN_DOCUMENT_TYPES))
+            errors["documentType"] = [f"'{document_type}' is not one of {known}."]
         status = _text(_field(body, "status")) or None
         ignore = _field(body, "ignoreStatuses") or []
         if not isinstance(ignore, list) or not all(isinstance(item, str) for item in ignore):
@@ -368,14 +382,23 @@ class SimulatorApi:
         )
         now = self.store.clock.now()
         documents = [document.to_json(now, include_error=bool(include_error)) for document in page]
-        return _json({"documents": documents, "totalCount": total})
+        return _json(self.store.shaper().page({"documents": documents, "totalCount": total}))
 
     async def by_erp_id(self, request: Request, token: Token) -> Response:
-        """``GET``/``POST invoices/outbound/byerpid/{erpId}``: the latest document sent with that erpDocumentId."""
+        """``POST invoices/outbound/byerpid/{erpId}``: the latest document sent with that erpDocumentId.
+
+        The body is optional; when present it is a JSON object whose ``includeFileInfo``, if given,
+        is a boolean (public clients send ``{"includeFileInfo": false}``). Found: the document as a
+        listing shows it. Not found: 404 ``{"message": "No invoice found"}``.
+        """
+        body = await _json_object(request, optional=True)
+        include_file_info = _field(body, "includeFileInfo")
+        if include_file_info is not None and not isinstance(include_file_info, bool):
+            raise BadRequest({"includeFileInfo": ["Must be true or false."]})
         document = self.store.latest_for_erp_id(token.erp_id, request.path_params["erp_id"])
         if document is None:
             return _message(404, "No invoice found")
-        return _json(document.to_json(self.store.clock.now()))
+        return _json(self.store.shaper().document(document.to_json(self.store.clock.now())))
 
     # Simulator operations -----------------------------------------------------------------
 
@@ -464,7 +487,7 @@ class SimulatorApi:
             _Route(f"{api}/documents/outbound", auth(self.send), methods=["POST"]),
             _Route(f"{api}/documents/outbound/list", auth(self.list_documents), methods=["POST"]),
             _Route(f"{api}/documents/outbound/{{document_id}}", auth(self.get_document), methods=["GET"]),
-            _Route(f"{api}/invoices/outbound/byerpid/{{erp_id:path}}", auth(self.by_erp_id), methods=["GET", "POST"]),
+            _Route(f"{api}/invoices/outbound/byerpid/{{erp_id:path}}", auth(self.by_erp_id), methods=["POST"]),
             _Route("/_sim/health", self.health, methods=["GET"]),
             _Route("/_sim/stats", self.stats, methods=["GET"]),
             _Route("/_sim/tokens", self.tokens, methods=["GET"]),

@@ -1,7 +1,13 @@
-"""Runtime configuration of the InExchange simulator."""
+"""Runtime configuration of the InExchange simulator.
+
+The default reply variant is read from the environment variable ``INEXCHANGE_SIM_VARIANT`` when it
+is set (and not empty), so that ``INEXCHANGE_SIM_VARIANT=sparse make test`` runs every simulator the
+tests start, whichever way they start it, with that variant. An unknown value fails at start-up.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +44,20 @@ FUZZ_SHAPES: tuple[str, ...] = (
     "retry_after",
 )
 
+#: The reply variants (described in :mod:`inexchange.simulator.variants`): ``documented`` answers the
+#: documented shapes; ``sparse``, ``loose`` and ``extra`` vary the fields the client does not use
+#: (null or missing, another type, extra fields); ``mixed`` picks one of the four for each reply.
+REPLY_VARIANTS: tuple[str, ...] = ("documented", "sparse", "loose", "extra", "mixed")
+
+#: The environment variable that sets the default reply variant.
+VARIANT_ENV = "INEXCHANGE_SIM_VARIANT"
+
+
+def default_reply_variant() -> str:
+    """Return the reply variant named by ``INEXCHANGE_SIM_VARIANT``, else ``documented``."""
+    return os.environ.get(VARIANT_ENV, "").strip().lower() or "documented"
+
+
 #: Settings that ``POST /_sim/config`` may change while the simulator runs.
 RUNTIME_SETTINGS: tuple[str, ...] = (
     "fault_rate",
@@ -54,6 +74,9 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "fuzz_shapes",
     "drip_max_s",
     "token_ttl_s",
+    "reply_variant",
+    "unknown_type_rate",
+    "unknown_status_rate",
 )
 
 
@@ -94,6 +117,17 @@ def parse_fuzz_shapes(value: str | Iterable[str] | None) -> tuple[str, ...]:
     :param value: the shapes, comma-separated or as a list.
     """
     return _parse_names(value, FUZZ_SHAPES, "fuzz shape")
+
+
+def parse_reply_variant(value: Any) -> str:
+    """Return a known reply variant (matched without regard to case); raise ``ValueError`` otherwise.
+
+    :param value: the variant's name.
+    """
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name not in REPLY_VARIANTS:
+        raise ValueError(f"unknown reply_variant {value!r}; known: {', '.join(REPLY_VARIANTS)}")
+    return str(name)
 
 
 def _rate(name: str, value: Any) -> float:
@@ -138,6 +172,12 @@ class SimulatorConfig:
     long a ``drip`` reply lasts. ``upload_files`` writes every uploaded file under
     ``data_dir/documents``; without it only a file's type, invoice number and size are kept (for runs
     with very many uploads). It cannot be changed at run time.
+
+    ``reply_variant`` shapes the replies (see :data:`REPLY_VARIANTS`); its default comes from
+    ``INEXCHANGE_SIM_VARIANT``. A share ``unknown_type_rate`` of the documents shows a
+    ``documentType`` outside the documented ones, and a share ``unknown_status_rate`` passes through a
+    status outside the documented ones (never final) between ``Pending`` and its final status; both
+    are drawn per ``erpDocumentId`` from the seed when a document is sent.
     """
 
     seed: int = 42
@@ -158,6 +198,9 @@ class SimulatorConfig:
     token_ttl_s: float = 3600.0
     data_dir: Path = field(default_factory=lambda: Path("."))
     upload_files: bool = True
+    reply_variant: str = field(default_factory=default_reply_variant)
+    unknown_type_rate: float = 0.05
+    unknown_status_rate: float = 0.05
 
     def __post_init__(self) -> None:
         """Validate every field so that a bad command line fails at start-up."""
@@ -175,6 +218,9 @@ class SimulatorConfig:
         self.timeout_ms = _non_negative("timeout_ms", self.timeout_ms)
         self.status_step_ms = _non_negative("status_step_ms", self.status_step_ms)
         self.token_ttl_s = _non_negative("token_ttl_s", self.token_ttl_s)
+        self.reply_variant = parse_reply_variant(self.reply_variant)
+        self.unknown_type_rate = _rate("unknown_type_rate", self.unknown_type_rate)
+        self.unknown_status_rate = _rate("unknown_status_rate", self.unknown_status_rate)
         self.data_dir = Path(self.data_dir)
         if not isinstance(self.upload_files, bool):
             raise ValueError("upload_files must be true or false")

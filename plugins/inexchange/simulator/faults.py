@@ -116,7 +116,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inexchange.simulator.store import Store, utc_iso
+from inexchange.simulator.store import Store
+from inexchange.simulator.times import utc_iso
 
 API_PREFIX = "/v1/api/"
 
@@ -296,7 +297,7 @@ def _made_up(kind: str, rng: random.Random, now: int) -> dict[str, Any]:
     if kind == "token":
         return {"token": f"fuzz-{rng.getrandbits(128):032x}"}
     if kind == "parties":
-        return {"parties": [], "potentialMatches": False, "exactHit": False}
+        return {"parties": None, "potentialMatches": 0, "exactHit": False}
     return {"message": "The request has been accepted."}
 
 
@@ -328,7 +329,7 @@ def _wrong_shape(shape: str, kind: str, expected: dict[str, Any], rng: random.Ra
         if kind == "token":
             return {"token": None}
         if kind == "parties":
-            return {"parties": [None], "potentialMatches": False, "exactHit": True}
+            return {"parties": [None], "potentialMatches": 0, "exactHit": True}
         return None
     # missing_fields
     if kind == "list":

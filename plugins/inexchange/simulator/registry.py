@@ -4,7 +4,7 @@ The registry is derived from the seed, so every org number has a fixed fate with
 
 * about 70 % are known parties that receive e-invoices (``exactHit`` true),
 * about 15 % are known parties that do not receive e-invoices (``exactHit`` true),
-* about 15 % are unknown (no parties, ``exactHit`` false).
+* about 15 % are unknown (``parties`` null, ``exactHit`` false).
 
 A 13-digit GLN always names a known receiving party. Parties registered explicitly through
 ``POST /_sim/parties`` take precedence over the derived ones.
@@ -111,7 +111,9 @@ class PartyRegistry:
 
         The most specific identifier wins: GLN, then org number, then VAT number. A lookup by name
         alone only finds registered parties and reports them as potential matches, never as an
-        exact hit.
+        exact hit. The answer has the documented shape: ``parties`` a list, or ``null`` when nothing
+        is found; ``potentialMatches`` the number of parties a search by name matched (0 for the
+        other searches); ``exactHit`` a boolean. The parties are copies, free to be reshaped.
         """
         party: dict[str, Any] | None = None
         if gln:
@@ -126,11 +128,11 @@ class PartyRegistry:
                 party = self._by_org.get(number) or self._derived_org_party(number)
         elif name:
             needle = name.casefold()
-            matches = [p for p in self._registered if needle in p["name"].casefold()]
-            return {"parties": matches, "potentialMatches": bool(matches), "exactHit": False}
+            matches = [dict(p) for p in self._registered if needle in p["name"].casefold()]
+            return {"parties": matches or None, "potentialMatches": len(matches), "exactHit": False}
         if party is None:
-            return {"parties": [], "potentialMatches": False, "exactHit": False}
-        return {"parties": [party], "potentialMatches": False, "exactHit": True}
+            return {"parties": None, "potentialMatches": 0, "exactHit": False}
+        return {"parties": [dict(party)], "potentialMatches": 0, "exactHit": True}
 
     def _peppol_ids(self, capability: str, org_no: str | None, gln: str | None) -> list[str]:
         if capability != RECEIVING:

@@ -7,6 +7,16 @@ task is needed and a status never moves backwards, even when the status step is 
 A slow document's status step is ``slow_factor`` times the normal one; a stuck document stays
 ``Pending`` for ``stuck_ms`` more before its final status.
 
+A share ``unknown_type_rate`` of the documents shows a ``documentType`` the documentation does not
+name (one of :data:`UNKNOWN_DOCUMENT_TYPES`; listings filter on the type shown), and a share
+``unknown_status_rate`` passes through a status it does not name (one of :data:`UNKNOWN_STATUSES`)
+half a status step before its final status: never the last status of a timeline. Each document
+writes its times in one notation (see :mod:`inexchange.simulator.times`); one whose notation shows
+milliseconds only has all its times on whole milliseconds (the clock moves on to the next one when
+it is sent), so that every notation denotes the exact stored instant. Every document is created at
+a time later than any time the clock gave before, so no two share a creation time and a listing's
+``updatedAfter`` at the time of an earlier listing never misses a document sent in between.
+
 Each owner's documents are also kept in creation order (the clock never goes backwards, so sending
 appends), which lets a listing find its ``createdFrom``/``createdTo`` window by bisection and look
 only at the documents inside it: a page costs the size of its window, not of the whole store.
@@ -24,7 +34,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +43,27 @@ from inexchange.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfi
 from inexchange.simulator.holds import Holds
 from inexchange.simulator.registry import PartyRegistry
 from inexchange.simulator.seeded import unit
+from inexchange.simulator.times import ceil_ms, format_time, parse_time, time_style, utc_iso, whole_milliseconds
+from inexchange.simulator.variants import Shaper
 
 UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 DOCUMENT_TYPES = ("Invoice", "CreditNote")
+#: ``documentType`` values outside the documented ones that a share of the documents shows.
+UNKNOWN_DOCUMENT_TYPES = ("EInvoice", "SelfBillingInvoice")
+#: Statuses outside the documented ones that a share of the documents passes through (never final).
+UNKNOWN_STATUSES = ("AwaitingRecipientApproval", "InTransmission", "WaitingForAccessPoint")
 US_PER_S = 1_000_000
 DUPLICATE_WINDOW_US = 365 * 24 * 3600 * US_PER_S
 FUZZ_RECENT = 100
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
-def utc_iso(micros: int) -> str:
-    """Format epoch microseconds as UTC ISO 8601 with microseconds and a ``Z`` suffix."""
-    moment = _EPOCH + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_iso(text: str) -> int:
-    """Parse an ISO 8601 timestamp (``Z``, an offset, or naive meaning UTC) to epoch microseconds.
+    """Parse a timestamp a client sends (any notation :func:`~inexchange.simulator.times.parse_time` reads).
 
-    Raises ``ValueError`` for anything else.
+    Naive times are UTC. Raises ``ValueError`` for anything else.
     """
-    moment = datetime.fromisoformat(text.strip())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return parse_time(text)
 
 
 class Clock:
@@ -76,6 +80,18 @@ class Clock:
     def now(self) -> int:
         """Return epoch microseconds, never less than any value returned before."""
         self._last = max(self._last, time.time_ns() // 1000)
+        return self._last
+
+    def tick(self, *, whole_ms: bool = False) -> int:
+        """Return a time later than any returned before: the creation time of a document.
+
+        Strictly later, so that a listing made at some time never misses a document created
+        after it (a strict ``updatedAfter`` at that time finds it). With ``whole_ms`` the time is
+        rounded up to a whole millisecond (for a document whose times show milliseconds only): the
+        clock then runs that much ahead of the wall clock, for less than a millisecond.
+        """
+        moment = max(self._last + 1, time.time_ns() // 1000)
+        self._last = -(-moment // 1000) * 1000 if whole_ms else moment
         return self._last
 
 
@@ -113,8 +129,10 @@ class Upload:
 class OutboundDocument:
     """One sent document with its predetermined timeline and outcome.
 
-    It is ``PendingInPlatform`` from ``created``, ``Pending`` from ``pending_at`` and in its final
-    status from ``final_at``; ``slow`` and ``stuck`` tell how that timeline was drawn.
+    It is ``PendingInPlatform`` from ``created``, ``Pending`` from ``pending_at``, in the
+    undocumented status ``interim_status`` (when it has one) from ``interim_at``, and in its final
+    status from ``final_at``; ``slow`` and ``stuck`` tell how that timeline was drawn. Its times are
+    written in the notation ``time_style`` (an index into :data:`~inexchange.simulator.times.STYLES`).
     """
 
     id: str
@@ -131,17 +149,19 @@ class OutboundDocument:
     error: dict[str, Any] | None = None
     slow: bool = False
     stuck: bool = False
+    interim_status: str | None = None
+    interim_at: int = 0
+    time_style: int = 0
 
     def history(self, now: int) -> list[tuple[str, int]]:
         """Return the statuses reached at ``now``, oldest first (the first one always).
 
         :param now: epoch microseconds.
         """
-        timeline = [
-            ("PendingInPlatform", self.created),
-            ("Pending", self.pending_at),
-            (self.final_status, self.final_at),
-        ]
+        timeline = [("PendingInPlatform", self.created), ("Pending", self.pending_at)]
+        if self.interim_status is not None:
+            timeline.append((self.interim_status, self.interim_at))
+        timeline.append((self.final_status, self.final_at))
         return [timeline[0], *(entry for entry in timeline[1:] if entry[1] <= now)]
 
     def current(self, now: int) -> tuple[str, int]:
@@ -151,21 +171,25 @@ class OutboundDocument:
         """
         if now >= self.final_at:
             return self.final_status, self.final_at
+        if self.interim_status is not None and now >= self.interim_at:
+            return self.interim_status, self.interim_at
         if now >= self.pending_at:
             return "Pending", self.pending_at
         return "PendingInPlatform", self.created
 
     def to_json(self, now: int, *, include_error: bool = True) -> dict[str, Any]:
-        """Render the document the way the InExchange API does at ``now``."""
+        """Render the document in its documented shape at ``now``, times in the document's notation."""
         history = self.history(now)
+        style = self.time_style
+        texts = {moment: format_time(moment, style) for moment in {moment for _, moment in history}}
         status, since = history[-1]
         body: dict[str, Any] = {
             "id": self.id,
             "documentType": self.document_type,
             "erpDocumentId": self.erp_document_id,
-            "created": utc_iso(self.created),
-            "currentStatus": {"status": status, "time": utc_iso(since)},
-            "statusHistory": [{"status": s, "time": utc_iso(t)} for s, t in history],
+            "created": texts[self.created],
+            "currentStatus": {"status": status, "time": texts[since]},
+            "statusHistory": [{"status": s, "time": texts[t]} for s, t in history],
             "sendDocumentAs": self.send_as,
             "recipientInformation": dict(self.recipient_information),
         }
@@ -267,12 +291,17 @@ class Store:
         self.fuzz_processed = 0
         self.fuzz_recent: deque[dict[str, Any]] = deque(maxlen=FUZZ_RECENT)
         self.rng = random.Random(self.config.seed)
+        self.replies = 0
+        self.reply_variants: Counter[str] = Counter()
+        self.unknown_types = 0
+        self.unknown_statuses = 0
 
     def reset(self) -> None:
         """Forget documents, uploads, counters and registered parties, release holds; tokens stay valid.
 
-        The random generator behind latency jitter and faults is reseeded, so a run after a reset
-        sees the same fault sequence as a run on a fresh simulator.
+        The random generator behind latency jitter and faults is reseeded (and the count of replies
+        behind the reply variants' draws restarts), so a run after a reset sees the same fault
+        sequence and reply shapes as a run on a fresh simulator.
         """
         self.holds.release()
         self._reset_documents()
@@ -284,6 +313,13 @@ class Store:
         """Let every held request go on and end every dripping reply: the server is stopping."""
         self.stopping.set()
         self.holds.release()
+
+    def shaper(self) -> Shaper:
+        """Return the shaper of the next reply in the reply variant in force, and count it."""
+        self.replies += 1
+        shaper = Shaper.for_reply(self.config.reply_variant, self.config.seed, self.replies)
+        self.reply_variants[shaper.variant] += 1
+        return shaper
 
     # Tokens -------------------------------------------------------------------------------
 
@@ -356,10 +392,15 @@ class Store:
         in ``Error`` does not count); otherwise a seeded draw on ``erpDocumentId`` gives ``Stopped``
         with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
         for electronic delivery and ``Sent`` for the others. The timeline is drawn the same way:
-        slow with probability ``slow_rate``, stuck with probability ``stuck_rate``.
+        slow with probability ``slow_rate``, stuck with probability ``stuck_rate``, an undocumented
+        status before the final one with probability ``unknown_status_rate``; and so are an
+        undocumented ``documentType`` (probability ``unknown_type_rate``) and the notation of the
+        document's times.
         """
         config = self.config
-        now = self.clock.now()
+        style = time_style(config.seed, erp_document_id)
+        aligned = whole_milliseconds(style)
+        now = self.clock.tick(whole_ms=aligned)
         number = upload.invoice_number or erp_document_id
         number_key = (owner, upload.document_type, number)
         duplicate = any(
@@ -370,21 +411,37 @@ class Store:
         slow = unit(config.seed, "slow", erp_document_id) < config.slow_rate
         stuck = unit(config.seed, "stuck", erp_document_id) < config.stuck_rate
         step_us = round(config.status_step_ms * 1000 * (config.slow_factor if slow else 1.0))
+        pending_at = now + step_us
+        final_at = now + 2 * step_us + (round(config.stuck_ms * 1000) if stuck else 0)
+        interim_status = None
+        if unit(config.seed, "unknown-status", erp_document_id) < config.unknown_status_rate:
+            interim_status = UNKNOWN_STATUSES[int(unit(config.seed, "unknown-status-name", erp_document_id)
+                                                  * len(UNKNOWN_STATUSES))]
+        interim_at = max(pending_at, final_at - step_us // 2)
+        if aligned:
+            pending_at, interim_at, final_at = ceil_ms(pending_at), ceil_ms(interim_at), ceil_ms(final_at)
+        document_type = upload.document_type
+        if unit(config.seed, "unknown-type", erp_document_id) < config.unknown_type_rate:
+            document_type = UNKNOWN_DOCUMENT_TYPES[int(unit(config.seed, "unknown-type-name", erp_document_id)
+                                                       * len(UNKNOWN_DOCUMENT_TYPES))]
         document = OutboundDocument(
             id=str(uuid.uuid4()),
             owner=owner,
             erp_document_id=erp_document_id,
-            document_type=upload.document_type,
+            document_type=document_type,
             invoice_number=number,
             send_as=send_as,
             recipient_information=recipient_information,
             created=now,
-            pending_at=now + step_us,
-            final_at=now + 2 * step_us + (round(config.stuck_ms * 1000) if stuck else 0),
+            pending_at=pending_at,
+            final_at=final_at,
             final_status=final_status,
             error=error,
             slow=slow,
             stuck=stuck,
+            interim_status=interim_status,
+            interim_at=interim_at if interim_status is not None else 0,
+            time_style=style,
         )
         self.documents[document.id] = document
         outbox = self.outboxes.get(owner)
@@ -397,6 +454,8 @@ class Store:
         if self.sends[erp_document_id] == 2:
             self.duplicates.add(erp_document_id)
         self.slow_documents += slow
+        self.unknown_types += document_type != upload.document_type
+        self.unknown_statuses += interim_status is not None
         if stuck:
             self.stuck.append(document)
         return document
@@ -488,6 +547,8 @@ class Store:
             since = document.final_at
             if now >= since:
                 current = document.final_status
+            elif document.interim_status is not None and now >= document.interim_at:
+                since, current = document.interim_at, document.interim_status
             elif now >= document.pending_at:
                 since, current = document.pending_at, "Pending"
             else:
@@ -534,6 +595,10 @@ class Store:
             "documents_uploaded": len(self.uploads),
             "outbound_documents": len(self.documents),
             "slow_documents": self.slow_documents,
+            "unknown_types": self.unknown_types,
+            "unknown_statuses": self.unknown_statuses,
+            "replies": self.replies,
+            "reply_variants": dict(self.reply_variants),
             "stuck_documents": len(self.stuck),
             "stuck_pending": sorted(stuck_pending),
             "requests": self.requests,

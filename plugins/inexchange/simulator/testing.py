@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -38,14 +38,21 @@ class SimulatorHandle:
     api_key: str
     data_dir: Path
     process: subprocess.Popen[str]
+    #: One connection pool for the ``/_sim`` helpers (a new ``httpx.Client`` costs ~20 ms); closed
+    #: when :func:`run_simulator` ends.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0), repr=False, compare=False)
 
     def _sim(self, method: str, path: str, json: Any = None) -> Any:
-        response = httpx.request(method, f"{self.root_url}_sim/{path}", json=json, timeout=10.0)
+        response = self.http.request(method, f"{self.root_url}_sim/{path}", json=json)
         response.raise_for_status()
         return response.json()
 
     def stats(self, *, per_document: bool = True) -> dict[str, Any]:
         """Return ``GET /_sim/stats``: sends per erpDocumentId, duplicates, counters, holds.
+
+        Among the counters: ``unknown_types`` and ``unknown_statuses`` (documents sent with an
+        undocumented type or status), ``replies`` (replies shaped by the reply variant) and
+        ``reply_variants`` (how many of them each variant shaped; ``mixed`` draws one per reply).
 
         ``holds`` lists the installed holds and ``held`` maps each hold that requests wait on to
         their number, e.g. ``{"POST documents/outbound before": 1}``. Without ``per_document`` the
@@ -56,9 +63,11 @@ class SimulatorHandle:
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change runtime settings and return the settings now in force.
 
-        Accepted: ``fault_rate``, ``faults``, ``latency_ms``, ``timeout_ms``, ``status_step_ms``,
-        ``stop_rate``, ``error_rate``, ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``,
-        ``fuzz_shapes``, ``drip_max_s`` and ``token_ttl_s``.
+        Accepted (see ``python -m inexchange.simulator --help``): ``fault_rate``, ``faults``,
+        ``latency_ms``, ``timeout_ms``, ``status_step_ms``, ``stop_rate``, ``error_rate``,
+        ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``, ``fuzz_shapes``,
+        ``drip_max_s``, ``token_ttl_s``, ``reply_variant``, ``unknown_type_rate`` and
+        ``unknown_status_rate``.
         """
         return dict(self._sim("POST", "config", json=settings))
 
@@ -206,13 +215,16 @@ def run_simulator(
     error_rate: float = 0.03,
     api_key: str = "sim-api-key",
     data_dir: str | Path | None = None,
+    reply_variant: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Iterator[SimulatorHandle]:
     """Run ``python -m inexchange.simulator`` on a free loopback port for the ``with`` block.
 
     ``faults=None`` enables the default fault kinds, all but ``timeout`` and the hostile replies
     (``html``, ``garbled``, ``huge``, ``fuzz``); they only happen when ``fault_rate`` > 0. A
-    ``timeout`` fault waits ``timeout_ms`` before processing. Without a
+    ``timeout`` fault waits ``timeout_ms`` before processing. The process inherits the environment,
+    so ``INEXCHANGE_SIM_VARIANT`` sets its reply variant unless ``reply_variant`` (or
+    ``--reply-variant`` in ``extra_args``) names one. Without a
     ``data_dir`` the uploads go to a temporary folder removed afterwards. The process is stopped
     (terminated, killed after a timeout) when the block ends, also on error. Its standard error is
     inherited, so a crash shows in the test output.
@@ -232,7 +244,7 @@ def run_simulator(
         error_rate=error_rate,
         api_key=api_key,
         data_dir=directory,
-        extra_args=extra_args,
+        extra_args=[*(["--reply-variant", reply_variant] if reply_variant else []), *extra_args],
     )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -241,7 +253,11 @@ def run_simulator(
         threading.Thread(target=_pump_lines, args=(stdout, lines), daemon=True).start()
         base_url = _wait_for_url(process, lines, START_TIMEOUT_S)
         root_url = base_url[: -len("v1/api/")]
-        yield SimulatorHandle(base_url, root_url, api_key, directory, process)
+        handle = SimulatorHandle(base_url, root_url, api_key, directory, process)
+        try:
+            yield handle
+        finally:
+            handle.http.close()
     finally:
         _stop(process)
         if owns_directory:

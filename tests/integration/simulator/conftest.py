@@ -1,4 +1,9 @@
-"""Fixtures of the simulator's contract tests: one simulator per module, reset before every test."""
+"""Fixtures of the simulator's contract tests: one simulator per module, reset before every test.
+
+The simulators inherit the environment, so ``INEXCHANGE_SIM_VARIANT`` chooses their reply variant; a
+test that checks documented-mode specifics (fields the client does not use) asks for the
+``documented`` fixture, which pins ``reply_variant="documented"`` for that test.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,23 @@ def sim() -> Iterator[SimulatorHandle]:
         yield handle
 
 
+@pytest.fixture(scope="module")
+def started_variant(sim: SimulatorHandle) -> str:
+    """The reply variant the module's simulator started with (from the environment)."""
+    return str(sim.configure()["reply_variant"])
+
+
 @pytest.fixture(autouse=True)
-def clean(sim: SimulatorHandle) -> None:
+def clean(sim: SimulatorHandle, started_variant: str) -> None:
     """Start every test from empty state and predictable settings (no faults, final status at once)."""
     sim.reset()
-    sim.configure(**DEFAULTS)
+    sim.configure(**DEFAULTS, reply_variant=started_variant)
+
+
+@pytest.fixture
+def documented(sim: SimulatorHandle, clean: None) -> None:
+    """Pin the documented reply shapes for a test that checks fields the client does not use."""
+    sim.configure(reply_variant="documented")
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -36,7 +38,9 @@ FUZZ_SHAPES = (
     "retry_after",
 )
 
-#: The settings every test starts from: no faults, no latency, every document final at once.
+#: The settings every test starts from: no faults, no latency, every document final at once, no
+#: undocumented document types or statuses. The reply variant is the one the simulator started with
+#: (``INEXCHANGE_SIM_VARIANT``, else ``documented``): see ``conftest.clean``.
 DEFAULTS: dict[str, Any] = {
     "fault_rate": 0.0,
     "faults": ["5xx", "429", "drop", "lost"],
@@ -52,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "fuzz_shapes": list(FUZZ_SHAPES),
     "drip_max_s": 60,
     "token_ttl_s": 3600,
+    "unknown_type_rate": 0.0,
+    "unknown_status_rate": 0.0,
 }
 
 
@@ -108,6 +114,11 @@ class Client:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def by_erp_id(self, erp_document_id: str, body: Any = None) -> httpx.Response:
+        """``POST invoices/outbound/byerpid/{erpId}`` with the body public clients send."""
+        path = f"invoices/outbound/byerpid/{erp_document_id.replace('/', '%2F')}"
+        return self.http.post(path, json={"includeFileInfo": False} if body is None else body)
+
     def lookup(self, **body: Any) -> dict[str, Any]:
         """Return the answer of ``buyerparties/lookup``."""
         response = self.http.post("buyerparties/lookup", json={"PartyId": "seller-1", **body})
@@ -146,16 +157,59 @@ def uid() -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+#: The notations of the simulator's times: date, time, 3, 6 or 7 fractional digits, then ``Z``,
+#: ``+00:00``, Stockholm's ``+01:00``/``+02:00`` or nothing (UTC). Nothing else is accepted.
+API_TIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<clock>\d{2}:\d{2}:\d{2})\.(?P<fraction>\d{3}|\d{6}|\d{7})"
+    r"(?P<offset>Z|\+00:00|\+01:00|\+02:00)?"
+)
+
+
+def notation(text: str) -> tuple[str, int]:
+    """Return the offset notation (``Z``, ``+00:00``, ``Stockholm`` or ``none``) and digits of an API time."""
+    match = API_TIME.fullmatch(text)
+    assert match, f"not an API time: {text!r}"
+    offset = match["offset"] or "none"
+    return ("Stockholm" if offset in ("+01:00", "+02:00") else offset), len(match["fraction"])
+
+
+def ticks(text: str) -> int:
+    """Return an API time as epoch ticks of 100 ns, parsed strictly (see :data:`API_TIME`).
+
+    A time without offset is UTC; one with ``+01:00``/``+02:00`` must carry Stockholm's offset at
+    that instant.
+    """
+    match = API_TIME.fullmatch(text)
+    assert match, f"not an API time: {text!r}"
+    wall = datetime.strptime(f"{match['date']}T{match['clock']}", "%Y-%m-%dT%H:%M:%S")
+    offset_text = match["offset"] or "Z"
+    hours = 0 if offset_text in ("Z", "+00:00") else int(offset_text[1:3])
+    moment = wall.replace(tzinfo=timezone.utc) - timedelta(hours=hours)
+    if hours:
+        local = moment.astimezone(_STOCKHOLM)
+        assert local.utcoffset() == timedelta(hours=hours), f"{text!r} does not carry Stockholm's offset"
+        assert local.replace(tzinfo=None) == wall
+    seconds = (moment - _EPOCH) // timedelta(seconds=1)
+    return seconds * 10_000_000 + int(match["fraction"].ljust(7, "0"))
 
 
 def micros(text: str) -> int:
-    """Return an API timestamp (ISO 8601) as epoch microseconds."""
-    return (datetime.fromisoformat(text) - _EPOCH) // timedelta(microseconds=1)
+    """Return an API time as epoch microseconds (strictly parsed; it must be a whole microsecond)."""
+    value = ticks(text)
+    assert value % 10 == 0, f"{text!r} is not a whole microsecond"
+    return value // 10
 
 
 def iso(value: int) -> str:
     """Return epoch microseconds as an API timestamp (UTC, microseconds, ``Z``)."""
     return (_EPOCH + timedelta(microseconds=value)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def order_key(document: dict[str, Any]) -> tuple[int, str]:
+    """Return the listing order of a document: current status time (as an instant), then id."""
+    return micros(document["currentStatus"]["time"]), document["id"]
 
 
 def status_times(document: dict[str, Any]) -> dict[str, int]:

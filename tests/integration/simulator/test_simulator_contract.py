@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from inexchange.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, send_body, ubl, uid, wait_for
+from sim_client import Client, iso, micros, order_key, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,6 @@ def test_api_calls_need_a_live_client_token(sim: SimulatorHandle, token: str | N
         ("POST", "documents/outbound"),
         ("POST", "documents/outbound/list"),
         ("GET", f"documents/outbound/{uuid.uuid4()}"),
-        ("GET", "invoices/outbound/byerpid/x"),
         ("POST", "invoices/outbound/byerpid/x"),
     ]:
         response = httpx.request(method, f"{sim.base_url}{path}", headers=headers, content=b"{}")
@@ -218,16 +217,20 @@ def _org_numbers() -> Iterator[str]:
         yield f"{str(n)[:6]}-{str(n)[6:]}"
 
 
+@pytest.mark.usefixtures("documented")
 def test_lookup_by_org_number_gives_all_three_outcomes(client: Client) -> None:
     outcomes: dict[str, dict[str, Any]] = {}
     for org_no in _org_numbers():
         answer = client.lookup(orgNo=org_no)
         assert set(answer) == {"parties", "potentialMatches", "exactHit"}
+        # a count of potential matches (only a search by name has any), never a boolean
+        assert type(answer["potentialMatches"]) is int and answer["potentialMatches"] == 0
         if answer["parties"]:
             assert answer["exactHit"] is True
             kind = answer["parties"][0]["receiveElectronicInvoiceCapability"]
         else:
             assert answer["exactHit"] is False
+            assert answer["parties"] is None
             kind = "unknown"
         outcomes.setdefault(kind, {"orgNo": org_no, **answer})
         if len(outcomes) == 3:
@@ -242,14 +245,25 @@ def test_lookup_by_org_number_gives_all_three_outcomes(client: Client) -> None:
     assert client.lookup(vatNo=f"SE{digits}01")["parties"] == [party]
     not_receiving = outcomes["NotReceivingElectronicInvoices"]["parties"][0]
     assert not_receiving["peppolParticipantIdentifiers"] == []
-    assert outcomes["unknown"]["parties"] == []
+    assert outcomes["unknown"]["parties"] is None
 
 
 def test_lookup_by_gln_is_a_receiving_party(client: Client) -> None:
     answer = client.lookup(gln="7300009012345")
     assert answer["exactHit"] is True
-    assert answer["parties"][0]["gln"] == "7300009012345"
     assert answer["parties"][0]["receiveElectronicInvoiceCapability"] == "ReceivingElectronicInvoices"
+    assert isinstance(answer["parties"][0]["companyId"], str)
+
+
+@pytest.mark.usefixtures("documented")
+def test_lookup_answers_the_documented_shape(client: Client) -> None:
+    found = client.lookup(gln="7300009012345")
+    assert found["parties"][0]["gln"] == "7300009012345"
+    assert found["parties"][0]["peppolParticipantIdentifiers"] == ["0088:7300009012345"]
+    assert type(found["potentialMatches"]) is int and found["potentialMatches"] == 0
+    for miss in ({"gln": "123"}, {"orgNo": "12-34"}, {"vatNo": "DE123456789"}, {"name": "nobody at all"}):
+        answer = client.lookup(**miss)
+        assert answer == {"parties": None, "potentialMatches": 0, "exactHit": False}, miss
 
 
 def test_lookup_needs_party_id(client: Client) -> None:
@@ -259,16 +273,22 @@ def test_lookup_needs_party_id(client: Client) -> None:
     assert "PartyId" in response.json()["modelState"]
 
 
+@pytest.mark.usefixtures("documented")
 def test_registered_parties_override_and_match_by_name(sim: SimulatorHandle, client: Client) -> None:
     capability = "NotReceivingElectronicInvoices"
     acme = {"orgNo": "5560000001", "name": "Acme Nordic AB", "receiveElectronicInvoiceCapability": capability}
-    sim.register_parties([acme])
+    sim.register_parties([acme, {"orgNo": "5560000002", "name": "Acme Baltic AB"}])
     party = client.lookup(orgNo="556000-0001")["parties"][0]
     assert party["name"] == "Acme Nordic AB"
     assert party["receiveElectronicInvoiceCapability"] == capability
-    by_name = client.lookup(name="acme")
-    assert by_name["potentialMatches"] is True and by_name["exactHit"] is False
+    by_name = client.lookup(name="acme nordic")
+    # potentialMatches counts the parties the name matched
+    assert type(by_name["potentialMatches"]) is int
+    assert by_name["potentialMatches"] == 1 and by_name["exactHit"] is False
     assert by_name["parties"] == [party]
+    both = client.lookup(name="ACME")
+    assert both["potentialMatches"] == 2 and len(both["parties"]) == 2 and both["exactHit"] is False
+    assert client.lookup(name="Zeta") == {"parties": None, "potentialMatches": 0, "exactHit": False}
     for bad in ({"name": "no identifier"}, [{"gln": "7300009012345", "receiveElectronicInvoiceCapability": "Maybe"}]):
         assert httpx.post(f"{sim.root_url}_sim/parties", json=bad).status_code == 400
 
@@ -334,6 +354,10 @@ def _invalid_bodies(uri: str) -> list[tuple[dict[str, Any], str]]:
             "sendDocumentAs.pdf.recipientEmail",
         ),
         (body(document__attachments="x"), "document.attachments"),
+        (body(document__attachments=[{"documentUri": uri}]), "document.attachments[0]"),
+        (body(document__attachments=[uri, 7]), "document.attachments[1]"),
+        (body(document__attachments=[f"urn:inexchangedocument:{uuid.uuid4()}"]), "document.attachments[0]"),
+        (body(document__attachments=[""]), "document.attachments[0]"),
     ]
 
 
@@ -352,6 +376,27 @@ def test_send_rejects_each_invalid_body_with_model_state(sim: SimulatorHandle, c
     assert sim.stats()["sends"] == {}
 
 
+def test_send_takes_attachments_as_the_uris_of_earlier_uploads(sim: SimulatorHandle, client: Client) -> None:
+    uri = client.upload(ubl("3002"))
+    attachments = [client.upload(b"%PDF-1.4 terms"), client.upload(b"x" * (5 * 1024 * 1024))]
+    for index, value in enumerate((attachments, [], None)):
+        body = send_body(uri if index == 0 else client.upload(ubl(f"300{index + 2}")), f"ERP-ATT-{index}")
+        body["document"]["attachments"] = value
+        response = client.http.post("documents/outbound", json=body)
+        assert response.status_code == 201, response.text
+    body = send_body(client.upload(ubl("3009")), "ERP-ATT-OBJECTS")
+    body["document"]["attachments"] = [{"documentUri": attachments[0]}]
+    refused = client.http.post("documents/outbound", json=body)
+    assert refused.status_code == 400
+    assert set(refused.json()["modelState"]) == {"document.attachments[0]"}
+    body["document"]["attachments"] = [attachments[0], client.upload(b"x" * (5 * 1024 * 1024 + 1))]
+    too_big = client.http.post("documents/outbound", json=body)
+    assert too_big.status_code == 400
+    assert too_big.json()["modelState"] == {"document.attachments[1]": ["An attachment may be at most 5 MB."]}
+    assert sim.stats()["sends"] == {"ERP-ATT-0": 1, "ERP-ATT-1": 1, "ERP-ATT-2": 1}
+
+
+@pytest.mark.usefixtures("documented")
 def test_send_without_a_type_lets_the_operator_choose(client: Client) -> None:
     document = client.document(client.send(uid(), kind=None))
     assert document["sendDocumentAs"] is None
@@ -361,6 +406,7 @@ def test_send_without_a_type_lets_the_operator_choose(client: Client) -> None:
 # Status over time -----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("documented")
 def test_status_moves_from_pending_in_platform_to_final(sim: SimulatorHandle, client: Client) -> None:
     sim.configure(status_step_ms=500)
     erp_id = uid()
@@ -377,9 +423,9 @@ def test_status_moves_from_pending_in_platform_to_final(sim: SimulatorHandle, cl
     wait_for(lambda: client.document(document_id)["currentStatus"]["status"] == "Pending")
     final = wait_for(lambda: (d := client.document(document_id))["currentStatus"]["status"] == "Delivered" and d)
     assert [s["status"] for s in final["statusHistory"]] == ["PendingInPlatform", "Pending", "Delivered"]
-    times = [s["time"] for s in final["statusHistory"]]
-    assert times == sorted(times) and all(t.endswith("Z") for t in times)
-    assert final["created"] == times[0]
+    times = [micros(s["time"]) for s in final["statusHistory"]]
+    assert times == sorted(times)
+    assert micros(final["created"]) == times[0]
     assert final["currentStatus"] == final["statusHistory"][-1]
 
 
@@ -406,6 +452,7 @@ def test_error_rate_one_fails_every_document(sim: SimulatorHandle, client: Clien
     assert "ap@buyer.example" in document["error"]["message"]
 
 
+@pytest.mark.usefixtures("documented")
 def test_invoice_number_sent_again_is_a_duplicate(sim: SimulatorHandle, client: Client) -> None:
     first = client.document(client.send(uid(), number="1234"))
     again = client.document(client.send(uid(), number="1234"))
@@ -434,6 +481,7 @@ def test_unknown_document_is_404(client: Client) -> None:
 # List -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("documented")
 def test_list_pages_filters_and_counts(sim: SimulatorHandle, client: Client) -> None:
     ids = [client.send(uid(), kind="Electronic") for _ in range(3)]
     ids += [client.send(uid(), kind="Pdf") for _ in range(2)]
@@ -442,7 +490,7 @@ def test_list_pages_filters_and_counts(sim: SimulatorHandle, client: Client) -> 
     assert everything["totalCount"] == 6
     listed = everything["documents"]
     assert sorted(d["id"] for d in listed) == sorted(ids)
-    keys = [(d["currentStatus"]["time"], d["id"]) for d in listed]
+    keys = [order_key(d) for d in listed]
     assert keys == sorted(keys)
     assert all("error" not in d for d in listed)
     assert all("error" in d for d in client.list(includeErrorInfo=True)["documents"])
@@ -456,7 +504,7 @@ def test_list_pages_filters_and_counts(sim: SimulatorHandle, client: Client) -> 
     after = client.list(updatedAfter=cursor)
     assert [d["id"] for d in after["documents"]] == [d["id"] for d in listed[3:]]
     assert after["totalCount"] == 3
-    assert client.list(updatedAfter=cursor.replace("Z", "+00:00"))["totalCount"] == 3
+    assert client.list(updatedAfter=iso(micros(cursor)).replace("Z", "+00:00"))["totalCount"] == 3
 
     assert client.list(status="Sent")["totalCount"] == 2
     assert client.list(ignoreStatuses=["Sent"])["totalCount"] == 4
@@ -484,17 +532,52 @@ def test_list_rejects_bad_parameters(client: Client, body: dict[str, Any]) -> No
 # Lookup by ERP id -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_by_erp_id_finds_the_latest_send(client: Client, method: str) -> None:
+@pytest.mark.parametrize("body", [{"includeFileInfo": False}, {"includeFileInfo": True}, {}, None])
+def test_by_erp_id_finds_the_latest_send(client: Client, body: dict[str, Any] | None) -> None:
     erp_id = f"{uid()}/2024"
     client.send(erp_id, number="A1")
     latest = client.send(erp_id, number="A2")
-    response = client.http.request(method, f"invoices/outbound/byerpid/{erp_id.replace('/', '%2F')}")
+    path = f"invoices/outbound/byerpid/{erp_id.replace('/', '%2F')}"
+    response = client.http.post(path) if body is None else client.http.post(path, json=body)
     assert response.status_code == 200
-    assert response.json() == client.document(latest)
-    missing = client.http.request(method, "invoices/outbound/byerpid/never-sent")
+    found, listed = response.json(), client.document(latest)
+    assert (found["id"], found["erpDocumentId"]) == (latest, erp_id)
+    assert found["currentStatus"]["status"] == listed["currentStatus"]["status"] == "Delivered"
+    assert micros(found["currentStatus"]["time"]) == micros(listed["currentStatus"]["time"])
+    missing = client.http.post("invoices/outbound/byerpid/never-sent", json={"includeFileInfo": False})
     assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/json")
     assert missing.json() == {"message": "No invoice found"}
+
+
+@pytest.mark.usefixtures("documented")
+def test_by_erp_id_answers_the_document_as_a_listing_shows_it(client: Client) -> None:
+    erp_id = uid()
+    document_id = client.send(erp_id)
+    response = client.by_erp_id(erp_id)
+    assert response.status_code == 200
+    assert response.json() == client.document(document_id) == client.list(includeErrorInfo=True)["documents"][0]
+
+
+def test_by_erp_id_is_post_only_with_an_optional_json_object(sim: SimulatorHandle, client: Client) -> None:
+    erp_id = uid()
+    client.send(erp_id)
+    path = f"invoices/outbound/byerpid/{erp_id}"
+    for method in ("GET", "PUT", "DELETE"):
+        refused = client.http.request(method, path)
+        assert refused.status_code == 405, method
+        assert refused.headers["content-type"].startswith("application/json")
+        assert refused.json() == {"message": "Method Not Allowed"}
+    for bad, field in (({"includeFileInfo": "no"}, "includeFileInfo"), ({"includeFileInfo": 0}, "includeFileInfo"),
+                       ([False], "request"), ("false", "request")):
+        response = client.http.post(path, json=bad)
+        assert response.status_code == 400, bad
+        assert response.json()["message"] == "The request is invalid."
+        assert field in response.json()["modelState"], bad
+    broken = client.http.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "modelState" in broken.json()
+    assert client.by_erp_id(erp_id).status_code == 200
+    assert client.http.post(path, json={"includeFileInfo": None, "other": 1}).status_code == 200
 
 
 # Simulator statistics and operations ----------------------------------------------------------
@@ -566,7 +649,7 @@ def test_fault_drop_breaks_the_connection_before_processing(sim: SimulatorHandle
     sim.configure(fault_rate=0.0)
     assert sim.stats()["sends"] == {}
     assert sim.stats()["faults"]["drop"] == 1
-    assert client.http.get("invoices/outbound/byerpid/ERP-DROP").status_code == 404
+    assert client.by_erp_id("ERP-DROP").status_code == 404
 
 
 def test_fault_lost_processes_the_request_but_loses_the_answer(sim: SimulatorHandle, client: Client) -> None:
@@ -576,7 +659,7 @@ def test_fault_lost_processes_the_request_but_loses_the_answer(sim: SimulatorHan
         client.http.post("documents/outbound", json=send_body(uri, "ERP-LOST"))
     sim.configure(fault_rate=0.0)
     assert sim.stats()["sends"] == {"ERP-LOST": 1}
-    assert client.http.get("invoices/outbound/byerpid/ERP-LOST").json()["erpDocumentId"] == "ERP-LOST"
+    assert client.by_erp_id("ERP-LOST").json()["erpDocumentId"] == "ERP-LOST"
 
 
 def test_sim_routes_are_never_faulted_and_latency_applies(sim: SimulatorHandle, client: Client) -> None:
@@ -621,7 +704,7 @@ def test_fault_timeout_processes_the_request_of_a_client_that_gave_up(sim: Simul
     sim.configure(fault_rate=0.0)
     assert sim.stats()["sends"] == {}
     wait_for(lambda: sim.stats()["sends"] == {"ERP-GAVE-UP": 1})
-    assert client.http.get("invoices/outbound/byerpid/ERP-GAVE-UP").json()["erpDocumentId"] == "ERP-GAVE-UP"
+    assert client.by_erp_id("ERP-GAVE-UP").json()["erpDocumentId"] == "ERP-GAVE-UP"
     assert sim.stats()["faults"]["timeout"] == 1
 
 
@@ -686,7 +769,7 @@ def test_after_hold_processes_the_request_and_answers_after_release(
     assert sim.stats()["sends"] == {"ERP-AFTER": 1}
     observer = Client(sim)
     try:
-        stored = observer.http.get("invoices/outbound/byerpid/ERP-AFTER")
+        stored = observer.by_erp_id("ERP-AFTER")
     finally:
         observer.close()
     assert stored.status_code == 200
@@ -811,7 +894,7 @@ def test_held_requests_of_clients_that_are_gone_end_quietly_and_do_not_delay_sto
             assert fresh.stats()["sends"] == {"ERP-GONE-AFTER": 1}
             assert fresh.release() == 1
             wait_for(lambda: fresh.stats()["sends"] == {"ERP-GONE-AFTER": 1, "ERP-GONE-BEFORE": 1})
-            assert api.http.get("invoices/outbound/byerpid/ERP-GONE-BEFORE").status_code == 200
+            assert api.by_erp_id("ERP-GONE-BEFORE").status_code == 200
             listing = fresh.hold("documents/outbound/list")
             pending = pool.submit(waiter.http.post, "documents/outbound/list", json={})
             fresh.wait_held(listing)

@@ -194,7 +194,7 @@ def test_each_shape_on_a_send_is_processed_or_not_as_drawn(sim: SimulatorHandle,
     assert stats["fuzz_processed"] == sum(outcomes.values())
     assert stats["fuzz_shapes"][shape] == stats["faults"]["fuzz"] == len(outcomes)
     for erp_id, processed in outcomes.items():
-        assert client.http.get(f"invoices/outbound/byerpid/{erp_id}").status_code == (200 if processed else 404)
+        assert client.by_erp_id(erp_id).status_code == (200 if processed else 404)
 
 
 def test_location_shapes_on_an_upload(sim: SimulatorHandle, client: Client) -> None:
@@ -219,13 +219,13 @@ def test_other_routes_get_shapes_of_their_own_answers(sim: SimulatorHandle, clie
         "token": lambda: httpx.post(f"{sim.base_url}clientTokens/create", headers={"APIKey": sim.api_key},
                                     json={"erpId": "erp-fuzz"}),
         "document": lambda: client.http.get(f"documents/outbound/{document_id}"),
-        "byerpid": lambda: client.http.post("invoices/outbound/byerpid/ERP-FUZZ-ROUTES"),
+        "byerpid": lambda: client.by_erp_id("ERP-FUZZ-ROUTES"),
         "parties": lambda: client.http.post("buyerparties/lookup", json={"PartyId": "p", "orgNo": "5560000000"}),
     }
     fuzz(sim, "nulls")
     token = requests["token"]()
     assert token.json() == {"token": None}
-    assert requests["parties"]().json() == {"parties": [None], "potentialMatches": False, "exactHit": True}
+    assert requests["parties"]().json() == {"parties": [None], "potentialMatches": 0, "exactHit": True}
     for name in ("document", "byerpid"):
         body = requests[name]().json()
         assert body["currentStatus"] is None and body["recipientInformation"] is None
@@ -249,7 +249,7 @@ def test_other_routes_get_shapes_of_their_own_answers(sim: SimulatorHandle, clie
     fuzz(sim, "json_list")
     replies = [requests["token"]() for _ in range(8)]
     stats = sim.stats()
-    assert all(isinstance(reply.json(), list) and set(reply.json()[0]) == {"token"} for reply in replies)
+    assert all(isinstance(reply.json(), list) and isinstance(reply.json()[0]["token"], str) for reply in replies)
     assert stats["tokens_created"] == stats["fuzz_processed"] == sum(r["processed"] for r in stats["fuzz_recent"])
     assert stats["fuzz_shapes"]["json_list"] == 8
 
@@ -392,7 +392,8 @@ def test_a_request_no_enabled_shape_fits_is_not_faulted(sim: SimulatorHandle, cl
     uri = client.upload(ubl("8101"))
     fuzz(sim, "location_missing")
     listing = client.http.post("documents/outbound/list", json={})
-    assert listing.status_code == 200 and listing.json() == {"documents": [], "totalCount": 0}
+    assert listing.status_code == 200
+    assert (listing.json()["documents"], listing.json()["totalCount"]) == ([], 0)
     assert sim.stats()["faults"]["fuzz"] == 0
     sent = client.http.post("documents/outbound", json=send_body(uri, "ERP-8101"))
     assert sent.status_code == 201 and "location" not in sent.headers

@@ -1,7 +1,8 @@
 """Listing at scale: a page of ``documents/outbound/list`` examines its creation window only, with unchanged semantics.
 
 The simulator counts the documents each listing examines (``list_examined`` in ``/_sim/stats``), so
-these tests check the work done per page instead of timing it.
+these tests check the work done per page instead of timing it. They read ``created`` (a field the
+client does not use) and so pin the documented reply shapes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import httpx
 import pytest
 
 from inexchange.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, iso, micros, send_body, ubl, uid
+from sim_client import Client, iso, micros, order_key, send_body, ubl, uid
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
 
 
 def listing_work(sim: SimulatorHandle, call: Any) -> tuple[Any, int, int]:
@@ -26,9 +27,9 @@ def listing_work(sim: SimulatorHandle, call: Any) -> tuple[Any, int, int]:
     return result, after["list_requests"] - before["list_requests"], after["list_examined"] - before["list_examined"]
 
 
-def order_keys(documents: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Return the listing order keys: current status time, then id."""
-    return [(d["currentStatus"]["time"], d["id"]) for d in documents]
+def order_keys(documents: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Return the listing order keys: current status time (as an instant), then id."""
+    return [order_key(d) for d in documents]
 
 
 def test_a_window_page_examines_only_the_documents_created_in_it(sim: SimulatorHandle, client: Client) -> None:
@@ -67,7 +68,7 @@ def test_a_window_page_examines_only_the_documents_created_in_it(sim: SimulatorH
 
 def test_created_bounds_are_inclusive_to_the_microsecond(client: Client) -> None:
     ids = [client.send(uid()) for _ in range(5)]
-    documents = sorted(client.list()["documents"], key=lambda d: d["created"])
+    documents = sorted(client.list()["documents"], key=lambda d: micros(d["created"]))
     assert sorted(d["id"] for d in documents) == sorted(ids)
     target = micros(documents[2]["created"])
 
@@ -81,9 +82,11 @@ def test_created_bounds_are_inclusive_to_the_microsecond(client: Client) -> None
     middle = sorted(d["id"] for d in documents[1:4])
     assert listed(micros(documents[1]["created"]), micros(documents[3]["created"])) == middle
     assert listed(micros(documents[1]["created"]) + 1, micros(documents[3]["created"]) - 1) == [documents[2]["id"]]
-    # the same instant written with an offset
-    shifted = documents[2]["created"].replace("Z", "+00:00")
-    assert [d["id"] for d in client.list(createdFrom=shifted, createdTo=shifted)["documents"]] == [documents[2]["id"]]
+    # the same instant in other notations, and in the document's own
+    utc = iso(target)
+    for shifted in (utc.replace("Z", "+00:00"), utc[:-1], utc[:-1] + "0Z", documents[2]["created"]):
+        listed_ids = [d["id"] for d in client.list(createdFrom=shifted, createdTo=shifted)["documents"]]
+        assert listed_ids == [documents[2]["id"]], shifted
     assert client.list(createdFrom=documents[4]["created"])["totalCount"] == 1
     assert client.list(createdTo=documents[0]["created"])["totalCount"] == 1
 
@@ -140,8 +143,8 @@ def test_documents_sent_while_a_client_pages_do_not_reorder_earlier_pages(client
 
 
 def test_uploads_can_be_kept_without_their_files(tmp_path: Path) -> None:
-    with run_simulator(status_step_ms=0, stop_rate=0, error_rate=0, data_dir=tmp_path,
-                       extra_args=["--no-upload-files"]) as sim:
+    with run_simulator(status_step_ms=0, stop_rate=0, error_rate=0, data_dir=tmp_path, reply_variant="documented",
+                       extra_args=["--no-upload-files", "--unknown-type-rate", "0"]) as sim:
         assert sim.configure()["upload_files"] is False
         api = Client(sim)
         try:
@@ -157,10 +160,10 @@ def test_uploads_can_be_kept_without_their_files(tmp_path: Path) -> None:
             assert api.document(credit)["currentStatus"]["status"] == "Delivered"
             big = api.upload(b"x" * (5 * 1024 * 1024 + 1))
             body = send_body(uri, "ERP-ATTACHED")
-            body["document"]["attachments"] = [{"documentUri": big}]
+            body["document"]["attachments"] = [big]
             refused = api.http.post("documents/outbound", json=body)
             assert refused.status_code == 400
-            assert "document.attachments[0].documentUri" in refused.json()["modelState"]
+            assert "document.attachments[0]" in refused.json()["modelState"]
         finally:
             api.close()
         assert sim.stats()["documents_uploaded"] == 4

@@ -1,4 +1,8 @@
-"""Slow and stuck documents: timelines drawn per erpDocumentId when a document is sent, never changed after."""
+"""Slow and stuck documents: timelines drawn per erpDocumentId when a document is sent, never changed after.
+
+The timelines are read from ``statusHistory`` and ``created`` (fields the client does not use), so
+these tests pin the documented reply shapes.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pytest
 from inexchange.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import Client, status_times, uid, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
 
 FINAL = ("Delivered", "Sent", "Stopped", "Error")
 
