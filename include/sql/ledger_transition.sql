@@ -13,7 +13,7 @@ UPDATE inexchange_dispatch
        status_time = COALESCE(:status_time, status_time),
        attempts = attempts + :attempt,
        -- failed look-ups of a send in doubt: counted while the row stays submitting, reset when it moves on
-       doubt_lookups = CASE WHEN :to_state = 'submitting' THEN doubt_lookups + :doubt_lookup ELSE 0 END,
+       doubt_lookups = CASE WHEN :stays_submitting = 1 THEN doubt_lookups + :doubt_lookup ELSE 0 END,
        next_retry_at = :next_retry_at,
        submitted_at = COALESCE(:submitted_at, submitted_at),
        sent_at = COALESCE(:sent_at, sent_at),

@@ -410,6 +410,7 @@ class Ledger:
                 "from_state": from_states[0].value,
                 "other_from_state": from_states[-1].value,
                 "to_state": to_state.value,
+                "stays_submitting": int(to_state is LedgerState.SUBMITTING),
                 "check_status": 0 if fields.get("expected_status") is None else 1,
                 "now": now,
                 "dag_run_id": self.scope.dag_run_id,

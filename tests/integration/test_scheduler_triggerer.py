@@ -198,7 +198,8 @@ def check_ledger(deployment: Deployment, day: date, sends_before: dict[str, int]
             row = by_document.get(document)
             assert row is not None, f"{document} reached InExchange but is not in the ledger"
             assert row["state"] in FINAL_STATES and row["inexchange_status"], (document, row)
-            at_sim = client.get(f"invoices/outbound/byerpid/{document}", headers={"ClientToken": token}).json()
+            at_sim = client.post(f"invoices/outbound/byerpid/{document}", headers={"ClientToken": token},
+                                 json={"includeFileInfo": False}).json()
             status = at_sim["currentStatus"]["status"]
             assert row["inexchange_document_id"] == at_sim["id"], (document, row, at_sim["id"])
             assert (row["inexchange_status"], row["state"]) == (status, SIM_TO_LEDGER[status]), (document, row, status)
