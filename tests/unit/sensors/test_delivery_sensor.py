@@ -574,3 +574,19 @@ def test_an_event_cut_at_its_limit_is_followed_by_a_poll_soon(ledger_db: Engine)
         sensor.execute_complete(make_context(), full, end_time=END_TIME)
 
     assert 0 < deferred.value.trigger.first_poll_after <= 5.0
+
+
+def test_unreadable_documents_are_counted_across_deferrals_into_xcom(ledger_db: Engine) -> None:
+    sensor = make_sensor()
+    first = {"status": "changes", "changes": [change("d1", "Sent", "2026-11-25T08:00:00+00:00")],
+             "cursor": "2026-11-25T08:00:00+00:00", "unreadable": ["d-odd"], "unreadable_count": 1}
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(make_context(), first, end_time=END_TIME)
+    assert deferred.value.kwargs == {"end_time": END_TIME, "unreadable": ["d-odd"]}
+
+    second = {"status": "changes", "changes": [change("d2", "Delivered", "2026-11-25T09:00:00+00:00")],
+              "cursor": "2026-11-25T09:00:00+00:00", "unreadable": ["d-odd", "d-other"], "unreadable_count": 2}
+    result = sensor.execute_complete(make_context(), second, **deferred.value.kwargs)
+
+    assert result == {**summary(sent=2), "unreadable_documents": 2, "unreadable_ids": ["d-odd", "d-other"]}

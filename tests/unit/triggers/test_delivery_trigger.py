@@ -315,3 +315,19 @@ def test_status_changes_without_cursor_or_times() -> None:
     assert status_changes([document("a", "Pending", None)], None)[1] is None
     assert status_changes([document("a", "Pending", None), document("b", "Sent", "2026-11-25T07:00:00Z")],
                           None)[1] == datetime(2026, 11, 25, 7, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.anyio
+async def test_an_unreadable_document_is_skipped_and_named_in_the_event(api: respx.MockRouter) -> None:
+    api.post(LIST).respond(200, json=outbound_list([
+        outbound_document("d1", "Delivered", "2026-11-25T07:00:00Z"),
+        {"id": "d-odd", "currentStatus": ["Delivered"]},
+        {"currentStatus": {"status": "Sent"}},  # no id at all
+    ]))
+
+    events = await all_events(make_trigger())
+
+    payload = events[0].payload
+    assert [c["id"] for c in payload["changes"]] == ["d1"]
+    assert payload["unreadable_count"] == 2
+    assert payload["unreadable"] == ["(id is missing)", "d-odd"]
