@@ -276,8 +276,8 @@ class OutboundDocument:
     def from_json(cls, data: dict[str, Any]) -> OutboundDocument:
         """Read one document; its ``id`` (a non-empty string, or an integer) is required.
 
-        ``currentStatus`` (an object or null) must carry ``status`` and ``time`` as text, the time
-        in ISO 8601. ``error`` must be readable on a document whose status is ``Error`` or
+        ``currentStatus`` must be an object whose ``status`` is a non-empty text (an unknown one is
+        kept as it is) and whose ``time``, when there is one, is an ISO 8601 text. ``error`` must be readable on a document whose status is ``Error`` or
         ``Stopped`` (its message is what a person reads); on any other document an unreadable
         ``error`` is ignored.
 
@@ -285,8 +285,12 @@ class OutboundDocument:
         """
         data = _object(data, "document")
         identifier = document_id(data.get("id"))
-        current = _optional_object(data, "currentStatus") or {}
+        current = _optional_object(data, "currentStatus")
+        if current is None:
+            raise ReplyShapeError("currentStatus is missing")
         status = _text(current, "status")
+        if not status:
+            raise ReplyShapeError("currentStatus.status is missing")
         try:
             error = DocumentError.from_json(data.get("error"))
         except ReplyShapeError:
@@ -372,7 +376,8 @@ class OutboundPage:
         """Read a list page: ``documents`` (a list; null is none) and ``totalCount`` (an integer) are required.
 
         One document that cannot be read does not fail the page: it is left out and listed in
-        :attr:`unreadable`.
+        :attr:`unreadable`. A page none of whose documents can be read is a reply of another shape
+        and fails like one.
 
         :param data: the reply's JSON object.
         """
@@ -387,6 +392,8 @@ class OutboundPage:
                 documents.append(OutboundDocument.from_json(item))
             except ReplyShapeError as exc:
                 unreadable.append(UnreadableDocument.of(item, str(exc)))
+        if unreadable and not documents:  # not one document of the kind documented: the page is unusable
+            raise ReplyShapeError(f"no document of the page can be read ({unreadable[0].problem})")
         return cls(documents=tuple(documents), total_count=total, unreadable=tuple(unreadable))
 
 

@@ -431,7 +431,8 @@ def test_a_slow_reply_that_ends_within_the_deadline_is_read(mode: str, raw: RawS
 HUGE = 64 * 1024 * 1024
 GZIP_BOMB = gzip.compress(b" " * HUGE)  # about 64 kB on the wire
 DEEP = b"[" * 200_000 + b"]" * 200_000
-PAGE = json.dumps({"documents": [{"id": "d1"}], "totalCount": 1}).encode()
+PAGE = json.dumps({"documents": [{"id": "d1", "currentStatus": {"status": "Sent", "time": "2026-11-25T08:00:00Z"}}],
+                   "totalCount": 1}).encode()
 
 
 def written(data: bytes) -> Callable[[Request, socket.socket], bool]:

@@ -90,11 +90,23 @@ def test_document_to_event_is_json_friendly() -> None:
 
 
 def test_document_with_minimal_fields() -> None:
-    document = OutboundDocument.from_json({"id": 42})
+    document = OutboundDocument.from_json({"id": 42, "currentStatus": {"status": "AwaitingRecipientApproval"}})
 
-    assert (document.id, document.status, document.status_time, document.message) == ("42", None, None, None)
+    assert (document.id, document.status, document.status_time, document.message) == (
+        "42", "AwaitingRecipientApproval", None, None)
     assert document.to_event()["time"] is None
     assert document.ledger_state is LedgerState.WAITING
+
+
+@pytest.mark.parametrize(("current", "problem"), [
+    ("absent", "currentStatus is missing"), (None, "currentStatus is missing"),
+    ({}, "currentStatus.status is missing"), ({"status": ""}, "currentStatus.status is missing"),
+    ({"status": 3}, "status is not a string"), ("Sent", "currentStatus is not a JSON object"),
+])
+def test_a_document_without_a_readable_status_is_not_read(current: object, problem: str) -> None:
+    """The status is what the pipeline decides on: a document without one cannot be recorded."""
+    with pytest.raises(ReplyShapeError, match=problem):
+        OutboundDocument.from_json({"id": "d1"} | ({} if current == "absent" else {"currentStatus": current}))
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,8 @@ def test_json_in_utf16_is_json(api: respx.MockRouter, make_hook: MakeHook) -> No
     ({"documents": [], "totalCount": -1}, "totalCount is not a non-negative integer"),
     ({"documents": [], "totalCount": "3"}, "totalCount is not a non-negative integer"),
     ([PAGE], "reply is not a JSON object"),
+    ({"documents": [{"id": "d1", "currentStatus": 7}, {"id": "d2"}], "totalCount": 2},
+     r"no document of the page can be read \(currentStatus is not a JSON object\)"),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_a_page_of_another_shape_is_no_page(api: respx.MockRouter, make_hook: MakeHook, body: Any,
                                             problem: str) -> None:
