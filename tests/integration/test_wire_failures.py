@@ -138,6 +138,24 @@ def test_a_reply_the_reader_cannot_use_fails_the_task_in_one_try_and_sends_nothi
     assert_held_back(day, "exactHit is not a boolean")
 
 
+def _token_refused(request: Request, conn: socket.socket) -> bool:
+    """Client tokens are created, but every call made with one answers 401 (a token InExchange will not take)."""
+    conn.sendall(json_reply(401, {"message": "Authorization has been denied for this request."}))
+    return True
+
+
+def test_a_token_refused_after_renewal_fails_the_task_in_one_try(day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
+    with raw_server(_token_refused) as server:
+        prepare(day, monkeypatch, server.base_url, "key")
+        with pytest.raises(AirflowFailException, match="client token refused after renewal") as raised:
+            operator(concurrency=1).execute(day.context)
+
+    assert f"{day.ready} invoices held back" in str(raised.value)
+    assert server.count("documents/outbound") == 0 and server.count("documents") == 0
+    assert server.count("clientTokens/create") >= 2  # renewed once per refused call
+    assert_held_back(day, "client token refused after renewal")
+
+
 def _refusing(refused: set[str] | None) -> Any:
     """A server that refuses the upload of the listed invoices (all when None) with one and the same 400."""
     sent = iter(range(10**6))
