@@ -72,7 +72,7 @@ def baseline_tree() -> etree._Element:
 
 def run(n: int) -> None:
     from inexchange.erp import ErpReader
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
     from inexchange.ubl import DocumentError, Seller, build_from_batch
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -112,7 +112,7 @@ async def measure(sim: Any, n: int) -> None:
 
 
 def main(n: int) -> None:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(status_step_ms=STEP_MS, stop_rate=0.02, error_rate=0.01) as sim:
         os.environ["AIRFLOW_CONN_INEXCHANGE_DEFAULT"] = json.dumps({

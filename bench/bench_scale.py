@@ -83,8 +83,8 @@ def _sample(deployment: Any, sampler: MemorySampler, stop: threading.Event) -> N
 
 def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
     """One deployment, one day of ``n`` invoices, one run; return its figures."""
-    from inexchange.erpgen import generate
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.erpgen import generate
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with ExitStack() as stack:
         if backend == "sqlite":

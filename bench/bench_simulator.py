@@ -56,8 +56,8 @@ def fill(store: Any, n: int) -> list[Any]:
 
 def memory_per_document(scratch: str, n: int) -> float:
     """Return the bytes per document of a store of ``n`` documents that keeps no upload files."""
-    from inexchange.simulator.config import SimulatorConfig
-    from inexchange.simulator.store import Store
+    from inexchange_devkit.simulator.config import SimulatorConfig
+    from inexchange_devkit.simulator.store import Store
 
     store = Store(SimulatorConfig(status_step_ms=STEP_MS, data_dir=Path(scratch) / "light", upload_files=False))
     gc.collect()
@@ -76,7 +76,7 @@ def full_scan_page(store: Any, body: dict[str, Any]) -> list[Any]:
     Every stored document is examined, its status computed, the window and cursor applied, and
     the matches sorted by status time and id; then the page is cut out.
     """
-    from inexchange.simulator.store import parse_iso
+    from inexchange_devkit.simulator.store import parse_iso
 
     now = store.clock.now()
     created_from, created_to = parse_iso(body["createdFrom"]), parse_iso(body["createdTo"])
@@ -118,9 +118,9 @@ async def timed(call: Any, repeat: int = 200) -> float:
 async def measure(n: int, window: int) -> None:
     import httpx
 
-    from inexchange.simulator.app import create_app
-    from inexchange.simulator.config import SimulatorConfig
-    from inexchange.simulator.store import utc_iso
+    from inexchange_devkit.simulator.app import create_app
+    from inexchange_devkit.simulator.config import SimulatorConfig
+    from inexchange_devkit.simulator.store import utc_iso
 
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as scratch:
         config = SimulatorConfig(status_step_ms=STEP_MS, data_dir=Path(scratch))

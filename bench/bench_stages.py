@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 
 def run(n: int) -> None:
     from inexchange.erp import ErpReader
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
     from inexchange.ubl import DocumentError, Seller, build_from_batch
     from inexchange.validation import validate_batch
 

@@ -60,7 +60,7 @@ def context(run_id: str) -> dict[str, Any]:
 def prepare_erp(tmp: Path, name: str, n: int, sim: Any) -> Any:
     """A fresh ERP whose day of ``n`` posted invoices is extracted and validated; the simulator reset."""
     from inexchange import pipeline
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     path = tmp / f"{name.replace(' ', '_').replace(',', '')}.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -200,7 +200,7 @@ def timed(label: str, tmp: Path, n: int, sim: Any, work: Any) -> float:
 
 
 def main(operator_n: int, sequential_n: int, per_task_n: int) -> None:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())

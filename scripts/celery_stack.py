@@ -9,7 +9,7 @@ Runs the dispatch DAG on a native (no containers) CeleryExecutor deployment::
 What ``up`` starts, each as a process group of its own (pid files in ``.celery/run/``, output in
 ``.celery/logs/<name>.log``):
 
-* the InExchange simulator (``python -m inexchange.simulator``), the demo ERP as a SQLite file
+* the InExchange simulator (``python -m inexchange_devkit.simulator``), the demo ERP as a SQLite file
   (``.celery/erp.db``, generated like the demo's on the first ``up``);
 * ``airflow api-server`` (UI, REST API and the Execution API the task processes talk to),
   ``airflow scheduler`` (CeleryExecutor), ``airflow dag-processor``, ``airflow triggerer``;
@@ -286,7 +286,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 def components(settings: Settings) -> list[tuple[str, list[str], dict[str, str]]]:
     """Name, command line and own environment of each long-running process, in start order."""
     simulator = [
-        sys.executable, "-m", "inexchange.simulator", "--host", "127.0.0.1", "--port", str(settings.simulator_port),
+        sys.executable, "-m", "inexchange_devkit.simulator", "--host", "127.0.0.1", "--port", str(settings.simulator_port),
         "--seed", "7", "--status-step-ms", str(settings.simulator_status_step_ms), "--api-key", settings.api_key,
         "--data-dir", str(settings.state_dir / "simulator"), "--url-file", str(settings.run_dir / "simulator.url"),
     ]

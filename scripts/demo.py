@@ -18,7 +18,7 @@ import demo_env  # noqa: E402
 
 
 def main() -> int:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     print("Building the demo ERP database ...", flush=True)
     demo_env.build_erp()

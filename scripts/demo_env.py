@@ -60,7 +60,6 @@ def airflow_env(simulator_url: str) -> dict[str, str]:
         }),
         "AIRFLOW_VAR_INEXCHANGE_SELLER": json.dumps(DEMO_SELLER),
         "AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL": "1",
-        "INEXCHANGE_SQL_DIR": str(ROOT / "include" / "sql"),
         # airflow standalone starts its components as `airflow ...` commands
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
@@ -86,7 +85,7 @@ def write_env_file(env: dict[str, str]) -> Path:
 
 def erp_command(path: Path) -> list[str]:
     """The generator run that builds the demo ERP (seed, size and days of ``make demo``) in the SQLite file ``path``."""
-    return [sys.executable, "-m", "inexchange.erpgen", "--url", f"sqlite:///{path}", "--seed", "7",
+    return [sys.executable, "-m", "inexchange_devkit.erpgen", "--url", f"sqlite:///{path}", "--seed", "7",
             "--customers", "40", "--invoices", "200", "--start-date", DEMO_START_DATE, "--days", str(DEMO_DAYS),
             "--replace"]
 

@@ -17,7 +17,7 @@ import demo_env  # noqa: E402
 
 
 def main() -> int:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     demo_env.build_erp()
     with run_simulator(seed=7, status_step_ms=5000, api_key=demo_env.API_KEY,

@@ -25,7 +25,6 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
-    "INEXCHANGE_SQL_DIR": str(ROOT / "include" / "sql"),
 })
 
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_url  # noqa: E402

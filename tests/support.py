@@ -103,10 +103,10 @@ SELLER = {
 
 
 def generated_erp(path: Path, **settings: Any) -> Any:
-    """Generate an ERP into the SQLite file ``path`` (``inexchange.erpgen.generate`` settings); return its summary."""
+    """Generate an ERP into the SQLite file ``path`` (``inexchange_devkit.erpgen.generate`` settings); return its summary."""
     from sqlalchemy import create_engine
 
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     engine = create_engine(f"sqlite:///{path}")
     try:

@@ -4,21 +4,23 @@ Every statement the project runs lives in one ``.sql`` file per purpose and uses
 parameters (``:name``) only; SQLAlchemy's ``text()`` turns them into the driver's paramstyle, so the
 same file runs on SQLite and PostgreSQL.
 
-The folder is found through ``INEXCHANGE_SQL_DIR`` when set (a deployment that copies ``include/``
-elsewhere), else ``include/sql`` of the source tree this package is installed from (editable install).
+The files are package data of ``inexchange`` (the folder ``sql_files``; the repository's
+``include/sql`` is a link to it), read with :mod:`importlib.resources`: they travel with the package,
+in the wheel and in a copied or mounted plugins folder alike, and need no setting.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from sqlalchemy import String, TextClause, bindparam, text
 
-_DEFAULT_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+#: the package folder holding the ``.sql`` files
+SQL_FILES = "sql_files"
 #: the expanding bind parameter ``:numbers`` of a manual run's invoice numbers (``RunScope.bounds``);
 #: typed, so that an empty list still compares with a text column on PostgreSQL
 SELECTION = bindparam("numbers", expanding=True, type_=String())
@@ -38,19 +40,18 @@ def selection(numbers: Sequence[str], *, by_number: bool = False) -> dict[str, A
     return {"selected": int(by_number or bool(numbers)), "numbers": [n for n in numbers if "\x00" not in n]}
 
 
-def sql_dir() -> Path:
-    """Return the folder holding the project's SQL files."""
-    return Path(os.environ.get("INEXCHANGE_SQL_DIR") or _DEFAULT_SQL_DIR)
+def sql_dir() -> Traversable:
+    """Return the package folder holding the project's SQL files."""
+    return files("inexchange").joinpath(SQL_FILES)
 
 
 @lru_cache(maxsize=None)
-def _read(path: Path) -> str:
+def _read(name: str) -> str:
+    resource = sql_dir().joinpath(f"{name}.sql")
     try:
-        return path.read_text(encoding="utf-8")
+        return resource.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"SQL file {path} not found; set INEXCHANGE_SQL_DIR to the folder holding include/sql"
-        ) from None
+        raise FileNotFoundError(f"SQL file {name}.sql is not in the package inexchange ({resource})") from None
 
 
 def load_sql(name: str) -> str:
@@ -58,21 +59,21 @@ def load_sql(name: str) -> str:
 
     :param name: file name without the ``.sql`` suffix.
     """
-    return _read(sql_dir() / f"{name}.sql")
+    return _read(name)
 
 
 def statement(name: str) -> TextClause:
     """Return ``include/sql/<name>.sql`` as one SQLAlchemy ``text()`` clause.
 
-    The clause is made once per folder and name: parsing the text again for every execution costs
-    more than running a small statement.
+    The clause is made once per name: parsing the text again for every execution costs more than
+    running a small statement.
     """
-    return _clause(sql_dir(), name)
+    return _clause(name)
 
 
 @lru_cache(maxsize=None)
-def _clause(folder: Path, name: str) -> TextClause:
-    return text(_read(folder / f"{name}.sql"))
+def _clause(name: str) -> TextClause:
+    return text(_read(name))
 
 
 def script(name: str) -> list[TextClause]:

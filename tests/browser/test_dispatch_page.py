@@ -2,7 +2,7 @@
 
 What runs:
 
-* the demo ERP (``inexchange.erpgen``, as in the end-to-end test) in a SQLite file, dispatched for
+* the demo ERP (``inexchange_devkit.erpgen``, as in the end-to-end test) in a SQLite file, dispatched for
   one day by a real ``dag.test()`` run against the InExchange simulator, so the ledger, its history
   and the report table (in the same file: no ``inexchange_reporting`` connection, the page falls
   back to ``erp_default``) hold what a real run writes, rejected invoices included;
@@ -103,7 +103,7 @@ def driver(browser_binaries: None) -> Iterator[WebDriver]:
 @pytest.fixture(scope="module")
 def erp_file(browser_binaries: None, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo ERP in a SQLite file, after a real ``dag.test()`` run of one day against the simulator."""
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     path = tmp_path_factory.mktemp("dispatch-erp") / "erp.db"
     generated_erp(path, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)

@@ -445,7 +445,7 @@ class Monkey:
 # ---- the run --------------------------------------------------------------------------------
 @contextmanager
 def _simulator(settings: ChaosSettings, api_key: str, data_dir: Path) -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=settings.seed % 10_000, latency_ms=settings.latency_ms, fault_rate=0.0,
                        faults=settings.faults,
@@ -499,7 +499,7 @@ def _wait(deployment: Deployment, monkey: Monkey | None, done: Any, what: str, d
 
 def run_chaos(settings: ChaosSettings, workdir: Path, *, keep: bool = False, log: Any = print) -> ChaosReport:
     """Run the chaos described in the module docstring and return its report (checks included)."""
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     report = ChaosReport(settings)
     rng = random.Random(settings.seed)

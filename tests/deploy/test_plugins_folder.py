@@ -64,8 +64,8 @@ def test_the_plugins_folder_loads_only_its_entry_module(tmp_path: Path) -> None:
 
 
 def test_a_day_runs_from_the_mounted_folders(tmp_path: Path) -> None:
-    from inexchange.erpgen import generate
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.erpgen import generate
+    from inexchange_devkit.simulator.testing import run_simulator
 
     erp = tmp_path / "erp.db"
     engine = create_engine(f"sqlite:///{erp}")

@@ -111,7 +111,7 @@ def erp_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=9, status_step_ms=STATUS_STEP_MS, stop_rate=0.0, error_rate=0.0, fault_rate=0.0,
                        faults=["lost"], api_key=API_KEY) as sim:

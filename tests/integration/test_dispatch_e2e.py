@@ -66,7 +66,7 @@ class Erp:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     if request.param == "sqlite":
         path = tmp_path / "erp.db"
@@ -82,7 +82,7 @@ def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
 
 @pytest.fixture
 def simulator() -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="e2e-key") as sim:
         yield sim

@@ -129,7 +129,7 @@ def _bind(value: Any) -> Any:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def hostile_erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HostileErp]:
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     backend = request.param
     if backend == "sqlite":
@@ -159,7 +159,7 @@ def hostile_erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host
 
 @pytest.fixture
 def simulator() -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=3, status_step_ms=200, stop_rate=0.0, error_rate=0.0, api_key="hostile-key") as sim:
         yield sim

@@ -119,7 +119,7 @@ class Memory:
 # ---- the simulator's hostile replies ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=4) as sim:
         yield sim

@@ -83,7 +83,7 @@ def erp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Any]:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=5, status_step_ms=STATUS_STEP_MS, stop_rate=0.1, error_rate=0.05,
                        api_key=API_KEY) as sim:

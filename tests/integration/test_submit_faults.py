@@ -60,7 +60,7 @@ class Erp:
 
 @pytest.fixture
 def erp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Erp]:
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     path = tmp_path / "erp.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -110,7 +110,7 @@ SCENARIOS = {
 def test_every_invoice_sent_exactly_once_despite_faults(
         scenario: str, erp: Erp, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange.operators.submit import SubmitInvoicesOperator
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     sim_settings, operator_args, fault = SCENARIOS[scenario]
     settle = timedelta(seconds=1.5)
@@ -148,7 +148,7 @@ KILL_POINTS = {
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_worker_killed_then_rerun_sends_each_invoice_once(
         point: str, erp: Erp, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     path, phase = KILL_POINTS[point]
     spec = json.dumps({"run_id": "killed", "start": erp.context["data_interval_start"].isoformat(),
@@ -187,9 +187,9 @@ def test_worker_killed_then_rerun_sends_each_invoice_once(
 def test_customer_deleted_between_validation_and_submission_is_rejected(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange import pipeline
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
     from inexchange.operators.submit import SubmitInvoicesOperator
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     path = tmp_path / "erp.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -231,7 +231,7 @@ def test_sends_in_doubt_are_settled_before_the_task_ends(settle_rounds: int, erp
     settle rounds the doubts are left for the next try.
     """
     from inexchange.operators.submit import SubmitInvoicesOperator
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator(seed=9, status_step_ms=100) as sim:
         ready_for(erp, sim, monkeypatch)

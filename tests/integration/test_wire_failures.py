@@ -53,7 +53,7 @@ class Day:
 
 @pytest.fixture
 def day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Day]:
-    from inexchange.erpgen import generate
+    from inexchange_devkit.erpgen import generate
 
     path = tmp_path / "erp.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -93,7 +93,7 @@ def assert_held_back(day: Day, message: str) -> None:
 
 def test_a_wrong_api_key_fails_the_task_in_one_try_and_sends_nothing(
         day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inexchange.simulator.testing import run_simulator
+    from inexchange_devkit.simulator.testing import run_simulator
 
     with run_simulator() as sim:
         prepare(day, monkeypatch, sim.base_url, "not-the-key")

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from inexchange.db import engine_for, integer_id, read_date
 from inexchange.erp import ErpReader
-from inexchange.erpgen import create_tables
+from inexchange_devkit.erpgen import create_tables
 
 
 @pytest.fixture

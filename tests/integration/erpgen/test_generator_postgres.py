@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.exc import IntegrityError
 
-from inexchange.erpgen import ERP_TABLES, TablesNotEmptyError, create_tables, generate
+from inexchange_devkit.erpgen import ERP_TABLES, TablesNotEmptyError, create_tables, generate
 from inexchange.sql import statement
 from support import dump, pg_connect_args, pg_url
 
@@ -90,7 +90,7 @@ def test_schema_types_and_constraints(postgres: Engine) -> None:
 
 def test_cli_replace_on_postgres(postgres: Engine, schema: str) -> None:
     url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    command = [sys.executable, "-m", "inexchange.erpgen", "--url", url, "--invoices", "30", "--drafts", "3"]
+    command = [sys.executable, "-m", "inexchange_devkit.erpgen", "--url", url, "--invoices", "30", "--drafts", "3"]
     command += ["--days", "3"]
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:

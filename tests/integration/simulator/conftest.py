@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import DEFAULTS, Client
 
 

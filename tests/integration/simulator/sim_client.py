@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle
+from inexchange_devkit.simulator.testing import SimulatorHandle
 
 #: Every hostile reply of a ``fuzz`` fault, as the simulator's documentation names them.
 FUZZ_SHAPES = (

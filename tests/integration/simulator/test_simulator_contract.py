@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import Client, iso, micros, order_key, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 def test_cli_prints_one_url_line_writes_url_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     url_file = tmp_path / "url.txt"
-    command = [sys.executable, "-m", "inexchange.simulator", "--port", "0", "--seed", "1"]
+    command = [sys.executable, "-m", "inexchange_devkit.simulator", "--port", "0", "--seed", "1"]
     command += ["--data-dir", str(tmp_path / "data"), "--url-file", str(url_file)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -51,7 +51,7 @@ def test_cli_prints_one_url_line_writes_url_file_and_stops_on_sigterm(tmp_path: 
 
 def test_cli_rejects_unknown_fault_kind() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "inexchange.simulator", "--faults", "5xx,bogus"],
+        [sys.executable, "-m", "inexchange_devkit.simulator", "--faults", "5xx,bogus"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import FUZZ_SHAPES, Client, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -420,7 +420,7 @@ def test_fuzz_settings_from_the_command_line() -> None:
     assert defaults["fuzz_shapes"] == list(FUZZ_SHAPES)
     assert "fuzz" not in defaults["faults"] and defaults["drip_max_s"] == 60
     assert (chosen["faults"], chosen["fuzz_shapes"], chosen["drip_max_s"]) == (["fuzz"], ["drip", "xml"], 5)
-    result = subprocess.run([sys.executable, "-m", "inexchange.simulator", "--fuzz-shapes", "xml,bogus"],
+    result = subprocess.run([sys.executable, "-m", "inexchange_devkit.simulator", "--fuzz-shapes", "xml,bogus"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "bogus" in result.stderr

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import Client, iso, micros, order_key, send_body, ubl, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from inexchange.simulator.config import SimulatorConfig
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
-from inexchange.simulator.times import STYLES, format_time
+from inexchange_devkit.simulator.config import SimulatorConfig
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.times import STYLES, format_time
 from sim_client import Client, iso, micros, notation, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -241,18 +241,18 @@ def test_the_environment_sets_the_default_variant(monkeypatch: pytest.MonkeyPatc
         assert flagged.configure()["reply_variant"] == "sparse"
 
     monkeypatch.setenv("INEXCHANGE_SIM_VARIANT", "bogus")
-    result = subprocess.run([sys.executable, "-m", "inexchange.simulator"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "inexchange_devkit.simulator"], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 2
     assert "reply_variant" in result.stderr and "bogus" in result.stderr
     monkeypatch.delenv("INEXCHANGE_SIM_VARIANT")
-    helped = subprocess.run([sys.executable, "-m", "inexchange.simulator", "--help"], capture_output=True, text=True,
+    helped = subprocess.run([sys.executable, "-m", "inexchange_devkit.simulator", "--help"], capture_output=True, text=True,
                             timeout=30)
     assert helped.returncode == 0
     for word in ("--reply-variant", "INEXCHANGE_SIM_VARIANT", "documented", "sparse", "loose", "extra", "mixed",
                  "--unknown-type-rate", "--unknown-status-rate"):
         assert word in helped.stdout, word
-    refused = subprocess.run([sys.executable, "-m", "inexchange.simulator", "--reply-variant", "tidy"],
+    refused = subprocess.run([sys.executable, "-m", "inexchange_devkit.simulator", "--reply-variant", "tidy"],
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2 and "tidy" in refused.stderr
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle, run_simulator
+from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from sim_client import Client, status_times, uid, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
@@ -162,7 +162,7 @@ def test_timeline_settings_from_the_command_line() -> None:
         "slow_rate": 0.25, "slow_factor": 4, "stuck_rate": 0.5, "stuck_ms": 1500}
     assert (changed["slow_rate"], changed["stuck_ms"], changed["slow_factor"]) == (0.1, 10, 4)
     result = subprocess.run(
-        [sys.executable, "-m", "inexchange.simulator", "--slow-factor", "0.5"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "inexchange_devkit.simulator", "--slow-factor", "0.5"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2
     assert "slow_factor" in result.stderr

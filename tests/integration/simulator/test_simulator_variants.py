@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inexchange.simulator.testing import SimulatorHandle
+from inexchange_devkit.simulator.testing import SimulatorHandle
 from sim_client import DEFAULTS, Client, micros, notation
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from stdnum.eu import vat as eu_vat
 from stdnum.se import orgnr, personnummer
 from stdnum.se import vat as se_vat
 
-from inexchange.erpgen import (
+from inexchange_devkit.erpgen import (
     BAD_CUSTOMER_CATEGORIES,
     INEXCHANGE_BILLING_METHOD,
     INVOICE_DEFECTS,
@@ -381,7 +381,7 @@ def test_rejects_impossible_arguments(tmp_path: Path, arguments: dict[str, int],
 
 def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "inexchange.erpgen", *arguments], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "inexchange_devkit.erpgen", *arguments], capture_output=True, text=True, timeout=120
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line of the InExchange simulator: ``python -m inexchange.simulator --help``.
+"""Command line of the InExchange simulator: ``python -m inexchange_devkit.simulator --help``.
 
 Once the server listens it prints exactly one line, ``SIMULATOR_URL=http://HOST:PORT/v1/api/``, to
 standard output (and writes the URL to ``--url-file`` when given). SIGTERM or SIGINT stop it; requests
@@ -6,7 +6,7 @@ held by ``/_sim/hold`` are released then and ``fuzz`` replies still dripping end
 keep the server from stopping.
 
 ``--reply-variant`` chooses the shapes of the fields a client does not use (see
-:mod:`inexchange.simulator.variants`): ``documented`` (the default), ``sparse``, ``loose``, ``extra`` or
+:mod:`inexchange_devkit.simulator.variants`): ``documented`` (the default), ``sparse``, ``loose``, ``extra`` or
 ``mixed``. Its default is read from the environment variable ``INEXCHANGE_SIM_VARIANT`` when set, so
 that ``INEXCHANGE_SIM_VARIANT=sparse make test`` runs the whole test suite against that variant.
 """
@@ -27,8 +27,8 @@ from types import FrameType
 
 import uvicorn
 
-from inexchange.simulator.app import create_app
-from inexchange.simulator.config import (
+from inexchange_devkit.simulator.app import create_app
+from inexchange_devkit.simulator.config import (
     DEFAULT_FAULTS,
     FAULT_KINDS,
     FUZZ_SHAPES,
@@ -39,7 +39,7 @@ from inexchange.simulator.config import (
     parse_faults,
     parse_fuzz_shapes,
 )
-from inexchange.simulator.faults import DroppedConnectionLogFilter
+from inexchange_devkit.simulator.faults import DroppedConnectionLogFilter
 
 
 def _fault_kinds(text: str) -> tuple[str, ...]:
@@ -84,7 +84,7 @@ def _reply_variant(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the simulator's command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m inexchange.simulator",
+        prog="python -m inexchange_devkit.simulator",
         description="Serve a local simulation of the InExchange REST API v1.",
         epilog=VARIANTS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -3,14 +3,14 @@
 ``generate(engine, seed=7, ...)`` writes customers, invoices, lines and attachments into the four
 adapter-contract tables (``include/sql/erp_schema.sql``) through any SQLAlchemy engine, and returns a
 :class:`GenerationSummary` naming every deliberately bad customer and defective invoice. The command
-line ``python -m inexchange.erpgen --url sqlite:///erp.db`` does the same.
+line ``python -m inexchange_devkit.erpgen --url sqlite:///erp.db`` does the same.
 """
 
 from __future__ import annotations
 
-from inexchange.erpgen.catalog import INEXCHANGE_BILLING_METHOD, OTHER_BILLING_METHODS
-from inexchange.erpgen.customers import BAD_CUSTOMER_CATEGORIES
-from inexchange.erpgen.generator import (
+from inexchange_devkit.erpgen.catalog import INEXCHANGE_BILLING_METHOD, OTHER_BILLING_METHODS
+from inexchange_devkit.erpgen.customers import BAD_CUSTOMER_CATEGORIES
+from inexchange_devkit.erpgen.generator import (
     ERP_TABLES,
     DayCounts,
     GenerationSummary,
@@ -19,7 +19,7 @@ from inexchange.erpgen.generator import (
     drop_tables,
     generate,
 )
-from inexchange.erpgen.invoices import INVOICE_DEFECTS
+from inexchange_devkit.erpgen.invoices import INVOICE_DEFECTS
 
 __all__ = [
     "BAD_CUSTOMER_CATEGORIES",

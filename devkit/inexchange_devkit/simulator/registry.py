@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from inexchange.simulator.seeded import stable_uuid, unit
+from inexchange_devkit.simulator.seeded import stable_uuid, unit
 
 RECEIVING = "ReceivingElectronicInvoices"
 NOT_RECEIVING = "NotReceivingElectronicInvoices"

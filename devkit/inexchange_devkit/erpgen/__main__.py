@@ -1,4 +1,4 @@
-"""Command line: ``python -m inexchange.erpgen --url sqlite:///erp.db [--seed 7] [--replace] ...``."""
+"""Command line: ``python -m inexchange_devkit.erpgen --url sqlite:///erp.db [--seed 7] [--replace] ...``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from datetime import date
 
 from sqlalchemy import create_engine, make_url
 
-from inexchange.erpgen.generator import TablesNotEmptyError, check_arguments, drop_tables, generate
+from inexchange_devkit.erpgen.generator import TablesNotEmptyError, check_arguments, drop_tables, generate
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m inexchange.erpgen",
+        prog="python -m inexchange_devkit.erpgen",
         description="Fill the ERP adapter-contract tables with a deterministic Swedish test data set.",
     )
     parser.add_argument("--url", required=True, help="SQLAlchemy database URL, e.g. sqlite:///erp.db")

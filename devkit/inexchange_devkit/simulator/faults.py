@@ -1,7 +1,7 @@
 """Latency, fault injection and holds for the ``/v1/api`` routes of the simulator.
 
 Every API request first waits ``latency_ms`` (with ±20 % jitter). A request that a hold applies to
-(see :mod:`inexchange.simulator.holds`) then waits for the release, before or after it is processed,
+(see :mod:`inexchange_devkit.simulator.holds`) then waits for the release, before or after it is processed,
 and is never faulted. Any other request meets, with probability ``fault_rate``, one of the enabled
 fault kinds instead of (or after, or before) the normal handling:
 
@@ -116,8 +116,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inexchange.simulator.store import Store
-from inexchange.simulator.times import utc_iso
+from inexchange_devkit.simulator.store import Store
+from inexchange_devkit.simulator.times import utc_iso
 
 API_PREFIX = "/v1/api/"
 
@@ -342,7 +342,7 @@ def _wrong_shape(shape: str, kind: str, expected: dict[str, Any], rng: random.Ra
 def fuzz_reply(shape: str, kind: str, rng: random.Random, now: int, real: bytes | None) -> FuzzReply:
     """Build the hostile reply of ``shape`` for a route of ``kind``.
 
-    :param shape: one of :data:`~inexchange.simulator.config.FUZZ_SHAPES`.
+    :param shape: one of :data:`~inexchange_devkit.simulator.config.FUZZ_SHAPES`.
     :param kind: the route kind, from :func:`route_kind`.
     :param rng: the store's seeded generator, for every choice within the shape.
     :param now: epoch microseconds, for made-up documents.

@@ -10,8 +10,8 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from inexchange.erpgen import catalog, documents
-from inexchange.erpgen.customers import BAD_CUSTOMER_CATEGORIES, GOOD, OTHER_BILLING, Customer
+from inexchange_devkit.erpgen import catalog, documents
+from inexchange_devkit.erpgen.customers import BAD_CUSTOMER_CATEGORIES, GOOD, OTHER_BILLING, Customer
 
 INVOICE_DEFECTS = ("total_mismatch", "line_amount_mismatch", "due_before_invoice")
 """Integrity defects put on a few posted debit invoices of good customers."""

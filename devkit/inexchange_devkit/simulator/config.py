@@ -20,7 +20,7 @@ FAULT_KINDS: tuple[str, ...] = ("5xx", "429", "drop", "lost", "timeout", "html",
 #: ``garbled``, ``huge``, ``fuzz``) must be asked for.
 DEFAULT_FAULTS: tuple[str, ...] = ("5xx", "429", "drop", "lost")
 
-#: The hostile replies a ``fuzz`` fault draws from (described in :mod:`inexchange.simulator.faults`),
+#: The hostile replies a ``fuzz`` fault draws from (described in :mod:`inexchange_devkit.simulator.faults`),
 #: in the order they are reported by ``/_sim/stats``. All are enabled unless chosen otherwise.
 FUZZ_SHAPES: tuple[str, ...] = (
     "html_page",
@@ -44,7 +44,7 @@ FUZZ_SHAPES: tuple[str, ...] = (
     "retry_after",
 )
 
-#: The reply variants (described in :mod:`inexchange.simulator.variants`): ``documented`` answers the
+#: The reply variants (described in :mod:`inexchange_devkit.simulator.variants`): ``documented`` answers the
 #: documented shapes; ``sparse``, ``loose`` and ``extra`` vary the fields the client does not use
 #: (null or missing, another type, extra fields); ``mixed`` picks one of the four for each reply.
 REPLY_VARIANTS: tuple[str, ...] = ("documented", "sparse", "loose", "extra", "mixed")

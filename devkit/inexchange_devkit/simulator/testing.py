@@ -63,7 +63,7 @@ class SimulatorHandle:
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change runtime settings and return the settings now in force.
 
-        Accepted (see ``python -m inexchange.simulator --help``): ``fault_rate``, ``faults``,
+        Accepted (see ``python -m inexchange_devkit.simulator --help``): ``fault_rate``, ``faults``,
         ``latency_ms``, ``timeout_ms``, ``status_step_ms``, ``stop_rate``, ``error_rate``,
         ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``, ``fuzz_shapes``,
         ``drip_max_s``, ``token_ttl_s``, ``reply_variant``, ``unknown_type_rate`` and
@@ -173,7 +173,7 @@ def simulator_command(
     command = [
         sys.executable,
         "-m",
-        "inexchange.simulator",
+        "inexchange_devkit.simulator",
         "--host",
         "127.0.0.1",
         "--port",
@@ -218,7 +218,7 @@ def run_simulator(
     reply_variant: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> Iterator[SimulatorHandle]:
-    """Run ``python -m inexchange.simulator`` on a free loopback port for the ``with`` block.
+    """Run ``python -m inexchange_devkit.simulator`` on a free loopback port for the ``with`` block.
 
     ``faults=None`` enables the default fault kinds, all but ``timeout`` and the hostile replies
     (``html``, ``garbled``, ``huge``, ``fuzz``); they only happen when ``fault_rate`` > 0. A

@@ -9,11 +9,11 @@ found, ``byerpid`` a POST, attachments as URIs; a few documents of undocumented 
 through undocumented statuses; times in the notations a .NET service writes). The switch
 ``reply_variant`` (``--reply-variant``, ``POST /_sim/config``, default from the environment variable
 ``INEXCHANGE_SIM_VARIANT``) varies the fields a client does not use: ``documented``, ``sparse``,
-``loose``, ``extra`` or ``mixed`` (see :mod:`inexchange.simulator.variants` and
-:mod:`inexchange.simulator.times`).
+``loose``, ``extra`` or ``mixed`` (see :mod:`inexchange_devkit.simulator.variants` and
+:mod:`inexchange_devkit.simulator.times`).
 
-Run it with ``python -m inexchange.simulator``; from tests, use
-:func:`inexchange.simulator.testing.run_simulator`.
+Run it with ``python -m inexchange_devkit.simulator``; from tests, use
+:func:`inexchange_devkit.simulator.testing.run_simulator`.
 """
 
 from __future__ import annotations

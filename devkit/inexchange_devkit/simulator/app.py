@@ -6,8 +6,8 @@ binding does), 400 answers carrying ``modelState`` and 401 answers carrying the 
 Route paths match case-insensitively too.
 
 The JSON replies are built in their documented shape and then shaped by the reply variant in force
-(``reply_variant``, see :mod:`inexchange.simulator.variants`); times are written in each document's
-own notation (see :mod:`inexchange.simulator.times`), and request times are read in any of them.
+(``reply_variant``, see :mod:`inexchange_devkit.simulator.variants`); times are written in each document's
+own notation (see :mod:`inexchange_devkit.simulator.times`), and request times are read in any of them.
 ``invoices/outbound/byerpid/{erpId}`` answers ``POST`` only, with an optional JSON body
 ``{"includeFileInfo": false}``; ``document.attachments`` of a send lists the URIs of earlier uploads.
 """
@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inexchange.simulator.config import SimulatorConfig
-from inexchange.simulator.faults import FaultInjectionMiddleware
-from inexchange.simulator.store import UNKNOWN_DOCUMENT_TYPES, Store, Token, parse_iso, utc_iso
+from inexchange_devkit.simulator.config import SimulatorConfig
+from inexchange_devkit.simulator.faults import FaultInjectionMiddleware
+from inexchange_devkit.simulator.store import UNKNOWN_DOCUMENT_TYPES, Store, Token, parse_iso, utc_iso
 
 INVALID_REQUEST = "The request is invalid."
 UNAUTHORIZED = "Authorization has been denied for this request."
@@ -509,7 +509,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
     """Build the simulator's ASGI application for ``config``.
 
     The application keeps its state in memory (uploaded files also go to ``config.data_dir``); the
-    :class:`~inexchange.simulator.store.Store` is reachable as ``app.state.store``.
+    :class:`~inexchange_devkit.simulator.store.Store` is reachable as ``app.state.store``.
     """
     store = Store(config)
     api = SimulatorApi(store)

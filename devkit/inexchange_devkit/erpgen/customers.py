@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from inexchange.erpgen import catalog, identifiers
+from inexchange_devkit.erpgen import catalog, identifiers
 
 GOOD = "good"
 """Category of InExchange customers without any defect (companies, public bodies, EU, private person)."""

@@ -32,7 +32,7 @@ Whatever the variant, the fields the client uses keep their documented shape: th
 lookup's ``parties`` (a list, or ``null`` when none) and ``exactHit``; each party's ``companyId``
 and ``receiveElectronicInvoiceCapability``; a page's ``documents`` and ``totalCount``; each
 document's ``id``, ``erpDocumentId``, ``currentStatus.status`` and ``currentStatus.time`` (in the
-document's own notation, see :mod:`inexchange.simulator.times`), and ``error.status`` and
+document's own notation, see :mod:`inexchange_devkit.simulator.times`), and ``error.status`` and
 ``error.message`` of a document that shows an error. Error answers (400, 401, 404) are never varied.
 
 Every draw comes from a generator seeded with the seed and the number of the reply, so a run
@@ -45,7 +45,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from inexchange.simulator.times import parse_time
+from inexchange_devkit.simulator.times import parse_time
 
 #: The variants a ``mixed`` reply draws from.
 MIXED_FROM: tuple[str, ...] = ("documented", "sparse", "loose", "extra")

@@ -19,7 +19,7 @@ import functools
 import re
 from datetime import datetime, timedelta, timezone
 
-from inexchange.simulator.seeded import unit
+from inexchange_devkit.simulator.seeded import unit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 US_PER_MS = 1000

@@ -11,7 +11,7 @@ A share ``unknown_type_rate`` of the documents shows a ``documentType`` the docu
 name (one of :data:`UNKNOWN_DOCUMENT_TYPES`; listings filter on the type shown), and a share
 ``unknown_status_rate`` passes through a status it does not name (one of :data:`UNKNOWN_STATUSES`)
 half a status step before its final status: never the last status of a timeline. Each document
-writes its times in one notation (see :mod:`inexchange.simulator.times`); one whose notation shows
+writes its times in one notation (see :mod:`inexchange_devkit.simulator.times`); one whose notation shows
 milliseconds only has all its times on whole milliseconds (the clock moves on to the next one when
 it is sent), so that every notation denotes the exact stored instant. Every document is created at
 a time later than any time the clock gave before, so no two share a creation time and a listing's
@@ -39,12 +39,12 @@ from typing import Any
 
 from lxml import etree
 
-from inexchange.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfig
-from inexchange.simulator.holds import Holds
-from inexchange.simulator.registry import PartyRegistry
-from inexchange.simulator.seeded import unit
-from inexchange.simulator.times import ceil_ms, format_time, parse_time, time_style, utc_iso, whole_milliseconds
-from inexchange.simulator.variants import Shaper
+from inexchange_devkit.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfig
+from inexchange_devkit.simulator.holds import Holds
+from inexchange_devkit.simulator.registry import PartyRegistry
+from inexchange_devkit.simulator.seeded import unit
+from inexchange_devkit.simulator.times import ceil_ms, format_time, parse_time, time_style, utc_iso, whole_milliseconds
+from inexchange_devkit.simulator.variants import Shaper
 
 UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 DOCUMENT_TYPES = ("Invoice", "CreditNote")
@@ -59,7 +59,7 @@ _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree
 
 
 def parse_iso(text: str) -> int:
-    """Parse a timestamp a client sends (any notation :func:`~inexchange.simulator.times.parse_time` reads).
+    """Parse a timestamp a client sends (any notation :func:`~inexchange_devkit.simulator.times.parse_time` reads).
 
     Naive times are UTC. Raises ``ValueError`` for anything else.
     """
@@ -132,7 +132,7 @@ class OutboundDocument:
     It is ``PendingInPlatform`` from ``created``, ``Pending`` from ``pending_at``, in the
     undocumented status ``interim_status`` (when it has one) from ``interim_at``, and in its final
     status from ``final_at``; ``slow`` and ``stuck`` tell how that timeline was drawn. Its times are
-    written in the notation ``time_style`` (an index into :data:`~inexchange.simulator.times.STYLES`).
+    written in the notation ``time_style`` (an index into :data:`~inexchange_devkit.simulator.times.STYLES`).
     """
 
     id: str

@@ -18,14 +18,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, literal, select, table
 
-from inexchange.erpgen.customers import (
+from inexchange_devkit.erpgen.customers import (
     BAD_CUSTOMER_CATEGORIES,
     GOOD,
     MIN_CUSTOMERS,
     OTHER_BILLING,
     build_customers,
 )
-from inexchange.erpgen.invoices import INVOICE_DEFECTS, Invoice, InvoiceFactory, plan_invoices
+from inexchange_devkit.erpgen.invoices import INVOICE_DEFECTS, Invoice, InvoiceFactory, plan_invoices
 from inexchange.sql import script, statement
 
 ERP_TABLES = ("customer", "customer_invoice", "customer_invoice_line", "invoice_attachment")
