@@ -1,11 +1,19 @@
 """The plugin entry module Airflow's loader reads from this plugins folder (see ``.airflowignore``).
 
-It only names the provider's plugin, the "InExchange dispatch" page; the provider itself is the
-package ``inexchange`` beside it, imported as a package. An installed provider distribution
-registers the same plugin through its ``airflow.plugins`` entry point; Airflow keeps the first of
-the two and skips the other by name.
+It names the provider's plugin, the "InExchange dispatch" page; the provider itself is the package
+``inexchange`` beside it, imported as a package (Airflow puts this folder on ``sys.path``).
+
+Where the provider distribution is installed as well, its ``airflow.plugins`` entry point registers
+the page, and this module names nothing: Airflow would otherwise report the second registration as
+an import error.
 """
 
-from inexchange.ui.plugin import InExchangeDispatchPlugin
+from importlib.metadata import entry_points
 
-__all__ = ["InExchangeDispatchPlugin"]
+#: the plugin's name (``InExchangeDispatchPlugin.name``) and its entry point's in an installed distribution
+PLUGIN_NAME = "inexchange_dispatch"
+
+if not entry_points(group="airflow.plugins", name=PLUGIN_NAME):
+    from inexchange.ui.plugin import InExchangeDispatchPlugin
+
+    __all__ = ["InExchangeDispatchPlugin"]

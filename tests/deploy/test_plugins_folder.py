@@ -1,98 +1,61 @@
-"""The repository's ``plugins/`` and ``dags/`` as Airflow's own folders, in a fresh ``AIRFLOW_HOME``.
+"""The repository's ``plugins/`` and ``dags/`` as Airflow's own folders, in a fresh ``AIRFLOW_HOME``
+of a clean virtual environment that holds Airflow and the lock and nothing of this project.
 
 This is how a team adds the project to an existing Airflow without installing anything: the plugins
 folder mounted or copied as it is (Airflow's reference docker-compose mounts ``./plugins`` there).
 Airflow's plugin loader imports every ``.py`` file under that folder as a top-level module named after
 the file, unless ``.airflowignore`` says otherwise; ``hooks/inexchange.py`` read that way would become
-the module ``inexchange`` and shadow the package. The test runs Airflow's own commands with the
-``airflow.cfg`` Airflow generates (only the folders, the metadata database and the connections come
-from the environment): ``airflow plugins`` lists the page without an import error, and ``airflow dags
-test`` sends a day of invoices to the simulator with every task succeeding.
+the module ``inexchange`` and shadow the package. Airflow's own commands run with the ``airflow.cfg``
+Airflow generates (only the folders, the metadata database and the connections come from the
+environment): ``airflow plugins`` lists the page without an import error, and ``airflow dags test``
+sends a day of invoices to the simulator with every task succeeding. The InExchange connection is of
+the standard type ``http`` here: Airflow lists providers only from installed distributions.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from datetime import date, timedelta
+import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from support import SELLER, sqlite_conn_env
+from deployment import ROOT, Deployment, check_listings, import_failures, run_a_day
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-
-ROOT = Path(__file__).resolve().parents[2]
-DAY = date(2026, 11, 18)
-IMPORT_FAILURES = ("Failed to import plugin", "ImportError", "ModuleNotFoundError", "is not a package")
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
-def airflow_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a fresh deployment: Airflow's generated airflow.cfg, the repository's folders."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "INEXCHANGE_"))}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        **extra,
-    })
-    return env
+@pytest.fixture
+def mounted(lock_python: Path, tmp_path: Path) -> Deployment:
+    return Deployment(python=lock_python, home=tmp_path / "airflow", plugins_folder=ROOT / "plugins")
 
 
-def airflow(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def test_nothing_of_the_project_is_installed(mounted: Deployment) -> None:
+    probe = mounted.python_run("import importlib.util, sys\n"
+                               "sys.path.remove(sys.argv[0]) if sys.argv[0] in sys.path else None\n"
+                               "print(importlib.util.find_spec('inexchange'), importlib.util.find_spec('inexchange_devkit'))")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["None", "None"], probe.stdout
 
 
-def test_the_plugins_folder_loads_only_its_entry_module(tmp_path: Path) -> None:
-    env = airflow_env(tmp_path / "airflow")
-
-    listed = airflow(env, "plugins", "-o", "json")
-
-    output = listed.stdout + listed.stderr
-    assert listed.returncode == 0, output[-3000:]
-    assert not [failure for failure in IMPORT_FAILURES if failure in output], output[-5000:]
-    plugins = json.loads(listed.stdout[listed.stdout.index("["):])
-    assert "inexchange_dispatch" in {plugin["name"] for plugin in plugins}
+def test_the_plugins_folder_loads_only_its_entry_module(mounted: Deployment) -> None:
+    check_listings(mounted, installed=False)
     assert (ROOT / "plugins" / ".airflowignore").read_text().splitlines().count("inexchange/") == 1
 
 
-def test_a_day_runs_from_the_mounted_folders(tmp_path: Path) -> None:
-    from inexchange_devkit.erpgen import generate
-    from inexchange_devkit.simulator.testing import run_simulator
+def test_a_copied_plugins_folder_works_the_same(lock_python: Path, tmp_path: Path) -> None:
+    """``cp -r plugins`` into another deployment: the SQL files and templates travel with the package."""
+    copy = tmp_path / "plugins"
+    shutil.copytree(ROOT / "plugins", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    deployment = Deployment(python=lock_python, home=tmp_path / "airflow", plugins_folder=copy)
+    check_listings(deployment, installed=False)
+    imported = deployment.python_run(
+        f"import sys; sys.path.append({str(copy)!r})\n"
+        "from inexchange.sql import load_sql, sql_dir\n"
+        "print(sql_dir()); load_sql('extract_unsent_invoices')")
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert not import_failures(imported.stderr), imported.stderr[-3000:]
+    assert imported.stdout.strip() == str(copy / "inexchange" / "sql_files")
 
-    erp = tmp_path / "erp.db"
-    engine = create_engine(f"sqlite:///{erp}")
-    generate(engine, seed=4, customers=20, invoices=40, start_date=DAY, days=1, drafts=2)
-    home = tmp_path / "airflow"
-    with run_simulator(status_step_ms=100, stop_rate=0.0, error_rate=0.0) as sim:
-        env = airflow_env(
-            home,
-            AIRFLOW_CONN_ERP_DEFAULT=sqlite_conn_env(erp),
-            AIRFLOW_CONN_INEXCHANGE_DEFAULT=json.dumps({"conn_type": "inexchange", "host": sim.base_url,
-                                                        "password": sim.api_key, "extra": {"erp_id": "mounted"}}),
-            AIRFLOW_VAR_INEXCHANGE_SELLER=json.dumps(SELLER),
-            AIRFLOW_VAR_INEXCHANGE_POLL_INTERVAL="1",
-        )
-        migrated = airflow(env, "db", "migrate")
-        assert migrated.returncode == 0, migrated.stderr[-3000:]
-        run = airflow(env, "dags", "test", "inexchange_dispatch", f"{DAY + timedelta(days=1)}T06:00:00+01:00",
-                      "--conf", json.dumps({"fail_on_action_needed": False}), timeout=480)
-        sends = sim.stats()["sends"]
 
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-5000:]
-    assert not [failure for failure in IMPORT_FAILURES if failure in output], output[-5000:]
-    with engine.connect() as conn:
-        states = dict(conn.execute(text("SELECT state, COUNT(*) FROM inexchange_dispatch GROUP BY state")).all())
-        received = [r[0] for r in conn.execute(text("SELECT erp_document_id FROM inexchange_dispatch "
-                                                    "WHERE state = 'sent'"))]
-    engine.dispose()
-    assert states.get("sent", 0) >= 5 and set(states) <= {"sent", "rejected"}, states
-    assert all(sends.get(erp_id) == 1 for erp_id in received)
+def test_a_day_runs_from_the_mounted_folders(mounted: Deployment, tmp_path: Path) -> None:
+    run_a_day(mounted, tmp_path, erp_id="mounted", conn_type="http")
