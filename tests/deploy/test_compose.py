@@ -121,8 +121,37 @@ def test_executor_is_celery_with_redis_and_postgres(compose: dict) -> None:
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
     # the workers reach the api-server's execution API by its service name
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
-    # the installed provider finds the SQL files copied into the image
-    assert env["INEXCHANGE_SQL_DIR"] == "/opt/airflow/include/sql"
+    # the SQL files are package data of the installed wheel; the DAG asks for deferral itself
+    assert "INEXCHANGE_SQL_DIR" not in env
+    assert "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE" not in env
+
+
+def test_the_folders_are_mounted_as_in_the_reference_compose_file(compose: dict) -> None:
+    common = compose["x-airflow-common"]
+    assert common["volumes"] == [f"${{AIRFLOW_PROJ_DIR:-.}}/{folder}:/opt/airflow/{folder}"
+                                 for folder in ("dags", "logs", "config", "plugins")]
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/config/")
+    # nothing else of the repository reaches the containers: no include/, no named Airflow volumes
+    assert set(compose["volumes"]) == {"postgres-db-volume"}
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "include" not in re.sub(r"#.*", "", text)
+    # and the folders the mounts read exist in the repository
+    assert (ROOT / "dags" / "inexchange_dispatch.py").is_file() and (ROOT / "plugins").is_dir()
+
+
+def test_airflow_runs_the_provider_image_and_the_simulator_the_devkit_image(compose: dict) -> None:
+    common = compose["x-airflow-common"]
+    assert common["build"] == {"context": ".", "dockerfile": "docker/Dockerfile", "target": "airflow"}
+    for name in ("inexchange-simulator", "erp-demo"):
+        service = compose["services"][name]
+        assert service["build"] == {"context": ".", "dockerfile": "docker/Dockerfile", "target": "devkit"}, name
+        assert service["image"] != common["image"], f"{name} must not tag its image as the Airflow image"
+        module = "inexchange_devkit.erpgen" if name == "erp-demo" else "inexchange_devkit.simulator"
+        assert service["entrypoint"] == ["python", "-m", module], name
+    stages = dockerfile_stages()
+    assert {"airflow", "devkit"} <= set(stages)
 
 
 def test_components_share_the_common_settings(compose: dict) -> None:
@@ -262,32 +291,103 @@ def test_env_is_ignored_by_git_and_docker() -> None:
 # --- docker/Dockerfile --------------------------------------------------------------------------
 
 
-def test_dockerfile_extends_the_official_image_and_installs_the_lock() -> None:
-    text = DOCKERFILE.read_text(encoding="utf-8")
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+def dockerfile_stages() -> dict[str, list[str]]:
+    """The Dockerfile's stages in order: name (or index) -> its instruction lines, comments dropped,
+    continuation lines joined, ``ARG``s of the global scope substituted in ``FROM``."""
+    lines: list[str] = []
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if lines and lines[-1].endswith("\\"):
+            lines[-1] = lines[-1][:-1].rstrip() + " " + line
+        else:
+            lines.append(line)
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", "\n".join(lines), re.MULTILINE))
-    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
-    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
-    assert base == "apache/airflow:3.3.2-python3.11"
+    stages: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        if line.startswith("FROM "):
+            line = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], line)
+            match = re.fullmatch(r"FROM (\S+)(?: AS (\S+))?", line, re.IGNORECASE)
+            assert match, line
+            current = stages.setdefault(match.group(2) or str(len(stages)), [line])
+        elif current is not None:
+            current.append(line)
+    return stages
 
+
+def stage_closure(stages: dict[str, list[str]], target: str) -> list[str]:
+    """The stages building ``target`` needs: its FROM chain and the stages it copies from."""
+    needed: list[str] = []
+    todo = [target]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.append(name)
+        base = stages[name][0].split()[1]
+        todo.extend([base] if base in stages else [])
+        todo.extend(m for line in stages[name] for m in re.findall(r"--from=(\S+)", line))
+    return needed
+
+
+def test_dockerfile_builds_the_wheel_and_installs_it_under_the_lock() -> None:
+    stages = dockerfile_stages()
+    for name, lines in stages.items():
+        base = lines[0].split()[1]
+        assert base in stages or base == "apache/airflow:3.3.2-python3.11", (name, base)
+    # the default target is the last stage: the Airflow image, which compose asks for by name
+    target = list(stages)[-1]
+    assert target == "airflow"
+
+    # a builder stage makes the provider's wheel with pip wheel --no-deps from the files a wheel needs
+    builder = next(name for name, lines in stages.items()
+                   if any(re.search(r"pip wheel .*--no-deps", line) for line in lines)
+                   and any("plugins/inexchange" in line for line in lines if line.startswith("COPY ")))
+    copied = {source for line in stages[builder] if line.startswith("COPY ")
+              for source in line.split()[1:-1] if not source.startswith("--")}
+    assert copied == {"pyproject.toml", "README.md", "plugins/inexchange"}, copied
+
+    closure = stage_closure(stages, target)
+    assert builder in closure
+    lines = [line for name in closure if name != builder for line in stages[name]]
     joined = "\n".join(lines)
+    # the lock first (a layer of its own), then the wheel under the lock's pins
     pip_lock = next(i for i, line in enumerate(lines) if re.search(r"pip install .*-r \S*requirements\.txt", line))
+    pip_wheel = next(i for i, line in enumerate(lines)
+                     if re.search(r"pip install .*-c \S*requirements\.txt "
+                                  r"\S*airflow_provider_inexchange-\*\.whl", line))
+    assert pip_lock < pip_wheel
     assert "--constraint" not in lines[pip_lock]
-    assert re.search(r"pip install .*--no-deps", joined), "the provider is installed with --no-deps"
     users = [i for i, line in enumerate(lines) if line.startswith("USER ")]
     assert users and users[-1] < pip_lock and lines[users[-1]] == "USER airflow", "pip runs as the airflow user"
     assert re.search(r"^COPY .*requirements\.txt", joined, re.MULTILINE)
-    assert re.search(r"^COPY .*dags/? /opt/airflow/dags/?$", joined, re.MULTILINE)
-    assert re.search(r"^COPY .*include/? /opt/airflow/include/?$", joined, re.MULTILINE)
-    assert "ENV INEXCHANGE_SQL_DIR=/opt/airflow/include/sql" in joined
+    assert re.search(r"^COPY --from=" + re.escape(builder) + r"\b", joined, re.MULTILINE)
+    # nothing else of the repository: no DAG, no include/, no SQL directory setting, no development kit
+    for line in lines:
+        assert not re.search(r"^COPY .*\b(dags|include|devkit)/?\s", line), line
+    assert "INEXCHANGE_SQL_DIR" not in DOCKERFILE.read_text(encoding="utf-8")
+    assert "devkit" not in joined and "simulator" not in joined and "erpgen" not in joined
+
+
+def test_dockerfile_devkit_target_adds_the_development_kit() -> None:
+    stages = dockerfile_stages()
+    devkit = stages["devkit"]
+    base = devkit[0].split()[1]
+    assert base in stage_closure(stages, "airflow"), "the devkit image shares the Airflow image's layers"
+    joined = "\n".join(line for name in stage_closure(stages, "devkit") for line in stages[name])
+    assert re.search(r"pip wheel .*--no-deps .*devkit", joined)
+    assert re.search(r"^COPY .*devkit/inexchange_devkit ", joined, re.MULTILINE)
+    assert re.search(r"pip install .*-c \S*requirements\.txt \S*inexchange_devkit-\*\.whl", joined)
 
 
 def test_the_image_holds_what_the_dockerfile_copies() -> None:
-    # every path the Dockerfile copies exists and is not excluded by .dockerignore
+    # every path the Dockerfile copies from the build context exists and is not excluded by .dockerignore
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:
             sources = [part for part in line.split()[1:-1] if not part.startswith("--")]
             for source in sources:
                 assert (ROOT / source).exists(), source
@@ -345,6 +445,15 @@ def test_compose_config(tmp_path: Path) -> None:
     resolved = yaml.safe_load(trial.stdout)
     services = resolved["services"]
     assert REQUIRED_SERVICES | {"inexchange-simulator", "erp-demo", "flower"} <= set(services)
+
+    # the Airflow components run the default image, the simulator profile the devkit target; the
+    # folders are mounted from the project directory (v2 prints volumes in long syntax, v1 as text)
+    assert services["airflow-worker"]["build"]["target"] == "airflow"
+    assert services["inexchange-simulator"]["build"]["target"] == services["erp-demo"]["build"]["target"] == "devkit"
+    mounts = [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+              for v in services["airflow-worker"]["volumes"]]
+    assert mounts == [(str(project / folder), f"/opt/airflow/{folder}")
+                      for folder in ("dags", "logs", "config", "plugins")], mounts
 
     # compose read the connections and Variables from .env as the DAG needs them
     worker_env = services["airflow-worker"]["environment"]
