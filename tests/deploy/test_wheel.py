@@ -394,3 +394,15 @@ def test_a_day_runs_with_the_installed_wheel(installed: Deployment, tmp_path: Pa
         states = conn.execute("SELECT task_id, map_index, state FROM task_instance "
                               "WHERE dag_id = 'inexchange_dispatch'").fetchall()
     assert states and all(state == "success" for _, _, state in states), states
+
+
+@pytest.mark.integration
+def test_the_mounted_plugins_folder_adds_nothing_to_the_installed_wheel(wheel_python: Path, tmp_path: Path) -> None:
+    """The compose layout: the wheel in the image and the repository's ``plugins/`` mounted as the
+    plugins folder. The installed distribution registers the page; the folder's entry module names
+    nothing, so Airflow reports no second registration."""
+    both = Deployment(python=wheel_python, home=tmp_path / "airflow", plugins_folder=ROOT / "plugins")
+    check_listings(both, installed=True)
+    source = both.python_run("import airflow, inexchange; print(inexchange.__file__)")
+    assert source.returncode == 0, source.stderr[-3000:]
+    assert "site-packages" in source.stdout, source.stdout
