@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, dag
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, conf, dag
 
 from inexchange.operators.stages import (
     DispatchReportOperator,
@@ -24,6 +24,15 @@ TIMEZONE = "Europe/Stockholm"
 LEDGER = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
+#: The Airflow pool of the mapped submit tasks: none by default, because a task in a pool that does not
+#: exist is never scheduled and a fresh Airflow has only default_pool. To size the cap in the UI, or share
+#: it with other DAGs calling InExchange, create a pool (`airflow pools set inexchange_api 4 ...`) and name
+#: it in `[inexchange] api_pool` (AIRFLOW__INEXCHANGE__API_POOL) where the dag-processor runs.
+API_POOL = conf.get("inexchange", "api_pool", fallback="").strip() or None
+#: without that pool, at most this many submit tasks run at once, over all runs of the DAG
+API_SLOTS = 4
+#: how the submit tasks' concurrency is capped: by the named pool, or by API_SLOTS
+SUBMIT_CAP = {"pool": API_POOL} if API_POOL else {"max_active_tis_per_dag": API_SLOTS}
 #: the "Elektroniska utskick" report table, updated by every run: downstream DAGs can be scheduled on it.
 #: Its URI is its name: a URI with a scheme would make every parse load the providers' URI handlers.
 INEXCHANGE_REPORT = Asset(name="inexchange_report", group="inexchange")
@@ -45,8 +54,10 @@ Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
    message per invoice saying what to fix in the ERP.
 3. **plan_batches** / **submit**: the due invoices are split into batches of `batch_size` (2,000 unless the run's config says otherwise); one
    mapped submit task per batch builds, uploads and sends each *ready* invoice exactly once
-   (32 at a time, in the `inexchange_api` pool); it becomes *waiting*.
-4. **await_delivery**: a deferrable sensor follows the documents until they are *sent* or *stopped*.
+   (32 at a time; at most 4 batches at once, or as many as the pool `[inexchange] api_pool` names
+   has slots); it becomes *waiting*.
+4. **await_delivery**: a deferrable sensor follows the documents until they are *sent* or *stopped*
+   (it defers unless the run's config says `deferrable: false`; then it pokes in reschedule mode).
 5. **report**: refreshes `inexchange_report` ("Elektroniska utskick"), logs a summary and updates
    the Asset `inexchange_report`. The run turns red when an invoice needs a person, unless
    `fail_on_action_needed` is off.
@@ -59,10 +70,13 @@ Trigger with config for a manual run:
 - `retry_rejected`: off to leave rejected invoices alone (they are checked again by default).
 - `delivery_timeout_minutes`: how long **await_delivery** follows the documents (360 by default);
   those still waiting then are looked up by the next run's **recheck_waiting**.
+- `deferrable`: off to have **await_delivery** poke in reschedule mode instead of deferring to the
+  triggerer (on by default, whatever `[operators] default_deferrable` says).
 
 A manual or backfill run retries failed invoices at once instead of at their retry time.
 
-Connections: `erp_default`, `inexchange_default`, `inexchange_reporting`.
+Connections: `erp_default` (only read), `inexchange_default`, `inexchange_reporting` (the ledger and the
+report; it must be defined).
 Variable: `inexchange_seller` (our company, as JSON). See the README.
 """
 
@@ -79,7 +93,8 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
     params={
         "batch_size": Param(
             2000, type="integer", minimum=1,
-            description="Invoices per mapped submit task; the batches run in parallel in the inexchange_api pool.",
+            description="Invoices per mapped submit task; up to 4 batches run in parallel (or as many as the "
+                        "pool named in [inexchange] api_pool has slots).",
         ),
         "fail_on_action_needed": Param(
             True, type="boolean", description="End the run red when an invoice is rejected, stopped or failed."
@@ -98,6 +113,11 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
             description="How long await_delivery follows the run's documents; those still waiting then stay "
                         "waiting, and the next run's recheck_waiting looks them up.",
         ),
+        "deferrable": Param(
+            True, type="boolean", title="Defer await_delivery",
+            description="await_delivery waits in the triggerer, holding no worker slot; off: it pokes in "
+                        "reschedule mode (for a deployment without a triggerer).",
+        ),
     },
 )
 def inexchange_dispatch():
@@ -111,7 +131,7 @@ def inexchange_dispatch():
         task_id="submit",
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         concurrency=CONCURRENCY,
-        pool="inexchange_api",
+        **SUBMIT_CAP,
         **LEDGER,
     ).expand_kwargs(batches.output)
 
@@ -120,6 +140,7 @@ def inexchange_dispatch():
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         poll_interval="{{ var.value.get('inexchange_poll_interval', 60) }}",
         delivery_timeout="{{ params.delivery_timeout_minutes * 60 }}",
+        deferrable="{{ params.deferrable }}",
         **LEDGER,
     )
 

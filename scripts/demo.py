@@ -2,7 +2,7 @@
 
 Builds the demo ERP (SQLite), starts the InExchange simulator on a free loopback port, runs
 ``airflow dags test inexchange_dispatch`` for one data interval, prints the report table from the
-reporting database and stops the simulator.
+reporting database (connection ``inexchange_reporting``) and stops the simulator.
 """
 
 from __future__ import annotations
@@ -55,15 +55,17 @@ def _print_report(env: dict[str, str]) -> None:
     import os
 
     os.environ.update(env)
-    from sqlalchemy import create_engine
-
+    from inexchange.db import reporting_engine
     from inexchange.pipeline import format_report
     from inexchange.sql import statement
 
-    engine = create_engine(f"sqlite:///{demo_env.ERP_DB}")
-    with engine.connect() as conn:
-        start = conn.execute(statement("report_latest_interval")).scalar()
-        rows = [dict(r._mapping) for r in conn.execute(statement("report_select"), {"data_interval_start": start})]
+    engine = reporting_engine("inexchange_reporting")  # where the DAG wrote it: the demo's AIRFLOW_CONN_*
+    try:
+        with engine.connect() as conn:
+            start = conn.execute(statement("report_latest_interval")).scalar()
+            rows = [dict(r._mapping) for r in conn.execute(statement("report_select"), {"data_interval_start": start})]
+    finally:
+        engine.dispose()
     print(f"\nElektroniska utskick (data interval from {start}):\n")
     print(format_report(rows))
     counts: dict[str, int] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 
 class InExchangeError(Exception):
     """Base class of every error this provider raises."""
@@ -11,6 +13,38 @@ class InExchangeError(Exception):
 
 class InExchangeConfigError(InExchangeError):
     """A connection or seller configuration is missing or invalid."""
+
+
+class ReportingConnectionMissing(InExchangeConfigError, AirflowFailException):
+    """The connection of the reporting database (the ledger and the report) is not defined.
+
+    It fails the task without retries: no retry can define the connection, and the ledger is never
+    put anywhere else (the ERP is only read).
+
+    :param conn_id: the connection id that is not defined.
+    """
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        super().__init__(
+            f"connection {conn_id!r} is not defined: define {conn_id} as the database that holds the ledger "
+            "and the report (it may be the ERP's database only if that database is writable)"
+        )
+
+
+class ErpDatabaseMissing(InExchangeConfigError, AirflowFailException):
+    """The ERP connection names a SQLite file that does not exist (it is opened read-only, never created).
+
+    :param conn_id: the ERP connection id.
+    :param path: the file the connection names.
+    """
+
+    def __init__(self, conn_id: str, path: str) -> None:
+        self.conn_id = conn_id
+        self.path = path
+        where = f"no such file: {path}" if path else "it names no file (host is empty)"
+        super().__init__(f"connection {conn_id!r}: the ERP's SQLite database cannot be opened, {where}; "
+                         "the ERP is only read, so check the connection's host (the path of the file)")
 
 
 class InExchangeApiError(InExchangeError):

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from inexchange.api import ACTION_STATES, LedgerState
-from inexchange.db import engine_for, integer_id, read_date, reporting_engine
+from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope, ledger_text
 from inexchange.validation import customer_label, shown
@@ -32,7 +32,7 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     from inexchange.hooks.inexchange import InExchangeHook
     from inexchange.sensors.delivery_run import record_statuses
 
-    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
+    ledger = Ledger(reporting_engine(reporting_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()
     waiting, doubtful = ledger.waiting_elsewhere(), ledger.in_doubt()
     if not waiting and not doubtful:
@@ -93,9 +93,9 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
     Invoices already sent or in flight are left alone; rejected ones are checked again.
     """
     scope = RunScope.from_context(context, timezone)
-    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
-    invoices = ErpReader(engine_for(erp_conn_id)).extract(
+    invoices = ErpReader(erp_engine(erp_conn_id)).extract(
         start_date=scope.start_date.isoformat(), end_date=scope.end_date.isoformat(),
         numbers=scope.invoice_numbers, billing_method=billing_method, by_number=scope.by_number,
     )
@@ -138,11 +138,11 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
              timezone: str = "Europe/Stockholm") -> dict[str, Any]:
     """Validate the interval's ``pending`` invoices; failures become ``rejected`` with one message each."""
     scope = RunScope.from_context(context, timezone)
-    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     pending = ledger.rows(LedgerState.PENDING)
     if not pending:
         return {"ready": 0, "rejected": 0, "rejected_invoices": []}
-    reader = ErpReader(engine_for(erp_conn_id))
+    reader = ErpReader(erp_engine(erp_conn_id))
     batch = reader.load([row["invoice_id"] for row in pending])
     duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in pending)
     start, end = scope.start_date, scope.end_date
@@ -182,7 +182,7 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), RunScope.from_context(context, timezone))
+    ledger = Ledger(reporting_engine(reporting_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()
     due = ledger.count_due(max_attempts=max_attempts)
     shards = max(1, -(-due // batch_size))
@@ -202,7 +202,7 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     from airflow.sdk.exceptions import AirflowException
 
     scope = RunScope.from_context(context, timezone)
-    ledger = Ledger(reporting_engine(reporting_conn_id, erp_conn_id), scope)
+    ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     rows = ledger.refresh_report()
     counts = Counter(row["state"] for row in rows)

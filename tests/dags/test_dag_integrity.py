@@ -46,11 +46,83 @@ def test_operators_and_sensor(dagbag) -> None:
     dag = dagbag.dags["inexchange_dispatch"]
     submit = dag.get_task("submit")  # mapped over the batches plan_batches returns
     assert submit.operator_class is SubmitInvoicesOperator
-    assert submit.partial_kwargs["pool"] == "inexchange_api"
     assert dag.params["batch_size"] == 2000
     sensor = dag.get_task("await_delivery")
     assert isinstance(sensor, DeliveryStatusSensor)
-    assert sensor.deferrable is True
+
+
+# ---- nothing depends on a setting only the demo makes ------------------------------------------
+def _scheduler_view(dag):
+    """The DAG as the dag-processor stores it and the scheduler reads it."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+
+def test_the_submit_tasks_need_no_pool_of_their_own(dagbag) -> None:
+    """A fresh Airflow has only default_pool: the submit tasks use it, capped at API_SLOTS at once."""
+    dag = _scheduler_view(dagbag.dags["inexchange_dispatch"])
+    submit = dag.get_task("submit")
+    assert submit.pool == "default_pool"
+    assert submit.max_active_tis_per_dag == 4
+    assert {task.pool for task in dag.tasks} == {"default_pool"}
+
+
+def test_every_pool_the_dag_uses_exists_in_a_fresh_airflow(dagbag, airflow_db: Path) -> None:
+    """What the scheduler checks before it schedules a task: its pool exists (else "non-existent pool")."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{airflow_db / 'airflow.db'}")  # migrated by `airflow db migrate`, no more
+    try:
+        with engine.connect() as conn:
+            pools = {row[0] for row in conn.execute(text("SELECT pool FROM slot_pool"))}
+    finally:
+        engine.dispose()
+    assert {task.pool for task in _scheduler_view(dagbag.dags["inexchange_dispatch"]).tasks} <= pools
+
+
+def test_a_team_opts_in_to_a_pool_through_the_airflow_config() -> None:
+    """``[inexchange] api_pool`` names a pool the team created; the pool's slots are then the only cap."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json; from airflow.dag_processing.dagbag import DagBag;"
+        "t = DagBag(dag_folder=sys.argv[1]).dags['inexchange_dispatch'].get_task('submit');"
+        "print(json.dumps([t.pool, t.max_active_tis_per_dag]))"
+    )
+    env = {**os.environ, "AIRFLOW__INEXCHANGE__API_POOL": "inexchange_api"}
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "inexchange_dispatch.py")],
+                         capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["inexchange_api", None]
+
+
+def test_the_sensor_defers_by_the_dags_own_param(dagbag, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not by ``[operators] default_deferrable``, False in a generated airflow.cfg; a run may turn it off."""
+    import copy
+
+    from airflow.sdk import conf
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+    assert conf.getboolean("operators", "default_deferrable") is False
+    dag = dagbag.dags["inexchange_dispatch"]
+    param = dag.params.get_param("deferrable")
+    assert (param.value, param.schema["type"]) == (True, "boolean")
+
+    def rendered(conf: dict) -> tuple[bool, str]:
+        sensor = copy.deepcopy(dag.get_task("await_delivery"))
+        params = copy.deepcopy(dag.params)
+        params.update(conf)
+        # as the worker renders it before execute (a dict's get() stands for the Variables)
+        sensor.render_template_fields({"params": params.validate(), "var": {"value": {}}})
+        sensor._use_rendered_settings()
+        return sensor.deferrable, sensor.mode
+
+    assert dag.get_task("await_delivery").deferrable == "{{ params.deferrable }}"
+    assert rendered({}) == (True, "poke")
+    assert rendered({"deferrable": False}) == (False, "reschedule")
 
 
 def test_manual_run_params_and_the_report_asset(dagbag) -> None:

@@ -4,6 +4,10 @@ Runs on the embedded default (SQLite files) and on the PostgreSQL server, each c
 the interval's posted InExchange invoices end sent, stopped or failed exactly as the simulator
 decided (or rejected when the generator made them bad), nothing else is touched, no invoice reaches
 InExchange twice, and a second run of the same interval sends nothing new.
+
+Airflow runs as a generated ``airflow.cfg`` leaves it (``[operators] default_deferrable`` False); the
+ledger is in the ERP's database through its own connection ``inexchange_reporting`` (the ERP's
+connection is opened read-only).
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ def dispatch_dag(airflow_db: Path, erp: Erp, simulator: Any, monkeypatch: pytest
     import json
 
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", erp.conn_env)
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", erp.conn_env)  # writable: the ledger beside the ERP
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")  # as a generated airflow.cfg has it
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
         "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
         "extra": {"erp_id": "e2e-erp"},
@@ -219,6 +225,76 @@ def _check_day_sent_once(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
     assert {k: (v["state"], v["inexchange_document_id"]) for k, v in after.items()} == {
         k: (v["state"], v["inexchange_document_id"]) for k, v in ledger.items()
     }
+
+
+@pytest.fixture
+def inline_triggers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The triggers ``dag.test()`` runs in line (one per deferral of a task), in order."""
+    from airflow.sdk.definitions import dag as dag_module
+
+    seen: list[Any] = []
+    run_inline = dag_module._run_inline_trigger
+
+    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
+        seen.append(trigger)
+        return run_inline(trigger, task_sdk_ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
+    return seen
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_the_sensor_defers_although_default_deferrable_is_off(
+        dispatch_dag: Any, erp: Erp, simulator: Any, inline_triggers: list[Any]) -> None:
+    """The DAG asks for deferral itself: a generated airflow.cfg (default_deferrable False) changes nothing."""
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    from airflow.sdk import conf
+    from inexchange.triggers.delivery import DeliveryStatusTrigger
+
+    assert conf.getboolean("operators", "default_deferrable") is False
+    simulator.configure(status_step_ms=2000)  # the sensor's first poll finds the documents still pending
+
+    dag_run = _run(dispatch_dag)
+
+    assert dag_run.state == "success"
+    assert any(isinstance(trigger, DeliveryStatusTrigger) for trigger in inline_triggers)
+    sensor = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "await_delivery")
+    with create_session() as session:
+        reschedules = session.scalar(select(func.count()).select_from(TaskReschedule)
+                                     .where(TaskReschedule.ti_id == sensor.id))
+    assert (sensor.state, reschedules) == ("success", 0)
+    assert not _rows(erp.engine, "SELECT invoice_id FROM inexchange_dispatch WHERE state = 'waiting'")
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_without_the_reporting_connection_the_first_task_stops_the_run(
+        dispatch_dag: Any, erp: Erp, simulator: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """No fallback to the ERP's database: recheck_waiting fails at once, without retries, and nothing is touched."""
+    from sqlalchemy import inspect
+
+    monkeypatch.delenv("AIRFLOW_CONN_INEXCHANGE_REPORTING")
+    tables = set(inspect(erp.engine).get_table_names())
+
+    dag_run = _run(dispatch_dag)
+
+    assert dag_run.state == "failed"
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    recheck = instances["recheck_waiting"]
+    assert (recheck.state, recheck.try_number) == ("failed", 1)  # AirflowFailException: no retry
+    assert {t: ti.state for t, ti in instances.items() if t not in ("recheck_waiting", "report")} == {
+        "extract": "upstream_failed", "validate": "upstream_failed", "plan_batches": "upstream_failed",
+        "submit": "upstream_failed", "await_delivery": "upstream_failed",
+    }
+    output = capfd.readouterr()
+    assert ("connection 'inexchange_reporting' is not defined: define inexchange_reporting as the database that "
+            "holds the ledger and the report") in output.out + output.err
+    inspect(erp.engine).clear_cache()
+    assert set(inspect(erp.engine).get_table_names()) == tables  # no ledger, no report in the ERP
+    assert not simulator.stats()["sends"]
 
 
 def test_fixed_customer_is_sent_on_the_next_run(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:

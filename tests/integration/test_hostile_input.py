@@ -168,6 +168,7 @@ def simulator() -> Iterator[Any]:
 @pytest.fixture
 def dispatch_dag(airflow_db: Path, hostile_erp: HostileErp, simulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", hostile_erp.conn_env)
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", hostile_erp.conn_env)  # the ledger beside the ERP
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
         "conn_type": "inexchange", "host": simulator.base_url, "password": simulator.api_key,
         "extra": {"erp_id": "hostile-erp"},

@@ -27,7 +27,7 @@ def run(dag: Any, day: Any = RUN_DAY, **conf: Any) -> Any:
     run_after = pendulum.datetime(day.year, day.month, day.day, 6, tz="Europe/Stockholm").add(days=1)
     # every manual param is given: dag.test() keeps an earlier call's conf in a reused DAG object
     conf = {"fail_on_action_needed": False, "batch_size": 7, "dry_run": False, "retry_rejected": True,
-            "invoice_numbers": [], "delivery_timeout_minutes": 360, **conf}
+            "invoice_numbers": [], "delivery_timeout_minutes": 360, "deferrable": True, **conf}
     dag_run = dag.test(logical_date=run_after, run_conf=conf)
     assert dag_run.state == "success"
     return dag_run

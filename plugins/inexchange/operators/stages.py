@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 
 class _LedgerStageOperator(BaseOperator):
-    """A stage that works through the ledger, in the ERP's or the reporting database.
+    """A stage that works through the ledger, in the reporting database.
 
-    :param erp_conn_id: connection of the ERP database.
-    :param reporting_conn_id: connection of the database holding the ledger (the ERP's if undefined).
+    :param erp_conn_id: connection of the ERP database (only read).
+    :param reporting_conn_id: connection of the database holding the ledger and the report (it must be defined).
     :param timezone: time zone of the ERP's invoice dates.
     """
 

@@ -41,8 +41,8 @@ class SubmitInvoicesOperator(BaseOperator):
     try reconciles. For scale-out, map the operator over shards (``shard``/``shards``) of the due rows
     (see :func:`inexchange.pipeline.plan_batches`).
 
-    :param erp_conn_id: connection of the ERP database.
-    :param reporting_conn_id: connection of the database holding the ledger (the ERP's if undefined).
+    :param erp_conn_id: connection of the ERP database (only read).
+    :param reporting_conn_id: connection of the database holding the ledger and the report (it must be defined).
     :param inexchange_conn_id: ``inexchange`` connection (API base URL, API key, ERP id).
     :param seller: seller configuration; by default the Airflow Variable ``inexchange_seller``.
     :param let_inexchange_choose: send ``sendDocumentAs.type`` empty and let InExchange pick

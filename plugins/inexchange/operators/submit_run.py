@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from inexchange.api import LedgerState, SendMethod
-from inexchange.db import engine_for, reporting_engine, utc_text
+from inexchange.db import erp_engine, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.links.portal import InExchangePortalLink
@@ -179,7 +179,7 @@ class Submission:
 
         operator = self.operator
         seller = Seller.from_config(operator.seller if operator.seller is not None else _seller_variable())
-        ledger = Ledger(reporting_engine(operator.reporting_conn_id, operator.erp_conn_id),
+        ledger = Ledger(reporting_engine(operator.reporting_conn_id),
                         RunScope.from_context(self.context, operator.timezone))
         ledger.ensure_schema()
         rows = ledger.due_rows(max_attempts=operator.max_attempts, shard=operator.shard, shards=operator.shards,
@@ -338,7 +338,7 @@ class Submission:
                         recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
         from inexchange.erp import ErpReader
 
-        reader = ErpReader(engine_for(self.operator.erp_conn_id))
+        reader = ErpReader(erp_engine(self.operator.erp_conn_id))
         batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
         jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.operator.claim_batch)
         recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -440,7 +440,7 @@ class Submission:
         from inexchange.erp import ErpReader
 
         to_send, stuck = _split_stuck(rows)
-        batch = ErpReader(engine_for(self.operator.erp_conn_id)).load([r["invoice_id"] for r in to_send])
+        batch = ErpReader(erp_engine(self.operator.erp_conn_id)).load([r["invoice_id"] for r in to_send])
         problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
         for message in problems.values():
             self.log.warning("dry run: would reject: %s", message)

@@ -9,14 +9,14 @@ and :meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not lo
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from configparser import RawConfigParser
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk import BaseSensorOperator
+
+from inexchange.operators.stages import as_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, PokeReturnValue
@@ -35,16 +35,18 @@ class DeliveryStatusSensor(BaseSensorOperator):
     """Wait until every invoice of the run's interval that was sent to InExchange is final (and every
     invoice of an earlier day that this run sent again or reconciled).
 
-    Deferrable unless told otherwise (see :func:`deferrable_default`): the trigger polls while no worker
-    slot is held; every change it reports is written to the ledger and its history before the
-    sensor defers again with the advanced cursor, so a restart loses nothing. Without deferral the
-    sensor pokes in reschedule mode with the same polling and ledger writes. After
+    Deferrable unless told otherwise by its own ``deferrable`` argument (Airflow's
+    ``[operators] default_deferrable``, False in a generated ``airflow.cfg``, is not read): the
+    trigger polls while no worker slot is held; every change it reports is written to the ledger and
+    its history before the sensor defers again with the advanced cursor, so a restart loses nothing.
+    Without deferral the sensor pokes in reschedule mode with the same polling and ledger writes. After
     ``delivery_timeout`` it finishes successfully and leaves the remaining invoices ``waiting`` for
     the next run. Airflow's own sensor ``timeout``, which fails the task, is set from it: two poll
     intervals longer, as a back-up only.
 
-    :param reporting_conn_id: connection of the database holding the ledger.
-    :param erp_conn_id: the ERP connection, which holds the ledger when ``reporting_conn_id`` is undefined.
+    :param reporting_conn_id: connection of the database holding the ledger (it must be defined).
+    :param erp_conn_id: the ERP connection; the sensor does not read the ERP, the argument lets a DAG
+        give every dispatch task the same connection arguments.
     :param inexchange_conn_id: ``inexchange`` connection.
     :param poll_interval: seconds between polls (templated, e.g. from a Variable).
     :param page_size: documents per ``documents/outbound/list`` page.
@@ -52,13 +54,14 @@ class DeliveryStatusSensor(BaseSensorOperator):
         from the first poll of the task's try: a timedelta, or seconds as a number or as text
         (templated, e.g. ``"{{ params.delivery_timeout_minutes * 60 }}"``); 6 hours by default.
     :param timeout: the earlier name of ``delivery_timeout`` (give one of the two).
-    :param deferrable: defer to the triggerer instead of poking; by default yes, unless
-        ``[operators] default_deferrable`` is set to False.
+    :param deferrable: defer to the triggerer instead of poking: True (the default; None means the
+        same) or False, or text decided when the task runs (templated, e.g. ``"{{ params.deferrable }}"``).
+        Without deferral the sensor pokes in ``reschedule`` mode unless ``mode`` is given.
     :param timezone: time zone of the ERP's invoice dates.
     """
 
     template_fields: Sequence[str] = (
-        "reporting_conn_id", "erp_conn_id", "inexchange_conn_id", "poll_interval", "delivery_timeout",
+        "reporting_conn_id", "erp_conn_id", "inexchange_conn_id", "poll_interval", "delivery_timeout", "deferrable",
     )
 
     def __init__(
@@ -71,7 +74,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
         page_size: int = 100,
         delivery_timeout: timedelta | float | str | None = None,
         timeout: timedelta | float | None = None,
-        deferrable: bool | None = None,
+        deferrable: bool | str | None = True,
         timezone: str = "Europe/Stockholm",
         **kwargs: Any,
     ) -> None:
@@ -82,8 +85,11 @@ class DeliveryStatusSensor(BaseSensorOperator):
         if not isinstance(delivery_timeout, str):
             as_delivery_timeout(delivery_timeout)  # refuse a bad value now; text is checked once rendered
         if deferrable is None:
-            deferrable = deferrable_default()
-        kwargs.setdefault("mode", "poke" if deferrable else "reschedule")
+            deferrable = True
+        elif not isinstance(deferrable, str):
+            deferrable = as_flag(deferrable, "deferrable")
+        mode_by_deferral = "mode" not in kwargs
+        kwargs.setdefault("mode", "reschedule" if deferrable is False else "poke")
         # until the templates are rendered (execute), a template stands for the default it replaces
         interval = _number_or(poll_interval, 60.0)
         span = _number_or(delivery_timeout, DEFAULT_DELIVERY_TIMEOUT.total_seconds())
@@ -96,6 +102,8 @@ class DeliveryStatusSensor(BaseSensorOperator):
         self.delivery_timeout = delivery_timeout
         self.deferrable = deferrable
         self.timezone = timezone
+        #: whether the mode was left to the sensor, which then reschedules whenever it does not defer
+        self._mode_by_deferral = mode_by_deferral
 
     @cached_property
     def hook(self) -> InExchangeHook:
@@ -105,9 +113,13 @@ class DeliveryStatusSensor(BaseSensorOperator):
         return InExchangeHook(self.inexchange_conn_id)
 
     def _use_rendered_settings(self) -> None:
-        """Apply the rendered poll interval and delivery timeout to the base class' poke interval and timeout."""
+        """Apply the rendered poll interval and delivery timeout to the base class' poke interval and timeout,
+        and the rendered ``deferrable`` to the mode."""
         self.poke_interval = float(self.poll_interval)
         self.timeout = backup_timeout(as_delivery_timeout(self.delivery_timeout).total_seconds(), self.poke_interval)
+        self.deferrable = as_flag(self.deferrable, "deferrable")
+        if self._mode_by_deferral:
+            self.mode = "poke" if self.deferrable else "reschedule"
 
     def _run(self, context: Context) -> DeliveryRun:
         from inexchange.sensors.delivery_run import DeliveryRun
@@ -159,18 +171,6 @@ def backup_timeout(delivery_seconds: float, poll_seconds: float) -> float:
     :param poll_seconds: the poll interval.
     """
     return delivery_seconds + BACKUP_POLLS * poll_seconds
-
-
-def deferrable_default() -> bool:
-    """Defer unless the deployment turns it off with ``[operators] default_deferrable = False``.
-
-    Airflow's shipped default for that option is False; this sensor only holds a worker slot while
-    it waits when a deployment says so explicitly (environment variable or ``airflow.cfg``).
-    """
-    value = os.environ.get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
-    if value is None and RawConfigParser.has_option(conf, "operators", "default_deferrable"):
-        value = RawConfigParser.get(conf, "operators", "default_deferrable", raw=True)
-    return value is None or value.strip().lower() in ("true", "t", "1", "yes", "on")
 
 
 def _number_or(value: timedelta | float | str, default: float) -> float:

@@ -54,7 +54,7 @@ class DeliveryRun:
 
     def _ledger(self) -> Ledger:
         sensor = self.sensor
-        ledger = Ledger(reporting_engine(sensor.reporting_conn_id, sensor.erp_conn_id),
+        ledger = Ledger(reporting_engine(sensor.reporting_conn_id),
                         RunScope.from_context(self.context, sensor.timezone))
         ledger.ensure_schema()
         return ledger

@@ -1,8 +1,9 @@
 """The FastAPI app behind the "InExchange dispatch" page (server-side rendered HTML).
 
 ``GET /`` lists the report table with filters; ``GET /invoices/{invoice_id}`` shows one invoice's
-report rows and its dispatch history. Both read the reporting database through
-:func:`inexchange.db.reporting_engine` and need a logged-in Airflow user (see :mod:`.auth`).
+report rows and its dispatch history. Both read the reporting database (connection
+``inexchange_reporting``, never the ERP's) through :func:`inexchange.db.reporting_engine` and need
+a logged-in Airflow user (see :mod:`.auth`).
 The pages show ERP and InExchange text only, always HTML-escaped; never a connection, a
 password, an API key or a token. A database error is logged and shown as a generic message.
 """
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
+from inexchange.exceptions import ReportingConnectionMissing
 from inexchange.ui.auth import dispatch_viewer, login_redirect_or_error
 from inexchange.ui.queries import (
     PAGE_SIZE,
@@ -39,11 +41,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORTING_CONN_ID = "inexchange_reporting"
-ERP_CONN_ID = "erp_default"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: shown instead of any database error text (which could name hosts, files or parameters)
 DATABASE_ERROR = ("The reporting database could not be read. The report tables may not exist yet "
                   "(no dispatch run so far), or the connection is wrong; the api-server log has the details.")
+#: shown when the reporting connection is not defined (the page never reads the ERP's database instead)
+UNDEFINED_CONNECTION = ("The connection {conn_id} is not defined. Define {conn_id} as the database that holds "
+                        "the dispatch ledger and the report (it may be the ERP's database only if that database "
+                        "is writable); the page shows the report once it is defined.")
 #: headers of every page: no caching of invoice data, no framing by other sites
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -56,10 +61,13 @@ EngineFactory = Callable[[], "Engine"]
 
 
 def default_engine() -> Engine:
-    """The reporting database's engine (the ERP's when ``inexchange_reporting`` is not defined)."""
+    """The reporting database's engine (connection ``inexchange_reporting``).
+
+    Raises :class:`~inexchange.exceptions.ReportingConnectionMissing` when it is not defined.
+    """
     from inexchange.db import reporting_engine
 
-    return reporting_engine(REPORTING_CONN_ID, ERP_CONN_ID)
+    return reporting_engine(REPORTING_CONN_ID)
 
 
 def create_app(engine_factory: EngineFactory = default_engine) -> FastAPI:
@@ -72,7 +80,7 @@ def create_app(engine_factory: EngineFactory = default_engine) -> FastAPI:
                   dependencies=[Depends(dispatch_viewer)])  # every route: a logged-in, authorised user
     app.add_exception_handler(HTTPException, login_redirect_or_error)
     pages = _Pages(engine_factory, _template_environment())
-    app.add_exception_handler(_DatabaseUnavailable, lambda request, _exc: pages.error(request))
+    app.add_exception_handler(_DatabaseUnavailable, lambda request, exc: pages.error(request, exc))
 
     @app.get("/", response_class=HTMLResponse, name="report")
     def report(
@@ -152,7 +160,10 @@ class _Pages:
         """An engine for one request; any database failure becomes :class:`_DatabaseUnavailable`."""
         try:
             engine = self._engine_factory()
-        except Exception as exc:  # connection missing or unusable: never echo its details
+        except ReportingConnectionMissing as exc:
+            log.warning("InExchange dispatch page: %s", exc)
+            raise _DatabaseUnavailable(UNDEFINED_CONNECTION.format(conn_id=exc.conn_id)) from None
+        except Exception as exc:  # connection unusable: never echo its details
             log.exception("InExchange dispatch page: no reporting database engine")
             raise _DatabaseUnavailable from exc
         try:
@@ -169,13 +180,25 @@ class _Pages:
             report_url=str(request.url_for("report").path), invoice_path=_invoice_path(request), **context)
         return HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
 
-    def error(self, request: Request) -> HTMLResponse:
-        """The page shown when the reporting database cannot be read."""
-        return self._render("error.html", request, status.HTTP_503_SERVICE_UNAVAILABLE, message=DATABASE_ERROR)
+    def error(self, request: Request, exc: Exception) -> HTMLResponse:
+        """The page shown when the reporting database cannot be read.
+
+        :param exc: the :class:`_DatabaseUnavailable` raised, with the message to show.
+        """
+        message = exc.message if isinstance(exc, _DatabaseUnavailable) else DATABASE_ERROR
+        return self._render("error.html", request, status.HTTP_503_SERVICE_UNAVAILABLE, message=message)
 
 
 class _DatabaseUnavailable(Exception):
-    """The reporting database could not be reached or read (the cause is logged, not shown)."""
+    """The reporting database could not be reached or read (the cause is logged, not shown).
+
+    :param message: what the page says: :data:`DATABASE_ERROR`, or a message that names no host,
+        file or secret.
+    """
+
+    def __init__(self, message: str = DATABASE_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _invoice_path(request: Request) -> Callable[[int], str]:

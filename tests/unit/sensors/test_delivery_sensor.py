@@ -25,6 +25,8 @@ from inexchange.triggers.delivery import DeliveryStatusTrigger
 
 pytestmark = pytest.mark.timeout(10)
 
+ROOT = Path(__file__).resolve().parents[3]
+
 LIST = "documents/outbound/list"
 RUN_ID = "scheduled__2026-11-24T23:00:00+00:00"
 #: the run's data interval: invoice date 2026-11-25 in Stockholm
@@ -389,9 +391,10 @@ def test_first_poke_counts_from_now(api: respx.MockRouter, ledger_db: Engine) ->
 
 
 # ---- deferrable by default -----------------------------------------------------------------
-@pytest.mark.parametrize(("setting", "expected"), [(None, True), ("False", False), ("true", True), ("0", False)])
-def test_deferrable_unless_the_deployment_turns_it_off(
-        setting: str | None, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("setting", [None, "False", "true", "0"])
+def test_deferrable_whatever_the_deployments_default_deferrable(
+        setting: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's default is to defer; ``[operators] default_deferrable`` (False as generated) is not read."""
     if setting is None:
         monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
     else:
@@ -399,9 +402,94 @@ def test_deferrable_unless_the_deployment_turns_it_off(
 
     sensor = DeliveryStatusSensor(task_id="wait", timeout=timedelta(hours=1))
 
-    assert sensor.deferrable is expected
-    assert sensor.mode == ("poke" if expected else "reschedule")
-    assert DeliveryStatusSensor(task_id="wait2", deferrable=not expected).deferrable is (not expected)
+    assert (sensor.deferrable, sensor.mode) == (True, "poke")
+    assert (DeliveryStatusSensor(task_id="wait2", deferrable=None).deferrable) is True
+    off = DeliveryStatusSensor(task_id="wait3", deferrable=False)
+    assert (off.deferrable, off.mode) == (False, "reschedule")
+
+
+TEMPLATED_DEFERRABLE = "{{ params.deferrable }}"
+
+
+def test_a_templated_deferrable_defers_when_the_run_says_so(api: respx.MockRouter, ledger_db: Engine) -> None:
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    sensor = make_sensor(deferrable=TEMPLATED_DEFERRABLE)
+    context = {**make_context(), "params": {"deferrable": True}}
+    sensor.render_template_fields(context)
+
+    with pytest.raises(TaskDeferred):
+        sensor.execute(context)
+
+    assert (sensor.deferrable, sensor.mode) == (True, "poke")
+
+
+def test_a_templated_deferrable_that_is_off_reschedules(api: respx.MockRouter, ledger_db: Engine) -> None:
+    """Decided when the task runs: the sensor pokes in reschedule mode, with the same ledger writes."""
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    sensor = make_sensor(deferrable=TEMPLATED_DEFERRABLE)
+    assert sensor.mode == "poke"  # until rendered, the template stands for the default
+    context = {**make_context(), "params": {"deferrable": False}}
+    sensor.render_template_fields(context)
+
+    with pytest.raises(AirflowRescheduleException):
+        sensor.execute(context)
+
+    assert (sensor.deferrable, sensor.mode) == (False, "reschedule")
+    assert [h["inexchange_status"] for h in poll_history(ledger_db)] == ["Pending"]
+
+
+def test_a_mode_given_is_kept_when_the_sensor_does_not_defer(ledger_db: Engine) -> None:
+    sensor = make_sensor(deferrable=TEMPLATED_DEFERRABLE, mode="poke")
+    sensor.render_template_fields({**make_context(), "params": {"deferrable": False}})
+
+    sensor._use_rendered_settings()
+
+    assert (sensor.deferrable, sensor.mode) == (False, "poke")
+
+
+@pytest.mark.parametrize("value", ["maybe", ""])
+def test_a_rendered_deferrable_that_is_no_flag_fails_the_task(value: str, ledger_db: Engine) -> None:
+    sensor = make_sensor(deferrable=value)
+
+    with pytest.raises(ValueError, match="deferrable must be true or false"):
+        sensor.execute(make_context())
+
+
+def test_the_dags_sensor_defers_although_default_deferrable_is_off(
+        api: respx.MockRouter, ledger_db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated airflow.cfg says ``default_deferrable = False``: the DAG's own sensor defers anyway."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import conf
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+    assert conf.getboolean("operators", "default_deferrable") is False
+    api.post(LIST).respond(200, json=outbound_list([outbound_document("d1", "Pending", "2026-11-25T06:20:00Z")]))
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "inexchange_dispatch.py")).dags["inexchange_dispatch"]
+    sensor = dag.get_task("await_delivery")
+    # the params of a scheduled run, and the Variables (a dict's get() stands for Airflow's accessor)
+    context = {**make_context(), "params": dag.params.validate(), "var": {"value": {"inexchange_poll_interval": "5"}}}
+    sensor.render_template_fields(context)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+
+    assert isinstance(deferred.value.trigger, DeliveryStatusTrigger)
+    assert (sensor.deferrable, sensor.mode) == (True, "poke")
+
+
+def test_without_the_reporting_connection_the_sensor_fails_without_retry(
+        api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.delenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_connection_json(Path("/nonexistent/erp.db")))
+
+    with pytest.raises(AirflowFailException, match="connection 'inexchange_reporting' is not defined"):
+        make_sensor().execute(make_context())
+
+    assert not api.calls
 
 
 # ---- earlier intervals: rechecked by the next run --------------------------------------------

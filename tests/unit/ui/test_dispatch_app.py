@@ -1,7 +1,7 @@
 """The "InExchange dispatch" page: filters, escaping, history, no secrets, and Airflow's auth.
 
 Every test reads a real SQLite reporting database through the page's own engine factory
-(``inexchange_reporting``, else ``erp_default``, from ``AIRFLOW_CONN_*``), and logs in through the
+(``inexchange_reporting``, from ``AIRFLOW_CONN_*``; never the ERP's), and logs in through the
 simple auth manager's real token endpoint.
 """
 
@@ -169,11 +169,21 @@ def test_unknown_invoice_is_404(site: Site, token: str) -> None:
 
 
 # ---- connections and secrets -----------------------------------------------------------------
-def test_falls_back_to_the_erp_connection(site: Site, reporting_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", [PAGE, "/inexchange/invoices/1001"])
+def test_without_the_reporting_connection_the_page_says_to_define_it(
+        site: Site, reporting_db: Path, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fallback to the ERP's database, even when it holds a report: the page names the missing connection."""
     monkeypatch.delenv("AIRFLOW_CONN_INEXCHANGE_REPORTING")
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(reporting_db))
     token = site.login(VIEWER, VIEWER_PASSWORD)
-    assert invoice_numbers(site.get(PAGE, token, params={"state": "stopped"}).text) == ["10065"]
+
+    response = site.get(path, token)
+
+    assert response.status_code == 503
+    assert "The connection inexchange_reporting is not defined. Define inexchange_reporting as the database" in (
+        response.text)
+    assert invoice_numbers(response.text) == [] and "10065" not in response.text
+    assert str(reporting_db) not in response.text and "Traceback" not in response.text
 
 
 def test_pages_never_show_connections_or_keys(site: Site, reporting_db: Path, token: str,
