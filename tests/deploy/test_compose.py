@@ -192,9 +192,12 @@ def test_init_migrates_and_creates_the_pool_and_the_login(compose: dict) -> None
     init = compose["services"]["airflow-init"]
     script = "\n".join(init["command"])
     assert "airflow db migrate" in script
-    assert re.search(r"airflow pools set inexchange_api \S+", script)
+    pool = re.search(r"airflow pools set (\S+) \S+", script)
+    assert pool
     assert "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in script
     env = compose["x-airflow-common"]["environment"]
+    # the DAG takes the pool init creates only where [inexchange] api_pool names it
+    assert env["AIRFLOW__INEXCHANGE__API_POOL"] == pool.group(1) == "inexchange_api"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/config/")
 
