@@ -31,6 +31,22 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
         "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
         "extra-links": ["inexchange.links.portal.InExchangePortalLink"],
+        "config": {
+            "inexchange": {
+                "description": "Settings of the InExchange dispatch DAG, read when its file is parsed.\n",
+                "options": {
+                    "api_pool": {
+                        "description": "An Airflow pool you created for the DAG's submit tasks (e.g. inexchange_api). "
+                                       "Empty: they run in default_pool, at most 4 at once over all runs. A pool that "
+                                       "does not exist stops them, so create it first.\n",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "inexchange_api",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": "inexchange.hooks.inexchange.InExchangeHook",
