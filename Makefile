@@ -26,7 +26,8 @@ test: $(STAMP)
 airflow: $(STAMP)
 	$(PY) scripts/standalone.py
 
-# Native CeleryExecutor on this machine (PostgreSQL + Redis): see scripts/celery_stack.py.
+# Native CeleryExecutor on this machine (PostgreSQL + Redis): scripts/celery_stack.py runs
+# devkit/inexchange_devkit/services.py with the demo's data.
 celery-up: $(STAMP)
 	$(PY) scripts/celery_stack.py up
 

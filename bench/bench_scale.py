@@ -1,11 +1,11 @@
 """End-to-end cost of one day's DAG run at 1,000, 10,000 and 100,000 invoices, SQLite and PostgreSQL.
 
-Each configuration is a real deployment (``tests/airflow_services.py``: a fresh PostgreSQL metadata
+Each configuration is a real deployment (``inexchange_devkit.services``: a fresh PostgreSQL metadata
 database, ``airflow api-server``, ``scheduler`` with the LocalExecutor, ``dag-processor`` and
 ``triggerer``) running the dispatch DAG once for a day that holds N posted invoices, against the
 simulator at ``--latency-ms`` per request (no faults; statuses final after two steps of 100 ms). The
-ERP, and the ledger and report beside it, are a SQLite file (the embedded default) or a fresh
-PostgreSQL database.
+ERP is a SQLite file that holds the ledger and report too (the embedded default), or a fresh
+PostgreSQL database with the ledger and report in another fresh one.
 
 Printed per configuration:
 
@@ -38,17 +38,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "tests") not in sys.path:  # the deployment helpers are the integration tests'
+if str(ROOT / "tests") not in sys.path:  # the test data (support) is the integration tests'
     sys.path.insert(0, str(ROOT / "tests"))
 
-from airflow_services import (  # noqa: E402
+from inexchange_devkit.services import (  # noqa: E402
     DISPATCH_DAG_ID,
-    ErpDatabase,
+    Database,
     MemorySampler,
+    PostgresServer,
     TaskProcesses,
     dispatch_deployment,
-    postgres_database,
 )
+
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
 
 DAY = date(2026, 11, 16)
@@ -86,12 +87,12 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
     from inexchange_devkit.erpgen import generate
     from inexchange_devkit.simulator.testing import run_simulator
 
+    pg = PostgresServer(PG_HOST, PG_PORT, PG_USER, maintenance_db=PG_DB)
     with ExitStack() as stack:
         if backend == "sqlite":
-            erp = ErpDatabase.sqlite(workdir / f"erp-{n}.db")
+            erp = Database.sqlite(workdir / f"erp-{n}.db")
         else:
-            name = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="bench_erp_"))
-            erp = ErpDatabase.postgres(PG_HOST, PG_PORT, PG_USER, name)
+            erp = pg.database(stack.enter_context(pg.temporary_database("bench_erp_")))
         engine = erp.engine()
         try:
             generate(engine, seed=5, customers=max(40, n // 25), invoices=n, start_date=DAY, days=1, drafts=n // 100)
@@ -102,7 +103,7 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
                                                 data_dir=workdir / f"sim-{backend}-{n}"))
         home = Path(tempfile.mkdtemp(prefix=f"home-{backend}-{n}-", dir=workdir))
         deployment = stack.enter_context(dispatch_deployment(
-            home, erp, sim, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id="bench-scale", seller=SELLER,
+            home, erp, sim, pg=pg, erp_id="bench-scale", seller=SELLER,
             poll_interval_s=2))
         sampler, stop = MemorySampler(), threading.Event()
         sampling = threading.Thread(target=_sample, args=(deployment, sampler, stop), daemon=True)

@@ -4,9 +4,9 @@ What runs:
 
 * the demo ERP (``inexchange_devkit.erpgen``, as in the end-to-end test) in a SQLite file, dispatched for
   one day by a real ``dag.test()`` run against the InExchange simulator, so the ledger, its history
-  and the report table (in the same file: no ``inexchange_reporting`` connection, the page falls
-  back to ``erp_default``) hold what a real run writes, rejected invoices included;
-* ``airflow api-server`` as a subprocess (``tests/airflow_services.py``) on the test
+  and the report table (in the same file, which the ``inexchange_reporting`` connection names too)
+  hold what a real run writes, rejected invoices included;
+* ``airflow api-server`` as a subprocess (``inexchange_devkit.services``) on the test
   session's SQLite metadata database, with the simple auth manager and one user ``admin`` whose
   password comes from a passwords file (``SIMPLE_AUTH_MANAGER_ALL_ADMINS`` is not set, so the
   login is real);
@@ -40,10 +40,10 @@ import httpx
 import pendulum
 import pytest
 
-from airflow_services import AirflowStack, airflow_env, free_port
+from inexchange_devkit.services import AirflowStack, Database, airflow_env, erp_env, free_port
 from sqlalchemy import create_engine, text
 
-from support import SELLER, generated_erp, sqlite_conn_env
+from support import SELLER, generated_erp
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -109,7 +109,8 @@ def erp_file(browser_binaries: None, airflow_db: Path, tmp_path_factory: pytest.
     generated_erp(path, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
     with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="browser-key") as sim, \
             pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(path))
+        for name, value in erp_env(Database.sqlite(path)).items():  # the ERP's file holds the ledger too
+            patch.setenv(name, value)
         patch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
             "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key,
             "extra": {"erp_id": "browser-erp"},
@@ -154,23 +155,16 @@ class ApiServer:
 @pytest.fixture(scope="module")
 def api_server(erp_file: Path, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """``airflow api-server`` with the simple auth manager, one admin user and the demo ERP connection."""
-    base = tmp_path_factory.mktemp("dispatch-page")
-    home = base / "home"
+    home = tmp_path_factory.mktemp("dispatch-page") / "home"
     home.mkdir()
-    passwords = base / "passwords.json"
-    passwords.write_text(json.dumps({USERNAME: PASSWORD}), encoding="utf-8")
     port = free_port()
     env = airflow_env(
         airflow_home=home,
         sql_alchemy_conn=f"sqlite:///{airflow_db / 'airflow.db'}",
         api_port=port,
-        extra={
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW_CONN_ERP_DEFAULT": sqlite_conn_env(erp_file),
-        },
+        login=(USERNAME, PASSWORD),  # a real login, not everyone as admin
+        extra=erp_env(Database.sqlite(erp_file)),
     )
-    env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS")  # a real login, not everyone as admin
     stack = AirflowStack(env, home / "component-logs")
     url = f"http://127.0.0.1:{port}"
     try:

@@ -3,14 +3,14 @@
 What it does, in order:
 
 1. Generates an ERP with ``invoices`` posted invoices over ``days`` days (and the generator's usual
-   share of bad customers and defective invoices) into a fresh PostgreSQL database, which holds the
-   ledger and the report too.
+   share of bad customers and defective invoices) into a fresh PostgreSQL database; the ledger and
+   the report go to another fresh database (the ``inexchange_reporting`` connection).
 2. Starts the InExchange simulator with faults on a share of all API requests (5xx, 429 with
    ``Retry-After``, dropped connections, replies lost after processing, requests processed only after
    the client gave up, and the fuzzed hostile replies), slow statuses and stuck statuses (documents
    that stay ``Pending`` for longer than the delivery sensor waits).
 3. Starts a deployment (a fresh PostgreSQL metadata database, ``airflow api-server``, ``scheduler``
-   with the LocalExecutor, ``dag-processor`` and ``triggerer``; see ``tests/airflow_services.py``) and
+   with the LocalExecutor, ``dag-processor`` and ``triggerer``; see ``inexchange_devkit.services``) and
    backfills the days with ``airflow backfill create``, several days at once.
 4. While the backfill runs: SIGKILLs the task process of a ``submit`` or ``await_delivery`` task at
    random points (each victim chosen at random among the task instances that would still have a retry
@@ -65,16 +65,16 @@ _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS) not in sys.path:  # run as a script: the shared test helpers live in tests/
     sys.path.insert(0, str(_TESTS))
 
-from airflow_services import (  # noqa: E402
+from inexchange_devkit.services import (  # noqa: E402
     DISPATCH_DAG_ID,
     Deployment,
-    ErpDatabase,
     MemorySampler,
+    PostgresServer,
     TaskProcesses,
     day_interval,
     dispatch_deployment,
-    postgres_database,
 )
+
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
 
 BILLING_METHOD = "InExchange utskrift (API)"
@@ -282,7 +282,7 @@ def ledger_text(moment: datetime) -> str:
 
 def inexchange_invoices(deployment: Deployment, settings: ChaosSettings) -> dict[int, dict[str, Any]]:
     """The ERP's posted invoices of the days whose customer is billed through InExchange."""
-    rows = deployment.rows(
+    rows = deployment.erp_rows(
         "SELECT i.invoice_id, i.invoice_number, i.invoice_date FROM customer_invoice i "
         "JOIN customer c ON c.customer_id = i.customer_id WHERE i.status = 'posted' "
         "AND c.billing_method = :method AND i.invoice_date >= :first AND i.invoice_date <= :last",
@@ -512,9 +512,10 @@ def run_chaos(settings: ChaosSettings, workdir: Path, *, keep: bool = False, log
     api_key = "chaos-" + secrets.token_urlsafe(24)
     workdir.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="home-", dir=workdir))
+    pg = PostgresServer(PG_HOST, PG_PORT, PG_USER, maintenance_db=PG_DB)
     with ExitStack() as stack:
-        erp_db = stack.enter_context(postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="chaos_erp_"))
-        erp = ErpDatabase.postgres(PG_HOST, PG_PORT, PG_USER, erp_db)
+        erp = pg.database(stack.enter_context(pg.temporary_database("chaos_erp_")))
+        reporting = pg.database(stack.enter_context(pg.temporary_database("chaos_rep_")))
         engine = erp.engine()
         try:
             log(f"generating {settings.invoices} invoices over {settings.days} days ...")
@@ -525,7 +526,7 @@ def run_chaos(settings: ChaosSettings, workdir: Path, *, keep: bool = False, log
         sim = stack.enter_context(_simulator(settings, api_key, workdir / "simulator"))
         log("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
         deployment = stack.enter_context(dispatch_deployment(
-            home, erp, sim, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id="chaos-erp", seller=SELLER,
+            home, erp, sim, pg=pg, reporting=reporting, erp_id="chaos-erp", seller=SELLER,
             poll_interval_s=settings.poll_interval_s, pool_slots=settings.pool_slots))
         report.logs_at = str(home)
         invoices = inexchange_invoices(deployment, settings)

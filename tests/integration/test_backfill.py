@@ -1,12 +1,12 @@
 """A backfill of three days with ``airflow backfill create`` on real Airflow components, twice.
 
-The deployment is the one of ``test_scheduler_triggerer.py`` (see ``airflow_services.py``): a
+The deployment is the one of ``test_scheduler_triggerer.py`` (see ``inexchange_devkit.services``): a
 fresh PostgreSQL metadata database, ``airflow api-server``, ``airflow scheduler`` (LocalExecutor),
 ``airflow dag-processor`` and ``airflow triggerer`` as processes, the InExchange simulator over
 loopback (no stopped or erroneous documents, statuses final after two steps of 300 ms) and a
-generated SQLite ERP that holds the ledger too. The ERP has posted invoices on 2026-11-02, -03
-and -04, among them invoices of customers that fail validation (one of each kind the generator
-plants) and invoices with an integrity defect.
+generated SQLite ERP that holds the ledger too (the reporting connection names the same file). The
+ERP has posted invoices on 2026-11-02, -03 and -04, among them invoices of customers that fail
+validation (one of each kind the generator plants) and invoices with an integrity defect.
 
 First pass: ``airflow backfill create --dag-id inexchange_dispatch --from-date
 2026-11-02T06:00:00+01:00 --to-date 2026-11-04T06:00:00+01:00 --max-active-runs 1
@@ -62,7 +62,8 @@ import pendulum
 import pytest
 from sqlalchemy import text
 
-from airflow_services import Deployment, day_interval, dispatch_deployment
+from inexchange_devkit.services import Deployment, PostgresServer, day_interval, dispatch_deployment
+
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
@@ -124,8 +125,8 @@ def deployment(postgres_server: None, tmp_path_factory: pytest.TempPathFactory, 
     """Metadata database, api-server, scheduler, dag-processor and triggerer; all gone afterwards."""
     home = tmp_path_factory.mktemp("backfill-services") / "home"
     home.mkdir()
-    with dispatch_deployment(home, erp_file[0], simulator, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id=ERP_ID,
-                             seller=SELLER) as deployment:
+    pg = PostgresServer(PG_HOST, PG_PORT, PG_USER, maintenance_db=PG_DB)
+    with dispatch_deployment(home, erp_file[0], simulator, pg=pg, erp_id=ERP_ID, seller=SELLER) as deployment:
         yield deployment
 
 
@@ -286,7 +287,7 @@ class UploadOutage:
 # ---- the ERP ---------------------------------------------------------------------------------
 def inexchange_invoices(deployment: Deployment) -> dict[int, dict[str, Any]]:
     """The ERP's posted invoices of the three days whose customer is billed through InExchange."""
-    rows = deployment.rows(
+    rows = deployment.erp_rows(
         "SELECT i.invoice_id, i.invoice_number, i.invoice_date, c.customer_number FROM customer_invoice i "
         "JOIN customer c ON c.customer_id = i.customer_id WHERE i.status = 'posted' "
         "AND c.billing_method = :method AND i.invoice_date >= :first AND i.invoice_date <= :last",

@@ -1,11 +1,12 @@
-"""The dispatch DAG on the native CeleryExecutor setup of ``scripts/celery_stack.py``, two workers.
+"""The dispatch DAG on the native CeleryExecutor stack of ``make celery-up``, two workers.
 
-The test starts the stack with the script's own ``up`` (in a temporary state directory) on:
+The test starts the stack with ``celery_up`` of ``inexchange_devkit.services`` (what ``make
+celery-up`` runs) in a temporary state directory, on:
 
 * two fresh PostgreSQL databases on 127.0.0.1:5432, ``af_celery_<random>`` for the Airflow metadata
   (and the Celery result backend) and ``rep_celery_<random>`` for the ledger and the report
   (connection ``inexchange_reporting``), both dropped at the end;
-* Redis DB ``INEXCHANGE_TEST_REDIS_DB`` (default 6, the script's default is 5) on 127.0.0.1:6379 as
+* Redis DB ``INEXCHANGE_TEST_REDIS_DB`` (default 6, ``make celery-up`` uses 5) on 127.0.0.1:6379 as
   the broker, flushed first;
 * the InExchange simulator (statuses one step per 300 ms) and a generated SQLite ERP with one day of
   posted invoices, 56 of them billed through InExchange;
@@ -19,8 +20,8 @@ two tasks at a time and reserves no more), waits for the run and checks: every t
 ran on one of the two workers, the mapped ``submit`` tasks ran on both (``task_instance.hostname``,
 which the task processes report through the Execution API), the simulator received each invoice
 the ledger sent exactly once and no other, and ``inexchange_report`` has one row per ledger row of
-the day. Last, the script's ``down`` leaves no process of the stack behind; the fixture runs it
-again (and drops the databases) whatever happened.
+the day. Last, ``celery_down`` (``make celery-down``) leaves no process of the stack behind; the
+fixture runs it again (and drops the databases) whatever happened.
 
 Run from the repository root (about 40-50 s on 2 CPUs; skipped without PostgreSQL or Redis
 unless INEXCHANGE_REQUIRE_POSTGRES=1)::
@@ -35,25 +36,28 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import httpx
-import pendulum
+import psutil
 import pytest
-from sqlalchemy import create_engine, text
+from inexchange_devkit.services import (
+    CelerySettings,
+    Deployment,
+    PostgresServer,
+    celery_down,
+    celery_nodes,
+    celery_status,
+    celery_up,
+    free_port,
+)
 
-from airflow_services import free_port, postgres_database
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import celery_stack  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -95,101 +99,72 @@ def erp_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class CeleryRun(NamedTuple):
+    settings: CelerySettings
+    deployment: Deployment
+
+
 @pytest.fixture(scope="module")
 def stack(postgres_server: None, redis_url: str, tmp_path_factory: pytest.TempPathFactory,
-          erp_file: Path) -> Iterator[celery_stack.Settings]:
-    """The script's stack on fresh databases, a flushed Redis DB and free ports; stopped whatever happens."""
+          erp_file: Path) -> Iterator[CeleryRun]:
+    """The stack on fresh databases, a flushed Redis DB and free ports; stopped whatever happens."""
     state_dir = tmp_path_factory.mktemp("celery-stack") / "state"
-    with postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="af_celery_") as metadata_db, \
-            postgres_database(PG_HOST, PG_PORT, PG_USER, PG_DB, prefix="rep_celery_") as reporting_db:
-        settings = celery_stack.Settings(
-            state_dir=state_dir, pg_host=PG_HOST, pg_port=PG_PORT, pg_user=PG_USER, pg_maintenance_db=PG_DB,
-            metadata_db=metadata_db, reporting_db=reporting_db, redis_url=redis_url,
+    pg = PostgresServer(PG_HOST, PG_PORT, PG_USER, maintenance_db=PG_DB)
+    with pg.temporary_database("af_celery_") as metadata_db, pg.temporary_database("rep_celery_") as reporting_db:
+        settings = CelerySettings(
+            state_dir=state_dir, pg=pg, metadata_db=metadata_db, reporting_db=reporting_db, redis_url=redis_url,
             api_port=free_port(), simulator_port=free_port(),
             log_server_ports=(free_port(), free_port(), free_port()),
             workers=2, worker_concurrency=2, pool_slots=POOL_SLOTS, simulator_status_step_ms=300,
             poll_interval_s=1, erp_path=erp_file, seller=SELLER, erp_id="celery-erp", api_key="celery-key",
         )
+        deployment = None
         try:
-            celery_stack.up(settings, say=lambda line: None)
-            yield settings
+            deployment = celery_up(settings, say=lambda line: None)
+            yield CeleryRun(settings, deployment)
         finally:
-            celery_stack.down(settings)
+            celery_down(settings)
+            if deployment is not None:
+                deployment.close()
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def login(settings: celery_stack.Settings) -> dict[str, str]:
-    """Authorization header of admin (the script's SimpleAuthManager user)."""
-    response = httpx.post(f"{settings.api_url}auth/token", json={"username": "admin", "password": "admin"},
-                          timeout=30.0)
-    assert response.status_code == 201, f"login failed: {response.status_code} {response.text}"
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+def trigger_run(deployment: Deployment, day: date) -> str:
+    """Trigger the DAG as admin for the invoices dated ``day`` (interval 06:00 to 06:00 Stockholm), small batches."""
+    return deployment.trigger(day, {"fail_on_action_needed": False, "batch_size": BATCH_SIZE},
+                              run_id=f"celery__{day.isoformat()}__{uuid.uuid4().hex[:6]}")
 
 
-def trigger_run(settings: celery_stack.Settings, day: date) -> str:
-    """Trigger the DAG for the invoices dated ``day`` (interval 06:00 to 06:00 Stockholm) with small batches."""
-    start = pendulum.datetime(day.year, day.month, day.day, 6, tz="Europe/Stockholm")
-    run_id = f"celery__{day.isoformat()}__{uuid.uuid4().hex[:6]}"
-    body = {
-        "dag_run_id": run_id,
-        "logical_date": start.isoformat(),
-        "data_interval_start": start.isoformat(),
-        "data_interval_end": start.add(days=1).isoformat(),
-        "conf": {"fail_on_action_needed": False, "batch_size": BATCH_SIZE},
-    }
-    response = httpx.post(f"{settings.api_url}api/v2/dags/{DAG_ID}/dagRuns", json=body, headers=login(settings),
-                          timeout=30.0)
-    assert response.status_code == 200, f"triggering {DAG_ID} failed: {response.status_code} {response.text}"
-    return run_id
-
-
-def task_logs(settings: celery_stack.Settings, run_id: str) -> list[Path]:
-    logs = settings.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
-    return sorted(logs.glob("task_id=*/**/*.log"))
-
-
-def wait_for_run(settings: celery_stack.Settings, run_id: str) -> tuple[str, list[tuple[str, int, str, str]]]:
+def wait_for_run(deployment: Deployment, run_id: str) -> tuple[str, list[tuple[str, int, str, str]]]:
     """Poll the metadata database until the run ends; fail early when a task goes wrong or a component dies."""
     started = time.monotonic()
     while True:
-        celery_stack.check_running(settings)
-        tis = celery_stack.query(settings, "SELECT task_id, map_index, state, hostname FROM task_instance "
-                                           "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
-                                 DAG_ID, run_id)
+        deployment.stack.check_running()
+        tis = deployment.query("SELECT task_id, map_index, state, hostname FROM task_instance "
+                               "WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index", DAG_ID, run_id)
         bad = [t for t in tis if t[2] in BAD_TASK_STATES]
         if bad:
-            raise AssertionError(f"tasks went wrong in {run_id}: {bad}; all: {tis}\n"
-                                 f"{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}")
-        run = celery_stack.query(settings, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s",
-                                 DAG_ID, run_id)
+            raise AssertionError(f"tasks went wrong in {run_id}: {bad}; all: {tis}\n{deployment.diagnostics(run_id)}")
+        run = deployment.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", DAG_ID, run_id)
         if run and run[0][0] in ("success", "failed"):
             return run[0][0], tis
         if time.monotonic() - started > RUN_TIMEOUT_S:
             raise AssertionError(f"{run_id} did not end within {RUN_TIMEOUT_S:g} s; run {run}, tasks {tis}\n"
-                                 f"{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}")
+                                 f"{deployment.diagnostics(run_id)}")
         time.sleep(0.5)
 
 
-def reporting_rows(settings: celery_stack.Settings, sql: str) -> list[dict[str, Any]]:
-    engine = create_engine(settings.pg_url(settings.reporting_db))
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
 # ---- the test --------------------------------------------------------------------------------
-def test_mapped_batches_spread_over_two_celery_workers(stack: celery_stack.Settings) -> None:
-    settings = stack
+def test_mapped_batches_spread_over_two_celery_workers(stack: CeleryRun) -> None:
+    settings, deployment = stack
     workers = {settings.worker_hostname(w) for w in settings.worker_names()}
     assert len(workers) == 2, workers
-    assert celery_stack.celery_nodes(settings) == sorted(f"{w}@{socket.gethostname()}" for w in settings.worker_names())
+    assert celery_nodes(settings) == sorted(f"{w}@{socket.gethostname()}" for w in settings.worker_names())
 
-    run_id = trigger_run(settings, DAY)
-    state, tis = wait_for_run(settings, run_id)
+    run_id = trigger_run(deployment, DAY)
+    state, tis = wait_for_run(deployment, run_id)
     context = f"{run_id}: {tis}"
-    assert state == "success", f"{context}\n{celery_stack.diagnostics(settings, extra_files=task_logs(settings, run_id))}"
+    assert state == "success", f"{context}\n{deployment.diagnostics(run_id)}"
     assert {t[2] for t in tis} == {"success"}, context
 
     # every task ran on one of the two workers, and the mapped batches on both
@@ -199,7 +174,7 @@ def test_mapped_batches_spread_over_two_celery_workers(stack: celery_stack.Setti
     assert set(submits.values()) == workers, f"the submit batches did not run on both workers: {submits}"
 
     # the ledger of the day, the simulator's sends and the report agree; nothing was sent twice
-    ledger = reporting_rows(settings, "SELECT invoice_id, erp_document_id, state, invoice_date FROM inexchange_dispatch")
+    ledger = deployment.rows("SELECT invoice_id, erp_document_id, state, invoice_date FROM inexchange_dispatch")
     day_rows = {r["invoice_id"]: r for r in ledger if str(r["invoice_date"])[:10] == DAY.isoformat()}
     assert len(day_rows) == len(ledger) == 56, f"the ledger should hold the day's 56 InExchange invoices: {ledger}"
     sent = {r["erp_document_id"] for r in day_rows.values() if r["state"] != "rejected"}
@@ -213,16 +188,26 @@ def test_mapped_batches_spread_over_two_celery_workers(stack: celery_stack.Setti
     assert set(stats["sends"]) == sent, (f"only at the simulator {set(stats['sends']) - sent}, "
                                          f"only in the ledger {sent - set(stats['sends'])}")
 
-    report = reporting_rows(settings, "SELECT invoice_id, state FROM inexchange_report")
+    report = deployment.rows("SELECT invoice_id, state FROM inexchange_report")
     assert sorted(r["invoice_id"] for r in report) == sorted(day_rows), "inexchange_report is not one row per ledger row"
     assert {r["invoice_id"]: r["state"] for r in report} == {i: r["state"] for i, r in day_rows.items()}
 
     print(f"{run_id}: submit batches by map index {dict(sorted(submits.items()))}; "
           f"all tasks {[(t[0], t[1], t[3]) for t in tis]}")
 
-    # the script's `down` stops every process it started (task processes included)
-    stopped = celery_stack.down(settings)
-    assert set(stopped) == {"simulator", "api-server", "scheduler", "dag-processor", "triggerer", *settings.worker_names()}
-    left = celery_stack.marked_processes(settings)
-    assert not left, f"processes left after down: {[(p.pid, p.info) for p in left]}"
-    assert celery_stack.status(settings) == {}
+    # `celery_down` (make celery-down) stops every process the stack started (task processes included)
+    components = {"simulator", "api-server", "scheduler", "dag-processor", "triggerer", *settings.worker_names()}
+    processes = deployment.stack.processes()
+    assert len(processes) > len(components), f"the components and their children: {processes}"
+    stopped = celery_down(settings)
+    assert set(stopped) == components
+    left = [p for p in [*processes, *deployment.stack.marked()] if running(p)]
+    assert not left, f"processes left after down: {left}"
+    assert celery_status(settings) == {}
+
+
+def running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

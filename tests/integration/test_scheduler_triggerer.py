@@ -1,7 +1,7 @@
 """The dispatch DAG on real Airflow components: the delivery sensor defers to a real triggerer.
 
 What runs (all as subprocesses, with a private AIRFLOW_HOME and environment; see
-``airflow_services.py`` for the settings and why each is needed):
+``inexchange_devkit.services.airflow_env`` for the settings and why each is needed):
 
 * a fresh PostgreSQL database ``af_<random>`` on 127.0.0.1:5432 for the Airflow metadata
   (``airflow db migrate``), dropped at the end;
@@ -9,7 +9,8 @@ What runs (all as subprocesses, with a private AIRFLOW_HOME and environment; see
   with the LocalExecutor, ``airflow dag-processor`` and ``airflow triggerer``;
 * the InExchange simulator with slow status progression, so the documents stay pending for
   several seconds and ``await_delivery`` has to defer;
-* the ERP as a SQLite file generated like the end-to-end test's (the ledger lives in it too).
+* the ERP as a SQLite file generated like the end-to-end test's; the reporting connection names the
+  same file, so the ledger lives in it too.
 
 Runs are triggered through the api-server's REST API with an explicit data interval (``airflow
 dags trigger --logical-date`` in Airflow 3.3 takes the data interval from the current time).
@@ -49,7 +50,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from airflow_services import Deployment, dispatch_deployment
+from inexchange_devkit.services import Deployment, PostgresServer, dispatch_deployment
+
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -96,8 +98,8 @@ def deployment(postgres_server: None, tmp_path_factory: pytest.TempPathFactory, 
     """Metadata database, api-server, scheduler, dag-processor and triggerer; all gone afterwards."""
     home = tmp_path_factory.mktemp("airflow-services") / "home"
     home.mkdir()
-    with dispatch_deployment(home, erp_file, simulator, pg=(PG_HOST, PG_PORT, PG_USER, PG_DB), erp_id=ERP_ID,
-                             seller=SELLER) as deployment:
+    pg = PostgresServer(PG_HOST, PG_PORT, PG_USER, maintenance_db=PG_DB)
+    with dispatch_deployment(home, erp_file, simulator, pg=pg, erp_id=ERP_ID, seller=SELLER) as deployment:
         yield deployment
 
 
@@ -180,7 +182,7 @@ def check_ledger(deployment: Deployment, day: date, sends_before: dict[str, int]
     sends: dict[str, int] = stats["sends"]
     assert not stats["duplicates"], stats["duplicates"]
     assert all(count == 1 for count in sends.values()), {k: v for k, v in sends.items() if v != 1}
-    ledger = _rows(deployment.erp, "SELECT * FROM inexchange_dispatch")
+    ledger = _rows(deployment.reporting, "SELECT * FROM inexchange_dispatch")
     by_document = {row["erp_document_id"]: row for row in ledger}
     day_rows = {row["invoice_id"]: row for row in ledger if str(row["invoice_date"])[:10] == day.isoformat()}
     assert len(day_rows) >= 15, f"the ERP should give {day} enough invoices, got {len(day_rows)}"
@@ -208,8 +210,9 @@ def check_ledger(deployment: Deployment, day: date, sends_before: dict[str, int]
 
 def check_history(deployment: Deployment, day_rows: dict[int, dict[str, Any]]) -> None:
     """No status written twice, and nothing goes back from a final state to waiting."""
-    history = _rows(deployment.erp, "SELECT invoice_id, from_state, to_state, inexchange_status, source, changed_at "
-                                    "FROM inexchange_dispatch_history ORDER BY invoice_id, changed_at")
+    history = _rows(deployment.reporting,
+                    "SELECT invoice_id, from_state, to_state, inexchange_status, source, changed_at "
+                    "FROM inexchange_dispatch_history ORDER BY invoice_id, changed_at")
     problems = []
     for invoice_id, row in day_rows.items():
         entries = [h for h in history if h["invoice_id"] == invoice_id]
