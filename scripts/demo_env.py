@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from inexchange_devkit.services import export_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / ".demo"
 AIRFLOW_HOME = ROOT / ".airflow"
@@ -68,16 +70,6 @@ def airflow_env(simulator_url: str) -> dict[str, str]:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
     return env
-
-
-def export_lines(env: dict[str, str], skip: tuple[str, ...] = ()) -> str:
-    """The Airflow and InExchange settings of ``env`` (but ``skip``) as ``export`` lines for a shell, with PATH."""
-    import shlex
-
-    keys = sorted(k for k in env if k.startswith(("AIRFLOW", "INEXCHANGE_")) and k not in skip)
-    lines = [f"export {k}={shlex.quote(env[k])}" for k in keys]
-    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
-    return "\n".join(lines) + "\n"
 
 
 def write_env_file(env: dict[str, str]) -> Path:
