@@ -55,6 +55,9 @@ from urllib.parse import quote
 #: the repository this package is installed (editable) from
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
+#: the repository's plugins folder, as Airflow's: its entry module names the page only where no installed
+#: distribution registers it
+PLUGINS_FOLDER = REPO / "plugins"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 _PYTHON = os.path.realpath(sys.executable)
 DISPATCH_DAG_ID = "inexchange_dispatch"
@@ -229,7 +232,7 @@ def airflow_env(
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": executor,
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
