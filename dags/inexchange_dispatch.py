@@ -11,6 +11,7 @@ from inexchange.operators.stages import (
     ExtractInvoicesOperator,
     PlanBatchesOperator,
     RecheckWaitingOperator,
+    RunStateWatcherOperator,
     ValidateInvoicesOperator,
 )
 from inexchange.operators.submit import SubmitInvoicesOperator
@@ -59,8 +60,10 @@ Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
 4. **await_delivery**: a deferrable sensor follows the documents until they are *sent* or *stopped*
    (it defers unless the run's config says `deferrable: false`; then it pokes in reschedule mode).
 5. **report**: refreshes `inexchange_report` ("Elektroniska utskick"), logs a summary and updates
-   the Asset `inexchange_report`. The run turns red when an invoice needs a person, unless
-   `fail_on_action_needed` is off.
+   the Asset `inexchange_report`; it runs after a failed stage too. The run turns red when an
+   invoice needs a person, unless `fail_on_action_needed` is off.
+6. **watcher**: skipped when every stage succeeded; otherwise it fails and names the failed stages,
+   so the run is red whenever a stage failed (report alone, which always runs, would leave it green).
 
 Trigger with config for a manual run:
 
@@ -148,6 +151,9 @@ def inexchange_dispatch():
                                     trigger_rule="all_done", outlets=[INEXCHANGE_REPORT], **LEDGER)
 
     chain(recheck_waiting, extract, validate, batches, submit, await_delivery, report)
+    # report runs after a failure too; the watcher makes any failed stage turn the run red
+    stages = [recheck_waiting, extract, validate, batches, submit, await_delivery]
+    stages >> RunStateWatcherOperator(task_id="watcher")
 
 
 inexchange_dispatch()

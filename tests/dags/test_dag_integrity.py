@@ -24,10 +24,21 @@ def test_no_import_errors(dagbag) -> None:
 def test_tasks_in_order(dagbag) -> None:
     dag = dagbag.dags["inexchange_dispatch"]
     order = ["recheck_waiting", "extract", "validate", "plan_batches", "submit", "await_delivery", "report"]
-    assert set(dag.task_ids) == set(order)
+    assert set(dag.task_ids) == {*order, "watcher"}
     for upstream, downstream in zip(order, order[1:]):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+        assert dag.get_task(upstream).downstream_task_ids - {"watcher"} == {downstream}
     assert dag.get_task("report").trigger_rule == "all_done"
+
+
+def test_a_watcher_turns_the_run_red_when_any_stage_fails(dagbag) -> None:
+    """report runs after a failure (all_done) and would leave the run green; the watcher is the other
+    leaf, downstream of every stage, and fails whenever one of them did."""
+    dag = dagbag.dags["inexchange_dispatch"]
+    watcher = dag.get_task("watcher")
+    assert watcher.upstream_task_ids == set(dag.task_ids) - {"watcher", "report"}
+    assert watcher.trigger_rule == "one_failed"
+    assert watcher.retries == 0
+    assert {task.task_id for task in dag.tasks if not task.downstream_task_ids} == {"report", "watcher"}
 
 
 def test_schedule_owns_whole_days(dagbag) -> None:

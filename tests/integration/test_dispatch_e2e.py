@@ -321,3 +321,64 @@ def test_fixed_customer_is_sent_on_the_next_run(dispatch_dag: Any, erp: Erp, sim
         assert after[row["invoice_id"]]["state"] in ("sent", "stopped", "failed"), after[row["invoice_id"]]
         assert sends.get(row["erp_document_id"]) == 1
     assert {k: v for k, v in sends.items() if k not in {r["erp_document_id"] for r in fixed}} == before
+
+
+def _without_retries(dag: Any) -> Any:
+    """The DAG with no retries, so that a failing stage fails at its first try (the run's state is
+    under test here, not the retry policy)."""
+    for task in dag.tasks:
+        task.retries = 0
+    return dag
+
+
+def _states(dag_run: Any) -> dict[str, set[str]]:
+    states: dict[str, set[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, set()).add(str(ti.state))
+    return states
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_a_day_that_succeeds_skips_the_watcher(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
+    dag_run = _run(_without_retries(dispatch_dag))
+
+    assert dag_run.state == "success"
+    states = _states(dag_run)
+    assert states.pop("watcher") == {"skipped"}
+    assert all(s == {"success"} for s in states.values()), states
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stage", ["extract", "submit", "await_delivery"])
+def test_a_failed_stage_turns_the_run_red_and_report_still_runs(
+        stage: str, dispatch_dag: Any, erp: Erp, simulator: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The watcher pattern: report (all_done) runs whatever failed, and the run ends failed, with the
+    watcher naming the stage."""
+    import json
+
+    if stage == "extract":  # the ERP lost a table of the adapter contract
+        with erp.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE customer_invoice RENAME TO customer_invoice_old"))
+    elif stage == "submit":  # our company's details are not configured
+        monkeypatch.delenv("AIRFLOW_VAR_INEXCHANGE_SELLER")
+    else:  # the sensor's API key is refused
+        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REVOKED", json.dumps({
+            "conn_type": "inexchange", "host": simulator.base_url, "password": "revoked-key",
+            "extra": {"erp_id": "e2e-erp"}}))
+        dispatch_dag.get_task("await_delivery").inexchange_conn_id = "inexchange_revoked"
+
+    dag_run = _run(_without_retries(dispatch_dag))
+
+    assert dag_run.state == "failed"
+    states = _states(dag_run)
+    assert states[stage] == {"failed"}, states
+    assert states["report"] == {"success"}, states  # fail_on_action_needed is off in _run
+    assert states["watcher"] == {"failed"}, states
+    output = capfd.readouterr()
+    text_out = output.out + output.err
+    assert "stages of this run did not succeed" in text_out
+    failed_line = next(line for line in text_out.splitlines() if "stages of this run did not succeed" in line)
+    assert stage in failed_line, failed_line
+    if stage != "await_delivery":  # nothing was sent; the sensor's case sent the day before it failed
+        assert not simulator.stats()["sends"]

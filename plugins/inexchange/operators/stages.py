@@ -138,3 +138,45 @@ def as_flag(value: bool | str, name: str) -> bool:
     if text in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+class RunStateWatcherOperator(BaseOperator):
+    """Fail the run when any stage failed: Airflow's watcher pattern.
+
+    A DAG run takes its state from its leaves. ``report`` runs after a failure too
+    (``trigger_rule="all_done"``), so without a watcher a day whose submit or sensor failed would end
+    green. Put this task downstream of every stage but ``report``: it is skipped when they all
+    succeed, and otherwise runs (``one_failed``) and fails without retries, naming the stages.
+    """
+
+    ui_color = "#fde8e8"
+    #: states of an upstream stage that make the run red
+    FAILED_STATES = frozenset({"failed", "upstream_failed"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "one_failed")
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+
+    def execute(self, context: Context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        stages = self._failed_stages(context)
+        named = f": {', '.join(stages)}" if stages else ""
+        raise AirflowFailException(
+            f"stages of this run did not succeed{named}; see their logs (report ran and lists every invoice's "
+            "outcome). A run for the same invoice day sends only what has not been sent."
+        )
+
+    def _failed_stages(self, context: Context) -> list[str]:
+        """The upstream stages that failed or could not run, as the Execution API reports them
+        (``task_id`` or ``task_id_<map index>``); empty when it cannot say."""
+        ti = context["ti"]
+        try:
+            by_run = ti.get_task_states(dag_id=ti.dag_id, task_ids=sorted(self.upstream_task_ids),
+                                        run_ids=[ti.run_id])
+        except Exception as exc:  # the names only enrich the message; the run fails without them
+            self.log.warning("could not read the stages' states: %s", exc)
+            return []
+        states = by_run.get(ti.run_id, {}) if isinstance(by_run, dict) else {}
+        return sorted(task for task, state in states.items() if str(state) in self.FAILED_STATES)
