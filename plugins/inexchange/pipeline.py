@@ -199,27 +199,46 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     :param max_attempts: the submit task's attempts per invoice (a failed invoice with attempts
         left is retried automatically and needs nobody yet).
     """
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowFailException
 
     scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     rows = ledger.refresh_report()
     counts = Counter(row["state"] for row in rows)
-    action = sorted(str(row["invoice_number"]) for row in rows if needs_person(row, max_attempts))
+    needing = [row for row in rows if needs_person(row, max_attempts)]
+    action = sorted(str(row["invoice_number"]) for row in needing)
     log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
     log.info("per state: %s", dict(sorted(counts.items())))
     # rows of the ERP the extract could not take into the ledger (no usable invoice_id) need a person too
     without_id = _pulled(context, "extract", "without_id")
-    for message in without_id:
-        log.warning("not in the ledger, never sent: %s", message)
     action += [message.split(" (", 1)[0].removeprefix("Faktura ") for message in without_id]
     if action:
-        log.warning("%d invoices need a person: %s", len(action), ", ".join(action))
+        log.warning("%s", action_block(needing, without_id))
     summary = {"total": len(rows), "states": dict(counts), "action_needed": action, "without_id": len(without_id)}
     if action and fail_on_action_needed:
-        raise AirflowException(f"{len(action)} invoices need action in the ERP or InExchange: {', '.join(action)}")
+        # not retryable: a retry finds the same invoices; the list is in the log block above
+        raise AirflowFailException(
+            f"{len(action)} invoices need a person in the ERP or InExchange: {', '.join(action)}"
+        )
     return summary
+
+
+def action_block(rows: list[dict[str, Any]], without_id: list[str]) -> str:
+    """One log block of every invoice that needs a person: its number, customer, state and whole
+    message (the report table cuts long messages), then the ERP rows never taken into the ledger.
+
+    :param rows: the report rows that need a person (:func:`needs_person`).
+    :param without_id: the extract's messages of ERP rows without a usable ``invoice_id``.
+    """
+    lines = [f"{len(rows) + len(without_id)} invoices need a person:"]
+    for row in sorted(rows, key=lambda r: str(r["invoice_number"])):
+        customer = " ".join(str(part) for part in (row["customer_number"], row["customer_name"]) if part)
+        status = f", InExchange {row['inexchange_status']}" if row["inexchange_status"] else ""
+        lines.append(f"  Faktura {row['invoice_number']} (kund {customer}): {row['state']}{status}: "
+                     f"{row['message'] or 'inget meddelande'}")
+    lines += [f"  {message} (not in the ledger, never sent)" for message in without_id]
+    return "\n".join(lines)
 
 
 def _pulled(context: Any, task_id: str, key: str) -> list[Any]:

@@ -382,3 +382,35 @@ def test_a_failed_stage_turns_the_run_red_and_report_still_runs(
     assert stage in failed_line, failed_line
     if stage != "await_delivery":  # nothing was sent; the sensor's case sent the day before it failed
         assert not simulator.stats()["sends"]
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_invoices_that_need_a_person_fail_the_report_once_with_one_block(
+        dispatch_dag: Any, erp: Erp, simulator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """No retries (a retry finds the same invoices), and every such invoice with its whole message
+    in one log record."""
+    run_after = pendulum.datetime(RUN_DAY.year, RUN_DAY.month, RUN_DAY.day, 6, tz="Europe/Stockholm").add(days=1)
+
+    with caplog.at_level("WARNING", logger="inexchange.pipeline"):
+        dag_run = dispatch_dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": True, "batch_size": 7})
+
+    assert dag_run.state == "failed"
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances() if ti.task_id != "submit"}
+    assert (instances["report"].state, instances["report"].try_number) == ("failed", 1)
+    assert instances["watcher"].state == "skipped"  # every stage succeeded; the invoices are what fails
+    reported = _rows(erp.engine, "SELECT invoice_number, customer_number, state, inexchange_status, message "
+                                 "FROM inexchange_report")
+    # rejected, stopped or in doubt; failed once InExchange has the document (this run's attempts are its first)
+    needing = [r for r in reported
+               if r["state"] in ("rejected", "stopped", "in_doubt") or (r["state"] == "failed" and r["inexchange_status"])]
+    assert len(needing) >= 2, reported
+    blocks = [r.getMessage() for r in caplog.records if "invoices need a person:" in r.getMessage()]
+    assert len(blocks) == 1, blocks
+    lines = blocks[0].splitlines()
+    assert lines[0] == f"{len(needing)} invoices need a person:", lines
+    assert len(lines) == 1 + len(needing), lines
+    for row in needing:
+        line = next((entry for entry in lines if f"Faktura {row['invoice_number']} (kund {row['customer_number']}" in entry),
+                    None)
+        assert line is not None, (row, lines)
+        assert f": {row['state']}" in line and line.endswith(row["message"] or "inget meddelande"), (row, line)
