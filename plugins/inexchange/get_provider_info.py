@@ -6,7 +6,7 @@ from typing import Any
 
 #: the ``inexchange`` connection form: which fields to hide, relabel and prefill (hook and provider)
 CONNECTION_FORM: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "login", "extra"],
+    "hidden_fields": ["schema", "port", "login"],
     "relabeling": {"host": "API base URL", "password": "API key"},
     "placeholders": {"host": "https://testapi.inexchange.se/v1/api/", "password": "API key from InExchange"},
 }

@@ -264,6 +264,23 @@ class InExchangeHook(BaseHook):
 
         return dict(CONNECTION_FORM)
 
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the API base URL, API key and ERP id, as the connection form's "Test" button and
+        ``airflow connections test`` do (with ``[core] test_connection = Enabled``): create a client
+        token, then revoke it. Nothing else is called; the key never appears in the answer.
+        """
+        try:
+            self.authenticate()
+            steps = self._revoke()
+            if steps is not None:
+                self._run(steps)
+        except Exception as exc:
+            return False, f"InExchange did not accept the connection {self.inexchange_conn_id!r}: {exc}"
+        finally:
+            self.close()
+        return True, (f"InExchange at {self.settings.base_url} accepted the API key and ERP id "
+                      f"{self.settings.erp_id!r} (a client token was created and revoked)")
+
     # ---- settings and clients ----------------------------------------------------------
     @property
     def settings(self) -> ApiSettings:
