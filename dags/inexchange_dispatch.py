@@ -69,6 +69,7 @@ Trigger with config for a manual run:
 
 - `invoice_numbers`: only these invoices, whatever their date; rejected and failed ones are sent
   (again), ones InExchange already has are skipped, never sent twice.
+- `invoice_date`: the invoices dated this day (`2026-11-20`), whatever the run's logical date.
 - `dry_run`: validate and build the documents, send nothing.
 - `retry_rejected`: off to leave rejected invoices alone (they are checked again by default).
 - `delivery_timeout_minutes`: how long **await_delivery** follows the documents (360 by default);
@@ -106,6 +107,11 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
             [], type="array", items={"type": "string"}, title="Invoice numbers to (re)send",
             description="Only these invoices, whatever their date (empty: the run's day). Invoices InExchange "
                         "already has are skipped.",
+        ),
+        "invoice_date": Param(
+            "", type="string", title="Invoice date (YYYY-MM-DD)", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+            description="Send the invoices dated this day (Europe/Stockholm), whatever the run's logical date "
+                        "(empty: the day the run's data interval covers).",
         ),
         "dry_run": Param(False, type="boolean", description="Validate and build documents; send nothing."),
         "retry_rejected": Param(

@@ -66,7 +66,10 @@ def _print_report(env: dict[str, str]) -> None:
             rows = [dict(r._mapping) for r in conn.execute(statement("report_select"), {"data_interval_start": start})]
     finally:
         engine.dispose()
-    print(f"\nElektroniska utskick (data interval from {start}):\n")
+    import pendulum
+
+    day = pendulum.parse(str(start)).in_timezone("Europe/Stockholm").date()
+    print(f"\nElektroniska utskick, invoices dated {day.isoformat()} (Europe/Stockholm):\n")
     print(format_report(rows))
     counts: dict[str, int] = {}
     for row in rows:

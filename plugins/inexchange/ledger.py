@@ -62,7 +62,9 @@ class RunScope:
         """Build the scope of the running task's DAG run.
 
         Invoice dates are compared with the interval's dates in the ERP's time zone. The run's
-        params ``invoice_numbers`` and ``retry_rejected`` (see the DAG) are read when present.
+        params ``invoice_numbers``, ``retry_rejected`` and ``invoice_date`` (see the DAG) are read
+        when present. ``invoice_date`` (``YYYY-MM-DD``) makes the run own that invoice day whatever its
+        logical date: the interval of that day, at the scheduled interval's time of day.
 
         :param context: the Airflow task context.
         :param timezone: time zone of the ERP's invoice dates.
@@ -75,7 +77,12 @@ class RunScope:
         tz = pendulum.timezone(timezone)
         run_type = getattr(context.get("dag_run"), "run_type", None) or "scheduled"
         params = context.get("params") or {}
-        return cls(
+        day = invoice_day(params.get(INVOICE_DATE_PARAM))
+        if day is not None:
+            local = pendulum.instance(start).in_timezone(tz)
+            start = pendulum.datetime(day.year, day.month, day.day, local.hour, local.minute, local.second, tz=tz)
+            end = start.add(days=1)
+        scope = cls(
             dag_run_id=context["run_id"],
             start=start,
             end=end,
@@ -87,6 +94,18 @@ class RunScope:
             retry_rejected=bool(params.get(RETRY_REJECTED_PARAM, True)),
             listed=bool(params.get(INVOICE_NUMBERS_PARAM)),
         )
+        log.info("this run: %s (%s)", scope.describe(), timezone)
+        return scope
+
+    def describe(self) -> str:
+        """The run's invoices in words, for every log line: "invoices dated 2026-11-20" (the
+        interval's invoice days, in the ERP's time zone), or the listed numbers."""
+        if self.by_number:
+            return f"invoices {', '.join(self.invoice_numbers) or '(none listed)'} (listed, whatever their date)"
+        last = self.end_date - timedelta(days=1)
+        if last <= self.start_date:
+            return f"invoices dated {self.start_date.isoformat()}"
+        return f"invoices dated {self.start_date.isoformat()} to {last.isoformat()}"
 
     @property
     def by_number(self) -> bool:
@@ -122,6 +141,20 @@ _ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "tr
 #: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
 INVOICE_NUMBERS_PARAM = "invoice_numbers"
 RETRY_REJECTED_PARAM = "retry_rejected"
+INVOICE_DATE_PARAM = "invoice_date"
+
+
+def invoice_day(value: Any) -> date | None:
+    """The ``invoice_date`` param as a date (``YYYY-MM-DD``), or None when it is empty.
+
+    :raises ValueError: naming the param and the expected form, for any other text.
+    """
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValueError(f"param {INVOICE_DATE_PARAM} must be a date such as 2026-11-20, not {value!r}") from None
 
 
 def _invoice_numbers(value: Any) -> tuple[str, ...]:

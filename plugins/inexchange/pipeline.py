@@ -114,8 +114,7 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
         log.info("manual run for invoices %s: %d found in the ERP, ledger %s",
                  ", ".join(shown(n, None) for n in scope.invoice_numbers), len(invoices), counts)
         return {**result, "not_found": missing}
-    log.info("extract %s..%s: %d invoices in the ERP, ledger %s", scope.start_date, scope.end_date,
-             len(invoices), counts)
+    log.info("extract, %s: %d invoices in the ERP, ledger %s", scope.describe(), len(invoices), counts)
     return result
 
 
@@ -166,7 +165,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
                                   conn=conn, message=message)
                 rejected.append(row["invoice_number"])
                 log.warning("rejected: %s", message)
-    log.info("validation %s..%s:\n%s", scope.start_date, scope.end_date, report.summary())
+    log.info("validation, %s:\n%s", scope.describe(), report.summary())
     return {"ready": len(pending) - len(rejected), "rejected": len(rejected), "rejected_invoices": rejected}
 
 
@@ -208,7 +207,7 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     counts = Counter(row["state"] for row in rows)
     needing = [row for row in rows if needs_person(row, max_attempts)]
     action = sorted(str(row["invoice_number"]) for row in needing)
-    log.info("Elektroniska utskick %s..%s:\n%s", scope.start_date, scope.end_date, format_report(rows))
+    log.info("Elektroniska utskick, %s:\n%s", scope.describe(), format_report(rows))
     log.info("per state: %s", dict(sorted(counts.items())))
     # rows of the ERP the extract could not take into the ledger (no usable invoice_id) need a person too
     without_id = _pulled(context, "extract", "without_id")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +414,27 @@ def test_invoices_that_need_a_person_fail_the_report_once_with_one_block(
                     None)
         assert line is not None, (row, lines)
         assert f": {row['state']}" in line and line.endswith(row["message"] or "inget meddelande"), (row, line)
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_invoice_date_sends_that_day_whatever_the_logical_date(
+        dispatch_dag: Any, erp: Erp, simulator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A run whose logical date covers the first day, told invoice_date = the last day, sends the
+    last day's invoices and no others, and says so in its logs."""
+    first, last = START, START + timedelta(days=2)
+    run_after = pendulum.datetime(first.year, first.month, first.day, 6, tz="Europe/Stockholm").add(days=1)
+
+    with caplog.at_level("INFO", logger="inexchange"):
+        dag_run = dispatch_dag.test(logical_date=run_after, run_conf={
+            "fail_on_action_needed": False, "invoice_date": last.isoformat()})
+
+    assert dag_run.state == "success"
+    sent = _rows(erp.engine, "SELECT d.invoice_id, i.invoice_date FROM inexchange_dispatch d "
+                             "JOIN customer_invoice i ON i.invoice_id = d.invoice_id")
+    assert sent and {_day(r["invoice_date"]) for r in sent} == {last}, sent
+    sends = simulator.stats()["sends"]  # by ERP document id: only ledger rows, all of them dated the last day
+    ledger_ids = {r["erp_document_id"] for r in _rows(erp.engine, "SELECT erp_document_id FROM inexchange_dispatch")}
+    assert sends and set(sends) <= ledger_ids, (sends, ledger_ids)
+    said = [r.getMessage() for r in caplog.records if f"invoices dated {last.isoformat()}" in r.getMessage()]
+    assert any(m.startswith("this run: ") for m in said) and any(m.startswith("Elektroniska utskick") for m in said)
+    assert not [r.getMessage() for r in caplog.records if f"invoices dated {first.isoformat()}" in r.getMessage()]

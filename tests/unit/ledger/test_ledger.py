@@ -414,3 +414,34 @@ def test_no_list_is_the_interval() -> None:
     scope = RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
                                    "run_id": "scheduled__x", "params": {"invoice_numbers": []}})
     assert not scope.by_number and scope.bounds["selected"] == 0
+
+
+def test_invoice_date_owns_that_day_whatever_the_logical_date() -> None:
+    import pendulum
+
+    tz = pendulum.timezone("Europe/Stockholm")
+    # a run whose data interval covers 2026-11-18 (06:00 to 06:00), told to send the invoices of the 20th
+    start = pendulum.datetime(2026, 11, 18, 6, tz=tz)
+    scope = RunScope.from_context({"data_interval_start": start.in_timezone("UTC"),
+                                   "data_interval_end": start.add(days=1).in_timezone("UTC"),
+                                   "run_id": "manual__day", "params": {"invoice_date": "2026-11-20"}})
+
+    assert (scope.start_date, scope.end_date) == (date(2026, 11, 20), date(2026, 11, 21))
+    assert scope.start == pendulum.datetime(2026, 11, 20, 6, tz=tz)  # the scheduled run of that day's interval
+    assert scope.end == pendulum.datetime(2026, 11, 21, 6, tz=tz)
+    assert scope.bounds["start_date"] == "2026-11-20" and scope.bounds["end_date"] == "2026-11-21"
+    assert scope.describe() == "invoices dated 2026-11-20"
+
+    without = RunScope.from_context({"data_interval_start": start, "data_interval_end": start.add(days=1),
+                                     "run_id": "scheduled__x", "params": {"invoice_date": ""}})
+    assert without.start_date == date(2026, 11, 18) and without.describe() == "invoices dated 2026-11-18"
+    week = RunScope.from_context({"data_interval_start": start, "data_interval_end": start.add(days=7),
+                                  "run_id": "backfill__x", "params": {}})
+    assert week.describe() == "invoices dated 2026-11-18 to 2026-11-24"
+
+
+@pytest.mark.parametrize("value", ["20/11/2026", "2026-13-01", "yesterday"])
+def test_an_invoice_date_that_is_no_date_is_named(value: str) -> None:
+    with pytest.raises(ValueError, match=r"param invoice_date must be a date such as 2026-11-20, not"):
+        RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                               "run_id": "manual__bad", "params": {"invoice_date": value}})
