@@ -76,6 +76,7 @@ class Seller:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Seller:
         """Build and check the seller configuration; every problem is named at once."""
+        from stdnum import bic as bic_check
         from stdnum import iban as iban_check
         from stdnum.se import orgnr, vat
 
@@ -93,12 +94,31 @@ class Seller:
             problems.append("one of bankgiro, plusgiro or iban is required for PaymentMeans")
         if config.get("iban") and not iban_check.is_valid(config["iban"]):
             problems.append(f"iban {config['iban']} is not valid")
+        for key, lengths in _GIRO_LENGTHS.items():
+            if config.get(key) and not _giro_is_valid(str(config[key]), lengths):
+                problems.append(f"{key} {config[key]} is not valid ({min(lengths)} to {max(lengths)} digits with a "
+                                "check digit)")
+        if config.get("bic") and not bic_check.is_valid(str(config["bic"])):
+            problems.append(f"bic {config['bic']} is not a valid BIC (8 or 11 characters, e.g. ESSESESS)")
         if problems:
             raise InExchangeConfigError("seller configuration (Variable inexchange_seller): " + "; ".join(problems))
         values = {k: v for k, v in config.items() if k in known}
         values["org_number"] = orgnr.compact(org)
         values["vat_number"] = "SE" + vat.compact(vat_no)
         return cls(**values)
+
+
+#: digits of a Swedish bankgiro (7 or 8) and plusgiro (2 to 8) number, both ending in a Luhn check digit
+_GIRO_LENGTHS = {"bankgiro": range(7, 9), "plusgiro": range(2, 9)}
+
+
+def _giro_is_valid(number: str, lengths: range) -> bool:
+    """A bankgiro or plusgiro number, written with or without spaces and hyphens: its digits count and
+    check digit (Luhn, mod 10)."""
+    from stdnum import luhn
+
+    digits = number.replace(" ", "").replace("-", "")
+    return digits.isdigit() and len(digits) in lengths and luhn.is_valid(digits)
 
 
 def _q(ns: str, tag: str) -> str:

@@ -582,3 +582,21 @@ def test_seller_config_names_every_problem_at_once() -> None:
     for problem in problems:
         assert message.count(problem) == 1, problem
     assert "one of bankgiro" not in message  # the (invalid) iban is a payment account
+
+
+@pytest.mark.parametrize(("key", "value"), [("bankgiro", "123"), ("bankgiro", "5050-1056"), ("bankgiro", "5050-105X"),
+                                            ("plusgiro", "4000-00"), ("plusgiro", "1")])
+def test_seller_config_bad_giro_number(key: str, value: str) -> None:
+    config = {k: v for k, v in SELLER_CONFIG.items() if k != "bankgiro"}
+    assert f"{key} {value} is not valid" in _config_error({**config, key: value})
+
+
+@pytest.mark.parametrize(("key", "value"), [("bankgiro", "5050-1055"), ("bankgiro", "991-2346"), ("plusgiro", "4000-6"), ("plusgiro", "9002-09")])
+def test_seller_config_good_giro_number(key: str, value: str) -> None:
+    config = {k: v for k, v in SELLER_CONFIG.items() if k != "bankgiro"}
+    assert getattr(Seller.from_config({**config, key: value}), key) == value
+
+
+def test_seller_config_bad_bic() -> None:
+    message = _config_error({**SELLER_CONFIG, "iban": "SE45 5000 0000 0583 9825 7466", "bic": "ESSE"})
+    assert "bic ESSE is not a valid BIC" in message
