@@ -10,6 +10,7 @@ from inexchange.operators.stages import (
     DispatchReportOperator,
     ExtractInvoicesOperator,
     PlanBatchesOperator,
+    PreflightOperator,
     RecheckWaitingOperator,
     RunStateWatcherOperator,
     ValidateInvoicesOperator,
@@ -47,6 +48,9 @@ InExchange reports them sent ("Skickad") or stopped.
 
 Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
 
+- **preflight**: the seller Variable, the ERP (read as the adapter contract says), the reporting
+  database (writable) and the API key (a client token created and revoked); every problem is named
+  at once and the run stops before any invoice is touched, without retries.
 0. **recheck_waiting**: invoices of earlier days still waiting (their sensor timed out) are looked
    up once at InExchange and their statuses recorded.
 1. **extract**: the day's posted invoices go into the ledger (`inexchange_dispatch`) as *pending*;
@@ -130,6 +134,7 @@ Variable: `inexchange_seller` (our company, as JSON). See the README.
     },
 )
 def inexchange_dispatch():
+    preflight = PreflightOperator(task_id="preflight", inexchange_conn_id=INEXCHANGE_CONN_ID, **LEDGER)
     recheck_waiting = RecheckWaitingOperator(task_id="recheck_waiting", inexchange_conn_id=INEXCHANGE_CONN_ID,
                                              **LEDGER)
     extract = ExtractInvoicesOperator(task_id="extract", **LEDGER)
@@ -156,9 +161,9 @@ def inexchange_dispatch():
     report = DispatchReportOperator(task_id="report", fail_on_action_needed="{{ params.fail_on_action_needed }}",
                                     trigger_rule="all_done", outlets=[INEXCHANGE_REPORT], **LEDGER)
 
-    chain(recheck_waiting, extract, validate, batches, submit, await_delivery, report)
+    chain(preflight, recheck_waiting, extract, validate, batches, submit, await_delivery, report)
     # report runs after a failure too; the watcher makes any failed stage turn the run red
-    stages = [recheck_waiting, extract, validate, batches, submit, await_delivery]
+    stages = [preflight, recheck_waiting, extract, validate, batches, submit, await_delivery]
     stages >> RunStateWatcherOperator(task_id="watcher")
 
 

@@ -23,7 +23,7 @@ def test_no_import_errors(dagbag) -> None:
 
 def test_tasks_in_order(dagbag) -> None:
     dag = dagbag.dags["inexchange_dispatch"]
-    order = ["recheck_waiting", "extract", "validate", "plan_batches", "submit", "await_delivery", "report"]
+    order = ["preflight", "recheck_waiting", "extract", "validate", "plan_batches", "submit", "await_delivery", "report"]
     assert set(dag.task_ids) == {*order, "watcher"}
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(upstream).downstream_task_ids - {"watcher"} == {downstream}

@@ -111,10 +111,10 @@ def dispatch_dag(airflow_db: Path, erp: Erp, simulator: Any, monkeypatch: pytest
     return module.inexchange_dispatch()
 
 
-def _run(dag: Any) -> Any:
+def _run(dag: Any, **test_args: Any) -> Any:
     run_after = pendulum.datetime(RUN_DAY.year, RUN_DAY.month, RUN_DAY.day, 6, tz="Europe/Stockholm").add(days=1)
     # small batches, so that several mapped submit tasks share the day's invoices
-    return dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": False, "batch_size": 7})
+    return dag.test(logical_date=run_after, run_conf={"fail_on_action_needed": False, "batch_size": 7}, **test_args)
 
 
 def _rows(engine: Engine, sql: str) -> list[dict[str, Any]]:
@@ -150,7 +150,8 @@ def _check_day_sent_once(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
     assert dag_run.state == "success"
     instances = dag_run.get_task_instances()
     assert {ti.task_id: ti.state for ti in instances} == {
-        "recheck_waiting": "success", "extract": "success", "validate": "success", "plan_batches": "success",
+        "preflight": "success", "recheck_waiting": "success", "extract": "success", "validate": "success",
+        "plan_batches": "success",
         "submit": "success",
         "await_delivery": "success", "report": "success", "watcher": "skipped",
     }
@@ -273,7 +274,8 @@ def test_the_sensor_defers_although_default_deferrable_is_off(
 def test_without_the_reporting_connection_the_first_task_stops_the_run(
         dispatch_dag: Any, erp: Erp, simulator: Any, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
-    """No fallback to the ERP's database: recheck_waiting fails at once, without retries, and nothing is touched."""
+    """No fallback to the ERP's database: the first task (preflight) fails at once, without retries, and
+    nothing is touched."""
     from sqlalchemy import inspect
 
     monkeypatch.delenv("AIRFLOW_CONN_INEXCHANGE_REPORTING")
@@ -283,10 +285,10 @@ def test_without_the_reporting_connection_the_first_task_stops_the_run(
 
     assert dag_run.state == "failed"
     instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
-    recheck = instances["recheck_waiting"]
-    assert (recheck.state, recheck.try_number) == ("failed", 1)  # AirflowFailException: no retry
-    assert {t: ti.state for t, ti in instances.items() if t not in ("recheck_waiting", "report")} == {
-        "extract": "upstream_failed", "validate": "upstream_failed", "plan_batches": "upstream_failed",
+    first = instances["preflight"]
+    assert (first.state, first.try_number) == ("failed", 1)  # AirflowFailException: no retry
+    assert {t: ti.state for t, ti in instances.items() if t not in ("preflight", "report")} == {
+        "recheck_waiting": "upstream_failed", "extract": "upstream_failed", "validate": "upstream_failed", "plan_batches": "upstream_failed",
         "submit": "upstream_failed", "await_delivery": "upstream_failed", "watcher": "failed",
     }
     output = capfd.readouterr()
@@ -368,7 +370,9 @@ def test_a_failed_stage_turns_the_run_red_and_report_still_runs(
             "extra": {"erp_id": "e2e-erp"}}))
         dispatch_dag.get_task("await_delivery").inexchange_conn_id = "inexchange_revoked"
 
-    dag_run = _run(_without_retries(dispatch_dag))
+    # the preflight would name each of these before any stage runs (its own test); here it is marked
+    # done, so that the stage itself meets the fault
+    dag_run = _run(_without_retries(dispatch_dag), mark_success_pattern="^preflight$")
 
     assert dag_run.state == "failed"
     states = _states(dag_run)
@@ -438,3 +442,36 @@ def test_invoice_date_sends_that_day_whatever_the_logical_date(
     said = [r.getMessage() for r in caplog.records if f"invoices dated {last.isoformat()}" in r.getMessage()]
     assert any(m.startswith("this run: ") for m in said) and any(m.startswith("Elektroniska utskick") for m in said)
     assert not [r.getMessage() for r in caplog.records if f"invoices dated {first.isoformat()}" in r.getMessage()]
+
+
+@pytest.mark.parametrize("erp", ["sqlite"], indirect=True)
+def test_the_preflight_names_every_configuration_problem_at_once(
+        dispatch_dag: Any, erp: Erp, simulator: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bad bankgiro, an ERP without a contract table and a refused API key: one message, one line each,
+    at the first task's first try; nothing read into the ledger, nothing sent."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_VAR_INEXCHANGE_SELLER", json.dumps({**SELLER, "bankgiro": "123"}))
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
+        "conn_type": "inexchange", "host": simulator.base_url, "password": "wrong-key", "extra": {"erp_id": "e2e-erp"}}))
+    with erp.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE customer_invoice_line RENAME TO customer_invoice_line_old"))
+
+    with caplog.at_level("ERROR"):
+        dag_run = _run(dispatch_dag)
+
+    assert dag_run.state == "failed"
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert (instances["preflight"].state, instances["preflight"].try_number) == ("failed", 1)
+    assert instances["extract"].state == "upstream_failed"
+    blocks = [r.getMessage() for r in caplog.records if "configuration problem(s)" in r.getMessage()]
+    assert blocks, [r.getMessage() for r in caplog.records]
+    lines = blocks[0].splitlines()
+    assert lines[0].startswith("the run cannot start: 3 configuration problem(s)"), lines
+    assert any("Variable inexchange_seller: bankgiro 123 is not valid" in line for line in lines[1:]), lines
+    assert any("connection 'erp_default' (the ERP)" in line and "customer_invoice_line" in line for line in lines[1:]), lines
+    assert any("did not accept the connection 'inexchange_default'" in line and "401" in line for line in lines[1:]), lines
+    assert not any("wrong-key" in line for line in lines)
+    assert _rows(erp.engine, "SELECT COUNT(*) AS n FROM inexchange_dispatch")[0]["n"] == 0
+    assert not simulator.stats()["sends"]

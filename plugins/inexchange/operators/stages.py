@@ -44,6 +44,37 @@ class _LedgerStageOperator(BaseOperator):
                 "timezone": self.timezone}
 
 
+class PreflightOperator(_LedgerStageOperator):
+    """Check the run's configuration before any invoice is touched (:func:`inexchange.preflight.preflight`).
+
+    Every problem (seller Variable, ERP, reporting database, API key) is named at once, one line
+    each, and the task fails without retries: a retry finds the same configuration. An outage (the
+    API unreachable, a crashed worker) is retried like in any task.
+
+    :param inexchange_conn_id: ``inexchange`` connection.
+    """
+
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "inexchange_conn_id")
+    returns_dict = False
+
+    def __init__(self, *, inexchange_conn_id: str = "inexchange_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inexchange_conn_id = inexchange_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from inexchange.preflight import SELLER_VARIABLE, PreflightFailed, preflight
+
+        try:
+            return preflight(erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
+                             inexchange_conn_id=self.inexchange_conn_id,
+                             read_seller=lambda: Variable.get(SELLER_VARIABLE, deserialize_json=True))
+        except PreflightFailed as exc:  # logged as one block by preflight
+            raise AirflowFailException(str(exc)) from None
+
+
 class RecheckWaitingOperator(_LedgerStageOperator):
     """Look up once the invoices of earlier intervals still ``waiting`` (:func:`inexchange.pipeline.recheck_waiting`).
 
