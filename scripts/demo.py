@@ -35,7 +35,8 @@ def main() -> int:
         run = subprocess.run(
             [airflow, "dags", "test", "inexchange_dispatch", f"{run_after}T06:00:00+01:00",
              "--conf", '{"fail_on_action_needed": false}'],
-            env=env, capture_output=True, text=True,
+            # the whole run's log, every task's INFO lines included, goes to the log file below
+            env={**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}, capture_output=True, text=True,
         )
         log_file = demo_env.DEMO_DIR / "dag_run.log"
         log_file.write_text(run.stdout + run.stderr, encoding="utf-8")
@@ -47,7 +48,7 @@ def main() -> int:
     _print_report(env)
     sends = stats.get("sends", {})
     print(f"\nInExchange simulator received {sum(sends.values())} sends for {len(sends)} invoices; "
-          f"duplicates: {len(stats.get('duplicates', []))}. Airflow log: {log_file}")
+          f"duplicates: {len(stats.get('duplicates', []))}. The run's Airflow log (every task, INFO): {log_file}")
     return 0
 
 

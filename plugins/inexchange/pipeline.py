@@ -207,7 +207,7 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     counts = Counter(row["state"] for row in rows)
     needing = [row for row in rows if needs_person(row, max_attempts)]
     action = sorted(str(row["invoice_number"]) for row in needing)
-    log.info("Elektroniska utskick, %s:\n%s", scope.describe(), format_report(rows))
+    log.info("Elektroniska utskick, %s:\n%s", scope.describe(), format_report(rows, timezone))
     log.info("per state: %s", dict(sorted(counts.items())))
     # rows of the ERP the extract could not take into the ledger (no usable invoice_id) need a person too
     without_id = _pulled(context, "extract", "without_id")
@@ -260,20 +260,43 @@ def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
     return bool(row["inexchange_document_id"]) or int(row["attempts"] or 0) >= max_attempts
 
 
-def format_report(rows: list[dict[str, Any]]) -> str:
-    """Render report rows as a plain-text table."""
+def format_report(rows: list[dict[str, Any]], timezone: str = "Europe/Stockholm") -> str:
+    """Render report rows as a plain-text table; "Skickat" in ``timezone``, with its abbreviation.
+
+    Long names and messages are cut at a word boundary (the log block of invoices that need a person
+    has their whole messages).
+    """
     from tabulate import tabulate
 
     headers = ["Typ", "Nummer", "Kundnr", "Kund", "Leveranssätt", "Status", "InExchange", "Skickat", "Meddelande"]
     table = [
         [r["document_type"], r["invoice_number"], r["customer_number"], _cut(r["customer_name"], 28),
-         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", (r["sent_at"] or "")[:16],
+         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", _local_time(r["sent_at"], timezone),
          _cut(r["message"], 90)]
         for r in rows
     ]
     return tabulate(table, headers=headers, tablefmt="simple")
 
 
+def _local_time(value: Any, timezone: str) -> str:
+    """A ledger time (UTC ISO text) as ``2026-11-19 09:12 CET`` in ``timezone``; empty when there is none."""
+    import pendulum
+
+    if not value:
+        return ""
+    try:
+        moment = pendulum.parse(str(value))
+    except Exception:  # not a time the ledger writes: shown as it is
+        return str(value)[:16]
+    return moment.in_timezone(timezone).format("YYYY-MM-DD HH:mm zz")
+
+
 def _cut(text: Any, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters: cut at the last space that keeps at least
+    half of it, else within the word, and marked with an ellipsis."""
     text = "" if text is None else str(text).replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    space = head.rfind(" ")
+    return (head[:space].rstrip() if space >= width // 2 else head) + "…"
