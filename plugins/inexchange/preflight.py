@@ -18,6 +18,19 @@ log = logging.getLogger(__name__)
 
 #: the Airflow Variable holding our company's details
 SELLER_VARIABLE = "inexchange_seller"
+#: what a database error says when the server is down or restarting rather than misconfigured: such an
+#: error is raised (the task is retried) instead of being named as a configuration problem
+OUTAGE_SIGNS = ("connection refused", "server closed the connection", "the database system is starting up",
+                "the database system is shutting down", "terminating connection", "could not receive data",
+                "timeout expired", "connection timed out")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error is the server being unreachable or restarting (see :data:`OUTAGE_SIGNS`)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(sign in text for sign in OUTAGE_SIGNS)
 
 
 class PreflightFailed(Exception):
@@ -75,6 +88,8 @@ def erp_problems(erp_conn_id: str) -> list[str]:
         reader.load([])
         reader.duplicate_invoice_numbers(["preflight"])
     except Exception as exc:
+        if is_outage(exc):
+            raise
         return [f"connection {erp_conn_id!r} (the ERP) cannot be read as the adapter contract says: "
                 f"{_first_line(exc)}; see the README's ERP adapter contract"]
     finally:
@@ -100,6 +115,8 @@ def reporting_problems(reporting_conn_id: str) -> list[str]:
             conn.execute(text("UPDATE inexchange_dispatch SET state = state WHERE 1 = 0"))
             transaction.rollback()
     except Exception as exc:
+        if is_outage(exc):
+            raise
         return [f"connection {reporting_conn_id!r} (the ledger and the report) is not writable: {_first_line(exc)}"]
     finally:
         engine.dispose()

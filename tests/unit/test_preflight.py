@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -153,3 +154,34 @@ def test_every_problem_is_named_at_once(erp: Path, api: respx.MockRouter, monkey
     lines = str(failed.value).splitlines()
     assert lines[0] == ("the run cannot start: 3 configuration problem(s), nothing was read, written or sent:")
     assert [line[:4] for line in lines[1:]] == ["  - "] * 3
+
+
+@pytest.mark.postgres
+def test_a_database_server_that_is_down_is_an_outage_to_retry(postgres_server: None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on the port (a server restarting): raised for a retry, not named as configuration."""
+    import socket
+
+    from support import PG_DB, PG_USER
+
+    with socket.socket() as probe:  # a free port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_REPORTING_CHECK", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": PG_USER, "schema": PG_DB}))
+    monkeypatch.setenv("AIRFLOW_CONN_ERP_CHECK", os.environ["AIRFLOW_CONN_REPORTING_CHECK"])
+    with pytest.raises(Exception, match="(?i)connection refused"):
+        reporting_problems("reporting_check")
+    with pytest.raises(Exception, match="(?i)connection refused"):
+        erp_problems("erp_check")
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_a_configuration_problem(postgres_server: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from support import PG_HOST, PG_PORT, PG_USER
+
+    monkeypatch.setenv("AIRFLOW_CONN_REPORTING_CHECK", json.dumps({
+        "conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": "no_such_db_x"}))
+    (problem,) = reporting_problems("reporting_check")
+    assert "is not writable" in problem and "no_such_db_x" in problem and "does not exist" in problem
