@@ -25,6 +25,13 @@ OUTAGE_SIGNS = ("connection refused", "server closed the connection", "the datab
                 "timeout expired", "connection timed out")
 
 
+def read_seller_variable() -> Any:
+    """The Variable :data:`SELLER_VARIABLE`, deserialized from JSON (the submit task reads it too)."""
+    from airflow.sdk import Variable
+
+    return Variable.get(SELLER_VARIABLE, deserialize_json=True)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether a database error is the server being unreachable or restarting (see :data:`OUTAGE_SIGNS`)."""
     if getattr(exc, "connection_invalidated", False):

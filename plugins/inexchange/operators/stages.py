@@ -62,15 +62,13 @@ class PreflightOperator(_LedgerStageOperator):
         self.inexchange_conn_id = inexchange_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
-        from inexchange.preflight import SELLER_VARIABLE, PreflightFailed, preflight
+        from inexchange.preflight import PreflightFailed, preflight, read_seller_variable
 
         try:
             return preflight(erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
-                             inexchange_conn_id=self.inexchange_conn_id,
-                             read_seller=lambda: Variable.get(SELLER_VARIABLE, deserialize_json=True))
+                             inexchange_conn_id=self.inexchange_conn_id, read_seller=read_seller_variable)
         except PreflightFailed as exc:  # logged as one block by preflight
             raise AirflowFailException(str(exc)) from None
 

@@ -22,6 +22,7 @@ from inexchange.db import erp_engine, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.links.portal import InExchangePortalLink
+from inexchange.preflight import read_seller_variable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -178,7 +179,7 @@ class Submission:
         from inexchange.ubl import Seller
 
         operator = self.operator
-        seller = Seller.from_config(operator.seller if operator.seller is not None else _seller_variable())
+        seller = Seller.from_config(operator.seller if operator.seller is not None else read_seller_variable())
         ledger = Ledger(reporting_engine(operator.reporting_conn_id),
                         RunScope.from_context(self.context, operator.timezone))
         ledger.ensure_schema()
@@ -667,12 +668,6 @@ def in_doubt_message(row: Mapping[str, Any], exc: Exception, lookups: int) -> st
             f"misslyckades {lookups} gånger (senast: {exc}). Sök på ERP-id {erp_id} bland utgående dokument i "
             "InExchanges portal. Finns fakturan där behöver inget göras (nästa körning hämtar dess status). Finns den "
             "inte, skicka den med en manuell körning med invoice_numbers. Den skickas aldrig igen automatiskt.")
-
-
-def _seller_variable() -> dict[str, Any]:
-    from airflow.sdk import Variable
-
-    return Variable.get("inexchange_seller", deserialize_json=True)
 
 
 def _text(value: Any) -> str:
