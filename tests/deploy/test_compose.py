@@ -81,7 +81,13 @@ def required_variables() -> set[str]:
     """Airflow Variables read without a default by the provider (``Variable.get("name"...)``)."""
     names = set()
     for path in (ROOT / "plugins" / "inexchange").rglob("*.py"):
-        names.update(re.findall(r"Variable\.get\(\s*[\"']([a-z0-9_]+)[\"']", path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        names.update(re.findall(r"Variable\.get\(\s*[\"']([a-z0-9_]+)[\"']", text))
+        # Variable.get(NAME, ...) with NAME a module constant of the same file
+        for constant in re.findall(r"Variable\.get\(\s*([A-Z][A-Z0-9_]*)\s*,", text):
+            value = re.search(rf"^{constant}(?:\s*:[^=]+)?\s*=\s*[\"']([a-z0-9_]+)[\"']", text, re.MULTILINE)
+            assert value, f"{path.name}: Variable.get({constant}) names no constant string of that file"
+            names.add(value.group(1))
     return names
 
 
