@@ -29,6 +29,8 @@ class LedgerState(str, enum.Enum):
 FINAL_STATES = frozenset({LedgerState.SENT, LedgerState.REJECTED, LedgerState.STOPPED})
 #: states whose invoice needs a person's action
 ACTION_STATES = frozenset({LedgerState.REJECTED, LedgerState.STOPPED, LedgerState.FAILED, LedgerState.IN_DOUBT})
+#: attempts the submit task makes per invoice before a failed one is left for a person
+MAX_ATTEMPTS = 5
 
 
 class SendMethod(str, enum.Enum):

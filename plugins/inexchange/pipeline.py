@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from inexchange.api import ACTION_STATES, LedgerState
+from inexchange.api import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope, ledger_text
@@ -170,7 +170,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
 
 
 def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batch_size: int,
-                 dry_run: bool = False, max_attempts: int = 5,
+                 dry_run: bool = False, max_attempts: int = MAX_ATTEMPTS,
                  timezone: str = "Europe/Stockholm") -> list[dict[str, Any]]:
     """Split the rows due for submission into shards of about ``batch_size`` invoices.
 
@@ -190,7 +190,7 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
 
 
 def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
-           max_attempts: int = 5, timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+           max_attempts: int = MAX_ATTEMPTS, timezone: str = "Europe/Stockholm") -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
     :param fail_on_action_needed: raise when any invoice needs a person (:func:`needs_person`), so

@@ -92,7 +92,7 @@ class SubmitInvoicesOperator(BaseOperator):
         inexchange_conn_id: str = DEFAULT_INEXCHANGE_CONN_ID,
         seller: dict[str, Any] | None = None,
         let_inexchange_choose: bool = False,
-        max_attempts: int = 5,
+        max_attempts: int = 5,  # inexchange.api.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
         retry_delay_base: timedelta = timedelta(minutes=5),
         timezone: str = "Europe/Stockholm",
         request_timeout: float = 30.0,

@@ -21,6 +21,12 @@ def test_the_default_connection_is_the_hooks() -> None:
     assert operator.hook.inexchange_conn_id == InExchangeHook.default_conn_name
 
 
+def test_the_default_attempts_are_the_ones_the_report_and_the_page_count_with() -> None:
+    from inexchange.api import MAX_ATTEMPTS
+
+    assert SubmitInvoicesOperator(task_id="submit").max_attempts == MAX_ATTEMPTS
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"shard": 2, "shards": 2}, "shard 2 is not in 0..1"),
     ({"concurrency": 0}, "at least 1"),
