@@ -263,19 +263,25 @@ def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
 def format_report(rows: list[dict[str, Any]], timezone: str = "Europe/Stockholm") -> str:
     """Render report rows as a plain-text table; "Skickat" in ``timezone``, with its abbreviation.
 
-    Long names and messages are cut at a word boundary (the log block of invoices that need a person
-    has their whole messages).
+    Long names and messages are wrapped within their column at word boundaries, never cut: every
+    word of every message is in the table.
     """
     from tabulate import tabulate
 
     headers = ["Typ", "Nummer", "Kundnr", "Kund", "Leveranssätt", "Status", "InExchange", "Skickat", "Meddelande"]
     table = [
-        [r["document_type"], r["invoice_number"], r["customer_number"], _cut(r["customer_name"], 28),
+        [r["document_type"], r["invoice_number"], r["customer_number"], _one_line(r["customer_name"]),
          r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", _local_time(r["sent_at"], timezone),
-         _cut(r["message"], 90)]
+         _one_line(r["message"])]
         for r in rows
     ]
-    return tabulate(table, headers=headers, tablefmt="simple")
+    widths = [None, None, None, NAME_WIDTH, None, None, None, None, MESSAGE_WIDTH]
+    return tabulate(table, headers=headers, tablefmt="simple", maxcolwidths=widths)
+
+
+#: the report table's widest name and message columns; longer texts wrap onto more lines
+NAME_WIDTH = 28
+MESSAGE_WIDTH = 72
 
 
 def _local_time(value: Any, timezone: str) -> str:
@@ -291,12 +297,6 @@ def _local_time(value: Any, timezone: str) -> str:
     return moment.in_timezone(timezone).format("YYYY-MM-DD HH:mm zz")
 
 
-def _cut(text: Any, width: int) -> str:
-    """``text`` on one line, at most ``width`` characters: cut at the last space that keeps at least
-    half of it, else within the word, and marked with an ellipsis."""
-    text = "" if text is None else str(text).replace("\n", " ")
-    if len(text) <= width:
-        return text
-    head = text[: width - 1]
-    space = head.rfind(" ")
-    return (head[:space].rstrip() if space >= width // 2 else head) + "…"
+def _one_line(text: Any) -> str:
+    """``text`` with its line breaks as spaces (the table wraps it itself); empty for ``None``."""
+    return "" if text is None else " ".join(str(text).split())

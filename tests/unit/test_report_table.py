@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inexchange.pipeline import format_report
+from inexchange.pipeline import MESSAGE_WIDTH, format_report
 
 
 def _row(**values: Any) -> dict[str, Any]:
@@ -22,16 +22,40 @@ def test_sent_times_are_local_with_their_zone() -> None:
     assert "2026-12-03T08:19" not in table
 
 
-def test_a_long_message_is_cut_at_a_word() -> None:
+def _column(table: str, header: str) -> list[str]:
+    """The cells of one column of a ``simple`` table, one per printed line, below the header."""
+    import re
+
+    lines = table.splitlines()
+    spans = [match.span() for match in re.finditer(r"-+", lines[1])]  # the rule under the headers
+    start, end = next((a, b) for a, b in spans if lines[0][a:b].strip() == header)
+    return [line[start:end].strip() for line in lines[2:]]
+
+
+def test_a_long_message_is_wrapped_at_words_never_cut() -> None:
     message = ("AwaitingRecipientApproval: The recipient must approve the supplier before the invoice can be "
-               "delivered to them")
+               "delivered to them; ask the customer to approve Exempelbolaget AB in InExchange's portal.")
     table = format_report([_row(state="stopped", message=message)])
-    line = next(line for line in table.splitlines() if "AwaitingRecipientApproval" in line)
-    shown = line[line.index("AwaitingRecipientApproval"):].rstrip()
-    assert shown.endswith("…") and len(shown) <= 90
-    assert message.startswith(shown[:-1]) and message[len(shown) - 1] == " ", shown  # cut before a space
+    cells = [cell for cell in _column(table, "Meddelande") if cell]
+    assert len(cells) > 1 and all(len(cell) <= MESSAGE_WIDTH for cell in cells), cells
+    assert " ".join(cells) == message  # every word, in order, none cut
+    assert "…" not in table
 
 
-def test_a_message_without_spaces_is_still_cut_to_its_width() -> None:
+def test_a_long_customer_name_is_wrapped_beside_its_row() -> None:
+    name = "Stiftelsen för Samordnad Fastighetsförvaltning i Mälardalen"
+    table = format_report([_row(customer_name=name), _row(invoice_number="10072")])
+    cells = _column(table, "Kund")
+    assert " ".join(cell for cell in cells[:-1] if cell) == name
+    assert cells[-1] == "Mälardalens Städservice AB"
+
+
+def test_a_message_without_spaces_is_broken_to_its_width_and_kept_whole() -> None:
     table = format_report([_row(state="rejected", message="x" * 200)])
-    assert "x" * 89 + "…" in table and "x" * 90 not in table
+    cells = [cell for cell in _column(table, "Meddelande") if cell]
+    assert "".join(cells) == "x" * 200 and all(len(cell) <= MESSAGE_WIDTH for cell in cells)
+
+
+def test_line_breaks_in_a_message_do_not_break_the_table() -> None:
+    table = format_report([_row(state="rejected", message="first line\nsecond  line")])
+    assert [cell for cell in _column(table, "Meddelande") if cell] == ["first line second line"]
