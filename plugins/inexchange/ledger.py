@@ -71,9 +71,10 @@ class RunScope:
         """
         import pendulum
 
-        start, end = context["data_interval_start"], context["data_interval_end"]
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if start is None or end is None:
-            raise ValueError("this DAG run has no data interval; give the DAG a data-interval timetable")
+            # a run triggered without a logical date (`airflow dags trigger`, the UI's Trigger) has none
+            start, end = unscheduled_interval(context)
         tz = pendulum.timezone(timezone)
         run_type = getattr(context.get("dag_run"), "run_type", None) or "scheduled"
         params = context.get("params") or {}
@@ -155,6 +156,27 @@ def invoice_day(value: Any) -> date | None:
         return date.fromisoformat(str(value).strip())
     except ValueError:
         raise ValueError(f"param {INVOICE_DATE_PARAM} must be a date such as 2026-11-20, not {value!r}") from None
+
+
+def unscheduled_interval(context: Any) -> tuple[datetime, datetime]:
+    """The data interval of a run Airflow gave none (triggered without a logical date): the last whole
+    interval of the DAG's cron schedule before the run was due, the one a scheduled run then would own.
+
+    :raises ValueError: when the DAG's schedule is no cron data-interval timetable.
+    """
+    import pendulum
+
+    timetable = getattr(context.get("dag"), "timetable", None)
+    expression, zone = getattr(timetable, "expression", None), getattr(timetable, "timezone", None)
+    if not expression or type(timetable).__name__ != "CronDataIntervalTimetable":
+        raise ValueError("this run has no data interval and the DAG's schedule gives none; give the run the param "
+                         f"{INVOICE_DATE_PARAM} (YYYY-MM-DD) or {INVOICE_NUMBERS_PARAM}")
+    from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's own interval arithmetic
+
+    run_after = getattr(context.get("dag_run"), "run_after", None) or pendulum.now("UTC")
+    interval = CronDataIntervalTimetable(expression, zone).infer_manual_data_interval(
+        run_after=pendulum.instance(run_after))
+    return interval.start, interval.end
 
 
 def _invoice_numbers(value: Any) -> tuple[str, ...]:

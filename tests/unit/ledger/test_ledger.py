@@ -445,3 +445,45 @@ def test_an_invoice_date_that_is_no_date_is_named(value: str) -> None:
     with pytest.raises(ValueError, match=r"param invoice_date must be a date such as 2026-11-20, not"):
         RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
                                "run_id": "manual__bad", "params": {"invoice_date": value}})
+
+
+def _triggered(params: dict, run_after: object, timetable: object = None) -> dict:
+    """The context of a run triggered without a logical date: Airflow gives it no data interval."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import CronDataIntervalTimetable
+
+    timetable = timetable or CronDataIntervalTimetable("0 6 * * *", timezone="Europe/Stockholm")
+    return {"run_id": "manual__now", "params": params, "dag": SimpleNamespace(timetable=timetable),
+            "dag_run": SimpleNamespace(run_after=run_after, run_type="manual")}
+
+
+@pytest.mark.parametrize(("run_after", "day"), [
+    ("2026-12-03T14:00:00+00:00", date(2026, 12, 2)),  # after 06:00 Stockholm: yesterday's invoices
+    ("2026-12-03T04:59:00+00:00", date(2026, 12, 1)),  # before 06:00 (05:00 UTC): the day before yesterday
+    ("2026-07-01T04:00:00+00:00", date(2026, 6, 30)),  # summer: 06:00 Stockholm is 04:00 UTC
+])
+def test_a_run_triggered_without_a_logical_date_owns_the_last_whole_day(run_after: str, day: date) -> None:
+    import pendulum
+
+    scope = RunScope.from_context(_triggered({}, pendulum.parse(run_after)))
+    assert (scope.start_date, scope.end_date) == (day, day + timedelta(days=1))
+    assert pendulum.instance(scope.start).in_timezone("Europe/Stockholm").hour == 6
+    assert scope.describe() == f"invoices dated {day.isoformat()}"
+
+
+def test_a_run_triggered_without_a_logical_date_takes_its_invoice_date() -> None:
+    import pendulum
+
+    scope = RunScope.from_context(_triggered({"invoice_date": "2026-11-17"}, pendulum.parse("2026-12-03T14:00:00Z")))
+    tz = pendulum.timezone("Europe/Stockholm")
+    assert (scope.start, scope.end) == (pendulum.datetime(2026, 11, 17, 6, tz=tz), pendulum.datetime(2026, 11, 18, 6, tz=tz))
+
+
+def test_without_an_interval_or_a_cron_schedule_the_run_names_what_to_give() -> None:
+    import pendulum
+    from airflow.sdk import DeltaDataIntervalTimetable
+
+    context = _triggered({}, pendulum.parse("2026-12-03T14:00:00Z"), DeltaDataIntervalTimetable(timedelta(days=1)))
+    with pytest.raises(ValueError, match="give the run the param invoice_date .* or invoice_numbers"):
+        RunScope.from_context(context)
