@@ -12,8 +12,9 @@ What runs:
   login is real);
 * headless Chromium (Debian's ``/usr/bin/chromium`` and ``/usr/bin/chromedriver``) driven by
   Selenium: it opens the page inside the Airflow UI, is sent to Airflow's login page, signs in,
-  filters by state ``rejected``, compares the listed invoice numbers with the database, opens one
-  invoice's history, and saves a screenshot.
+  sees the default "needs a person" view (compared with ``needs_attention.sql`` on the ledger),
+  chooses "all states", filters by state ``rejected``, compares the listed invoice numbers with the
+  database, opens one invoice's history, and saves screenshots.
 
 Without Chromium the tests skip with the reason; with ``INEXCHANGE_REQUIRE_BROWSER=1`` (set by
 ``.ci/run``) they fail instead. Screenshots go to ``tests/artifacts/browser/`` (or
@@ -43,6 +44,7 @@ import pytest
 from inexchange_devkit.services import AirflowStack, Database, airflow_env, erp_env, free_port
 from sqlalchemy import create_engine, text
 
+from inexchange.attention import needs_attention
 from support import SELLER, generated_erp
 
 if TYPE_CHECKING:
@@ -206,6 +208,9 @@ def test_rejected_invoices_after_login(api_server: ApiServer, erp_file: Path, dr
     expected = _rows(erp_file, "SELECT invoice_number, message FROM inexchange_report WHERE state = :state "
                                "ORDER BY invoice_number", state="rejected")
     assert len(expected) >= 3, "the demo day should hold rejected invoices"
+    every = sorted(row["invoice_number"] for row in _rows(erp_file, "SELECT invoice_number FROM inexchange_report"))
+    needing = sorted(row["invoice_number"] for row in _needs_attention(erp_file))
+    assert set(needing) < set(every) and {row["invoice_number"] for row in expected} <= set(needing)
     try:
         # the page inside the Airflow UI: not logged in, so Airflow sends the browser to its login page
         driver.get(api_server.url + UI_ROUTE)
@@ -215,14 +220,35 @@ def test_rejected_invoices_after_login(api_server: ApiServer, erp_file: Path, dr
         wait.until(ec.url_contains(UI_ROUTE))
         _enter_page(wait)
 
+        # opened without a query string: only the invoices that need a person
+        wait.until(ec.presence_of_element_located((By.ID, "report")))
+        assert driver.execute_script("return window.location.search") == ""
+        assert driver.find_element(By.ID, "active-state").text == "invoices that need a person"
+        state = Select(driver.find_element(By.ID, "state"))
+        assert state.first_selected_option.get_attribute("value") == "attention"
+        assert _listed(driver) == needing
+        assert driver.find_element(By.ID, "summary").text.startswith(f"{len(needing)} invoice row")
+        print(f"\nscreenshot of the default view: {_screenshot(driver, 'dispatch_page_needs_a_person.png')}")
+        _enter_page(wait)
+
+        # "all states" lists the others too
+        Select(wait.until(ec.presence_of_element_located((By.ID, "state")))).select_by_value("all")
+        driver.find_element(By.ID, "apply").click()
+        wait.until(lambda d: "state=all" in d.execute_script("return window.location.search"))
+        wait.until(ec.presence_of_element_located((By.ID, "report")))
+        assert driver.find_element(By.ID, "active-state").text == "all states"
+        assert _listed(driver) == every
+        marked = sorted(row.find_element(By.CSS_SELECTOR, "td.invoice-number").text
+                        for row in driver.find_elements(By.CSS_SELECTOR, "#report tr.needs-person"))
+        assert marked == needing
+
         Select(wait.until(ec.presence_of_element_located((By.ID, "state")))).select_by_value("rejected")
         driver.find_element(By.ID, "apply").click()
         wait.until(lambda d: "state=rejected" in d.execute_script("return window.location.search"))
         wait.until(ec.presence_of_element_located((By.ID, "report")))
 
-        listed = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#report td.invoice-number")]
         states = {cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#report .state")}
-        assert sorted(listed) == [row["invoice_number"] for row in expected]
+        assert _listed(driver) == [row["invoice_number"] for row in expected]
         assert states == {"rejected"}
         summary = driver.find_element(By.ID, "summary").text
         assert summary.startswith(f"{len(expected)} invoice row")
@@ -248,6 +274,22 @@ def test_rejected_invoices_after_login(api_server: ApiServer, erp_file: Path, dr
         print(f"\nscreenshot at the failure: {failure}\n{driver.current_url}\n"
               f"{api_server.stack.diagnostics(lines=60)}")
         raise
+
+
+def _needs_attention(path: Path) -> list[dict[str, Any]]:
+    """``needs_attention.sql`` on the ledger in ``path``."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        return needs_attention(engine)
+    finally:
+        engine.dispose()
+
+
+def _listed(driver: WebDriver) -> list[str]:
+    """The invoice numbers in the page's report table, sorted."""
+    from selenium.webdriver.common.by import By
+
+    return sorted(cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#report td.invoice-number"))
 
 
 def _enter_page(wait: Any) -> None:

@@ -1,7 +1,10 @@
 """The FastAPI app behind the "InExchange dispatch" page (server-side rendered HTML).
 
-``GET /`` lists the report table with filters; ``GET /invoices/{invoice_id}`` shows one invoice's
-report rows and its dispatch history. Both read the reporting database (connection
+``GET /`` lists the report table with filters: by default (no ``state`` in the query string) only
+the rows that need a person (``state=attention``); ``state=all`` lists every state, ``state=<one
+ledger state>`` that state. A failed row that is retried automatically says when (the ledger's
+``next_retry_at``, in Europe/Stockholm). ``GET /invoices/{invoice_id}`` shows one invoice's report
+rows and its dispatch history. Both read the reporting database (connection
 ``inexchange_reporting``, never the ERP's) through :func:`inexchange.db.reporting_engine` and need
 a logged-in Airflow user (see :mod:`.auth`).
 The pages show ERP and InExchange text only, always HTML-escaped; never a connection, a
@@ -24,7 +27,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inexchange.exceptions import ReportingConnectionMissing
 from inexchange.ui.auth import dispatch_viewer, login_redirect_or_error
+from inexchange.ui.formatting import next_step
 from inexchange.ui.queries import (
+    ALL_STATES,
+    ATTENTION,
     PAGE_SIZE,
     STATES,
     FilterError,
@@ -91,7 +97,7 @@ def create_app(engine_factory: EngineFactory = default_engine) -> FastAPI:
         customer: str = Query("", max_length=200),
         page: int = Query(1, ge=1, le=1_000_000),
     ) -> HTMLResponse:
-        """The report table, filtered."""
+        """The report table, filtered (``state``: attention, the default; all; or one ledger state)."""
         return pages.report(request, date_from=date_from, date_to=date_to, state=state, customer=customer,
                             page=page)
 
@@ -112,6 +118,7 @@ def _template_environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["minute"] = minute
+    environment.globals["next_step"] = next_step
     return environment
 
 
@@ -136,15 +143,17 @@ class _Pages:
                page: int) -> HTMLResponse:
         """The report listing for the query string values."""
         form = {"date_from": date_from, "date_to": date_to, "state": state, "customer": customer}
-        context: dict[str, Any] = {"form": form, "states": STATES, "page_size": PAGE_SIZE}
+        context: dict[str, Any] = {"states": STATES, "attention": ATTENTION, "all_states": ALL_STATES,
+                                   "page_size": PAGE_SIZE}
         try:
             report_filter = parse_filter(page=page, **form)
         except FilterError as exc:
-            return self._render("report.html", request, status.HTTP_400_BAD_REQUEST,
+            return self._render("report.html", request, status.HTTP_400_BAD_REQUEST, form=form,
                                 filter_error=str(exc), result=None, **context)
         with self._database() as engine:
             result = report_page(engine, report_filter)
-        return self._render("report.html", request, status.HTTP_200_OK, filter_error=None, result=result,
+        return self._render("report.html", request, status.HTTP_200_OK, form={**form, "state": report_filter.state},
+                            filter_error=None, result=result, state_links=_state_links(request),
                             page_links=_page_links(request, report_filter, result.pages), **context)
 
     def invoice(self, request: Request, invoice_id: int) -> HTMLResponse:
@@ -207,10 +216,16 @@ def _invoice_path(request: Request) -> Callable[[int], str]:
 
 
 def _page_links(request: Request, report_filter: ReportFilter, pages: int) -> dict[str, str | None]:
-    """Query strings of the previous and next pages, keeping the filter."""
+    """Query strings of the previous and next pages, keeping the filter (its state named explicitly)."""
     def link(page: int) -> str | None:
         if page < 1 or page > pages:
             return None
-        return "?" + urlencode({**request.query_params, "page": str(page)})
+        return "?" + urlencode({**request.query_params, "state": report_filter.state, "page": str(page)})
 
     return {"previous": link(report_filter.page - 1), "next": link(report_filter.page + 1)}
+
+
+def _state_links(request: Request) -> dict[str, str]:
+    """Query strings of the "needs a person" and "all states" views, keeping the other filters."""
+    kept = {key: value for key, value in request.query_params.items() if key not in ("state", "page")}
+    return {choice: "?" + urlencode({**kept, "state": choice}) for choice in (ATTENTION, ALL_STATES)}

@@ -1,8 +1,12 @@
 """Read the report and the dispatch history for the "InExchange dispatch" page.
 
-The page filters the report by the date its data interval starts (UTC), by ledger state and by
-customer. For the daily 06:00 Europe/Stockholm schedule the interval of the invoices dated D starts
-on D at 04:00 or 05:00 UTC, so the date filter is the invoice date of the run that dispatched them.
+The page filters the report by the date its data interval starts (UTC), by state and by customer.
+For the daily 06:00 Europe/Stockholm schedule the interval of the invoices dated D starts on D at
+04:00 or 05:00 UTC, so the date filter is the invoice date of the run that dispatched them.
+
+The state filter is one of :data:`ATTENTION` (the default: the rows that need a person, as
+:func:`inexchange.pipeline.needs_person` and ``needs_attention.sql`` define it), :data:`ALL_STATES`,
+or one ledger state.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, TextClause, bindparam
 
-from inexchange.api import LedgerState
+from inexchange.api import MAX_ATTEMPTS, LedgerState
 from inexchange.db import utc_text
 from inexchange.sql import statement
 
@@ -26,6 +30,12 @@ PAGE_SIZE = 100
 MAX_CUSTOMER_TEXT = 100
 #: the ledger states a person can filter by, in the order the pipeline reaches them
 STATES: tuple[str, ...] = tuple(state.value for state in LedgerState)
+#: state filter value: the rows that need a person (the page's default)
+ATTENTION = "attention"
+#: state filter value: rows of every state
+ALL_STATES = "all"
+#: the state filter when the query string names none
+DEFAULT_STATE = ATTENTION
 
 
 class FilterError(ValueError):
@@ -38,23 +48,28 @@ class ReportFilter:
 
     :param date_from: first data interval start date (UTC), inclusive.
     :param date_to: last data interval start date (UTC), inclusive.
-    :param state: one ledger state.
+    :param state: :data:`ATTENTION`, :data:`ALL_STATES` or one ledger state.
     :param customer: text found in the customer number or name, case-insensitive.
     :param page: 1-based page number.
+    :param max_attempts: the submit task's attempts per invoice (a failed row with fewer attempts
+        and no InExchange document id is retried automatically and needs nobody yet).
     """
 
     date_from: date | None = None
     date_to: date | None = None
-    state: str | None = None
+    state: str = DEFAULT_STATE
     customer: str | None = None
     page: int = 1
+    max_attempts: int = MAX_ATTEMPTS
 
     def parameters(self) -> dict[str, Any]:
         """Bound parameters of ``ui_report_page.sql`` for this filter."""
         return {
             "interval_from": _day_start(self.date_from) if self.date_from else None,
             "interval_until": _day_start(self.date_to + timedelta(days=1)) if self.date_to else None,
-            "state": self.state,
+            "state": self.state if self.state in STATES else None,
+            "attention": int(self.state == ATTENTION),
+            "max_attempts": self.max_attempts,
             "customer": like_pattern(self.customer) if self.customer else None,
             "row_limit": PAGE_SIZE,
             "row_offset": (self.page - 1) * PAGE_SIZE,
@@ -65,14 +80,17 @@ class ReportFilter:
 class ReportPage:
     """One page of matching report rows.
 
-    :param rows: the rows, as column name to value.
+    :param rows: the rows, as column name to value (``needs_person`` 1 or 0, and the ledger's
+        ``next_retry_at`` and ``ledger_state``, besides the report's columns).
     :param total: how many rows match the filter (0 when the page is past the last one).
     :param page: the page number shown.
+    :param attention: how many of the matching rows need a person.
     """
 
     rows: list[dict[str, Any]]
     total: int
     page: int
+    attention: int = 0
 
     @property
     def pages(self) -> int:
@@ -83,11 +101,12 @@ class ReportPage:
 def parse_filter(*, date_from: str, date_to: str, state: str, customer: str, page: int) -> ReportFilter:
     """Turn the page's query string values into a :class:`ReportFilter`.
 
-    Empty values mean "no filter" (an HTML form sends empty fields).
+    Empty values mean "no filter" (an HTML form sends empty fields); an empty state means
+    :data:`DEFAULT_STATE`, the rows that need a person.
 
     :param date_from: ``YYYY-MM-DD`` or empty.
     :param date_to: ``YYYY-MM-DD`` or empty.
-    :param state: a ledger state or empty.
+    :param state: :data:`ATTENTION`, :data:`ALL_STATES`, a ledger state, or empty.
     :param customer: search text or empty.
     :param page: 1-based page number.
     :raises FilterError: when a value cannot be used; the message names it.
@@ -95,9 +114,10 @@ def parse_filter(*, date_from: str, date_to: str, state: str, customer: str, pag
     start, end = _parse_day(date_from, "From"), _parse_day(date_to, "To")
     if start and end and end < start:
         raise FilterError(f"To ({end}) is before From ({start})")
-    chosen_state = state.strip() or None
-    if chosen_state is not None and chosen_state not in STATES:
-        raise FilterError(f"unknown state {chosen_state[:40]}; choose one of {', '.join(STATES)}")
+    chosen_state = state.strip() or DEFAULT_STATE
+    if chosen_state not in (ATTENTION, ALL_STATES, *STATES):
+        raise FilterError(f"unknown state {chosen_state[:40]}; choose {ATTENTION} (needs a person), "
+                          f"{ALL_STATES}, or one of {', '.join(STATES)}")
     text = customer.strip()[:MAX_CUSTOMER_TEXT] or None
     return ReportFilter(start, end, chosen_state, text, max(1, page))
 
@@ -120,9 +140,11 @@ def report_page(engine: Engine, report_filter: ReportFilter) -> ReportPage:
     with engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(_page_statement(), report_filter.parameters())]
     total = int(rows[0]["total_rows"]) if rows else 0
+    attention = int(rows[0]["attention_rows"] or 0) if rows else 0
     for row in rows:
-        del row["total_rows"]
-    return ReportPage(rows, total, report_filter.page)
+        del row["total_rows"], row["attention_rows"]
+        row["needs_person"] = bool(row["needs_person"])
+    return ReportPage(rows, total, report_filter.page, attention)
 
 
 def invoice_report_rows(engine: Engine, invoice_id: int) -> list[dict[str, Any]]:
@@ -154,6 +176,8 @@ def _page_statement() -> TextClause:
         bindparam("interval_from", type_=String()),
         bindparam("interval_until", type_=String()),
         bindparam("state", type_=String()),
+        bindparam("attention", type_=Integer()),
+        bindparam("max_attempts", type_=Integer()),
         bindparam("customer", type_=String()),
         bindparam("row_limit", type_=Integer()),
         bindparam("row_offset", type_=Integer()),

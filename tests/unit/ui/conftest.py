@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 from dispatch_page_support import (
     HISTORY_ROWS,
@@ -25,8 +27,9 @@ from dispatch_page_support import (
     VIEWER_PASSWORD,
     Site,
     create_reporting_database,
+    fill_ledger,
 )
-from support import sqlite_conn_env
+from support import pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 
 
 @pytest.fixture
@@ -35,6 +38,25 @@ def reporting_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = create_reporting_database(tmp_path / "reporting.db", REPORT_ROWS, HISTORY_ROWS)
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_conn_env(path))
     return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def cases_engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A reporting database (SQLite file, or a fresh PostgreSQL schema) holding ``LEDGER_CASES`` in
+    the ledger and the report, defined as connection ``inexchange_reporting``."""
+    if request.param == "sqlite":
+        path = tmp_path / "cases.db"
+        engine = create_engine(f"sqlite:///{path}")
+        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_conn_env(path))
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        engine = create_engine(pg_url(), connect_args=pg_connect_args(schema))
+        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", postgres_conn_env(schema))
+    try:
+        fill_ledger(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

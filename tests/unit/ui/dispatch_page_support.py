@@ -1,13 +1,21 @@
-"""Report and history rows of the dispatch page tests, the SQLite database holding them, and a client."""
+"""Report and history rows of the dispatch page tests, the SQLite database holding them, a ledger
+with every "needs a person" case, and a client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+
+from inexchange.api import MAX_ATTEMPTS
+from inexchange.ledger import Ledger, RunScope
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 VIEWER, VIEWER_PASSWORD = "viewer", "viewer-password-1"
 #: a user the simple auth manager knows but gives no role
@@ -106,6 +114,95 @@ def create_reporting_database(path: Path, report_rows: list[dict[str, Any]],
     finally:
         engine.dispose()
     return path
+
+
+@dataclass(frozen=True)
+class LedgerCase:
+    """One invoice of the ledger the "needs a person" tests share, and what the page must say of it.
+
+    :param invoice_id: the ERP's invoice id (the invoice number is ``20000 + invoice_id % 1000``).
+    :param state: its ledger state.
+    :param needs_person: whether a person has to act on it.
+    :param next_step: the page's "Next step" cell.
+    :param fields: other ledger columns (attempts, InExchange document id, next retry, ...).
+    """
+
+    invoice_id: int
+    state: str
+    needs_person: bool
+    next_step: str
+    fields: dict[str, Any]
+
+    @property
+    def number(self) -> str:
+        """The invoice number."""
+        return str(20000 + self.invoice_id % 1000)
+
+
+def _case(invoice_id: int, state: str, needs_person: bool, next_step: str, **fields: Any) -> LedgerCase:
+    return LedgerCase(invoice_id, state, needs_person, next_step, fields)
+
+
+#: every case of "needs a person" and of "retried automatically", and every other ledger state
+LEDGER_CASES = [
+    _case(2001, "rejected", True, "needs a person",
+          message="Kund 4367: organisationsnummer saknas"),
+    _case(2002, "stopped", True, "needs a person", attempts=1, inexchange_document_id="9b1e-0002",
+          inexchange_status="Stopped", message="InvalidDeliveryMethod: The recipient refused"),
+    _case(2003, "in_doubt", True, "needs a person", attempts=1,
+          message="send in doubt: InExchange never answered the look-up by ERP id"),
+    _case(2004, "failed", True, "needs a person: InExchange reported an error, never resent automatically",
+          attempts=1, inexchange_document_id="9b1e-0004", inexchange_status="Error",
+          message="Error: Duplicate invoice number"),
+    _case(2005, "failed", True, "needs a person: no automatic attempts left", attempts=MAX_ATTEMPTS,
+          next_retry_at="2099-11-20T08:12:00.000000Z", message="HTTP 503 from InExchange"),
+    _case(2006, "failed", False, "retried automatically at 2099-11-20 09:12 CET", attempts=2,
+          next_retry_at="2099-11-20T08:12:00.000000Z", message="HTTP 503 from InExchange"),
+    _case(2007, "failed", False, "retried automatically at the next run", attempts=1,
+          message="connection reset by InExchange"),
+    _case(2008, "failed", False, "retried automatically at the next run (due since 2025-07-01 10:12 CEST)",
+          attempts=MAX_ATTEMPTS - 1, inexchange_document_id="", next_retry_at="2025-07-01T08:12:00.000000Z",
+          message="HTTP 429 from InExchange"),
+    _case(2009, "sent", False, "", attempts=1, inexchange_document_id="9b1e-0009", inexchange_status="Delivered",
+          sent_at="2026-11-18T05:06:10.000000Z"),
+    _case(2010, "waiting", False, "", attempts=1, inexchange_document_id="9b1e-0010", inexchange_status="Pending"),
+    _case(2011, "pending", False, ""),
+    _case(2012, "ready", False, ""),
+    _case(2013, "submitting", False, "", attempts=1),
+]
+#: the run that wrote the cases' report rows: the invoices dated 2026-11-17
+CASES_SCOPE = RunScope(
+    dag_run_id="scheduled__2026-11-18T05:00:00+00:00",
+    start=datetime(2026, 11, 17, 5, tzinfo=timezone.utc),
+    end=datetime(2026, 11, 18, 5, tzinfo=timezone.utc),
+    start_date=date(2026, 11, 17),
+    end_date=date(2026, 11, 18),
+)
+LEDGER_INSERT = """
+INSERT INTO inexchange_dispatch (invoice_id, invoice_number, invoice_type, customer_id, customer_number,
+    customer_name, invoice_date, currency, total_amount, erp_document_id, state, inexchange_document_id,
+    inexchange_status, message, attempts, next_retry_at, sent_at, created_at, updated_at, dag_run_id)
+VALUES (:invoice_id, :invoice_number, 'debit', 7, '4367', 'Alingsås kommun', '2026-11-17', 'SEK', 1250.00,
+    :erp_document_id, :state, :inexchange_document_id, :inexchange_status, :message, :attempts,
+    :next_retry_at, :sent_at, '2026-11-18T05:00:00.000000Z', :updated_at, :dag_run_id)
+"""
+
+
+def fill_ledger(engine: Engine, cases: list[LedgerCase] = LEDGER_CASES) -> None:
+    """Create the ledger schema, insert ``cases`` into the ledger, and write their report rows as
+    the report task does (:meth:`inexchange.ledger.Ledger.refresh_report`)."""
+    ledger = Ledger(engine, CASES_SCOPE)
+    ledger.ensure_schema()
+    rows = [{
+        "invoice_id": case.invoice_id, "invoice_number": case.number, "state": case.state,
+        "erp_document_id": f"invoice-{case.invoice_id}", "dag_run_id": CASES_SCOPE.dag_run_id,
+        "updated_at": f"2026-11-18T05:{case.invoice_id % 60:02d}:00.000000Z",
+        "inexchange_document_id": None, "inexchange_status": None, "message": None, "attempts": 0,
+        "next_retry_at": None, "sent_at": None, **case.fields,
+    } for case in cases]
+    with engine.begin() as conn:
+        conn.execute(text(LEDGER_INSERT), rows)
+    ledger.refresh_report()
 
 
 @dataclass

@@ -39,6 +39,13 @@ def invoice_numbers(html: str) -> list[str]:
     return [number for _href, number in NUMBER_CELL.findall(html)]
 
 
+def summary(html: str) -> str:
+    """The text of the line under the filters that counts the rows (tags dropped, spaces collapsed)."""
+    found = re.search(r'<p class="note" id="summary">(.*?)</p>', html, re.S)
+    assert found is not None, "no summary line"
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split())
+
+
 @pytest.fixture
 def token(site: Site, reporting_db: Path) -> str:
     """A viewer's JWT, issued by the simple auth manager."""
@@ -47,13 +54,24 @@ def token(site: Site, reporting_db: Path) -> str:
 
 # ---- the listing and its filters -------------------------------------------------------------
 def test_lists_every_row_newest_interval_first(site: Site, token: str) -> None:
-    response = site.get(PAGE, token)
+    response = site.get(PAGE, token, params={"state": "all"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert invoice_numbers(response.text) == ["10073", "10075", "10080", "10081", "10064", "10065"]
-    assert "6 invoice rows" in response.text
+    assert summary(response.text) == "6 invoice rows. 3 of them need a person."
     assert "AwaitingRecipientApproval: The recipient must approve" in response.text
     assert "scheduled__2026-11-18T05:00:00+00:00" in response.text
+    assert '<option value="all" selected>all states</option>' in response.text
+
+
+@pytest.mark.parametrize("query", ["", "?state=", "?state=+", "?customer=&date_from=&date_to="])
+def test_without_a_state_the_page_lists_what_needs_a_person(site: Site, token: str, query: str) -> None:
+    """The failed row with attempts left (10081) is retried automatically: not listed."""
+    html = site.get(PAGE + query, token).text
+    assert invoice_numbers(html) == ["10073", "10075", "10065"]
+    assert '<option value="attention" selected>needs a person</option>' in html
+    assert '<strong id="active-state">invoices that need a person</strong>' in html
+    assert summary(html) == "3 invoice rows need a person."
 
 
 def test_filter_by_state(site: Site, token: str) -> None:
@@ -63,25 +81,35 @@ def test_filter_by_state(site: Site, token: str) -> None:
 
 
 def test_filter_by_interval_start_date(site: Site, token: str) -> None:
-    day_17 = site.get(PAGE, token, params={"date_from": "2026-11-17", "date_to": "2026-11-17"}).text
+    every = {"state": "all"}
+    day_17 = site.get(PAGE, token, params={**every, "date_from": "2026-11-17", "date_to": "2026-11-17"}).text
     assert invoice_numbers(day_17) == ["10064", "10065"]
-    from_18 = site.get(PAGE, token, params={"date_from": "2026-11-18"}).text
+    from_18 = site.get(PAGE, token, params={**every, "date_from": "2026-11-18"}).text
     assert invoice_numbers(from_18) == ["10073", "10075", "10080", "10081"]
-    until_16 = site.get(PAGE, token, params={"date_to": "2026-11-16"}).text
+    until_16 = site.get(PAGE, token, params={**every, "date_to": "2026-11-16"}).text
     assert invoice_numbers(until_16) == [] and "No invoices match" in until_16
+    needing_17 = site.get(PAGE, token, params={"date_from": "2026-11-17", "date_to": "2026-11-17"}).text
+    assert invoice_numbers(needing_17) == ["10065"]
 
 
 def test_filter_by_customer_number_or_name(site: Site, token: str) -> None:
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "KOMMUN"}).text) == ["10073", "10064"]
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "101"}).text) == ["10065"]
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": " data ab "}).text) == ["10065"]
+    def listed(customer: str, state: str = "all") -> list[str]:
+        return invoice_numbers(site.get(PAGE, token, params={"customer": customer, "state": state}).text)
+
+    assert listed("KOMMUN") == ["10073", "10064"]
+    assert listed("KOMMUN", state="attention") == ["10073"]
+    assert listed("101") == ["10065"]
+    assert listed(" data ab ") == ["10065"]
 
 
 def test_customer_text_is_not_a_like_pattern(site: Site, token: str) -> None:
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "100%"}).text) == ["10080"]
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "g_e"}).text) == ["10081"]
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "%"}).text) == ["10080"]
-    assert invoice_numbers(site.get(PAGE, token, params={"customer": "r_r"}).text) == []
+    def listed(customer: str) -> list[str]:
+        return invoice_numbers(site.get(PAGE, token, params={"customer": customer, "state": "all"}).text)
+
+    assert listed("100%") == ["10080"]
+    assert listed("g_e") == ["10081"]
+    assert listed("%") == ["10080"]
+    assert listed("r_r") == []
 
 
 def test_filters_combine(site: Site, token: str) -> None:
@@ -109,7 +137,7 @@ def test_pages_of_one_hundred(site: Site, tmp_path: Path, monkeypatch: pytest.Mo
 
     first = site.get(PAGE, token, params={"state": "sent"}).text
     assert invoice_numbers(first) == [f"2{i:04d}" for i in range(100)]
-    assert "250 invoice rows, page 1 of 3 (100 a page)" in first
+    assert summary(first) == "250 invoice rows, page 1 of 3 (100 a page). None of them needs a person."
     assert 'id="previous-page"' not in first
     next_link = re.search(r'<a href="([^"]+)" id="next-page">', first)
     assert next_link is not None
@@ -140,7 +168,7 @@ def test_search_text_is_escaped_when_echoed(site: Site, token: str) -> None:
 
 # ---- one invoice -----------------------------------------------------------------------------
 def test_invoice_link_opens_its_history_in_order(site: Site, token: str) -> None:
-    listing = site.get(PAGE, token, params={"customer": "Umeå"}).text
+    listing = site.get(PAGE, token, params={"customer": "Umeå", "state": "all"}).text
     links = dict((number, href) for href, number in NUMBER_CELL.findall(listing))
     assert links == {"10064": "/inexchange/invoices/1001"}
     response = site.get(links["10064"], token)

@@ -1,0 +1,72 @@
+"""Ledger times and "what happens next" as the dispatch page shows them.
+
+The ledger stores times as UTC ISO text ('2026-11-20T08:12:00.000000Z'); people read them in the
+company's zone with its abbreviation ('2026-11-20 09:12 CET'), as the run's report table does
+(``inexchange.pipeline.format_report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from inexchange.api import LedgerState
+
+#: the zone the page shows local times in (the DAG's schedule zone)
+TIMEZONE = "Europe/Stockholm"
+
+
+def local_time(value: Any, zone: str = TIMEZONE) -> str:
+    """A ledger time as ``2026-11-20 09:12 CET`` in ``zone``; empty when there is none.
+
+    Text that is not a time the ledger writes is shown as it is (cut to 16 characters).
+
+    :param value: UTC ISO text as the ledger stores it.
+    :param zone: IANA zone name.
+    """
+    if not value:
+        return ""
+    moment = _parse_utc(value)
+    if moment is None:
+        return str(value)[:16]
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def next_step(row: Mapping[str, Any], now: datetime | None = None, zone: str = TIMEZONE) -> str:
+    """What happens next to a report row: nothing to do, a person's action, or an automatic retry.
+
+    :param row: a row of ``ui_report_page.sql`` (``state``, ``needs_person``, ``inexchange_document_id``,
+        and the ledger's ``next_retry_at`` and ``ledger_state``).
+    :param now: the current time (UTC); defaults to the clock.
+    :param zone: the zone retry times are shown in.
+    """
+    if row["needs_person"]:
+        if row["state"] != LedgerState.FAILED.value:
+            return "needs a person"
+        if row["inexchange_document_id"]:
+            return "needs a person: InExchange reported an error, never resent automatically"
+        return "needs a person: no automatic attempts left"
+    if row["state"] != LedgerState.FAILED.value:
+        return ""
+    ledger_state = row.get("ledger_state")
+    if ledger_state and ledger_state != LedgerState.FAILED.value:
+        return f"being retried (now {ledger_state} in the ledger)"
+    retry_at = row.get("next_retry_at")
+    if not retry_at:
+        return "retried automatically at the next run"
+    moment = _parse_utc(retry_at)
+    current = now or datetime.now(timezone.utc)
+    if moment is not None and moment <= current:
+        return f"retried automatically at the next run (due since {local_time(retry_at, zone)})"
+    return f"retried automatically at {local_time(retry_at, zone)}"
+
+
+def _parse_utc(value: Any) -> datetime | None:
+    """A ledger time as an aware datetime; ``None`` when it is not one (naive text counts as UTC)."""
+    try:
+        moment = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
