@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, chain, conf, dag
 
+from inexchange.notifications import ActionNeededNotifier
 from inexchange.operators.stages import (
     DispatchReportOperator,
     ExtractInvoicesOperator,
@@ -86,6 +87,9 @@ A manual or backfill run retries failed invoices at once instead of at their ret
 Connections: `erp_default` (only read), `inexchange_default`, `inexchange_reporting` (the ledger and the
 report; it must be defined).
 Variable: `inexchange_seller` (our company, as JSON). See the README.
+Variable `inexchange_notify` (optional, JSON): after **report**, one e-mail per run listing the invoices
+that need a person, through an `smtp` connection, e.g.
+`{"email": {"to": ["ekonomi@example.se"], "from": "airflow@example.se", "smtp_conn_id": "smtp_default"}}`.
 """
 
 
@@ -158,8 +162,12 @@ def inexchange_dispatch():
         **LEDGER,
     )
 
+    # e-mails the invoices that need a person when the Variable inexchange_notify is set; the report fails
+    # on purpose when there are any, so it is called on success and on failure alike
+    notify = ActionNeededNotifier(report_task_id="report")
     report = DispatchReportOperator(task_id="report", fail_on_action_needed="{{ params.fail_on_action_needed }}",
-                                    trigger_rule="all_done", outlets=[INEXCHANGE_REPORT], **LEDGER)
+                                    trigger_rule="all_done", outlets=[INEXCHANGE_REPORT],
+                                    on_success_callback=notify, on_failure_callback=notify, **LEDGER)
 
     chain(preflight, recheck_waiting, extract, validate, batches, submit, await_delivery, report)
     # report runs after a failure too; the watcher makes any failed stage turn the run red

@@ -13,7 +13,7 @@ CONNECTION_FORM: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Describe the provider: its hook, operator, sensor, trigger and the ``inexchange`` connection."""
+    """Describe the provider: its hook, operators, sensor, trigger, notifier and the ``inexchange`` connection."""
     return {
         "package-name": "airflow-provider-inexchange",
         "name": "InExchange",
@@ -31,6 +31,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
         "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
         "extra-links": ["inexchange.links.portal.InExchangePortalLink"],
+        "notifications": ["inexchange.notifications.ActionNeededNotifier"],
         "config": {
             "inexchange": {
                 "description": "Settings of the InExchange dispatch DAG, read when its file is parsed.\n",

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from inexchange.api import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
+from inexchange.times import local_time
 from inexchange.ledger import Ledger, RunScope, ledger_text
 from inexchange.validation import customer_label, shown
 from inexchange.validation import validate as validate_invoices
@@ -193,6 +194,9 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
            max_attempts: int = MAX_ATTEMPTS, timezone: str = "Europe/Stockholm") -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
+    Before it may fail, the invoices that need a person go to XCom ``needs_person`` (at most a page,
+    each with its whole message), for :class:`inexchange.notifications.ActionNeededNotifier`.
+
     :param fail_on_action_needed: raise when any invoice needs a person (:func:`needs_person`), so
         the run shows red in the Airflow UI.
     :param max_attempts: the submit task's attempts per invoice (a failed invoice with attempts
@@ -214,6 +218,21 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     action += [message.split(" (", 1)[0].removeprefix("Faktura ") for message in without_id]
     if action:
         log.warning("%s", action_block(needing, without_id))
+    # the list the notifier e-mails (inexchange.notifications.ActionList), pushed before the task may fail
+    # on it; at most a page of invoices, each with its whole message
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None:
+        columns = ("invoice_number", "customer_number", "customer_name", "state", "inexchange_status", "message")
+        listed = sorted(needing, key=lambda r: str(r["invoice_number"]))[:_MAX_LISTED]
+        ti.xcom_push(key="needs_person", value={
+            "run": scope.describe(),
+            "first_day": scope.start_date.isoformat(),
+            "last_day": max(scope.start_date, scope.end_date - timedelta(days=1)).isoformat(),
+            "interval_start": scope.interval["data_interval_start"],
+            "count": len(action),
+            "invoices": [{key: None if row[key] is None else str(row[key]) for key in columns} for row in listed],
+            "without_id": [str(message) for message in without_id],
+        })
     summary = {"total": len(rows), "states": dict(counts), "action_needed": action, "without_id": len(without_id)}
     if action and fail_on_action_needed:
         # not retryable: a retry finds the same invoices; the list is in the log block above
@@ -271,7 +290,7 @@ def format_report(rows: list[dict[str, Any]], timezone: str = "Europe/Stockholm"
     headers = ["Typ", "Nummer", "Kundnr", "Kund", "Leveranssätt", "Status", "InExchange", "Skickat", "Meddelande"]
     table = [
         [r["document_type"], r["invoice_number"], r["customer_number"], _one_line(r["customer_name"]),
-         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", _local_time(r["sent_at"], timezone),
+         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", local_time(r["sent_at"], timezone),
          _one_line(r["message"])]
         for r in rows
     ]
@@ -282,19 +301,6 @@ def format_report(rows: list[dict[str, Any]], timezone: str = "Europe/Stockholm"
 #: the report table's widest name and message columns; longer texts wrap onto more lines
 NAME_WIDTH = 28
 MESSAGE_WIDTH = 72
-
-
-def _local_time(value: Any, timezone: str) -> str:
-    """A ledger time (UTC ISO text) as ``2026-11-19 09:12 CET`` in ``timezone``; empty when there is none."""
-    import pendulum
-
-    if not value:
-        return ""
-    try:
-        moment = pendulum.parse(str(value))
-    except Exception:  # not a time the ledger writes: shown as it is
-        return str(value)[:16]
-    return moment.in_timezone(timezone).format("YYYY-MM-DD HH:mm zz")
 
 
 def _one_line(text: Any) -> str:

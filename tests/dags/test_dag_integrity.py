@@ -173,7 +173,7 @@ def test_dag_file_loads_only_the_declarations_of_the_provider() -> None:
                          capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     declarations = {"inexchange.operators.submit", "inexchange.operators.stages", "inexchange.sensors.delivery",
-                    "inexchange.links.portal"}
+                    "inexchange.links.portal", "inexchange.notifications"}
     packages = {"inexchange", "inexchange.operators", "inexchange.sensors", "inexchange.links",
                 "inexchange.get_provider_info"}  # the provider's metadata, should Airflow read it
     assert declarations <= loaded

@@ -10,28 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from inexchange.api import LedgerState
+from inexchange.times import TIMEZONE, local_time, parse_utc
 
-#: the zone the page shows local times in (the DAG's schedule zone)
-TIMEZONE = "Europe/Stockholm"
-
-
-def local_time(value: Any, zone: str = TIMEZONE) -> str:
-    """A ledger time as ``2026-11-20 09:12 CET`` in ``zone``; empty when there is none.
-
-    Text that is not a time the ledger writes is shown as it is (cut to 16 characters).
-
-    :param value: UTC ISO text as the ledger stores it.
-    :param zone: IANA zone name.
-    """
-    if not value:
-        return ""
-    moment = _parse_utc(value)
-    if moment is None:
-        return str(value)[:16]
-    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+__all__ = ["TIMEZONE", "local_time", "next_step"]
 
 
 def next_step(row: Mapping[str, Any], now: datetime | None = None, zone: str = TIMEZONE) -> str:
@@ -56,17 +39,8 @@ def next_step(row: Mapping[str, Any], now: datetime | None = None, zone: str = T
     retry_at = row.get("next_retry_at")
     if not retry_at:
         return "retried automatically at the next run"
-    moment = _parse_utc(retry_at)
+    moment = parse_utc(retry_at)
     current = now or datetime.now(timezone.utc)
     if moment is not None and moment <= current:
         return f"retried automatically at the next run (due since {local_time(retry_at, zone)})"
     return f"retried automatically at {local_time(retry_at, zone)}"
-
-
-def _parse_utc(value: Any) -> datetime | None:
-    """A ledger time as an aware datetime; ``None`` when it is not one (naive text counts as UTC)."""
-    try:
-        moment = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
