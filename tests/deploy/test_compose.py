@@ -78,16 +78,26 @@ def dag_connection_ids() -> set[str]:
 
 
 def required_variables() -> set[str]:
-    """Airflow Variables read without a default by the provider (``Variable.get("name"...)``)."""
+    """Airflow Variables the provider reads without a default (``Variable.get(name)`` with no ``default``);
+    the name is a string or a module constant of the same file."""
+    import ast
+
     names = set()
     for path in (ROOT / "plugins" / "inexchange").rglob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        names.update(re.findall(r"Variable\.get\(\s*[\"']([a-z0-9_]+)[\"']", text))
-        # Variable.get(NAME, ...) with NAME a module constant of the same file
-        for constant in re.findall(r"Variable\.get\(\s*([A-Z][A-Z0-9_]*)\s*,", text):
-            value = re.search(rf"^{constant}(?:\s*:[^=]+)?\s*=\s*[\"']([a-z0-9_]+)[\"']", text, re.MULTILINE)
-            assert value, f"{path.name}: Variable.get({constant}) names no constant string of that file"
-            names.add(value.group(1))
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = {target.id: node.value.value for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                     for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                     if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
+                    and isinstance(call.func.value, ast.Name) and call.func.value.id == "Variable"):
+                continue
+            if len(call.args) > 1 or any(keyword.arg == "default" for keyword in call.keywords):
+                continue  # optional: read with a default
+            name = call.args[0]
+            value = name.value if isinstance(name, ast.Constant) else constants.get(getattr(name, "id", ""))
+            assert isinstance(value, str), f"{path.name}:{call.lineno}: Variable.get of a name this test cannot read"
+            names.add(value)
     return names
 
 
