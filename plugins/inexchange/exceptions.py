@@ -102,3 +102,14 @@ class InExchangeTransportError(InExchangeError):
     def __init__(self, path: str, cause: Any) -> None:
         self.path = path
         super().__init__(f"no usable reply from InExchange {path}: {type(cause).__name__}")
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's text, for one-line messages: a database error's text goes on with
+    the whole statement, so its driver's error (``orig``) is taken; the class name when it has none.
+
+    :param exc: the error.
+    :param limit: the most characters kept; ``None`` for all.
+    """
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

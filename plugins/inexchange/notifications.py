@@ -146,11 +146,13 @@ def parse_settings(value: Any) -> NotifySettings:
     """
     import json
 
+    from inexchange.exceptions import first_line
+
     if isinstance(value, (str, bytes)):
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise NotifyConfigError(f"Variable {VARIABLE} is not valid JSON ({_first_line(exc)}): set it to a JSON "
+            raise NotifyConfigError(f"Variable {VARIABLE} is not valid JSON ({first_line(exc, 200)}): set it to a JSON "
                                     f"object such as {EXAMPLE}") from None
     config = _object(value, "", f"set it to a JSON object such as {EXAMPLE}")
     _known_keys(config, _TOP_KEYS, "")
@@ -211,25 +213,29 @@ def _addresses(value: Any, key: str) -> tuple[str, ...]:
 def _address(value: Any, key: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
+    from inexchange.exceptions import first_line
+
     if not isinstance(value, str):
         raise NotifyConfigError(f"Variable {VARIABLE}: key {key} must be an e-mail address, not {_shown(value)}")
     try:
         validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise NotifyConfigError(f"Variable {VARIABLE}: key {key} is not an e-mail address ({_shown(value)}: "
-                                f"{_first_line(exc)})") from None
+                                f"{first_line(exc, 200)})") from None
     return value.strip()
 
 
 def _subject_template(value: Any) -> str:
     from string import Formatter
 
+    from inexchange.exceptions import first_line
+
     if not isinstance(value, str) or not value.strip():
         raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject must be a text, not {_shown(value)}")
     try:
         fields = [name for _, name, _, _ in Formatter().parse(value) if name is not None]
     except ValueError as exc:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({_first_line(exc)}); "
+        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
                                 "write {{ and }} for braces") from None
     unknown = [name for name in fields if name not in SUBJECT_FIELDS]
     if unknown:
@@ -238,7 +244,7 @@ def _subject_template(value: Any) -> str:
     try:
         value.format(count=3, run="invoices dated 2026-11-20", first_day="2026-11-20", last_day="2026-11-20")
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({_first_line(exc)}); "
+        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
                                 "write {{ and }} for braces") from None
     return value
 
@@ -269,11 +275,6 @@ def _shown(value: Any) -> str:
         return repr(value[:60] + ("…" if len(value) > 60 else ""))
     names = {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 # ---- the message -------------------------------------------------------------------------------
@@ -452,6 +453,8 @@ class ActionNeededNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the e-mail when the Variable is set and the run's report lists invoices that need a person."""
+        from inexchange.exceptions import first_line
+
         ti = context.get("ti")
         if ti is None:
             log.warning("the InExchange e-mail needs a task's context: attach ActionNeededNotifier to the report "
@@ -472,13 +475,13 @@ class ActionNeededNotifier(BaseNotifier):
             return
         except Exception as exc:  # the Variable could not be read (the API server unreachable, ...)
             log.error("InExchange e-mail not sent: Variable %s could not be read (%s: %s)", VARIABLE,
-                      type(exc).__name__, _first_line(exc))
+                      type(exc).__name__, first_line(exc, 200))
             return
         try:
             action = read_action_list(ti.xcom_pull(task_ids=self.report_task_id, key=XCOM_KEY))
         except Exception as exc:  # XCom unreadable where the callback runs
             log.error("InExchange e-mail not sent: the report task's list could not be read (%s: %s); see its log",
-                      type(exc).__name__, _first_line(exc))
+                      type(exc).__name__, first_line(exc, 200))
             return
         if action is None:
             log.warning("InExchange e-mail not sent: the report task did not list the invoices that need a person "
@@ -496,7 +499,7 @@ class ActionNeededNotifier(BaseNotifier):
         except Exception as exc:  # SMTP down, login refused, ...: the report's own outcome stands
             log.error("InExchange e-mail about %d invoices that need a person NOT sent to %d recipient(s) through "
                       "the connection %s: %s: %s. The report task's own outcome stands; its log lists the invoices.",
-                      action["count"], recipients, settings.email.smtp_conn_id, type(exc).__name__, _first_line(exc))
+                      action["count"], recipients, settings.email.smtp_conn_id, type(exc).__name__, first_line(exc, 200))
             return
         log.info("InExchange e-mail about %d invoices that need a person sent to %s through the connection %s",
                  action["count"], ", ".join((*settings.email.to, *settings.email.cc)), settings.email.smtp_conn_id)

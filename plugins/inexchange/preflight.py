@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from inexchange.exceptions import first_line
+
 log = logging.getLogger(__name__)
 
 #: the Airflow Variable holding our company's details
@@ -65,7 +67,7 @@ def seller_problems(read_variable: Callable[[], Any]) -> list[str]:
     try:
         config = read_variable()
     except Exception as exc:
-        return [f"Variable {SELLER_VARIABLE} cannot be read ({_first_line(exc) or type(exc).__name__}): set it to "
+        return [f"Variable {SELLER_VARIABLE} cannot be read ({first_line(exc) or type(exc).__name__}): set it to "
                 "our company's details as a JSON object (name, org_number, vat_number, street, postal_code, city, "
                 "and one of bankgiro, plusgiro, iban)"]
     if not isinstance(config, dict):
@@ -87,7 +89,7 @@ def erp_problems(erp_conn_id: str) -> list[str]:
     try:
         engine = erp_engine(erp_conn_id)
     except Exception as exc:
-        return [f"connection {erp_conn_id!r} (the ERP): {_first_line(exc)}"]
+        return [f"connection {erp_conn_id!r} (the ERP): {first_line(exc)}"]
     try:
         reader = ErpReader(engine)
         day = date(2000, 1, 1).isoformat()
@@ -98,7 +100,7 @@ def erp_problems(erp_conn_id: str) -> list[str]:
         if is_outage(exc):
             raise
         return [f"connection {erp_conn_id!r} (the ERP) cannot be read as the adapter contract says: "
-                f"{_first_line(exc)}; see the README's ERP adapter contract"]
+                f"{first_line(exc)}; see the README's ERP adapter contract"]
     finally:
         engine.dispose()
     return []
@@ -115,7 +117,7 @@ def reporting_problems(reporting_conn_id: str) -> list[str]:
     try:
         engine = reporting_engine(reporting_conn_id)
     except Exception as exc:
-        return [_first_line(exc)]
+        return [first_line(exc)]
     try:
         Ledger(engine, None).ensure_schema()  # type: ignore[arg-type]  # the schema needs no run
         with engine.connect() as conn, conn.begin() as transaction:
@@ -124,7 +126,7 @@ def reporting_problems(reporting_conn_id: str) -> list[str]:
     except Exception as exc:
         if is_outage(exc):
             raise
-        return [f"connection {reporting_conn_id!r} (the ledger and the report) is not writable: {_first_line(exc)}"]
+        return [f"connection {reporting_conn_id!r} (the ledger and the report) is not writable: {first_line(exc)}"]
     finally:
         engine.dispose()
     return []
@@ -150,10 +152,10 @@ def api_problems(inexchange_conn_id: str) -> list[str]:
         return [f"connection {inexchange_conn_id!r} is not defined: define it with the API base URL (host), the "
                 "API key (password) and the ERP id (extra erp_id)"]
     except InExchangeConfigError as exc:
-        return [f"connection {inexchange_conn_id!r} (InExchange): {_first_line(exc)}"]
+        return [f"connection {inexchange_conn_id!r} (InExchange): {first_line(exc)}"]
     except InExchangeApiError as exc:
         if 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
-            return [f"InExchange did not accept the connection {inexchange_conn_id!r}: {_first_line(exc)}"]
+            return [f"InExchange did not accept the connection {inexchange_conn_id!r}: {first_line(exc)}"]
         raise
     finally:
         hook.close()  # revokes the token
@@ -176,9 +178,3 @@ def preflight(*, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: s
     log.info("preflight: the seller Variable, %s (read), %s (written) and %s (API key) are in order",
              erp_conn_id, reporting_conn_id, inexchange_conn_id)
     return {"checked": checked}
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error's text (a database error's text goes on with the whole statement)."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
