@@ -103,10 +103,14 @@ class RunScope:
         interval's invoice days, in the ERP's time zone), or the listed numbers."""
         if self.by_number:
             return f"invoices {', '.join(self.invoice_numbers) or '(none listed)'} (listed, whatever their date)"
-        last = self.end_date - timedelta(days=1)
-        if last <= self.start_date:
+        if self.last_date == self.start_date:
             return f"invoices dated {self.start_date.isoformat()}"
-        return f"invoices dated {self.start_date.isoformat()} to {last.isoformat()}"
+        return f"invoices dated {self.start_date.isoformat()} to {self.last_date.isoformat()}"
+
+    @property
+    def last_date(self) -> date:
+        """The interval's last invoice day (its first one when the interval is shorter than a day)."""
+        return max(self.start_date, self.end_date - timedelta(days=1))
 
     @property
     def by_number(self) -> bool:
@@ -165,16 +169,16 @@ def unscheduled_interval(context: Any) -> tuple[datetime, datetime]:
     :raises ValueError: when the DAG's schedule is no cron data-interval timetable.
     """
     import pendulum
+    from airflow.sdk import CronDataIntervalTimetable as DeclaredCronTimetable
 
     timetable = getattr(context.get("dag"), "timetable", None)
-    expression, zone = getattr(timetable, "expression", None), getattr(timetable, "timezone", None)
-    if not expression or type(timetable).__name__ != "CronDataIntervalTimetable":
+    if not isinstance(timetable, DeclaredCronTimetable):
         raise ValueError("this run has no data interval and the DAG's schedule gives none; give the run the param "
                          f"{INVOICE_DATE_PARAM} (YYYY-MM-DD) or {INVOICE_NUMBERS_PARAM}")
     from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's own interval arithmetic
 
     run_after = getattr(context.get("dag_run"), "run_after", None) or pendulum.now("UTC")
-    interval = CronDataIntervalTimetable(expression, zone).infer_manual_data_interval(
+    interval = CronDataIntervalTimetable(timetable.expression, timetable.timezone).infer_manual_data_interval(
         run_after=pendulum.instance(run_after))
     return interval.start, interval.end
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from inexchange.api import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
-from inexchange.times import local_time
 from inexchange.ledger import Ledger, RunScope, ledger_text
+from inexchange.times import local_time
 from inexchange.validation import customer_label, shown
 from inexchange.validation import validate as validate_invoices
 
@@ -220,14 +220,14 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
         log.warning("%s", action_block(needing, without_id))
     # the list the notifier e-mails (inexchange.notifications.ActionList), pushed before the task may fail
     # on it; at most a page of invoices, each with its whole message
-    ti = context.get("ti") if hasattr(context, "get") else None
+    ti = _task_instance(context)
     if ti is not None:
         columns = ("invoice_number", "customer_number", "customer_name", "state", "inexchange_status", "message")
         listed = sorted(needing, key=lambda r: str(r["invoice_number"]))[:_MAX_LISTED]
         ti.xcom_push(key="needs_person", value={
             "run": scope.describe(),
             "first_day": scope.start_date.isoformat(),
-            "last_day": max(scope.start_date, scope.end_date - timedelta(days=1)).isoformat(),
+            "last_day": scope.last_date.isoformat(),
             "interval_start": scope.interval["data_interval_start"],
             "count": len(action),
             "invoices": [{key: None if row[key] is None else str(row[key]) for key in columns} for row in listed],
@@ -259,9 +259,14 @@ def action_block(rows: list[dict[str, Any]], without_id: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _task_instance(context: Any) -> Any:
+    """The running task instance of ``context``; ``None`` when called outside a task."""
+    return context.get("ti") if hasattr(context, "get") else None
+
+
 def _pulled(context: Any, task_id: str, key: str) -> list[Any]:
     """A list an earlier task of the run pushed to XCom under ``key`` (empty when it pushed none)."""
-    ti = context.get("ti") if hasattr(context, "get") else None
+    ti = _task_instance(context)
     value = ti.xcom_pull(task_ids=task_id, key=key) if ti is not None else None
     return list(value) if isinstance(value, (list, tuple)) else []
 
