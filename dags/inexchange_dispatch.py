@@ -22,6 +22,8 @@ from inexchange.sensors.delivery import DeliveryStatusSensor
 ERP_CONN_ID = "erp_default"
 REPORTING_CONN_ID = "inexchange_reporting"
 INEXCHANGE_CONN_ID = "inexchange_default"
+#: Airflow's own REST API, through which the preflight reads the pool below (only when one is named)
+AIRFLOW_API_CONN_ID = "airflow_api"
 TIMEZONE = "Europe/Stockholm"
 #: where every task finds the ERP and the ledger, and the time zone of the invoice dates
 LEDGER = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
@@ -30,7 +32,8 @@ CONCURRENCY = 32
 #: The Airflow pool of the mapped submit tasks: none by default, because a task in a pool that does not
 #: exist is never scheduled and a fresh Airflow has only default_pool. To size the cap in the UI, or share
 #: it with other DAGs calling InExchange, create a pool (`airflow pools set inexchange_api 4 ...`) and name
-#: it in `[inexchange] api_pool` (AIRFLOW__INEXCHANGE__API_POOL) where the dag-processor runs.
+#: it in `[inexchange] api_pool` (AIRFLOW__INEXCHANGE__API_POOL) where the dag-processor runs. The preflight
+#: then checks the pool through the connection AIRFLOW_API_CONN_ID (a task has no other way to read pools).
 API_POOL = conf.get("inexchange", "api_pool", fallback="").strip() or None
 #: without that pool, at most this many submit tasks run at once, over all runs of the DAG
 API_SLOTS = 4
@@ -50,7 +53,8 @@ InExchange reports them sent ("Skickad") or stopped.
 Each run owns one day of invoice dates (06:00 to 06:00, Europe/Stockholm):
 
 - **preflight**: the seller Variable, the ERP (read as the adapter contract says), the reporting
-  database (writable) and the API key (a client token created and revoked); every problem is named
+  database (writable), the API key (a client token created and revoked) and the pool named in
+  `[inexchange] api_pool`, if any (read through the connection `airflow_api`); every problem is named
   at once and the run stops before any invoice is touched, without retries.
 0. **recheck_waiting**: invoices of earlier days still waiting (their sensor timed out) are looked
    up once at InExchange and their statuses recorded.
@@ -85,7 +89,7 @@ Trigger with config for a manual run:
 A manual or backfill run retries failed invoices at once instead of at their retry time.
 
 Connections: `erp_default` (only read), `inexchange_default`, `inexchange_reporting` (the ledger and the
-report; it must be defined).
+report; it must be defined), and `airflow_api` where `[inexchange] api_pool` names a pool.
 Variable: `inexchange_seller` (our company, as JSON). See the README.
 Variable `inexchange_notify` (optional, JSON): after **report**, one e-mail per run listing the invoices
 that need a person, through an `smtp` connection, e.g.
@@ -138,7 +142,8 @@ that need a person, through an `smtp` connection, e.g.
     },
 )
 def inexchange_dispatch():
-    preflight = PreflightOperator(task_id="preflight", inexchange_conn_id=INEXCHANGE_CONN_ID, **LEDGER)
+    preflight = PreflightOperator(task_id="preflight", inexchange_conn_id=INEXCHANGE_CONN_ID, api_pool=API_POOL,
+                                  airflow_api_conn_id=AIRFLOW_API_CONN_ID, **LEDGER)
     recheck_waiting = RecheckWaitingOperator(task_id="recheck_waiting", inexchange_conn_id=INEXCHANGE_CONN_ID,
                                              **LEDGER)
     extract = ExtractInvoicesOperator(task_id="extract", **LEDGER)

@@ -225,6 +225,8 @@ def airflow_env(
       threshold (30 s by default); lowered so that a restart resumes within seconds.
     * ``LOGGING__WORKER_LOG_SERVER_PORT`` / ``LOGGING__TRIGGER_LOG_SERVER_PORT``: the log servers
       listen on fixed ports (8793/8794) by default; free ports unless given avoid clashes.
+    * ``AIRFLOW_CONN_AIRFLOW_API``: this api-server's REST API, with the login if any, through which
+      the DAG's preflight reads the pool of the submit tasks.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "INEXCHANGE_"))}
     api_url = f"http://127.0.0.1:{api_port}/"
@@ -253,6 +255,7 @@ def airflow_env(
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONUNBUFFERED": "1",
     })
+    api_conn: dict[str, Any] = {"conn_type": "http", "host": api_url}
     if login is None:
         env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
     else:
@@ -262,6 +265,9 @@ def airflow_env(
         passwords.write_text(json.dumps({user: password}), encoding="utf-8")
         env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{user}:admin"
         env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
+        api_conn.update(login=user, password=password)
+    # the preflight reads the submit tasks' pool through Airflow's REST API
+    env["AIRFLOW_CONN_AIRFLOW_API"] = json.dumps(api_conn)
     env.update(extra or {})
     return env
 

@@ -3,8 +3,9 @@
 Each check returns the problems it found, one line each, saying what to set; :func:`preflight`
 runs them all and names every problem at once. Nothing here writes to the ERP or sends an invoice:
 the ERP is read through the statements the run itself uses (over an empty selection), the
-reporting database is written inside a transaction that is rolled back, and the API key is tried
-by creating a client token and revoking it.
+reporting database is written inside a transaction that is rolled back, the API key is tried
+by creating a client token and revoking it, and a pool the submit tasks take slots of is read from
+Airflow's REST API.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from inexchange.exceptions import first_line
 
@@ -20,6 +22,12 @@ log = logging.getLogger(__name__)
 
 #: the Airflow Variable holding our company's details
 SELLER_VARIABLE = "inexchange_seller"
+#: the connection to Airflow's own REST API through which the preflight reads the submit tasks' pool
+AIRFLOW_API_CONN_ID = "airflow_api"
+#: seconds the preflight waits for each reply of Airflow's REST API
+AIRFLOW_API_TIMEOUT = 10.0
+#: the URL schemes a connection's ``schema`` field may name
+_URL_SCHEMES = ("http", "https")
 #: what a database error says when the server is down or restarting rather than misconfigured: such an
 #: error is raised (the task is retried) instead of being named as a configuration problem
 OUTAGE_SIGNS = ("connection refused", "server closed the connection", "the database system is starting up",
@@ -162,19 +170,121 @@ def api_problems(inexchange_conn_id: str) -> list[str]:
     return []
 
 
+def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_ID) -> list[str]:
+    """Problems with the pool the submit tasks take slots of (``[inexchange] api_pool``).
+
+    A task in a pool that does not exist is never scheduled, and a task cannot read pools through
+    Airflow 3's Execution API; so the pool is read from Airflow's REST API
+    (``GET /api/v2/pools/{pool}``) through the connection ``airflow_api``: host, the api-server's URL;
+    login and password, a user who may read pools (a viewer will do). Without a login the token is
+    asked for without credentials, which only an api-server with ``simple_auth_manager_all_admins``
+    grants. No pool named: nothing to check (the submit tasks run in ``default_pool``).
+
+    An api-server that cannot be reached or refuses the login is a problem to name (the task reaches
+    its own api-server, so the URL or the user is wrong); one failing (5xx) or timing out is raised,
+    so the task is retried like in any outage.
+    """
+    if not pool:
+        return []
+    import httpx
+
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    unset = "or unset [inexchange] api_pool (the submit tasks then run in default_pool, 4 at a time)"
+    try:
+        conn = BaseHook.get_connection(airflow_api_conn_id)
+    except AirflowNotFoundException:
+        return [f"[inexchange] api_pool names the pool {pool!r}, which a task can read only through Airflow's REST "
+                f"API: define the connection {airflow_api_conn_id!r} (host: the api-server's URL; login and "
+                f"password: a user who may read pools), {unset}"]
+    base = airflow_api_url(conn.host, conn.schema, conn.port)
+    where = f"connection {airflow_api_conn_id!r} (Airflow's REST API at {base or 'no host'})"
+    if not base:
+        return [f"{where}: set its host to the api-server's URL, e.g. http://airflow-apiserver:8080"]
+    try:
+        with httpx.Client(base_url=base, timeout=AIRFLOW_API_TIMEOUT) as client:
+            if conn.login:
+                reply = client.post("auth/token", json={"username": conn.login, "password": conn.password or ""})
+            else:
+                reply = client.get("auth/token")
+            if 400 <= reply.status_code < 500:
+                return [f"{where} gave no token (HTTP {reply.status_code}): set the login and password of a user "
+                        "who may read pools, and the api-server's URL as host"]
+            reply.raise_for_status()
+            token = _reply_field(reply, "access_token", str)
+            reply = client.get(f"api/v2/pools/{quote(pool, safe='')}", headers={"Authorization": f"Bearer {token}"})
+            if reply.status_code == 404:
+                return [f"the pool {pool!r} named in [inexchange] api_pool does not exist, so the submit tasks would "
+                        f"never be scheduled: create it (airflow pools set {pool} 4 'InExchange API') {unset}"]
+            if reply.status_code in (401, 403):
+                return [f"{where}: the user {conn.login or '(all admins)'} may not read pools "
+                        f"(HTTP {reply.status_code}): give the user a role that may, e.g. viewer"]
+            reply.raise_for_status()
+            slots = _reply_field(reply, "slots", int)
+    except httpx.TimeoutException:
+        raise
+    except httpx.TransportError as exc:
+        return [f"{where} cannot be reached ({type(exc).__name__}: {first_line(exc)}): set its host to the "
+                "api-server's URL"]
+    except ValueError as exc:  # a reply that is not the REST API's
+        return [f"{where} did not answer as Airflow's REST API ({first_line(exc)}): set its host to the "
+                "api-server's URL"]
+    if slots == 0:
+        return [f"the pool {pool!r} named in [inexchange] api_pool has no slots, so the submit tasks would never "
+                f"run: give it slots (airflow pools set {pool} 4 'InExchange API') {unset}"]
+    log.info("preflight: the pool %r has %s slots", pool, "unlimited" if slots < 0 else slots)
+    return []
+
+
+def airflow_api_url(host: str | None, schema: str | None, port: int | None) -> str:
+    """The base URL of Airflow's REST API from an ``http`` connection's fields ('' without a host).
+
+    ``host`` may be a whole URL (``http://airflow-apiserver:8080/``, with a path where the api-server
+    is served under one) or a name, completed by ``schema`` (``http`` or ``https``; ``http`` otherwise)
+    and ``port``.
+    """
+    import httpx
+
+    host = (host or "").strip()
+    if not host:
+        return ""
+    if "://" not in host:
+        scheme = (schema or "").strip().lower()
+        host = f"{scheme if scheme in _URL_SCHEMES else 'http'}://{host}"
+    url = httpx.URL(host)
+    if port and url.port is None:
+        url = url.copy_with(port=port)
+    return str(url).rstrip("/") + "/"
+
+
+def _reply_field(reply: Any, name: str, kind: type) -> Any:
+    """The field ``name`` of a JSON reply, of type ``kind``; :class:`ValueError` when it is not there."""
+    try:
+        value = reply.json()[name]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"HTTP {reply.status_code} without {name!r}") from None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{name!r} is not a {kind.__name__}")
+    return value
+
+
 def preflight(*, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str,
-              read_seller: Callable[[], Any]) -> dict[str, Any]:
+              read_seller: Callable[[], Any], pool: str | None = None,
+              airflow_api_conn_id: str = AIRFLOW_API_CONN_ID) -> dict[str, Any]:
     """Run every check; raise :class:`PreflightFailed` naming every problem at once.
 
     :param read_seller: returns the seller Variable's value (deserialized JSON).
+    :param pool: the pool of the submit tasks, if they take slots of one (see :func:`pool_problems`).
+    :param airflow_api_conn_id: the connection to Airflow's REST API the pool is read through.
     """
     problems = [*seller_problems(read_seller), *erp_problems(erp_conn_id), *reporting_problems(reporting_conn_id),
-                *api_problems(inexchange_conn_id)]
+                *api_problems(inexchange_conn_id), *pool_problems(pool, airflow_api_conn_id)]
     if problems:
         failed = PreflightFailed(problems)
         log.error("%s", failed)
         raise failed
-    checked = ["seller", erp_conn_id, reporting_conn_id, inexchange_conn_id]
-    log.info("preflight: the seller Variable, %s (read), %s (written) and %s (API key) are in order",
-             erp_conn_id, reporting_conn_id, inexchange_conn_id)
+    checked = ["seller", erp_conn_id, reporting_conn_id, inexchange_conn_id, *([f"pool {pool}"] if pool else [])]
+    log.info("preflight: the seller Variable, %s (read), %s (written), %s (API key)%s are in order",
+             erp_conn_id, reporting_conn_id, inexchange_conn_id, f" and the pool {pool!r}" if pool else "")
     return {"checked": checked}

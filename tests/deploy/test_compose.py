@@ -242,14 +242,36 @@ def test_simulator_profile_matches_the_example_connection(compose: dict, env_exa
     assert urlsplit(url.removeprefix("--url=")).path == urlsplit(env_example["AIRFLOW_CONN_ERP_DEFAULT"]).path
 
 
+def test_the_preflight_reads_the_pool_as_a_viewer(compose: dict, env_example: dict) -> None:
+    env = compose["x-airflow-common"]["environment"]
+    raw = env["AIRFLOW_CONN_AIRFLOW_API"]
+    password = re.fullmatch(r'.*"password": "(\$\{([A-Z_]+):\?[^}]*\})".*', raw)
+    assert password, raw
+    conn = json.loads(raw.replace(password.group(1), "x"))
+    # the api-server service, on the port it listens on inside the network
+    assert conn["conn_type"] == "http"
+    service = urlsplit(conn["host"])
+    assert service.hostname in compose["services"] and service.hostname == "airflow-apiserver"
+    assert service.port == 8080
+    # a user of the simple auth manager with the viewer role, whose password airflow-init writes
+    users = dict(entry.rsplit(":", 1) for entry in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert users[conn["login"]] == "viewer"
+    name = password.group(2)
+    assert name in env_example and _is_placeholder(env_example[name])
+    script = "\n".join(compose["services"]["airflow-init"]["command"])
+    assert f'"{conn["login"]}": os.environ["{name}"]' in script
+
+
 # --- .env.example ---------------------------------------------------------------------------
 
 
-def test_env_example_defines_what_the_dag_needs(env_example: dict) -> None:
+def test_env_example_defines_what_the_dag_needs(env_example: dict, compose: dict) -> None:
     conn_ids = dag_connection_ids()
-    assert conn_ids == {"erp_default", "inexchange_default", "inexchange_reporting"}
+    assert conn_ids == {"erp_default", "inexchange_default", "inexchange_reporting", "airflow_api"}
+    common = compose["x-airflow-common"]["environment"]
     for conn_id in conn_ids:
-        assert f"AIRFLOW_CONN_{conn_id.upper()}" in env_example, conn_id
+        key = f"AIRFLOW_CONN_{conn_id.upper()}"
+        assert key in env_example or key in common, conn_id
     variables = required_variables()
     assert "inexchange_seller" in variables
     for name in variables:

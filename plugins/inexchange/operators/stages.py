@@ -47,19 +47,27 @@ class _LedgerStageOperator(BaseOperator):
 class PreflightOperator(_LedgerStageOperator):
     """Check the run's configuration before any invoice is touched (:func:`inexchange.preflight.preflight`).
 
-    Every problem (seller Variable, ERP, reporting database, API key) is named at once, one line
-    each, and the task fails without retries: a retry finds the same configuration. An outage (the
-    API unreachable, a crashed worker) is retried like in any task.
+    Every problem (seller Variable, ERP, reporting database, API key, the submit tasks' pool) is
+    named at once, one line each, and the task fails without retries: a retry finds the same
+    configuration. An outage (the API unreachable, a crashed worker) is retried like in any task.
 
     :param inexchange_conn_id: ``inexchange`` connection.
+    :param api_pool: the pool the submit tasks take slots of, if any; it is read from Airflow's REST
+        API through ``airflow_api_conn_id`` (a task cannot read pools otherwise).
+    :param airflow_api_conn_id: ``http`` connection to Airflow's REST API (the api-server's URL, and a
+        user who may read pools); needed only with ``api_pool``.
     """
 
-    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "inexchange_conn_id")
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "inexchange_conn_id", "api_pool",
+                                      "airflow_api_conn_id")
     returns_dict = False
 
-    def __init__(self, *, inexchange_conn_id: str = "inexchange_default", **kwargs: Any) -> None:
+    def __init__(self, *, inexchange_conn_id: str = "inexchange_default", api_pool: str | None = None,
+                 airflow_api_conn_id: str = "airflow_api", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.inexchange_conn_id = inexchange_conn_id
+        self.api_pool = api_pool
+        self.airflow_api_conn_id = airflow_api_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -68,7 +76,8 @@ class PreflightOperator(_LedgerStageOperator):
 
         try:
             return preflight(erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
-                             inexchange_conn_id=self.inexchange_conn_id, read_seller=read_seller_variable)
+                             inexchange_conn_id=self.inexchange_conn_id, read_seller=read_seller_variable,
+                             pool=self.api_pool or None, airflow_api_conn_id=self.airflow_api_conn_id)
         except PreflightFailed as exc:  # logged as one block by preflight
             raise AirflowFailException(str(exc)) from None
 
