@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml devkit/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test airflow install lock clean bench chaos celery-up celery-down
+.PHONY: demo test test-system airflow install lock clean bench chaos celery-up celery-down
 
 install: $(STAMP)
 
@@ -20,8 +20,16 @@ $(STAMP): requirements.txt pyproject.toml devkit/pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
+# The fast tiers (unit, DAG, contract, PostgreSQL, simulator-backed integration and fault tests); prints its time.
 test: $(STAMP)
-	$(PY) -m pytest
+	@start=$$(date +%s); $(PY) -m pytest -m "not system"; status=$$?; \
+	  echo "make test: $$(( $$(date +%s) - start )) s"; exit $$status
+
+# The system tier: scheduler/triggerer, backfill, Celery, fresh install, invoice days, preflight pool,
+# deployment (wheel, plugins folder, compose), browser and the short chaos run.
+test-system: $(STAMP)
+	@start=$$(date +%s); $(PY) -m pytest -m system; status=$$?; \
+	  echo "make test-system: $$(( $$(date +%s) - start )) s"; exit $$status
 
 airflow: $(STAMP)
 	$(PY) scripts/standalone.py

@@ -21,6 +21,7 @@ from lxml import etree
 
 from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
+from inexchange.units import UNIT_CODES
 from inexchange.validation import TEXT_FIELDS, flag, money, number
 
 if TYPE_CHECKING:
@@ -35,13 +36,6 @@ NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 #: Peppol EAS codes of the national company ids kept in ``org_number``, by the customer's country
 NATIONAL_ID_SCHEMES = {"SE": "0007", "DK": "0184", "FI": "0037", "NO": "0192"}
-
-#: ERP units -> UN/ECE Recommendation 20 codes
-UNIT_CODES = {
-    "st": "H87", "styck": "H87", "pcs": "H87", "tim": "HUR", "h": "HUR", "timme": "HUR",
-    "kg": "KGM", "g": "GRM", "m": "MTR", "km": "KMT", "l": "LTR", "mån": "MON", "månad": "MON",
-    "dag": "DAY", "d": "DAY", "år": "ANN", "m2": "MTK", "m3": "MTQ", "paket": "XPK", "": "C62",
-}
 
 _CENT = Decimal("0.01")
 

@@ -35,6 +35,7 @@ from pandera.errors import SchemaErrors
 
 from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
+from inexchange.units import UNIT_CODES
 
 #: longest Märkning / your reference accepted (Peppol BuyerReference has no limit; InExchange's
 #: portal and the ERP's field cut at 200 characters)
@@ -384,8 +385,6 @@ def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
     facts["bad_amount"] = ~facts["unreadable"] & (expected != facts["amount"].to_numpy())
     facts["bad_rate"] = ~facts["rate_bp"].isna() & ~facts["rate_bp"].isin(VAT_RATES_BP)
     facts["negative_price"] = (price < 0).to_numpy()  # BR-27: a discount is a negative quantity
-    from inexchange.ubl import UNIT_CODES  # ubl imports this module: imported when first used
-
     facts["bad_unit"] = _per_distinct(lines["unit"], lambda units: ~_texts(units).str.lower().isin(
         list(UNIT_CODES)).to_numpy(dtype=bool))
     problems = np.zeros(len(lines), dtype=bool)
@@ -708,8 +707,6 @@ def _line_label(value: Any) -> str:
 
 def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set[Any]) -> dict[tuple[Any, str], str]:
     """Line numbers (and rates) behind the line rules, for the failing invoices only."""
-    from inexchange.ubl import UNIT_CODES
-
     subset = lines[lines["invoice_id"].isin(invoice_ids)]
     details: dict[tuple[Any, str], str] = {}
 

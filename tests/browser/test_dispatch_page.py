@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.system, pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(240)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

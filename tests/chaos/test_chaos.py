@@ -19,6 +19,9 @@ import pytest
 from chaos import ChaosSettings, restart_command, run_chaos, scan_for_secrets
 from support import PG_HOST, PG_PORT
 
+pytestmark = pytest.mark.system
+
+
 def test_secret_scan_finds_a_token_anywhere_in_a_log(tmp_path: Path) -> None:
     token = "Zq3-x_" + "a1" * 19
     (tmp_path / "a").mkdir()

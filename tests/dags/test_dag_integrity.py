@@ -173,7 +173,8 @@ def test_dag_file_loads_only_the_declarations_of_the_provider() -> None:
                          capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     declarations = {"inexchange.operators.submit", "inexchange.operators.stages", "inexchange.sensors.delivery",
-                    "inexchange.links.portal", "inexchange.notifications"}
+                    "inexchange.links.portal", "inexchange.notifications",
+                    "inexchange.values"}  # the arguments' value helpers (a leaf: standard library only)
     packages = {"inexchange", "inexchange.operators", "inexchange.sensors", "inexchange.links",
                 "inexchange.get_provider_info"}  # the provider's metadata, should Airflow read it
     assert declarations <= loaded
@@ -189,7 +190,7 @@ def test_delivery_timeout_param_sets_the_sensors_timeout(dagbag) -> None:
 
     from airflow.sdk.exceptions import ParamValidationError
 
-    from inexchange.sensors.delivery import as_delivery_timeout
+    from inexchange.values import as_delivery_timeout
 
     dag = dagbag.dags["inexchange_dispatch"]
     param = dag.params.get_param("delivery_timeout_minutes")

@@ -21,7 +21,7 @@ import pytest
 
 from deployment import ROOT, Deployment, check_listings, import_failures, run_a_day
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture

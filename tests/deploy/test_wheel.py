@@ -70,7 +70,7 @@ DATABASE_PROVIDERS = ("apache-airflow-providers-sqlite",)
 AIRFLOW_ITSELF = {"apache-airflow-core": "apache-airflow", "apache-airflow-task-sdk": "apache-airflow"}
 REQUIRE_WHEEL = os.environ.get("INEXCHANGE_REQUIRE_WHEEL") == "1"
 #: how long the deployment tests may take together (the clean venv is most of it; pip's cache helps)
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1800)]
 
 
 # --- what the code imports ----------------------------------------------------------------------

@@ -67,7 +67,7 @@ from inexchange_devkit.services import Deployment, PostgresServer, day_interval,
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(480)]
 
 DAG_ID = "inexchange_dispatch"
 TIMEZONE = "Europe/Stockholm"

@@ -27,7 +27,7 @@ from inexchange_devkit.services import Deployment, PostgresServer, dispatch_depl
 
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 DAG_ID = "inexchange_dispatch"
 START = DAY = date(2026, 11, 17)

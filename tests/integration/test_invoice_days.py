@@ -26,7 +26,7 @@ from inexchange_devkit.services import Deployment, PostgresServer, dispatch_depl
 
 from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 DAG_ID = "inexchange_dispatch"
 WEEK = [date(2026, 11, 16) + timedelta(days=n) for n in range(7)]

@@ -17,7 +17,7 @@ from inexchange_devkit.services import AirflowStack, airflow_env, free_port
 
 from inexchange.preflight import pool_problems
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(300)]
 
 ADMIN, VIEWER = ("admin", "admin-pw-1"), ("reader", "reader-pw-7")
 

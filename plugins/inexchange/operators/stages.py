@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from inexchange.values import as_flag
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -160,22 +162,6 @@ class DispatchReportOperator(_LedgerStageOperator):
 
         return pipeline.report(context, fail_on_action_needed=as_flag(self.fail_on_action_needed, "fail_on_action_needed"),
                                **self._connections())
-
-
-def as_flag(value: bool | str, name: str) -> bool:
-    """A yes/no argument, as given or as a rendered template's text (``"True"``, ``"false"``...).
-
-    :param value: the argument.
-    :param name: its name, for the error.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 class RunStateWatcherOperator(BaseOperator):

@@ -148,7 +148,16 @@ class SubmitInvoicesOperator(BaseOperator):
                               concurrency=self.concurrency, clients=self.clients)
 
     def execute(self, context: Context) -> dict[str, int]:
-        from inexchange.operators.submit_run import Submission
+        from inexchange.operators.submit_run import Submission, SubmitSettings
 
-        return Submission(self, context).run()
+        settings = SubmitSettings(
+            erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
+            inexchange_conn_id=self.inexchange_conn_id, seller=self.seller,
+            let_inexchange_choose=self.let_inexchange_choose, max_attempts=self.max_attempts,
+            retry_delay_base=self.retry_delay_base, timezone=self.timezone, concurrency=self.concurrency,
+            claim_batch=self.claim_batch, shard=self.shard, shards=self.shards, claim_lease=self.claim_lease,
+            settle_time=self.settle_time, settle_rounds=self.settle_rounds, max_doubt_lookups=self.max_doubt_lookups,
+            dry_run=self.dry_run,
+        )
+        return Submission(settings, context, hook=lambda: self.hook, log=self.log).run()
 

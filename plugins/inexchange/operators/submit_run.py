@@ -1,14 +1,15 @@
 """The submission of :class:`~inexchange.operators.submit.SubmitInvoicesOperator`, loaded when the task runs.
 
 Claim -> build -> upload -> send -> record, with the hook, the ledger, lxml and pandas: none of it
-is imported when a DAG file declaring the operator is parsed.
+is imported when a DAG file declaring the operator is parsed. The submission takes its task's
+arguments as :class:`SubmitSettings`, not the operator.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from inexchange.erp import InvoiceBatch
+    from logging import Logger
+
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.operators.submit import SubmitInvoicesOperator
     from inexchange.ubl import Seller
 
 SOURCE = "submit"
@@ -156,47 +158,75 @@ class _Breaker:
         return self.systematic and len(self.refusals) >= min(TRIP_AFTER, self.total)
 
 
-class Submission:
-    """One execution of a :class:`~inexchange.operators.submit.SubmitInvoicesOperator` (see its docstring).
+@dataclass(frozen=True)
+class SubmitSettings:
+    """The arguments of a submit task a submission works with; see
+    :class:`~inexchange.operators.submit.SubmitInvoicesOperator` for each."""
 
-    :param operator: the task's operator, whose arguments, hook and log the submission uses.
+    erp_conn_id: str
+    reporting_conn_id: str
+    inexchange_conn_id: str
+    seller: dict[str, Any] | None
+    let_inexchange_choose: bool
+    max_attempts: int
+    retry_delay_base: timedelta
+    timezone: str
+    concurrency: int
+    claim_batch: int
+    shard: int
+    shards: int
+    claim_lease: timedelta
+    settle_time: timedelta
+    settle_rounds: int
+    max_doubt_lookups: int
+    dry_run: bool
+
+
+class Submission:
+    """One execution of a submit task (see :class:`~inexchange.operators.submit.SubmitInvoicesOperator`).
+
+    :param settings: the task's arguments.
     :param context: the task's context.
+    :param hook: returns the task's InExchange hook (called on first use: a dry run needs none).
+    :param log: the task's logger.
     """
 
-    def __init__(self, operator: SubmitInvoicesOperator, context: Context) -> None:
-        self.operator = operator
+    def __init__(self, settings: SubmitSettings, context: Context, hook: Callable[[], InExchangeHook],
+                 log: Logger) -> None:
+        self.settings = settings
         self.context = context
-        self.log = operator.log
+        self._hook = hook
+        self.log = log
 
     @property
     def hook(self) -> InExchangeHook:
-        """The operator's hook (created on first use: a dry run needs none)."""
-        return self.operator.hook
+        """The task's hook (created on first use: a dry run needs none)."""
+        return self._hook()
 
     def run(self) -> dict[str, int]:
-        """Send the due rows of the operator's shard (or, in a dry run, say what would be sent)."""
+        """Send the due rows of the task's shard (or, in a dry run, say what would be sent)."""
         # pandas, pandera and lxml load here, when the task runs
         from inexchange.ubl import Seller
 
-        operator = self.operator
-        seller = Seller.from_config(operator.seller if operator.seller is not None else read_seller_variable())
-        ledger = Ledger(reporting_engine(operator.reporting_conn_id),
-                        RunScope.from_context(self.context, operator.timezone))
+        settings = self.settings
+        seller = Seller.from_config(settings.seller if settings.seller is not None else read_seller_variable())
+        ledger = Ledger(reporting_engine(settings.reporting_conn_id),
+                        RunScope.from_context(self.context, settings.timezone))
         ledger.ensure_schema()
-        rows = ledger.due_rows(max_attempts=operator.max_attempts, shard=operator.shard, shards=operator.shards,
-                               lease=operator.claim_lease, settle=operator.settle_time,
+        rows = ledger.due_rows(max_attempts=settings.max_attempts, shard=settings.shard, shards=settings.shards,
+                               lease=settings.claim_lease, settle=settings.settle_time,
                                finished_runs=self._finished_runs(ledger))
-        if operator.dry_run:
+        if settings.dry_run:
             return self._dry_run(rows, seller)
-        settings = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
-        InExchangePortalLink.persist(self.context, settings.portal_url)
+        api = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
+        InExchangePortalLink.persist(self.context, api.portal_url)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             try:
                 counts = runner.run(self._submit_all(ledger, rows, seller))
             except SystematicFailure as exc:
                 self.log.error("%s", exc)
                 raise AirflowFailException(str(exc)) from None
-        self.log.info("submission (shard %d of %d): %s (of %d due rows)", operator.shard, operator.shards,
+        self.log.info("submission (shard %d of %d): %s (of %d due rows)", settings.shard, settings.shards,
                       dict(counts), len(rows))
         return dict(counts)
 
@@ -265,7 +295,7 @@ class Submission:
             if found is None:
                 self.log.warning("could not create a client token yet (%s); the sends try again", exc)
                 return
-            raise SystematicFailure(found[0], due, _hint(found[0], self.operator.inexchange_conn_id)) from None
+            raise SystematicFailure(found[0], due, _hint(found[0], self.settings.inexchange_conn_id)) from None
 
     async def _pass(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str], recorder: _Recorder,
                     in_ledger_thread: Any, ledger: Ledger, *, settled: bool = True) -> None:
@@ -296,28 +326,28 @@ class Submission:
         """
         from inexchange.db import parse_utc_text
 
-        operator = self.operator
+        settings = self.settings
 
         async def in_doubt() -> list[dict[str, Any]]:
             await recorder.flush()
-            due = await in_ledger_thread(partial(ledger.due_rows, max_attempts=operator.max_attempts,
-                                                 shard=operator.shard, shards=operator.shards,
-                                                 lease=operator.claim_lease, settle=timedelta(0)))
+            due = await in_ledger_thread(partial(ledger.due_rows, max_attempts=settings.max_attempts,
+                                                 shard=settings.shard, shards=settings.shards,
+                                                 lease=settings.claim_lease, settle=timedelta(0)))
             return [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
 
         remaining: list[dict[str, Any]] = []
-        for round_ in range(operator.settle_rounds + 1):
+        for round_ in range(settings.settle_rounds + 1):
             remaining = await in_doubt()
             if not remaining:
                 break
             now = _now()
-            ready_at = {int(r["invoice_id"]): parse_utc_text(r["updated_at"]) + operator.settle_time
+            ready_at = {int(r["invoice_id"]): parse_utc_text(r["updated_at"]) + settings.settle_time
                         for r in remaining}
-            if round_ == operator.settle_rounds:
+            if round_ == settings.settle_rounds:
                 if round_:  # the last round: let them settle, record what InExchange got, send nothing more
                     wait = (max(ready_at.values()) - now).total_seconds()
                     if wait > 0:
-                        await asyncio.sleep(min(wait, operator.settle_time.total_seconds()))
+                        await asyncio.sleep(min(wait, settings.settle_time.total_seconds()))
                     await self._pass(remaining, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
                     remaining = await in_doubt()
                 break
@@ -329,7 +359,7 @@ class Submission:
             await self._pass(unsettled, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
             if unsettled:
                 wait = max(1.0, (min(ready_at[int(r["invoice_id"])] for r in unsettled) - _now()).total_seconds())
-                await asyncio.sleep(min(wait, operator.settle_time.total_seconds()))
+                await asyncio.sleep(min(wait, settings.settle_time.total_seconds()))
         if remaining:
             self.log.warning("%d sends still in doubt; the next try or run looks them up: %s", len(remaining),
                              ", ".join(str(r["invoice_number"]) for r in remaining[:20]))
@@ -339,9 +369,9 @@ class Submission:
                         recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
         from inexchange.erp import ErpReader
 
-        reader = ErpReader(erp_engine(self.operator.erp_conn_id))
+        reader = ErpReader(erp_engine(self.settings.erp_conn_id))
         batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
-        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.operator.claim_batch)
+        jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.settings.claim_batch)
         recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
         breaker = _Breaker(len(rows))
         unclaimed = len(rows)
@@ -349,10 +379,10 @@ class Submission:
         async def produce() -> None:
             nonlocal unclaimed
             try:
-                for start in range(0, len(rows), self.operator.claim_batch):
+                for start in range(0, len(rows), self.settings.claim_batch):
                     if breaker.tripped:
                         break
-                    chunk = rows[start : start + self.operator.claim_batch]
+                    chunk = rows[start : start + self.settings.claim_batch]
                     claimed, prepared = await in_ledger_thread(self._claim, ledger, batch, chunk, seller)
                     unclaimed -= len(chunk)
                     counts.update(prepared)
@@ -360,7 +390,7 @@ class Submission:
                     for job in claimed:
                         await jobs.put(job)
             finally:
-                for _ in range(self.operator.concurrency):
+                for _ in range(self.settings.concurrency):
                     await jobs.put(None)
 
         async def work() -> None:
@@ -380,7 +410,7 @@ class Submission:
 
         async with asyncio.TaskGroup() as group:  # one failing worker cancels the others
             group.create_task(produce())
-            for _ in range(self.operator.concurrency):
+            for _ in range(self.settings.concurrency):
                 group.create_task(work())
         await self._settle_refusals(breaker, counts, recorder, unclaimed)
 
@@ -405,7 +435,7 @@ class Submission:
                           {"attempt": -1, "message": f"Inte skickad, sändningen stoppades: {cause}" if cause else None}))
         await recorder.flush()
         if systematic:
-            raise SystematicFailure(cause, len(held) + unclaimed, _hint(cause, self.operator.inexchange_conn_id))
+            raise SystematicFailure(cause, len(held) + unclaimed, _hint(cause, self.settings.inexchange_conn_id))
 
     def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
                seller: Seller) -> tuple[list[_Job], Counter[str]]:
@@ -441,15 +471,15 @@ class Submission:
         from inexchange.erp import ErpReader
 
         to_send, stuck = _split_stuck(rows)
-        batch = ErpReader(erp_engine(self.operator.erp_conn_id)).load([r["invoice_id"] for r in to_send])
+        batch = ErpReader(erp_engine(self.settings.erp_conn_id)).load([r["invoice_id"] for r in to_send])
         problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
         for message in problems.values():
             self.log.warning("dry run: would reject: %s", message)
         if stuck:
             self.log.info("dry run: %d invoices left in submitting are reconciled by the next real run", len(stuck))
         counts = {"would send": len(to_send) - len(problems), "would reject": len(problems), "in doubt": len(stuck)}
-        self.log.info("dry run (shard %d of %d): %s; nothing was sent or recorded", self.operator.shard,
-                      self.operator.shards, counts)
+        self.log.info("dry run (shard %d of %d): %s; nothing was sent or recorded", self.settings.shard,
+                      self.settings.shards, counts)
         return counts
 
     async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome | _Refusal:
@@ -512,7 +542,7 @@ class Submission:
             found = await self.hook.afind_by_erp_id(row["erp_document_id"])
         except InExchangeError as exc:
             failed = int(row.get("doubt_lookups") or 0) + 1
-            limit = self.operator.max_doubt_lookups
+            limit = self.settings.max_doubt_lookups
             if failed >= limit:
                 self.log.warning("invoice %s: look-up by ERP id failed %d times (%s); in doubt for a person",
                                  row["invoice_number"], failed, exc)
@@ -538,7 +568,7 @@ class Submission:
                             {"message": f"InExchange avvisade fakturan: {exc.describe()}"})
 
     def _failed(self, row: dict[str, Any], exc: Exception) -> Transition:
-        delay = self.operator.retry_delay_base * 2 ** int(row["attempts"] or 0)
+        delay = self.settings.retry_delay_base * 2 ** int(row["attempts"] or 0)
         return (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.FAILED,
                 {"message": f"Sändningen misslyckades, nytt försök senare: {exc}",
                  "next_retry_at": utc_text(_now() + delay)})
@@ -557,7 +587,7 @@ class Submission:
     async def _resolve(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
         email = _text(customer.get("invoice_email"))
-        if self.operator.let_inexchange_choose:
+        if self.settings.let_inexchange_choose:
             return {"method": SendMethod.AUTO.value, "email": email}
         gln, org = _text(customer.get("gln")), _text(customer.get("org_number"))
         if gln or org:

@@ -8,7 +8,6 @@ and :meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not lo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from inexchange.operators.stages import as_flag
+from inexchange.values import as_delivery_timeout, as_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, PokeReturnValue
@@ -122,9 +121,14 @@ class DeliveryStatusSensor(BaseSensorOperator):
             self.mode = "poke" if self.deferrable else "reschedule"
 
     def _run(self, context: Context) -> DeliveryRun:
-        from inexchange.sensors.delivery_run import DeliveryRun
+        from inexchange.sensors.delivery_run import DeliveryRun, DeliverySettings
 
-        return DeliveryRun(self, context)
+        settings = DeliverySettings(
+            reporting_conn_id=self.reporting_conn_id, inexchange_conn_id=self.inexchange_conn_id,
+            timezone=self.timezone, page_size=self.page_size, poll_interval=float(self.poll_interval),
+            delivery_timeout=as_delivery_timeout(self.delivery_timeout),
+        )
+        return DeliveryRun(settings, context, hook=lambda: self.hook, defer=self.defer, log=self.log)
 
     def poke(self, context: Context) -> PokeReturnValue:
         return self._run(context).poke()
@@ -142,26 +146,6 @@ class DeliveryStatusSensor(BaseSensorOperator):
         :param unreadable: ids of listed documents that could not be read, from the try's earlier deferrals.
         """
         return self._run(context).resume(event, end_time, unreadable)
-
-
-def as_delivery_timeout(value: timedelta | float | str) -> timedelta:
-    """The delivery timeout as a timedelta.
-
-    :param value: a timedelta, or a number of seconds (a number, or text such as a rendered template).
-    """
-    if isinstance(value, timedelta):
-        span = value
-    else:
-        try:
-            seconds = float(value)
-            if not math.isfinite(seconds):
-                raise ValueError(seconds)
-            span = timedelta(seconds=seconds)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"delivery_timeout must be a timedelta or a number of seconds, not {value!r}") from None
-    if span < timedelta(0):
-        raise ValueError(f"delivery_timeout must not be negative, not {value!r}")
-    return span
 
 
 def backup_timeout(delivery_seconds: float, poll_seconds: float) -> float:

@@ -6,6 +6,8 @@ and the handling of its events: none of it is imported when a DAG file declaring
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,6 @@ from airflow.sdk.exceptions import AirflowException
 from inexchange.api import LedgerState, parse_time
 from inexchange.db import parse_utc_text, reporting_engine
 from inexchange.ledger import Ledger, RunScope
-from inexchange.sensors.delivery import as_delivery_timeout
 from inexchange.triggers.delivery import (
     MAX_EVENT_CHANGES,
     MAX_UNREADABLE_IDS,
@@ -27,8 +28,9 @@ from inexchange.triggers.delivery import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from logging import Logger
+
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.sensors.delivery import DeliveryStatusSensor
 
 #: how far before the earliest submission of the run the creation window opens (clock skew)
 CREATED_MARGIN = timedelta(minutes=5)
@@ -36,26 +38,46 @@ CREATED_MARGIN = timedelta(minutes=5)
 MORE_CHANGES_AFTER = 5.0
 
 
-class DeliveryRun:
-    """One execution, poke or resumption of a :class:`~inexchange.sensors.delivery.DeliveryStatusSensor`.
+@dataclass(frozen=True)
+class DeliverySettings:
+    """The rendered arguments of a delivery sensor a run works with; see
+    :class:`~inexchange.sensors.delivery.DeliveryStatusSensor` for each."""
 
-    :param sensor: the task's sensor, with its templates rendered.
+    reporting_conn_id: str
+    inexchange_conn_id: str
+    timezone: str
+    page_size: int
+    #: seconds between two polls
+    poll_interval: float
+    #: how long the documents are followed, from the try's first poke (poke path) or first deferral
+    delivery_timeout: timedelta
+
+
+class DeliveryRun:
+    """One execution, poke or resumption of a delivery sensor
+    (:class:`~inexchange.sensors.delivery.DeliveryStatusSensor`).
+
+    :param settings: the sensor's rendered arguments.
     :param context: the task's context.
+    :param hook: returns the task's InExchange hook.
+    :param defer: the sensor's ``defer`` (hands the task to a trigger).
+    :param log: the task's logger.
     """
 
-    def __init__(self, sensor: DeliveryStatusSensor, context: Context) -> None:
-        self.sensor = sensor
+    def __init__(self, settings: DeliverySettings, context: Context, hook: Callable[[], InExchangeHook],
+                 defer: Callable[..., Any], log: Logger) -> None:
+        self.settings = settings
         self.context = context
-        self.log = sensor.log
-        #: how long the documents are followed, from the try's first poke (poke path) or first deferral
-        self.delivery_timeout = as_delivery_timeout(sensor.delivery_timeout)
+        self._hook = hook
+        self._defer_task = defer
+        self.log = log
+        self.delivery_timeout = settings.delivery_timeout
         #: ids of listed documents that could not be read (skipped), over the try's deferrals
         self.unreadable: list[str] = []
 
     def _ledger(self) -> Ledger:
-        sensor = self.sensor
-        ledger = Ledger(reporting_engine(sensor.reporting_conn_id),
-                        RunScope.from_context(self.context, sensor.timezone))
+        ledger = Ledger(reporting_engine(self.settings.reporting_conn_id),
+                        RunScope.from_context(self.context, self.settings.timezone))
         ledger.ensure_schema()
         return ledger
 
@@ -64,9 +86,9 @@ class DeliveryRun:
         waiting = ledger.watched()
         if not waiting:
             return waiting, None
-        hook = self.sensor.hook
+        hook = self._hook()
         try:
-            cursor = record_statuses(ledger, hook, waiting, page_size=self.sensor.page_size)
+            cursor = record_statuses(ledger, hook, waiting, page_size=self.settings.page_size)
         finally:
             hook.close()
         self._note_unreadable(unreadable_of(hook))
@@ -119,7 +141,7 @@ class DeliveryRun:
         # an event cut at its limit leaves changes behind: list them soon, not a whole interval later
         more = len(event.get("changes") or []) >= MAX_EVENT_CHANGES
         self._defer(waiting, parse_time(event.get("cursor")), deadline,
-                    first_poll_after=min(MORE_CHANGES_AFTER, float(self.sensor.poll_interval)) if more else None)
+                    first_poll_after=min(MORE_CHANGES_AFTER, self.settings.poll_interval) if more else None)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
     def _defer(self, waiting: list[dict[str, Any]], cursor: datetime | None, end_time: datetime,
@@ -127,17 +149,17 @@ class DeliveryRun:
         """Defer to the trigger; its first listing comes a poll interval after this one (or ``first_poll_after``)."""
         self.log.info("%d invoices waiting for InExchange; deferring until %s", len(waiting), end_time.isoformat())
         created_from, created_to = _window(waiting)
-        sensor = self.sensor
-        sensor.defer(
+        settings = self.settings
+        self._defer_task(
             trigger=DeliveryStatusTrigger(
-                inexchange_conn_id=sensor.inexchange_conn_id,
+                inexchange_conn_id=settings.inexchange_conn_id,
                 created_from=created_from.isoformat(),
                 created_to=created_to.isoformat(),
                 updated_after=cursor.isoformat() if cursor else None,
                 end_time=end_time.isoformat(),
-                poll_interval=float(sensor.poll_interval),
-                page_size=sensor.page_size,
-                first_poll_after=float(sensor.poll_interval) if first_poll_after is None else first_poll_after,
+                poll_interval=settings.poll_interval,
+                page_size=settings.page_size,
+                first_poll_after=settings.poll_interval if first_poll_after is None else first_poll_after,
             ),
             method_name="execute_complete",
             kwargs={"end_time": end_time.isoformat(),

@@ -21,8 +21,8 @@ from inexchange.operators.stages import (
     PlanBatchesOperator,
     RecheckWaitingOperator,
     ValidateInvoicesOperator,
-    as_flag,
 )
+from inexchange.values import as_flag
 
 CONTEXT = {
     "data_interval_start": pendulum.datetime(2026, 11, 24, 23, 0, tz="UTC"),

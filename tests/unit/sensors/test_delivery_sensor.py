@@ -617,14 +617,14 @@ def test_a_rendered_delivery_timeout_that_is_not_a_number_fails_the_task(ledger_
     ("300", timedelta(minutes=5)), (" 300.0\n", timedelta(minutes=5)), (0, timedelta(0)),
 ])
 def test_delivery_timeout_values(value: Any, expected: timedelta) -> None:
-    from inexchange.sensors.delivery import as_delivery_timeout
+    from inexchange.values import as_delivery_timeout
 
     assert as_delivery_timeout(value) == expected
 
 
 @pytest.mark.parametrize("value", ["six hours", "", "nan", "inf", None, -1, timedelta(seconds=-1)])
 def test_bad_delivery_timeout_values(value: Any) -> None:
-    from inexchange.sensors.delivery import as_delivery_timeout
+    from inexchange.values import as_delivery_timeout
 
     with pytest.raises(ValueError, match="delivery_timeout must"):
         as_delivery_timeout(value)
