@@ -17,6 +17,7 @@ from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope, ledger_text
 from inexchange.times import local_time
+from inexchange.tracking import record_statuses
 from inexchange.validation import customer_label, shown
 from inexchange.validation import validate as validate_invoices
 
@@ -31,7 +32,6 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     before it extracts new work, so the ledger and the report tell the truth about them too.
     """
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.sensors.delivery_run import record_statuses
 
     ledger = Ledger(reporting_engine(reporting_conn_id), RunScope.from_context(context, timezone))
     ledger.ensure_schema()

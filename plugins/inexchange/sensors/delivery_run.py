@@ -15,15 +15,10 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
 from inexchange.api import LedgerState, parse_time
-from inexchange.db import parse_utc_text, reporting_engine
+from inexchange.db import reporting_engine
 from inexchange.ledger import Ledger, RunScope
-from inexchange.triggers.delivery import (
-    MAX_EVENT_CHANGES,
-    MAX_UNREADABLE_IDS,
-    DeliveryStatusTrigger,
-    status_changes,
-    unreadable_of,
-)
+from inexchange.tracking import MAX_UNREADABLE_IDS, creation_window, of_rows, record_statuses, unreadable_of
+from inexchange.triggers.delivery import MAX_EVENT_CHANGES, DeliveryStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,8 +27,6 @@ if TYPE_CHECKING:
 
     from inexchange.hooks.inexchange import InExchangeHook
 
-#: how far before the earliest submission of the run the creation window opens (clock skew)
-CREATED_MARGIN = timedelta(minutes=5)
 #: seconds before the next trigger lists the changes an event could not carry
 MORE_CHANGES_AFTER = 5.0
 
@@ -132,7 +125,7 @@ class DeliveryRun:
         self._note_unreadable(event)
         ledger = self._ledger()
         if event.get("status") == "changes":
-            moved = ledger.apply_statuses(_of_rows(event.get("changes") or [], ledger.watched()))
+            moved = ledger.apply_statuses(of_rows(event.get("changes") or [], ledger.watched()))
             self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
         waiting = ledger.watched()
         if not waiting or event.get("status") == "timeout":
@@ -148,7 +141,7 @@ class DeliveryRun:
                first_poll_after: float | None = None) -> None:
         """Defer to the trigger; its first listing comes a poll interval after this one (or ``first_poll_after``)."""
         self.log.info("%d invoices waiting for InExchange; deferring until %s", len(waiting), end_time.isoformat())
-        created_from, created_to = _window(waiting)
+        created_from, created_to = creation_window(waiting)
         settings = self.settings
         self._defer_task(
             trigger=DeliveryStatusTrigger(
@@ -178,35 +171,3 @@ class DeliveryRun:
         if timed_out:
             self.log.warning("timeout reached; %d invoices stay waiting for the next run", counts["waiting"])
         return counts
-
-
-def record_statuses(ledger: Ledger, hook: InExchangeHook, rows: list[dict[str, Any]], *, page_size: int = 100,
-                    source: str = "status poll") -> datetime | None:
-    """Poll the documents of ``rows`` once and write their status changes to the ledger.
-
-    The synchronous twin of one :class:`DeliveryStatusTrigger` cycle: the same listing (the hook's
-    paging of ``documents/outbound/list`` over the rows' creation window) and the same
-    :func:`status_changes`. Returns the cursor after the changes seen.
-    """
-    created_from, created_to = _window(rows)
-    documents = hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to)
-    changes, cursor = status_changes(documents, None)
-    ledger.apply_statuses(_of_rows(changes, rows), source=source)
-    return cursor
-
-
-def _of_rows(changes: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The changes of the rows' documents: other documents in the window belong to other runs."""
-    ids = {row["inexchange_document_id"] for row in rows}
-    return [change for change in changes if change["id"] in ids]
-
-
-def _window(rows: list[dict[str, Any]]) -> tuple[datetime, datetime]:
-    """The creation window of the rows' documents: their first and last submission, widened by a margin.
-
-    Documents of other runs outside it are never listed; the margin covers clock skew.
-    """
-    known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
-    now = datetime.now(timezone.utc)
-    first, last = (min(known), max(known)) if known else (now - timedelta(days=1), now)
-    return first - CREATED_MARGIN, last + CREATED_MARGIN

@@ -3,64 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from inexchange.api import OutboundDocument, parse_time
+from inexchange.api import parse_time
 from inexchange.hooks.inexchange import InExchangeHook
+from inexchange.tracking import status_changes, unreadable_of
 
 #: the most status changes one trigger event carries (a few hundred kB of JSON)
 MAX_EVENT_CHANGES = 2000
-
-
-def status_changes(documents: Iterable[OutboundDocument], cursor: datetime | None, *,
-                   limit: int | None = None) -> tuple[list[dict[str, Any]], datetime | None]:
-    """Turn listed documents into status-change items and the cursor after them.
-
-    Shared by the sensor's poke path and the trigger, so both see changes the same way.
-
-    Documents stamped at or before the cursor are dropped, so the cursor always moves forward
-    whether InExchange treats ``updatedAfter`` as exclusive or inclusive. A document without a status
-    time cannot be placed after a cursor: it counts only in a listing without one (the sensor's first
-    poll of a try, a recheck), never again in every later poll.
-
-    :param documents: documents from ``documents/outbound/list``.
-    :param cursor: the ``updatedAfter`` cursor the documents were listed with.
-    :param limit: the most changes to return: the earliest ones, cut where the time changes so that
-        the cursor after them passes none of the rest, which the next poll lists again (at least one
-        time's worth, whatever ``limit`` says).
-    """
-    fresh = [
-        document for document in documents
-        if (document.status_time is None and cursor is None)
-        or (document.status_time is not None and (cursor is None or document.status_time > cursor))
-    ]
-    if limit is not None and len(fresh) > limit:
-        timed = sorted((d for d in fresh if d.status_time is not None), key=lambda d: d.status_time)
-        untimed = [d for d in fresh if d.status_time is None]
-        take = max(limit - len(untimed), 1)
-        if take < len(timed):
-            edge = timed[take - 1].status_time
-            timed = [d for d in timed if d.status_time <= edge]
-        fresh = untimed + timed
-    times = [document.status_time for document in fresh if document.status_time is not None]
-    return [document.to_event() for document in fresh], max([cursor, *times] if cursor else times, default=None)
-
-
-#: the most ids of unreadable documents an event or a summary names
-MAX_UNREADABLE_IDS = 100
-
-
-def unreadable_of(hook: InExchangeHook) -> dict[str, Any]:
-    """The documents the hook's listings skipped as unreadable, for an event: their count and ids.
-
-    A document listed again by every poll counts once.
-    """
-    ids = sorted({item.id or f"({item.problem})" for item in hook.unreadable})
-    return {"unreadable": ids[:MAX_UNREADABLE_IDS], "unreadable_count": len(ids)} if ids else {}
 
 
 class DeliveryStatusTrigger(BaseTrigger):

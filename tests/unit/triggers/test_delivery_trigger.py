@@ -15,7 +15,8 @@ from airflow.triggers.base import TriggerEvent
 
 from fixtures import API_KEY, INVALID_REQUEST, STOPPED_ERROR, TOKEN, outbound_document, outbound_list
 from inexchange.api import OutboundDocument
-from inexchange.triggers.delivery import DeliveryStatusTrigger, status_changes
+from inexchange.tracking import status_changes
+from inexchange.triggers.delivery import DeliveryStatusTrigger
 
 pytestmark = pytest.mark.timeout(10)
 
