@@ -1,10 +1,22 @@
-"""Task arguments given as values or as rendered templates' text: the operators, the sensor and
-their run-time modules read them here (a leaf module: it imports nothing of the project)."""
+"""Task arguments given as values or as rendered templates' text, and the settings every InExchange task
+shares: the operators, the sensor and their run-time modules read them here (a leaf module: it
+imports nothing of the project)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What every task that follows invoices at InExchange works with: the ledger's database, the
+    InExchange connection and the time zone of the ERP's invoice dates."""
+
+    reporting_conn_id: str
+    inexchange_conn_id: str
+    timezone: str
 
 
 def as_flag(value: bool | str, name: str) -> bool:

@@ -24,6 +24,7 @@ from inexchange.exceptions import InExchangeApiError, InExchangeError
 from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.links.portal import InExchangePortalLink
 from inexchange.preflight import read_seller_variable
+from inexchange.values import TaskSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -159,18 +160,15 @@ class _Breaker:
 
 
 @dataclass(frozen=True)
-class SubmitSettings:
+class SubmitSettings(TaskSettings):
     """The arguments of a submit task a submission works with; see
     :class:`~inexchange.operators.submit.SubmitInvoicesOperator` for each."""
 
     erp_conn_id: str
-    reporting_conn_id: str
-    inexchange_conn_id: str
     seller: dict[str, Any] | None
     let_inexchange_choose: bool
     max_attempts: int
     retry_delay_base: timedelta
-    timezone: str
     concurrency: int
     claim_batch: int
     shard: int

@@ -19,6 +19,7 @@ from inexchange.db import reporting_engine
 from inexchange.ledger import Ledger, RunScope
 from inexchange.tracking import MAX_UNREADABLE_IDS, creation_window, of_rows, record_statuses, unreadable_of
 from inexchange.triggers.delivery import MAX_EVENT_CHANGES, DeliveryStatusTrigger
+from inexchange.values import TaskSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,13 +33,10 @@ MORE_CHANGES_AFTER = 5.0
 
 
 @dataclass(frozen=True)
-class DeliverySettings:
+class DeliverySettings(TaskSettings):
     """The rendered arguments of a delivery sensor a run works with; see
     :class:`~inexchange.sensors.delivery.DeliveryStatusSensor` for each."""
 
-    reporting_conn_id: str
-    inexchange_conn_id: str
-    timezone: str
     page_size: int
     #: seconds between two polls
     poll_interval: float
