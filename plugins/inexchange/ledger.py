@@ -20,6 +20,7 @@ from sqlalchemy import String, bindparam, func, inspect, select, text
 from inexchange.api import LedgerState, ledger_state_for, parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
 from inexchange.sql import SELECTION, script, selection, statement
+from inexchange.times import TIMEZONE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -58,7 +59,7 @@ class RunScope:
     listed: bool = False
 
     @classmethod
-    def from_context(cls, context: Any, timezone: str = "Europe/Stockholm") -> RunScope:
+    def from_context(cls, context: Any, timezone: str = TIMEZONE) -> RunScope:
         """Build the scope of the running task's DAG run.
 
         Invoice dates are compared with the interval's dates in the ERP's time zone. The run's

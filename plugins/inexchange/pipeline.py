@@ -16,7 +16,7 @@ from inexchange.api import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
 from inexchange.ledger import Ledger, RunScope, ledger_text
-from inexchange.times import local_time
+from inexchange.times import TIMEZONE, local_time
 from inexchange.tracking import record_statuses
 from inexchange.validation import customer_label, shown
 from inexchange.validation import validate as validate_invoices
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str,
-                    timezone: str = "Europe/Stockholm") -> dict[str, int]:
+                    timezone: str = TIMEZONE) -> dict[str, int]:
     """Poll InExchange once for invoices of earlier intervals still ``waiting`` and record their statuses.
 
     A run's sensor that reached its timeout leaves its invoices waiting; the next run looks at them
@@ -87,7 +87,7 @@ def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[dict[str, Any]]) -> 
     return settled
 
 
-def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = "Europe/Stockholm",
+def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = TIMEZONE,
             billing_method: str = INEXCHANGE_BILLING_METHOD) -> dict[str, int]:
     """Put the interval's posted InExchange invoices in the ledger as ``pending``.
 
@@ -135,7 +135,7 @@ def _without_id_message(invoice: dict[str, Any]) -> str:
 
 
 def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
-             timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+             timezone: str = TIMEZONE) -> dict[str, Any]:
     """Validate the interval's ``pending`` invoices; failures become ``rejected`` with one message each."""
     scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
@@ -172,7 +172,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
 
 def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batch_size: int,
                  dry_run: bool = False, max_attempts: int = MAX_ATTEMPTS,
-                 timezone: str = "Europe/Stockholm") -> list[dict[str, Any]]:
+                 timezone: str = TIMEZONE) -> list[dict[str, Any]]:
     """Split the rows due for submission into shards of about ``batch_size`` invoices.
 
     Returns one ``{"shard": k, "shards": n, "dry_run": dry_run}`` per batch (at least one, so that rows left in
@@ -191,7 +191,7 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
 
 
 def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
-           max_attempts: int = MAX_ATTEMPTS, timezone: str = "Europe/Stockholm") -> dict[str, Any]:
+           max_attempts: int = MAX_ATTEMPTS, timezone: str = TIMEZONE) -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
     Before it may fail, the invoices that need a person go to XCom ``needs_person`` (at most a page,
@@ -284,7 +284,7 @@ def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
     return bool(row["inexchange_document_id"]) or int(row["attempts"] or 0) >= max_attempts
 
 
-def format_report(rows: list[dict[str, Any]], timezone: str = "Europe/Stockholm") -> str:
+def format_report(rows: list[dict[str, Any]], timezone: str = TIMEZONE) -> str:
     """Render report rows as a plain-text table; "Skickat" in ``timezone``, with its abbreviation.
 
     Long names and messages are wrapped within their column at word boundaries, never cut: every

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from inexchange.times import TIMEZONE
 from inexchange.values import as_flag
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class _LedgerStageOperator(BaseOperator):
     returns_dict = True
 
     def __init__(self, *, erp_conn_id: str = "erp_default", reporting_conn_id: str = "inexchange_reporting",
-                 timezone: str = "Europe/Stockholm", **kwargs: Any) -> None:
+                 timezone: str = TIMEZONE, **kwargs: Any) -> None:
         kwargs.setdefault("multiple_outputs", self.returns_dict)
         super().__init__(**kwargs)
         self.erp_conn_id = erp_conn_id

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from inexchange.links.portal import InExchangePortalLink
+from inexchange.times import TIMEZONE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +95,7 @@ class SubmitInvoicesOperator(BaseOperator):
         let_inexchange_choose: bool = False,
         max_attempts: int = 5,  # inexchange.api.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
         retry_delay_base: timedelta = timedelta(minutes=5),
-        timezone: str = "Europe/Stockholm",
+        timezone: str = TIMEZONE,
         request_timeout: float = 30.0,
         concurrency: int = 32,
         rate_limit: int | None = None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+from inexchange.times import TIMEZONE
 from inexchange.values import as_delivery_timeout, as_flag
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
         delivery_timeout: timedelta | float | str | None = None,
         timeout: timedelta | float | None = None,
         deferrable: bool | str | None = True,
-        timezone: str = "Europe/Stockholm",
+        timezone: str = TIMEZONE,
         **kwargs: Any,
     ) -> None:
         if delivery_timeout is not None and timeout is not None:
