@@ -50,7 +50,7 @@ from inexchange_devkit.services import (  # noqa: E402
     dispatch_deployment,
 )
 
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
 
 DAY = date(2026, 11, 16)
 #: the order the stages run in

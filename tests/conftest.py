@@ -26,7 +26,7 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
 })
 
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_url  # noqa: E402
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_url  # noqa: E402
 
 REQUIRE_POSTGRES = os.environ.get("INEXCHANGE_REQUIRE_POSTGRES") == "1"
 

@@ -45,7 +45,7 @@ from inexchange_devkit.services import AirflowStack, Database, airflow_env, erp_
 from sqlalchemy import create_engine, text
 
 from inexchange.attention import needs_attention
-from support import SELLER, generated_erp
+from dispatch_testing.support import SELLER, generated_erp
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

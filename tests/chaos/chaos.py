@@ -75,7 +75,7 @@ from inexchange_devkit.services import (  # noqa: E402
     dispatch_deployment,
 )
 
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
 
 BILLING_METHOD = "InExchange utskrift (API)"
 #: the tasks whose processes are killed

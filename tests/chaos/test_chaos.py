@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chaos import ChaosSettings, restart_command, run_chaos, scan_for_secrets
-from support import PG_HOST, PG_PORT
+from dispatch_testing.support import PG_HOST, PG_PORT
 
 pytestmark = pytest.mark.system
 

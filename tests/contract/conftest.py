@@ -15,7 +15,7 @@ import pytest
 import respx
 
 from inexchange.hooks.inexchange import InExchangeHook
-from reply_fixtures import API_BASE, API_KEY, ERP_ID, load
+from dispatch_testing.reply_fixtures import API_BASE, API_KEY, ERP_ID, load
 
 
 @pytest.fixture

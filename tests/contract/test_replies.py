@@ -27,7 +27,7 @@ import respx
 from inexchange.api import LedgerState, LookupResult, OutboundDocument, OutboundPage, is_final_status, ledger_state_for
 from inexchange.exceptions import InExchangeApiError
 from inexchange.hooks.inexchange import InExchangeHook
-from reply_fixtures import API_KEY, ERP_ID, fixture_names, load
+from dispatch_testing.reply_fixtures import API_KEY, ERP_ID, fixture_names, load
 
 pytestmark = pytest.mark.timeout(30)
 

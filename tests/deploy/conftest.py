@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deployment import LOCK, make_venv
+from dispatch_testing.deployment import LOCK, make_venv
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from deployment import ROOT, Deployment, check_listings, import_failures, run_a_day
+from dispatch_testing.deployment import ROOT, Deployment, check_listings, import_failures, run_a_day
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(1800)]
 

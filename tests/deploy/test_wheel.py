@@ -43,7 +43,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from deployment import (
+from dispatch_testing.deployment import (
     LOCK,
     Deployment,
     check_listings,

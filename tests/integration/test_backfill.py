@@ -64,7 +64,7 @@ from sqlalchemy import text
 
 from inexchange_devkit.services import Deployment, PostgresServer, day_interval, dispatch_deployment
 
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(480)]

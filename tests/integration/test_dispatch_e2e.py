@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from dispatch_testing.support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

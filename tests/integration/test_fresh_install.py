@@ -25,7 +25,7 @@ import pytest
 
 from inexchange_devkit.services import Deployment, PostgresServer, dispatch_deployment
 
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER, generated_erp
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 

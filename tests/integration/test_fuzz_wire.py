@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import API_KEY, ENDPOINTS, TOKEN, Endpoint, Reply, Script, chained_texts, header_text, replies
+from dispatch_testing.hostile import API_KEY, ENDPOINTS, TOKEN, Endpoint, Reply, Script, chained_texts, header_text, replies
 from inexchange.exceptions import InExchangeError
 from inexchange.hooks.inexchange import InExchangeHook
-from raw_server import RawServer, Request, raw_server
+from dispatch_testing.raw_server import RawServer, Request, raw_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

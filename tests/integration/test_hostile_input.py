@@ -39,7 +39,7 @@ from lxml import etree
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from hostile_corpus import (
+from dispatch_testing.hostile_corpus import (
     CASES,
     CUSTOMER_NULLS,
     HOSTILE_NUMBERS,
@@ -56,7 +56,7 @@ from hostile_corpus import (
     iter_rows,
 )
 from inexchange.sql import statement
-from support import COLUMNS, SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from dispatch_testing.support import COLUMNS, SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM, SIM_TO_LEDGER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -32,7 +32,7 @@ import pytest
 from inexchange.api import OutboundPage
 from inexchange.exceptions import InExchangeApiError, InExchangeError, InExchangeTransportError
 from inexchange.hooks.inexchange import InExchangeHook
-from raw_server import RawServer, Request, drip, json_reply, raw_server, reply
+from dispatch_testing.raw_server import RawServer, Request, drip, json_reply, raw_server, reply
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from support import SELLER, sqlite_conn_env
+from dispatch_testing.support import SELLER, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

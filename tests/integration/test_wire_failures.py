@@ -27,8 +27,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from raw_server import Request, json_reply, raw_server, reply
-from support import SELLER, sqlite_conn_env
+from dispatch_testing.raw_server import Request, json_reply, raw_server, reply
+from dispatch_testing.support import SELLER, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

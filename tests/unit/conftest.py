@@ -8,7 +8,7 @@ import httpx
 import pytest
 import respx
 
-from fixtures import API_BASE, TOKEN, connection_json
+from dispatch_testing.unit_fixtures import API_BASE, TOKEN, connection_json
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from fixtures import DOCUMENT_ID, LOOKUP_REPLY, STOPPED_ERROR, outbound_document
+from dispatch_testing.unit_fixtures import DOCUMENT_ID, LOOKUP_REPLY, STOPPED_ERROR, outbound_document
 from inexchange.api import (
     FINAL_STATES,
     DocumentError,

@@ -66,7 +66,7 @@ def test_a_connection_the_server_dropped_is_replaced_when_taken(pg_schema: str, 
     """After a server restart every pooled connection is dead: the next task statement must not fail."""
     from sqlalchemy import create_engine
 
-    from support import pg_url, postgres_conn_env
+    from dispatch_testing.support import pg_url, postgres_conn_env
 
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", postgres_conn_env(pg_schema))
     engine = engine_for("erp_default")
@@ -169,7 +169,7 @@ def test_the_erp_engine_refuses_to_write_on_postgres(pg_schema: str, monkeypatch
     from sqlalchemy.exc import DBAPIError
 
     from inexchange.db import erp_engine
-    from support import postgres_conn_env
+    from dispatch_testing.support import postgres_conn_env
 
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", postgres_conn_env(pg_schema))
     writable = engine_for("erp_default")

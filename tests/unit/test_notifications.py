@@ -372,7 +372,7 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
     from airflow.sdk.exceptions import AirflowFailException
     from sqlalchemy import create_engine
 
-    from fixtures import sqlite_connection_json
+    from dispatch_testing.unit_fixtures import sqlite_connection_json
     from inexchange import pipeline
     from inexchange.api import LedgerState
     from inexchange.ledger import Ledger, RunScope

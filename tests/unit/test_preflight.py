@@ -12,7 +12,7 @@ import respx
 from sqlalchemy import create_engine, text
 
 from inexchange.preflight import PreflightFailed, api_problems, erp_problems, preflight, reporting_problems, seller_problems
-from support import SELLER, sqlite_conn_env
+from dispatch_testing.support import SELLER, sqlite_conn_env
 
 BASE = "https://api.example/v1/api/"
 
@@ -85,7 +85,7 @@ def test_a_reporting_user_that_may_only_read_is_a_problem(pg_schema: str, monkey
     """A PostgreSQL user without the right to create or write in the schema: named, nothing created."""
     import uuid
 
-    from support import PG_DB, PG_HOST, PG_PORT, pg_url
+    from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, pg_url
 
     role = f"ro_{uuid.uuid4().hex[:10]}"
     admin = create_engine(pg_url())
@@ -162,7 +162,7 @@ def test_a_database_server_that_is_down_is_an_outage_to_retry(postgres_server: N
     """Nothing listens on the port (a server restarting): raised for a retry, not named as configuration."""
     import socket
 
-    from support import PG_DB, PG_USER
+    from dispatch_testing.support import PG_DB, PG_USER
 
     with socket.socket() as probe:  # a free port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -179,7 +179,7 @@ def test_a_database_server_that_is_down_is_an_outage_to_retry(postgres_server: N
 @pytest.mark.postgres
 def test_a_database_that_does_not_exist_is_a_configuration_problem(postgres_server: None,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from support import PG_HOST, PG_PORT, PG_USER
+    from dispatch_testing.support import PG_HOST, PG_PORT, PG_USER
 
     monkeypatch.setenv("AIRFLOW_CONN_REPORTING_CHECK", json.dumps({
         "conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": "no_such_db_x"}))

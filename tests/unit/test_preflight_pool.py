@@ -2,7 +2,7 @@
 the HTTP edge: ``POST /auth/token`` (simple and FAB auth managers) answers 201 with ``access_token``;
 ``GET /api/v2/pools/{pool_name}`` answers a PoolResponse (name, slots, description, include_deferred,
 occupied/running/queued/scheduled/open/deferred slots) or 404 with ``detail``. The same check runs
-against a real api-server in tests/integration/test_preflight_pool.py."""
+against a real api-server in tests/integration/test_pool_check_api_server.py."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from erp_rows import (
+from dispatch_testing.erp_rows import (
     CUSTOMER_NUMBER,
     GLN,
     INVOICE_ID,

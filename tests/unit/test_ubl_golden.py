@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from erp_rows import (
+from dispatch_testing.erp_rows import (
     GLN,
     SELLER_CONFIG,
     attachment_row,

@@ -17,7 +17,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import create_engine, text
 
-from erp_rows import END, INVOICE_ID, SELLER_CONFIG, START, customer_row, invoice_rows, single_batch
+from dispatch_testing.erp_rows import END, INVOICE_ID, SELLER_CONFIG, START, customer_row, invoice_rows, single_batch
 from inexchange.erp import ErpReader
 from inexchange_devkit.erpgen import generate
 from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_from_batch

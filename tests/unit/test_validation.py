@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import inexchange.validation as validation
-from erp_rows import (
+from dispatch_testing.erp_rows import (
     CUSTOMER_NAME,
     CUSTOMER_NUMBER,
     END,

@@ -26,7 +26,7 @@ from stdnum.fi import alv
 from stdnum.se import orgnr, personnummer
 from stdnum.se import vat as se_vat
 
-from erp_rows import (
+from dispatch_testing.erp_rows import (
     CUSTOMER_NUMBER,
     END,
     GLN,

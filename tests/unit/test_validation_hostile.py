@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from erp_rows import (
+from dispatch_testing.erp_rows import (
     CUSTOMER_NAME,
     CUSTOMER_NUMBER,
     END,
@@ -153,8 +153,8 @@ def test_a_ten_megabyte_description_is_rejected_quickly_and_in_little_memory(tmp
     script = tmp_path / "validate_big.py"
     script.write_text(
         "import json, resource, sys, time\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from erp_rows import END, START, invoice_rows, make_batch, customer_row\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from dispatch_testing.erp_rows import END, START, invoice_rows, make_batch, customer_row\n"
         "from inexchange.validation import validate_batch\n"
         "header, lines = invoice_rows()\n"
         "lines[0]['description'] = 'x' * int(sys.argv[1])\n"

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from inexchange_devkit.erpgen import ERP_TABLES, TablesNotEmptyError, create_tables, generate
 from inexchange.sql import statement
-from support import dump, pg_connect_args, pg_url
+from dispatch_testing.support import dump, pg_connect_args, pg_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 

@@ -29,7 +29,7 @@ from inexchange_devkit.erpgen import (
     TablesNotEmptyError,
     generate,
 )
-from support import dump
+from dispatch_testing.support import dump
 
 CENT = Decimal("0.01")
 START = date(2026, 11, 16)

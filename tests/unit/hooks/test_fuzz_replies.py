@@ -32,8 +32,8 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixtures import API_BASE, API_KEY, TOKEN
-from hostile import (
+from dispatch_testing.unit_fixtures import API_BASE, API_KEY, TOKEN
+from dispatch_testing.hostile import (
     ENDPOINTS,
     Endpoint,
     Failure,

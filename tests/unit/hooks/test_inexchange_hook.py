@@ -15,7 +15,7 @@ import pytest
 import respx
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from fixtures import (
+from dispatch_testing.unit_fixtures import (
     API_KEY,
     DOCUMENT_ID,
     DOCUMENT_URN,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from fixtures import API_KEY, DOCUMENT_ID, DOCUMENT_URN, SECOND_TOKEN, SEND_BODY, TOKEN, outbound_document, outbound_list
+from dispatch_testing.unit_fixtures import API_KEY, DOCUMENT_ID, DOCUMENT_URN, SECOND_TOKEN, SEND_BODY, TOKEN, outbound_document, outbound_list
 from inexchange.exceptions import InExchangeApiError, InExchangeError, InExchangeTransportError
 from inexchange.hooks.inexchange import InExchangeHook
 from inexchange.hooks.transport import decoded

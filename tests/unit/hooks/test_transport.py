@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import httpx
 import pytest
-from fixtures import connection_json
+from dispatch_testing.unit_fixtures import connection_json
 from inexchange.exceptions import InExchangeTransportError
 from inexchange.hooks.inexchange import InExchangeHook
 from inexchange.hooks.transport import AiohttpTransport, httpx_error, proxy_for

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from inexchange.api import LedgerState
 from inexchange.ledger import Ledger, RunScope, erp_document_id
-from support import pg_connect_args, pg_url
+from dispatch_testing.support import pg_connect_args, pg_url
 
 SCOPE = RunScope(
     dag_run_id="scheduled__2026-11-17",

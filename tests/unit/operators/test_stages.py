@@ -12,7 +12,7 @@ import pendulum
 import pytest
 from sqlalchemy import create_engine
 
-from fixtures import sqlite_connection_json
+from dispatch_testing.unit_fixtures import sqlite_connection_json
 from inexchange.api import LedgerState
 from inexchange.ledger import Ledger, RunScope
 from inexchange.operators.stages import (

@@ -16,7 +16,7 @@ from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from sqlalchemy import Engine, create_engine, text
 
-from fixtures import STOPPED_ERROR, outbound_document, outbound_list, sqlite_connection_json
+from dispatch_testing.unit_fixtures import STOPPED_ERROR, outbound_document, outbound_list, sqlite_connection_json
 from inexchange.api import LedgerState
 from inexchange.exceptions import InExchangeApiError
 from inexchange.ledger import Ledger, RunScope

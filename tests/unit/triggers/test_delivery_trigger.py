@@ -13,7 +13,7 @@ import pytest
 import respx
 from airflow.triggers.base import TriggerEvent
 
-from fixtures import API_KEY, INVALID_REQUEST, STOPPED_ERROR, TOKEN, outbound_document, outbound_list
+from dispatch_testing.unit_fixtures import API_KEY, INVALID_REQUEST, STOPPED_ERROR, TOKEN, outbound_document, outbound_list
 from inexchange.api import OutboundDocument
 from inexchange.tracking import status_changes
 from inexchange.triggers.delivery import DeliveryStatusTrigger

@@ -29,7 +29,7 @@ from dispatch_page_support import (
     create_reporting_database,
     fill_ledger,
 )
-from support import pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from dispatch_testing.support import pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 
 
 @pytest.fixture

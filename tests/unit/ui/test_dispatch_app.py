@@ -28,7 +28,7 @@ from dispatch_page_support import (
     create_reporting_database,
     report_row,
 )
-from support import sqlite_conn_env
+from dispatch_testing.support import sqlite_conn_env
 
 PAGE = "/inexchange/"
 NUMBER_CELL = re.compile(r'<td class="invoice-number"><a href="([^"]+)">([^<]+)</a></td>')

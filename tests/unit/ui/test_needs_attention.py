@@ -23,7 +23,7 @@ from inexchange.attention import COLUMNS, needs_attention
 from inexchange.ledger import Ledger
 from inexchange.pipeline import needs_person
 from inexchange.ui.queries import ALL_STATES, ATTENTION, ReportFilter, report_page
-from support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_connect_args, pg_url
+from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_connect_args, pg_url
 
 ROOT = Path(__file__).resolve().parents[3]
 #: how the SQL file is run by hand (its header and inexchange.attention's docstring say so)

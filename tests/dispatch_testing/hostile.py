@@ -9,7 +9,7 @@ fields of the wrong type), JSON nested deeper than Python's parser can go, huge 
 The checks (``check_*``) read a reply on their own and say whether a result of the hook is one the
 reply really carries, of the promised types.
 
-Importable as ``hostile``: ``tests`` is on ``sys.path`` through its ``conftest.py``.
+Part of the test helpers' package: ``from dispatch_testing.hostile import ...``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The reply fixtures of the contract tests and the stub's connection values.
 
-Importable as ``reply_fixtures``: ``tests/contract`` is on ``sys.path`` through its ``conftest.py``.
+Part of the test helpers' package: ``from dispatch_testing.reply_fixtures import ...``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+#: the reply files, beside the contract tests
+HERE = Path(__file__).resolve().parents[1] / "contract"
 API_BASE = "https://api.contract.test/v1/api/"
 API_KEY = "contract-api-key"
 ERP_ID = "erp-contract"

@@ -3,7 +3,7 @@
 Rows follow the adapter contract of ``include/sql/erp_schema.sql`` and the column order of the
 ``erp_select_*`` queries. By default values have the types PostgreSQL returns (``Decimal``,
 ``date``, ``bool``); :func:`sqlite_row` turns a row into what SQLite returns (``float``/``int``,
-ISO date text, 0/1). Importable as ``erp_rows``: pytest puts ``tests/unit`` on ``sys.path``.
+ISO date text, 0/1). Part of the test helpers' package: ``from dispatch_testing.erp_rows import ...``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from support import SELLER, sqlite_conn_env
+from dispatch_testing.support import SELLER, sqlite_conn_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.txt"

@@ -1,6 +1,6 @@
 """Canned InExchange API payloads and connection values shared by the unit tests.
 
-Importable as ``fixtures``: ``tests/unit`` is on ``sys.path`` through its ``conftest.py``.
+Part of the test helpers' package: ``from dispatch_testing.unit_fixtures import ...``.
 """
 
 from __future__ import annotations
