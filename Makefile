@@ -20,13 +20,18 @@ $(STAMP): requirements.txt pyproject.toml devkit/pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-# The fast tiers (unit, DAG, contract, PostgreSQL, simulator-backed integration and fault tests); prints its time.
+# pytest worker processes of make test: one more than the cores, as the tests also wait on the simulator
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+
+# The fast tiers (unit, DAG, contract, PostgreSQL, simulator-backed integration and fault tests), spread
+# over TEST_WORKERS processes (pytest-xdist; an idle worker takes tests queued on a busy one); prints its time.
 test: $(STAMP)
-	@start=$$(date +%s); $(PY) -m pytest -m "not system"; status=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest -m "not system" -n $(TEST_WORKERS) --dist worksteal; status=$$?; \
 	  echo "make test: $$(( $$(date +%s) - start )) s"; exit $$status
 
-# The system tier: scheduler/triggerer, backfill, Celery, fresh install, invoice days, preflight pool,
-# deployment (wheel, plugins folder, compose), browser and the short chaos run.
+# The system tier, one test at a time (real Airflow components; the chaos run restarts PostgreSQL):
+# scheduler/triggerer, backfill, Celery, fresh install, invoice days, preflight pool, deployment
+# (wheel, plugins folder, compose), browser and the short chaos run.
 test-system: $(STAMP)
 	@start=$$(date +%s); $(PY) -m pytest -m system; status=$$?; \
 	  echo "make test-system: $$(( $$(date +%s) - start )) s"; exit $$status
