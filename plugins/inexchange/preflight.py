@@ -190,6 +190,7 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
 
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk.log import mask_secret
 
     unset = "or unset [inexchange] api_pool (the submit tasks then run in default_pool, 4 at a time)"
     try:
@@ -213,6 +214,7 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
                         "who may read pools, and the api-server's URL as host"]
             reply.raise_for_status()
             token = _reply_field(reply, "access_token", str)
+            mask_secret(token)  # a login of Airflow's own: never in a log
             reply = client.get(f"api/v2/pools/{quote(pool, safe='')}", headers={"Authorization": f"Bearer {token}"})
             if reply.status_code == 404:
                 return [f"the pool {pool!r} named in [inexchange] api_pool does not exist, so the submit tasks would "

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "plugins" / "inexchange"
 DOMAIN = ("pipeline", "preflight", "tracking", "ubl", "validation", "ledger", "attention", "erp", "db", "api", "sql",
           "units", "values", "times", "exceptions")
 #: the Airflow modules the domain may import: the Task SDK's public parts and the scheduler's timetables
-AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.timetables.interval")
+AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.sdk.log", "airflow.timetables.interval")
 
 
 def modules() -> list[str]:
