@@ -1,7 +1,7 @@
-"""Which command sends which invoice days: the README's table, run on real Airflow components.
+"""Which command sends which invoice days: docs/operations.md's table, run on real Airflow components.
 
-The README's Backfills section lists, for the week of 16 to 22 November 2026, commands a person
-runs one after the other (``airflow dags test``, ``airflow dags trigger`` with ``invoice_date``,
+The Backfills section of docs/operations.md lists, for the week of 16 to 22 November 2026, commands
+a person runs one after the other (``airflow dags test``, ``airflow dags trigger`` with ``invoice_date``,
 ``airflow backfill create``) and the invoice days each one sends. This test reads that table, runs
 each command as written against a deployment (a PostgreSQL metadata database, api-server,
 scheduler, dag-processor, triggerer; the simulator; a SQLite ERP holding the whole week), waits for
@@ -30,15 +30,15 @@ pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.postgres,
 
 DAG_ID = "inexchange_dispatch"
 WEEK = [date(2026, 11, 16) + timedelta(days=n) for n in range(7)]
-README = Path(__file__).resolve().parents[2] / "README.md"
+TABLE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 RUN_TIMEOUT_S = 300.0
 
 
-def readme_rows() -> list[tuple[str, list[date]]]:
-    """The command and invoice days of each row of the README's invoice-days table, in order."""
-    text = README.read_text(encoding="utf-8")
+def table_rows() -> list[tuple[str, list[date]]]:
+    """The command and invoice days of each row of the invoice-days table of docs/operations.md, in order."""
+    text = TABLE_PAGE.read_text(encoding="utf-8")
     block = re.search(r"<!-- invoice-days:.*?-->\n(.*?)<!-- /invoice-days -->", text, re.DOTALL)
-    assert block, "README.md has no invoice-days table"
+    assert block, "docs/operations.md has no invoice-days table"
     rows = []
     for line in block.group(1).splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -48,8 +48,8 @@ def readme_rows() -> list[tuple[str, list[date]]]:
     return rows
 
 
-def test_the_readme_table_covers_the_week_once() -> None:
-    rows = readme_rows()
+def test_the_table_covers_the_week_once() -> None:
+    rows = table_rows()
     assert {shlex.split(command)[1] for command, _ in rows} == {"dags", "backfill"}
     assert any(" trigger " in command and "invoice_date" in command for command, _ in rows)
     days = [day for _, row_days in rows for day in row_days]
@@ -89,12 +89,12 @@ def _wait_until_ended(deployment: Deployment, run_ids: set[str]) -> None:
 
 
 def args_of(command: str) -> list[str]:
-    """A README command's words, as a shell splits them."""
+    """A table command's words, as a shell splits them."""
     return shlex.split(command)
 
 
 def _run(deployment: Deployment, command: str) -> set[str]:
-    """Run one README command as written; return the ids of the runs it made, once they ended."""
+    """Run one table command as written; return the ids of the runs it made, once they ended."""
     args = args_of(command)
     assert args[0] == "airflow"
     before = set(_runs(deployment))
@@ -127,17 +127,17 @@ def _wait_for_backfill(deployment: Deployment) -> None:
         time.sleep(0.5)
 
 
-def test_each_command_sends_the_invoice_days_the_readme_names(deployment: Deployment) -> None:
+def test_each_command_sends_the_invoice_days_the_table_names(deployment: Deployment) -> None:
     days_by_run: dict[str, set[str]] = {}
     expected: dict[str, set[str]] = {}
-    for command, days in readme_rows():
+    for command, days in table_rows():
         made = _run(deployment, command)
         for run_id in made:
             expected[run_id] = {day.isoformat() for day in days}
         taken = _extracted_days(deployment, made)
         days_by_run.update(taken)
         assert set().union(*taken.values()) == {day.isoformat() for day in days}, (
-            f"`{command}` sent the invoices dated {sorted(set().union(*taken.values()))}, the README says "
+            f"`{command}` sent the invoices dated {sorted(set().union(*taken.values()))}, docs/operations.md says "
             f"{[day.isoformat() for day in days]}\n{deployment.diagnostics(*made)}")
         # a run ends red only for the invoices that need a person (the report task), never for a stage
         failed = deployment.query("SELECT run_id, task_id FROM task_instance WHERE dag_id = %s AND state = 'failed'",
