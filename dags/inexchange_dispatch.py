@@ -90,7 +90,7 @@ A manual or backfill run retries failed invoices at once instead of at their ret
 
 Connections: `erp_default` (only read), `inexchange_default`, `inexchange_reporting` (the ledger and the
 report; it must be defined), and `airflow_api` where `[inexchange] api_pool` names a pool.
-Variable: `inexchange_seller` (our company, as JSON). See the README.
+Variable: `inexchange_seller` (our company, as JSON). See docs/connections.md.
 Variable `inexchange_notify` (optional, JSON): after **report**, one e-mail per run listing the invoices
 that need a person, through an `smtp` connection, e.g.
 `{"email": {"to": ["ekonomi@example.se"], "from": "airflow@example.se", "smtp_conn_id": "smtp_default"}}`.

@@ -1,6 +1,6 @@
 """Read invoices, their lines, customers and attachments from the ERP database.
 
-The ERP is reached through the adapter contract of README.md (tables ``customer``,
+The ERP is reached through the adapter contract of docs/erp-contract.md (tables ``customer``,
 ``customer_invoice``, ``customer_invoice_line``, ``invoice_attachment``); a user maps their own ERP to
 it with views of those names.
 """

@@ -108,7 +108,7 @@ def erp_problems(erp_conn_id: str) -> list[str]:
         if is_outage(exc):
             raise
         return [f"connection {erp_conn_id!r} (the ERP) cannot be read as the adapter contract says: "
-                f"{first_line(exc)}; see the README's ERP adapter contract"]
+                f"{first_line(exc)}; see the ERP adapter contract (docs/erp-contract.md)"]
     finally:
         engine.dispose()
     return []
