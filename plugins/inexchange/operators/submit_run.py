@@ -27,11 +27,11 @@ from inexchange.preflight import read_seller_variable
 from inexchange.values import TaskSettings
 
 if TYPE_CHECKING:
+    from logging import Logger
+
     from airflow.sdk import Context
 
     from inexchange.erp import InvoiceBatch
-    from logging import Logger
-
     from inexchange.hooks.inexchange import InExchangeHook
     from inexchange.ubl import Seller
 

@@ -22,9 +22,9 @@ from inexchange.triggers.delivery import MAX_EVENT_CHANGES, DeliveryStatusTrigge
 from inexchange.values import TaskSettings
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
-
     from logging import Logger
+
+    from airflow.sdk import Context
 
     from inexchange.hooks.inexchange import InExchangeHook
 
@@ -62,7 +62,6 @@ class DeliveryRun:
         self._hook = hook
         self._defer_task = defer
         self.log = log
-        self.delivery_timeout = settings.delivery_timeout
         #: ids of listed documents that could not be read (skipped), over the try's deferrals
         self.unreadable: list[str] = []
 
@@ -99,7 +98,7 @@ class DeliveryRun:
         ledger = self._ledger()
         waiting, _ = self._poll(ledger)
         started = self.context["ti"].get_first_reschedule_date(self.context) or datetime.now(timezone.utc)
-        timed_out = datetime.now(timezone.utc) - started >= self.delivery_timeout
+        timed_out = datetime.now(timezone.utc) - started >= self.settings.delivery_timeout
         done = not waiting or timed_out
         return PokeReturnValue(is_done=done, xcom_value=self._summary(ledger, timed_out) if done else None)
 
@@ -109,7 +108,7 @@ class DeliveryRun:
         waiting, cursor = self._poll(ledger)
         if not waiting:
             return self._summary(ledger, timed_out=False)
-        self._defer(waiting, cursor, datetime.now(timezone.utc) + self.delivery_timeout)
+        self._defer(waiting, cursor, datetime.now(timezone.utc) + self.settings.delivery_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - defer() raises
 
     def resume(self, event: dict[str, Any], end_time: str | None, unreadable: list[str] | None = None) -> dict[str, Any]:
@@ -128,7 +127,7 @@ class DeliveryRun:
         waiting = ledger.watched()
         if not waiting or event.get("status") == "timeout":
             return self._summary(ledger, timed_out=bool(waiting))
-        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.delivery_timeout
+        deadline = parse_time(end_time) or datetime.now(timezone.utc) + self.settings.delivery_timeout
         # an event cut at its limit leaves changes behind: list them soon, not a whole interval later
         more = len(event.get("changes") or []) >= MAX_EVENT_CHANGES
         self._defer(waiting, parse_time(event.get("cursor")), deadline,
