@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml devkit/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-system airflow install lock clean bench chaos celery-up celery-down
+.PHONY: demo test test-system lint airflow install lock clean bench chaos celery-up celery-down
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test-system: $(STAMP)
 	@start=$$(date +%s); $(PY) -m pytest -m system; status=$$?; \
 	  echo "make test-system: $$(( $$(date +%s) - start )) s"; exit $$status
 
+# The static checks alone (make test runs them too, in tests/unit/test_static_checks.py): ruff's lint and
+# format, and mypy, over the provider and the DAG as pyproject.toml configures them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check && $(VENV)/bin/ruff format --check && $(VENV)/bin/mypy
+
 airflow: $(STAMP)
 	$(PY) scripts/standalone.py
 
@@ -64,4 +69,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf .demo .airflow .pytest_cache
+	rm -rf .demo .airflow .pytest_cache .mypy_cache .ruff_cache

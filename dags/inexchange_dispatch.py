@@ -18,6 +18,7 @@ from inexchange.operators.stages import (
 )
 from inexchange.operators.submit import SubmitInvoicesOperator
 from inexchange.sensors.delivery import DeliveryStatusSensor
+from inexchange.values import LedgerConnections
 
 ERP_CONN_ID = "erp_default"
 REPORTING_CONN_ID = "inexchange_reporting"
@@ -26,7 +27,7 @@ INEXCHANGE_CONN_ID = "inexchange_default"
 AIRFLOW_API_CONN_ID = "airflow_api"
 TIMEZONE = "Europe/Stockholm"
 #: where every task finds the ERP and the ledger, and the time zone of the invoice dates
-LEDGER = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
+LEDGER: LedgerConnections = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
 #: The Airflow pool of the mapped submit tasks: none by default, because a task in a pool that does not
@@ -108,48 +109,66 @@ that need a person, through an `smtp` connection, e.g.
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     params={
         "batch_size": Param(
-            2000, type="integer", minimum=1,
+            2000,
+            type="integer",
+            minimum=1,
             description="Invoices per mapped submit task; up to 4 batches run in parallel (or as many as the "
-                        "pool named in [inexchange] api_pool has slots).",
+            "pool named in [inexchange] api_pool has slots).",
         ),
         "fail_on_action_needed": Param(
             True, type="boolean", description="End the run red when an invoice is rejected, stopped or failed."
         ),
         "invoice_numbers": Param(
-            [], type="array", items={"type": "string"}, title="Invoice numbers to (re)send",
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Invoice numbers to (re)send",
             description="Only these invoices, whatever their date (empty: the run's day). Invoices InExchange "
-                        "already has are skipped.",
+            "already has are skipped.",
         ),
         "invoice_date": Param(
-            "", type="string", title="Invoice date (YYYY-MM-DD)", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+            "",
+            type="string",
+            title="Invoice date (YYYY-MM-DD)",
+            pattern=r"^(\d{4}-\d{2}-\d{2})?$",
             description="Send the invoices dated this day (Europe/Stockholm), whatever the run's logical date "
-                        "(empty: the day the run's data interval covers).",
+            "(empty: the day the run's data interval covers).",
         ),
         "dry_run": Param(False, type="boolean", description="Validate and build documents; send nothing."),
         "retry_rejected": Param(
             True, type="boolean", description="Check rejected invoices again (and send those that now pass)."
         ),
         "delivery_timeout_minutes": Param(
-            360, type="integer", minimum=1, title="Delivery timeout (minutes)",
+            360,
+            type="integer",
+            minimum=1,
+            title="Delivery timeout (minutes)",
             description="How long await_delivery follows the run's documents; those still waiting then stay "
-                        "waiting, and the next run's recheck_waiting looks them up.",
+            "waiting, and the next run's recheck_waiting looks them up.",
         ),
         "deferrable": Param(
-            True, type="boolean", title="Defer await_delivery",
+            True,
+            type="boolean",
+            title="Defer await_delivery",
             description="await_delivery waits in the triggerer, holding no worker slot; off: it pokes in "
-                        "reschedule mode (for a deployment without a triggerer).",
+            "reschedule mode (for a deployment without a triggerer).",
         ),
     },
 )
 def inexchange_dispatch():
-    preflight = PreflightOperator(task_id="preflight", inexchange_conn_id=INEXCHANGE_CONN_ID, api_pool=API_POOL,
-                                  airflow_api_conn_id=AIRFLOW_API_CONN_ID, **LEDGER)
-    recheck_waiting = RecheckWaitingOperator(task_id="recheck_waiting", inexchange_conn_id=INEXCHANGE_CONN_ID,
-                                             **LEDGER)
+    preflight = PreflightOperator(
+        task_id="preflight",
+        inexchange_conn_id=INEXCHANGE_CONN_ID,
+        api_pool=API_POOL,
+        airflow_api_conn_id=AIRFLOW_API_CONN_ID,
+        **LEDGER,
+    )
+    recheck_waiting = RecheckWaitingOperator(task_id="recheck_waiting", inexchange_conn_id=INEXCHANGE_CONN_ID, **LEDGER)
     extract = ExtractInvoicesOperator(task_id="extract", **LEDGER)
     validate = ValidateInvoicesOperator(task_id="validate", **LEDGER)
-    batches = PlanBatchesOperator(task_id="plan_batches", batch_size="{{ params.batch_size }}",
-                                  dry_run="{{ params.dry_run }}", **LEDGER)
+    batches = PlanBatchesOperator(
+        task_id="plan_batches", batch_size="{{ params.batch_size }}", dry_run="{{ params.dry_run }}", **LEDGER
+    )
     submit = SubmitInvoicesOperator.partial(
         task_id="submit",
         inexchange_conn_id=INEXCHANGE_CONN_ID,
@@ -170,9 +189,15 @@ def inexchange_dispatch():
     # e-mails the invoices that need a person when the Variable inexchange_notify is set; the report fails
     # on purpose when there are any, so it is called on success and on failure alike
     notify = ActionNeededNotifier(report_task_id="report")
-    report = DispatchReportOperator(task_id="report", fail_on_action_needed="{{ params.fail_on_action_needed }}",
-                                    trigger_rule="all_done", outlets=[INEXCHANGE_REPORT],
-                                    on_success_callback=notify, on_failure_callback=notify, **LEDGER)
+    report = DispatchReportOperator(
+        task_id="report",
+        fail_on_action_needed="{{ params.fail_on_action_needed }}",
+        trigger_rule="all_done",
+        outlets=[INEXCHANGE_REPORT],
+        on_success_callback=notify,
+        on_failure_callback=notify,
+        **LEDGER,
+    )
 
     chain(preflight, recheck_waiting, extract, validate, batches, submit, await_delivery, report)
     # report runs after a failure too; the watcher makes any failed stage turn the run red

@@ -1,70 +1,23 @@
-"""Typed shapes and the status vocabulary of the InExchange REST API v1."""
+"""Typed shapes of the InExchange REST API v1."""
 
 from __future__ import annotations
 
 import enum
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-
-class LedgerState(str, enum.Enum):
-    """States of an invoice's row in the dispatch ledger (see ARCHITECTURE.md)."""
-
-    PENDING = "pending"
-    READY = "ready"
-    SUBMITTING = "submitting"
-    WAITING = "waiting"
-    SENT = "sent"
-    REJECTED = "rejected"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    #: a send whose outcome InExchange never told: the look-up by ERP id kept failing; never resent
-    #: automatically, a person checks InExchange's portal (a later look-up that finds it records it)
-    IN_DOUBT = "in_doubt"
+from inexchange.states import LedgerState, ledger_state_for
 
 
-#: states that never change again without a person (or a fixed ERP row) stepping in
-FINAL_STATES = frozenset({LedgerState.SENT, LedgerState.REJECTED, LedgerState.STOPPED})
-#: states whose invoice needs a person's action
-ACTION_STATES = frozenset({LedgerState.REJECTED, LedgerState.STOPPED, LedgerState.FAILED, LedgerState.IN_DOUBT})
-#: attempts the submit task makes per invoice before a failed one is left for a person
-MAX_ATTEMPTS = 5
-
-
-class SendMethod(str, enum.Enum):
+class SendMethod(enum.StrEnum):
     """How InExchange delivers a document (``sendDocumentAs.type``)."""
 
     ELECTRONIC = "Electronic"
     PDF = "Pdf"
     PAPER = "Paper"
     AUTO = "Auto"  # sent as null: InExchange chooses
-
-
-_STATUS_TO_STATE = {
-    "PendingInPlatform": LedgerState.WAITING,
-    "Pending": LedgerState.WAITING,
-    "Sent": LedgerState.SENT,
-    "Delivered": LedgerState.SENT,
-    "Stopped": LedgerState.STOPPED,
-    "Error": LedgerState.FAILED,
-}
-
-
-def ledger_state_for(status: str | None) -> LedgerState:
-    """Map an InExchange outbound status to the ledger state it puts the invoice in.
-
-    Unknown statuses keep the invoice ``waiting``: they are stored as text and never treated as final.
-
-    :param status: ``currentStatus.status`` of an outbound document.
-    """
-    return _STATUS_TO_STATE.get(status or "", LedgerState.WAITING)
-
-
-def is_final_status(status: str | None) -> bool:
-    """Whether an InExchange status ends the follow-up of a document."""
-    return ledger_state_for(status) is not LedgerState.WAITING
 
 
 class ReplyShapeError(ValueError):
@@ -414,4 +367,4 @@ def parse_time(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ReplyShapeError("time is not an ISO 8601 time") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

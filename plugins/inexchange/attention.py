@@ -14,25 +14,42 @@ from the repository's root (``include/sql`` holds the package's SQL files)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from sqlalchemy import Integer, bindparam
 
-from inexchange.api import MAX_ATTEMPTS
 from inexchange.sql import statement
+from inexchange.states import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+
+class AttentionRow(TypedDict):
+    """An invoice that needs a person (a row of ``needs_attention.sql``): its ledger columns, and
+    ``reason``, why it needs a person, in words."""
+
+    invoice_id: int
+    invoice_number: str
+    invoice_type: str
+    invoice_date: str
+    customer_number: str | None
+    customer_name: str | None
+    state: str
+    reason: str
+    inexchange_status: str | None
+    message: str | None
+    attempts: int
+    inexchange_document_id: str | None
+    updated_at: str
+    dag_run_id: str | None
+
+
 #: the columns of every row :func:`needs_attention` returns, in order
-COLUMNS: tuple[str, ...] = (
-    "invoice_id", "invoice_number", "invoice_type", "invoice_date", "customer_number", "customer_name",
-    "state", "reason", "inexchange_status", "message", "attempts", "inexchange_document_id", "updated_at",
-    "dag_run_id",
-)
+COLUMNS: tuple[str, ...] = tuple(AttentionRow.__annotations__)
 
 
-def needs_attention(engine: Engine, max_attempts: int = MAX_ATTEMPTS) -> list[dict[str, Any]]:
+def needs_attention(engine: Engine, max_attempts: int = MAX_ATTEMPTS) -> list[AttentionRow]:
     """Read the ledger's invoices that need a person, oldest invoice first.
 
     :param engine: the reporting database (connection ``inexchange_reporting``), holding the ledger.
@@ -41,4 +58,5 @@ def needs_attention(engine: Engine, max_attempts: int = MAX_ATTEMPTS) -> list[di
     """
     query = statement("needs_attention").bindparams(bindparam("max_attempts", type_=Integer()))
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query, {"max_attempts": int(max_attempts)})]
+        result = conn.execute(query, {"max_attempts": int(max_attempts)})
+        return cast("list[AttentionRow]", [dict(row._mapping) for row in result])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -141,12 +141,12 @@ def utc_text(moment: datetime) -> str:
     """Format a time as the sortable UTC text the ledger stores ('...T06:00:00.000000Z')."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: pass an aware time")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now_text() -> str:
     """The current time as ledger text."""
-    return utc_text(datetime.now(timezone.utc))
+    return utc_text(datetime.now(UTC))
 
 
 def parse_utc_text(value: str | None) -> datetime | None:

@@ -84,16 +84,27 @@ class ErpReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def extract(self, *, start_date: str, end_date: str, numbers: Sequence[str] = (),
-                billing_method: str = INEXCHANGE_BILLING_METHOD, by_number: bool = False) -> list[dict[str, Any]]:
+    def extract(
+        self,
+        *,
+        start_date: str,
+        end_date: str,
+        numbers: Sequence[str] = (),
+        billing_method: str = INEXCHANGE_BILLING_METHOD,
+        by_number: bool = False,
+    ) -> list[dict[str, Any]]:
         """Posted invoices of customers billed through InExchange: those numbered ``numbers`` when
         given (whatever their date), else those dated in ``[start_date, end_date)``.
 
         :param by_number: select by ``numbers`` even when it is empty (then nothing).
         """
         query = statement("extract_unsent_invoices").bindparams(SELECTION)
-        params = {"start_date": start_date, "end_date": end_date, "billing_method": billing_method,
-                  **selection(numbers, by_number=by_number)}
+        params = {
+            "start_date": start_date,
+            "end_date": end_date,
+            "billing_method": billing_method,
+            **selection(numbers, by_number=by_number),
+        }
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query, params)]
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class InExchangeError(Exception):
     """Base class of every error this provider raises."""
+
+    #: set on an error of a call whose own retries are spent (creating the client token inside another
+    #: call's attempt), so that the enclosing call gives up too instead of repeating the whole loop
+    retries_spent: bool = False
 
 
 class InExchangeConfigError(InExchangeError):
@@ -43,8 +47,10 @@ class ErpDatabaseMissing(InExchangeConfigError, AirflowFailException):
         self.conn_id = conn_id
         self.path = path
         where = f"no such file: {path}" if path else "it names no file (host is empty)"
-        super().__init__(f"connection {conn_id!r}: the ERP's SQLite database cannot be opened, {where}; "
-                         "the ERP is only read, so check the connection's host (the path of the file)")
+        super().__init__(
+            f"connection {conn_id!r}: the ERP's SQLite database cannot be opened, {where}; "
+            "the ERP is only read, so check the connection's host (the path of the file)"
+        )
 
 
 class InExchangeApiError(InExchangeError):
@@ -54,6 +60,7 @@ class InExchangeApiError(InExchangeError):
     :param message: InExchange's ``message`` field (or the response text).
     :param model_state: InExchange's ``modelState`` (field -> list of reasons), if any.
     :param path: API path of the request, without host or secrets.
+    :param retry_after: seconds InExchange asked to wait before the next request (``Retry-After``), if any.
     """
 
     def __init__(
@@ -63,20 +70,20 @@ class InExchangeApiError(InExchangeError):
         *,
         model_state: dict[str, list[str]] | None = None,
         path: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status_code = status_code
         self.message = message
         self.model_state = model_state or {}
         self.path = path
+        self.retry_after = retry_after
         super().__init__(self.describe())
 
     def describe(self) -> str:
         """Return a one-line description fit for a ledger message."""
         text = f"HTTP {self.status_code} from InExchange {self.path}: {self.message}".strip()
         if self.model_state:
-            details = "; ".join(
-                f"{field}: {', '.join(reasons)}" for field, reasons in sorted(self.model_state.items())
-            )
+            details = "; ".join(f"{field}: {', '.join(reasons)}" for field, reasons in sorted(self.model_state.items()))
             text = f"{text} ({details})"
         return text
 
@@ -113,3 +120,33 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     """
     text = str(getattr(exc, "orig", None) or exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+class SystematicFailure(InExchangeError, AirflowFailException):
+    """Every send a submit task attempted failed for the same cause that is no passing fault.
+
+    It fails the task without retries: a retry meets the same cause.
+
+    :param cause: the cause, one line.
+    :param held_back: how many invoices were not sent (their attempts are kept).
+    :param hint: what to check.
+    """
+
+    def __init__(self, cause: str, held_back: int, hint: str) -> None:
+        self.cause, self.held_back, self.hint = cause, held_back, hint
+        super().__init__(
+            f"every send failed for the same cause, so the task stopped: {cause.rstrip('. ')}. {hint} "
+            "Nothing was "
+            f"sent: {held_back} invoices held back, their attempts kept; they go out on the next run "
+            "once this is fixed"
+        )
+
+
+class DeliveryPollingFailed(InExchangeError, AirflowException):
+    """The delivery trigger's polling of InExchange failed; the sensor's try fails (and is retried).
+
+    :param message: the trigger's one line: the error's class and text.
+    """
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(f"polling InExchange failed: {message}")

@@ -27,7 +27,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "InExchange", "python-modules": ["inexchange.hooks.inexchange"]}],
-        "operators": [{"integration-name": "InExchange", "python-modules": ["inexchange.operators.submit", "inexchange.operators.stages"]}],
+        "operators": [
+            {
+                "integration-name": "InExchange",
+                "python-modules": ["inexchange.operators.submit", "inexchange.operators.stages"],
+            }
+        ],
         "sensors": [{"integration-name": "InExchange", "python-modules": ["inexchange.sensors.delivery"]}],
         "triggers": [{"integration-name": "InExchange", "python-modules": ["inexchange.triggers.delivery"]}],
         "extra-links": ["inexchange.links.portal.InExchangePortalLink"],
@@ -38,8 +43,8 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "api_pool": {
                         "description": "An Airflow pool you created for the DAG's submit tasks (e.g. inexchange_api). "
-                                       "Empty: they run in default_pool, at most 4 at once over all runs. A pool that "
-                                       "does not exist stops them, so create it first.\n",
+                        "Empty: they run in default_pool, at most 4 at once over all runs. A pool that "
+                        "does not exist stops them, so create it first.\n",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "inexchange_api",

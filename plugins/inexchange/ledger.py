@@ -10,23 +10,159 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, TypedDict
 
 from sqlalchemy import String, bindparam, func, inspect, select, text
 
-from inexchange.api import LedgerState, ledger_state_for, parse_time
+from inexchange.api import parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
 from inexchange.sql import SELECTION, script, selection, statement
+from inexchange.states import LedgerState, ledger_state_for
 from inexchange.times import TIMEZONE
+from inexchange.values import text_or_none
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+    from typing import Unpack
+
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.sql.elements import TextClause
 
 log = logging.getLogger(__name__)
+
+
+class IntervalText(TypedDict):
+    """A run's data interval as ledger text (UTC ISO, see :func:`inexchange.db.utc_text`)."""
+
+    data_interval_start: str
+    data_interval_end: str
+
+
+class InvoiceColumns(TypedDict):
+    """The ledger's columns of an extracted ERP invoice, as :meth:`Ledger.register` stores them.
+
+    ``invoice_date`` is ``YYYY-MM-DD`` (``''`` for an ERP row without a readable date);
+    ``total_amount`` is read as a Decimal on PostgreSQL, a float on SQLite.
+    """
+
+    invoice_id: int
+    invoice_number: str
+    invoice_type: str
+    customer_id: int
+    customer_number: str | None
+    customer_name: str | None
+    invoice_date: str
+    currency: str | None
+    total_amount: Decimal | float | None
+    erp_document_id: str
+
+
+class LedgerRow(InvoiceColumns):
+    """One row of the ledger (``inexchange_dispatch``), as its reads return it.
+
+    ``state`` is a :class:`~inexchange.states.LedgerState` value; times are UTC ISO text.
+    """
+
+    state: str
+    delivery_method: str | None
+    document_uri: str | None
+    inexchange_document_id: str | None
+    inexchange_status: str | None
+    status_time: str | None
+    message: str | None
+    attempts: int
+    doubt_lookups: int
+    next_retry_at: str | None
+    submitted_at: str | None
+    sent_at: str | None
+    created_at: str
+    updated_at: str
+    dag_run_id: str | None
+    data_interval_start: str | None
+    data_interval_end: str | None
+
+
+class RegisteredInvoice(InvoiceColumns, IntervalText):
+    """The bind parameters of ``ledger_register.sql``: one extracted ERP row as the ledger stores it,
+    and what the run decides about rows already there (``retry_rejected``, ``listed``: 1 or 0)."""
+
+    now: str
+    dag_run_id: str
+    retry_rejected: int
+    listed: int
+
+
+class RegisterCounts(TypedDict):
+    """What :meth:`Ledger.register` did: rows new, checked again and left as they were, and the ERP rows
+    left out because their ``invoice_id`` is no whole number (only when there are any)."""
+
+    new: int
+    rechecked: int
+    unchanged: int
+    without_id: NotRequired[int]
+
+
+class HistoryChange(TypedDict):
+    """What a row of the ledger's history (``inexchange_dispatch_history``) records: the invoice's move
+    from one state (None when the change was made from either of two) to another, the InExchange status
+    and message it set, and what made it (``source``)."""
+
+    history_id: str
+    invoice_id: int
+    from_state: str | None
+    to_state: str
+    inexchange_status: str | None
+    message: str | None
+    source: str
+
+
+class HistoryRow(HistoryChange):
+    """A history row as ``ledger_insert_history.sql`` binds it (``now`` is its ``changed_at``)."""
+
+    now: str
+    dag_run_id: str
+    run_type: str
+    try_number: int
+
+
+class DocumentState(TypedDict):
+    """Where the ledger has an invoice InExchange knows (``ledger_select_by_document.sql``)."""
+
+    invoice_id: int
+    inexchange_document_id: str
+    state: str
+    inexchange_status: str | None
+
+
+class StatusChange(TypedDict):
+    """One InExchange status change of a document, as a trigger event carries it
+    (:meth:`inexchange.api.OutboundDocument.to_event`): the time is ISO text, or None."""
+
+    id: str
+    erp_document_id: str | None
+    status: str | None
+    time: str | None
+    message: str | None
+
+
+class ReportRow(TypedDict):
+    """One row of the run's report ("Elektroniska utskick", ``report_select.sql``)."""
+
+    document_type: str
+    invoice_number: str
+    customer_number: str | None
+    customer_name: str | None
+    delivery_type: str
+    delivery_method: str | None
+    state: str
+    inexchange_status: str | None
+    sent_at: str | None
+    message: str | None
+    inexchange_document_id: str | None
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -129,11 +265,14 @@ class RunScope:
 
         Statements using them bind ``numbers`` as an expanding parameter (:data:`SELECTION`).
         """
-        return {"start_date": self.start_date.isoformat(), "end_date": self.end_date.isoformat(),
-                **selection(self.invoice_numbers, by_number=self.by_number)}
+        return {
+            "start_date": self.start_date.isoformat(),
+            "end_date": self.end_date.isoformat(),
+            **selection(self.invoice_numbers, by_number=self.by_number),
+        }
 
     @property
-    def interval(self) -> dict[str, str]:
+    def interval(self) -> IntervalText:
         """The interval as ledger text."""
         return {"data_interval_start": utc_text(self.start), "data_interval_end": utc_text(self.end)}
 
@@ -141,8 +280,10 @@ class RunScope:
 #: the tables ``ledger_schema.sql`` creates
 LEDGER_TABLES = ("inexchange_dispatch", "inexchange_dispatch_history", "inexchange_report")
 #: columns added to tables after their first release, for ledgers created before: table -> name -> type
-_ADDED_COLUMNS = {"inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"},
-                  "inexchange_dispatch": {"doubt_lookups": "INTEGER NOT NULL DEFAULT 0"}}
+_ADDED_COLUMNS = {
+    "inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"},
+    "inexchange_dispatch": {"doubt_lookups": "INTEGER NOT NULL DEFAULT 0"},
+}
 
 #: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
 INVOICE_NUMBERS_PARAM = "invoice_numbers"
@@ -174,13 +315,16 @@ def unscheduled_interval(context: Any) -> tuple[datetime, datetime]:
 
     timetable = getattr(context.get("dag"), "timetable", None)
     if not isinstance(timetable, DeclaredCronTimetable):
-        raise ValueError("this run has no data interval and the DAG's schedule gives none; give the run the param "
-                         f"{INVOICE_DATE_PARAM} (YYYY-MM-DD) or {INVOICE_NUMBERS_PARAM}")
+        raise ValueError(
+            "this run has no data interval and the DAG's schedule gives none; give the run the param "
+            f"{INVOICE_DATE_PARAM} (YYYY-MM-DD) or {INVOICE_NUMBERS_PARAM}"
+        )
     from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's own interval arithmetic
 
     run_after = getattr(context.get("dag_run"), "run_after", None) or pendulum.now("UTC")
     interval = CronDataIntervalTimetable(timetable.expression, timetable.timezone).infer_manual_data_interval(
-        run_after=pendulum.instance(run_after))
+        run_after=pendulum.instance(run_after)
+    )
     return interval.start, interval.end
 
 
@@ -197,8 +341,42 @@ CLAIM_LEASE = timedelta(minutes=15)
 #: how long after its claim a send may still be in flight by default (SubmitInvoicesOperator's ``settle_time``)
 SETTLE_TIME = timedelta(seconds=90)
 
-#: one ledger change: invoice id, the states it may be in, the state it moves to, and its fields
-Transition = tuple[int, Sequence[LedgerState], LedgerState, dict[str, Any]]
+
+class TransitionFields(TypedDict, total=False):
+    """The columns a ledger change may set besides the state (see ``ledger_transition.sql``).
+
+    ``attempt`` adds to the row's attempts; ``doubt_lookup`` 1 counts one more failed look-up of a
+    send in doubt; ``expected_status``, when given, makes the change happen only while the row's
+    InExchange status is still this (``''`` for none).
+    """
+
+    message: str | None
+    delivery_method: str | None
+    document_uri: str | None
+    inexchange_document_id: str | None
+    inexchange_status: str | None
+    status_time: str | None
+    attempt: int
+    doubt_lookup: int
+    next_retry_at: str | None
+    submitted_at: str | None
+    sent_at: str | None
+    expected_status: str | None
+
+
+class Transition(NamedTuple):
+    """One ledger change, as :meth:`Ledger.transition_many` applies it.
+
+    :param invoice_id: the invoice's ledger row.
+    :param from_states: the states it may be in (one or two).
+    :param to_state: the state it moves to.
+    :param fields: the other columns it sets.
+    """
+
+    invoice_id: int
+    from_states: Sequence[LedgerState]
+    to_state: LedgerState
+    fields: TransitionFields
 
 
 def erp_document_id(invoice_id: int) -> str:
@@ -206,7 +384,7 @@ def erp_document_id(invoice_id: int) -> str:
     return f"invoice-{invoice_id}"
 
 
-_TRANSITION_DEFAULTS: dict[str, Any] = {
+_TRANSITION_DEFAULTS: TransitionFields = {
     "message": None,
     "delivery_method": None,
     "document_uri": None,
@@ -268,40 +446,44 @@ class Ledger:
         return missing
 
     # ---- reads -----------------------------------------------------------------------------
-    def rows(self, *states: LedgerState) -> list[dict[str, Any]]:
+    def rows(self, *states: LedgerState) -> list[LedgerRow]:
         """Return the interval's rows in the given states."""
         query = statement("ledger_select_by_state").bindparams(bindparam("states", expanding=True), SELECTION)
         with self.engine.connect() as conn:
-            result = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds})
-            return [dict(row._mapping) for row in result]
+            return _records(conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds}))
 
-    def watched(self) -> list[dict[str, Any]]:
+    def watched(self) -> list[LedgerRow]:
         """Rows ``waiting`` that the run's sensor follows: the interval's, and any this run moved last."""
         query = statement("ledger_select_watched").bindparams(SELECTION)
         with self.engine.connect() as conn:
-            result = conn.execute(query, {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id})
-            return [dict(row._mapping) for row in result]
+            return _records(conn.execute(query, {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id}))
 
-    def waiting_elsewhere(self) -> list[dict[str, Any]]:
+    def waiting_elsewhere(self) -> list[LedgerRow]:
         """Rows of other intervals still ``waiting`` (left by a sensor that timed out)."""
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_waiting_elsewhere"),
-                                                               self.scope.bounds)]
+            return _records(conn.execute(statement("ledger_select_waiting_elsewhere"), self.scope.bounds))
 
-    def in_doubt(self) -> list[dict[str, Any]]:
+    def in_doubt(self) -> list[LedgerRow]:
         """Rows of any interval whose send stayed in doubt (``in_doubt``): a look-up may still settle them."""
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(statement("ledger_select_in_doubt"))]
+            return _records(conn.execute(statement("ledger_select_in_doubt")))
 
     def claiming_runs(self) -> list[str]:
         """The other runs whose claims are left in the ledger (rows ``submitting`` under their run id)."""
         with self.engine.connect() as conn:
-            return [str(row[0]) for row in conn.execute(statement("ledger_select_claiming_runs"),
-                                                        {"dag_run_id": self.scope.dag_run_id})]
+            result = conn.execute(statement("ledger_select_claiming_runs"), {"dag_run_id": self.scope.dag_run_id})
+            return [str(row.dag_run_id) for row in result]
 
-    def due_rows(self, *, max_attempts: int, shard: int = 0, shards: int = 1,
-                 lease: timedelta = CLAIM_LEASE, settle: timedelta = SETTLE_TIME,
-                 finished_runs: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def due_rows(
+        self,
+        *,
+        max_attempts: int,
+        shard: int = 0,
+        shards: int = 1,
+        lease: timedelta = CLAIM_LEASE,
+        settle: timedelta = SETTLE_TIME,
+        finished_runs: Sequence[str] = (),
+    ) -> list[LedgerRow]:
         """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
 
         :param max_attempts: failed rows with this many attempts are left for a person.
@@ -316,41 +498,69 @@ class Ledger:
             in flight any more, so their claims are reconciled once the settle time has passed,
             without waiting for the lease.
         """
-        query, params = self._due_query(max_attempts=max_attempts, shard=shard, shards=shards, lease=lease,
-                                        settle=settle, finished_runs=finished_runs)
+        query, params = self._due_query(
+            max_attempts=max_attempts,
+            shard=shard,
+            shards=shards,
+            lease=lease,
+            settle=settle,
+            finished_runs=finished_runs,
+        )
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query, params)]
+            return _records(conn.execute(query, params))
 
-    def count_due(self, *, max_attempts: int, lease: timedelta = CLAIM_LEASE, settle: timedelta = SETTLE_TIME,
-                  finished_runs: Sequence[str] = ()) -> int:
+    def count_due(
+        self,
+        *,
+        max_attempts: int,
+        lease: timedelta = CLAIM_LEASE,
+        settle: timedelta = SETTLE_TIME,
+        finished_runs: Sequence[str] = (),
+    ) -> int:
         """How many rows :meth:`due_rows` would return (all shards), counted by the database.
 
         Planning the batches needs only this number; loading 100,000 rows to count them would cost
         hundreds of MiB.
         """
-        query, params = self._due_query(max_attempts=max_attempts, shard=0, shards=1, lease=lease, settle=settle,
-                                        finished_runs=finished_runs)
+        query, params = self._due_query(
+            max_attempts=max_attempts, shard=0, shards=1, lease=lease, settle=settle, finished_runs=finished_runs
+        )
         counted = select(func.count()).select_from(query.columns().subquery("due"))
         with self.engine.connect() as conn:
             return int(conn.execute(counted, params).scalar_one())
 
-    def _due_query(self, *, max_attempts: int, shard: int, shards: int, lease: timedelta, settle: timedelta,
-                   finished_runs: Sequence[str]) -> tuple[TextClause, dict[str, Any]]:
+    def _due_query(
+        self,
+        *,
+        max_attempts: int,
+        shard: int,
+        shards: int,
+        lease: timedelta,
+        settle: timedelta,
+        finished_runs: Sequence[str],
+    ) -> tuple[TextClause, dict[str, Any]]:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         params = {
-            "now": utc_text(now), "lease_cutoff": utc_text(now - lease), "settle_cutoff": utc_text(now - settle),
-            "max_attempts": max_attempts, "shard": shard, "shards": shards, "dag_run_id": self.scope.dag_run_id,
-            "retry_now": int(self.scope.started_by_person), "finished_runs": list(finished_runs),
+            "now": utc_text(now),
+            "lease_cutoff": utc_text(now - lease),
+            "settle_cutoff": utc_text(now - settle),
+            "max_attempts": max_attempts,
+            "shard": shard,
+            "shards": shards,
+            "dag_run_id": self.scope.dag_run_id,
+            "retry_now": int(self.scope.started_by_person),
+            "finished_runs": list(finished_runs),
             **self.scope.bounds,
         }
-        query = statement("ledger_select_due").bindparams(SELECTION, bindparam("finished_runs", expanding=True,
-                                                                               type_=String()))
+        query = statement("ledger_select_due").bindparams(
+            SELECTION, bindparam("finished_runs", expanding=True, type_=String())
+        )
         return query, params
 
     # ---- writes ----------------------------------------------------------------------------
-    def register(self, invoices: Iterable[dict[str, Any]]) -> dict[str, int]:
+    def register(self, invoices: Iterable[Mapping[str, Any]]) -> RegisterCounts:
         """Put extracted invoices in the ledger as ``pending``.
 
         Rows already sent or in flight are left as they are; rejected rows are checked again unless
@@ -366,7 +576,7 @@ class Ledger:
         now = now_text()
         params = [self._register_params(i, now) for i in invoices if integer_id(i["invoice_id"]) is not None]
         existing = self._states([p["invoice_id"] for p in params])
-        counts = {"new": 0, "rechecked": 0, "unchanged": 0}
+        counts: RegisterCounts = {"new": 0, "rechecked": 0, "unchanged": 0}
         if len(params) < len(invoices):
             counts["without_id"] = len(invoices) - len(params)
         rechecked = {LedgerState.PENDING.value} | ({LedgerState.REJECTED.value} if self.scope.retry_rejected else set())
@@ -393,7 +603,7 @@ class Ledger:
                 conn.execute(statement("ledger_insert_history"), history)
         return counts
 
-    def _register_params(self, invoice: dict[str, Any], now: str) -> dict[str, Any]:
+    def _register_params(self, invoice: Mapping[str, Any], now: str) -> RegisteredInvoice:
         """The bind parameters of ``ledger_register.sql`` for one extracted ERP row."""
         invoice_id = integer_id(invoice["invoice_id"])
         assert invoice_id is not None
@@ -426,7 +636,7 @@ class Ledger:
         *,
         source: str,
         conn: Connection | None = None,
-        **fields: Any,
+        **fields: Unpack[TransitionFields],
     ) -> bool:
         """Move one invoice to ``to_state`` if it is still in one of ``from_states`` (one or two).
 
@@ -436,7 +646,7 @@ class Ledger:
         :param conn: an open transaction to join, else a new one is committed here.
         :param fields: columns of ``ledger_transition.sql`` to set (message, inexchange_document_id, ...).
         """
-        change: Transition = (invoice_id, from_states, to_state, fields)
+        change = Transition(invoice_id, from_states, to_state, fields)
         if conn is None:
             with self.engine.begin() as own:
                 return self._transitions(own, [change], source)[0]
@@ -445,7 +655,8 @@ class Ledger:
     def transition_many(self, changes: Iterable[Transition], *, source: str) -> list[bool]:
         """Apply several compare-and-set changes in one transaction; return which rows moved.
 
-        :param changes: ``(invoice_id, from_states, to_state, fields)`` tuples, as for :meth:`transition`.
+        :param changes: the changes, as for :meth:`transition` (a plain ``(invoice_id, from_states,
+            to_state, fields)`` tuple is read as a :class:`Transition`).
         """
         with self.engine.begin() as conn:
             return self._transitions(conn, list(changes), source)
@@ -455,22 +666,23 @@ class Ledger:
         now = now_text()
         query = statement("ledger_transition")
         moved: list[bool] = []
-        history: list[dict[str, Any]] = []
-        for invoice_id, from_states, to_state, fields in changes:
+        history: list[HistoryRow] = []
+        for change in map(Transition._make, changes):
+            fields, from_states = change.fields, change.from_states
             unknown = set(fields) - set(_TRANSITION_DEFAULTS)
             if unknown:
                 raise TypeError(f"unknown ledger fields: {sorted(unknown)}")
             if not 1 <= len(from_states) <= 2:
                 raise ValueError(f"one or two expected states, got {list(from_states)}")
-            params = {
+            params: dict[str, Any] = {
                 **_TRANSITION_DEFAULTS,
                 **fields,
                 "expected_status": fields.get("expected_status") or "",
-                "invoice_id": invoice_id,
+                "invoice_id": change.invoice_id,
                 "from_state": from_states[0].value,
                 "other_from_state": from_states[-1].value,
-                "to_state": to_state.value,
-                "stays_submitting": int(to_state is LedgerState.SUBMITTING),
+                "to_state": change.to_state.value,
+                "stays_submitting": int(change.to_state is LedgerState.SUBMITTING),
                 "check_status": 0 if fields.get("expected_status") is None else 1,
                 "now": now,
                 "dag_run_id": self.scope.dag_run_id,
@@ -478,13 +690,22 @@ class Ledger:
             ok = conn.execute(query, params).rowcount == 1
             moved.append(ok)
             if ok:
-                history.append(self._history(invoice_id, from_states[0].value if len(from_states) == 1 else None,
-                                             to_state, params["inexchange_status"], params["message"], source, now))
+                history.append(
+                    self._history(
+                        change.invoice_id,
+                        from_states[0].value if len(from_states) == 1 else None,
+                        change.to_state,
+                        params["inexchange_status"],
+                        params["message"],
+                        source,
+                        now,
+                    )
+                )
         if history:
             conn.execute(statement("ledger_insert_history"), history)
         return moved
 
-    def apply_statuses(self, changes: Iterable[dict[str, Any]], *, source: str = "status poll") -> int:
+    def apply_statuses(self, changes: Iterable[StatusChange], *, source: str = "status poll") -> int:
         """Write InExchange status changes (trigger event items) to the ledger in one transaction.
 
         Only invoices still ``waiting`` (or ``failed``, which a later status may clear) are moved, and
@@ -492,7 +713,7 @@ class Ledger:
         and status, so two pollers never record the same change twice. Documents the ledger does not
         know are ignored. Returns the number of rows changed.
 
-        :param changes: dicts with ``id``, ``status``, ``time`` and ``message``.
+        :param changes: the status changes (of them, ``id``, ``status``, ``time`` and ``message`` are read).
         """
         changes = list(changes)
         if not changes:
@@ -523,7 +744,7 @@ class Ledger:
                 row["state"], row["inexchange_status"] = state.value, change["status"]  # later items see this one
         return moved
 
-    def refresh_report(self) -> list[dict[str, Any]]:
+    def refresh_report(self) -> list[ReportRow]:
         """Upsert the run's report rows from the ledger, bring other runs' rows up to date, return the run's.
 
         Rows that already say what the ledger says are not written, so a rerun changes nothing.
@@ -532,8 +753,7 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(statement("report_refresh").bindparams(SELECTION), params)
             conn.execute(statement("report_sync"), {"dag_run_id": self.scope.dag_run_id})
-            result = conn.execute(statement("report_select"), self.scope.interval)
-            return [dict(row._mapping) for row in result]
+            return _records(conn.execute(statement("report_select"), self.scope.interval))
 
     # ---- helpers ---------------------------------------------------------------------------
     def _states(self, invoice_ids: list[int]) -> dict[int, str]:
@@ -543,19 +763,27 @@ class Ledger:
         found: dict[int, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(invoice_ids, 900):
-                found.update({int(r[0]): r[1] for r in conn.execute(query, {"ids": chunk})})
+                found.update({int(r.invoice_id): r.state for r in conn.execute(query, {"ids": chunk})})
         return found
 
-    def _by_document(self, document_ids: list[str], conn: Connection) -> dict[str, dict[str, Any]]:
+    def _by_document(self, document_ids: list[str], conn: Connection) -> dict[str, DocumentState]:
         query = statement("ledger_select_by_document").bindparams(bindparam("document_ids", expanding=True))
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, DocumentState] = {}
         for chunk in _chunks(document_ids, 900):
-            for row in conn.execute(query, {"document_ids": chunk}):
-                found[row.inexchange_document_id] = dict(row._mapping)
+            for row in _records(conn.execute(query, {"document_ids": chunk})):
+                found[row["inexchange_document_id"]] = row
         return found
 
-    def _history(self, invoice_id: int, from_state: str | None, to_state: LedgerState,
-                 status: str | None, message: str | None, source: str, now: str) -> dict[str, Any]:
+    def _history(
+        self,
+        invoice_id: int,
+        from_state: str | None,
+        to_state: LedgerState,
+        status: str | None,
+        message: str | None,
+        source: str,
+        now: str,
+    ) -> HistoryRow:
         return {
             "history_id": str(uuid.uuid4()),
             "invoice_id": invoice_id,
@@ -572,13 +800,10 @@ class Ledger:
 
 
 def ledger_text(value: Any) -> str | None:
-    """An ERP text as the ledger stores it: NULL as None, bytes decoded, NUL (which PostgreSQL
-    refuses in text) as U+FFFD."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value).decode("utf-8", "replace")
-    return str(value).replace("\x00", "\ufffd")
+    """An ERP text as the ledger stores it: :func:`~inexchange.values.text_or_none` (NULL as None, bytes
+    decoded, nothing stripped), with NUL (which PostgreSQL refuses in text) as U+FFFD."""
+    text = text_or_none(value)
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def _fitted(value: Any, width: int, *, cut: bool = True) -> str | None:
@@ -596,6 +821,12 @@ def _amount(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return amount if math.isfinite(amount) and abs(amount) < 1e16 else None
+
+
+def _records(result: Iterable[Any]) -> list[Any]:
+    """The rows of a query result as dicts of column name to value, for the row type the caller names
+    (:class:`LedgerRow`, :class:`ReportRow`...): its query selects that type's columns."""
+    return [dict(row._mapping) for row in result]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from airflow.sdk import BaseNotifier
+
+from inexchange.values import text_or_none
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -152,18 +154,23 @@ def parse_settings(value: Any) -> NotifySettings:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise NotifyConfigError(f"Variable {VARIABLE} is not valid JSON ({first_line(exc, 200)}): set it to a JSON "
-                                    f"object such as {EXAMPLE}") from None
+            raise NotifyConfigError(
+                f"Variable {VARIABLE} is not valid JSON ({first_line(exc, 200)}): set it to a JSON "
+                f"object such as {EXAMPLE}"
+            ) from None
     config = _object(value, "", f"set it to a JSON object such as {EXAMPLE}")
     _known_keys(config, _TOP_KEYS, "")
     if "email" not in config:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email is missing: give it the recipients, e.g. "
-                                '"email": {"to": ["ekonomi@example.se"]}')
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key email is missing: give it the recipients, e.g. "
+            '"email": {"to": ["ekonomi@example.se"]}'
+        )
     email = _object(config["email"], "email", 'e.g. {"to": ["ekonomi@example.se"]}')
     _known_keys(email, _EMAIL_KEYS, "email.")
     if "to" not in email:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.to is missing: give the addresses to write to, "
-                                'e.g. ["ekonomi@example.se"]')
+        raise NotifyConfigError(
+            f'Variable {VARIABLE}: key email.to is missing: give the addresses to write to, e.g. ["ekonomi@example.se"]'
+        )
     to = _addresses(email["to"], "email.to")
     if not to:
         raise NotifyConfigError(f"Variable {VARIABLE}: key email.to is empty: give at least one address")
@@ -173,16 +180,20 @@ def parse_settings(value: Any) -> NotifySettings:
         sender = _address(sender, "email.from")
     smtp_conn_id = email.get("smtp_conn_id", DEFAULT_SMTP_CONN_ID)
     if not isinstance(smtp_conn_id, str) or not smtp_conn_id.strip() or len(smtp_conn_id.split()) != 1:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.smtp_conn_id must be a connection id such as "
-                                f"smtp_default, not {_shown(smtp_conn_id)}")
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key email.smtp_conn_id must be a connection id such as "
+            f"smtp_default, not {_shown(smtp_conn_id)}"
+        )
     subject = email.get("subject")
     if subject is not None:
         subject = _subject_template(subject)
     page_url = config.get("page_url")
     if page_url is not None:
         page_url = _page_url(page_url)
-    return NotifySettings(EmailSettings(to=to, cc=cc, sender=sender, smtp_conn_id=smtp_conn_id.strip(),
-                                        subject=subject), page_url=page_url)
+    return NotifySettings(
+        EmailSettings(to=to, cc=cc, sender=sender, smtp_conn_id=smtp_conn_id.strip(), subject=subject),
+        page_url=page_url,
+    )
 
 
 def _object(value: Any, key: str, hint: str) -> dict[str, Any]:
@@ -195,8 +206,10 @@ def _object(value: Any, key: str, hint: str) -> dict[str, Any]:
 def _known_keys(config: dict[str, Any], known: tuple[str, ...], prefix: str) -> None:
     unknown = sorted(str(key) for key in config if key not in known)
     if unknown:
-        raise NotifyConfigError(f"Variable {VARIABLE}: unknown key {prefix}{unknown[0][:40]} "
-                                f"(known: {', '.join(prefix + key for key in known)})")
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: unknown key {prefix}{unknown[0][:40]} "
+            f"(known: {', '.join(prefix + key for key in known)})"
+        )
 
 
 def _addresses(value: Any, key: str) -> tuple[str, ...]:
@@ -205,8 +218,9 @@ def _addresses(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (_address(value, key),)
     if not isinstance(value, list):
-        raise NotifyConfigError(f"Variable {VARIABLE}: key {key} must be a list of e-mail addresses, not "
-                                f"{_shown(value)}")
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key {key} must be a list of e-mail addresses, not {_shown(value)}"
+        )
     return tuple(_address(item, f"{key}[{index}]") for index, item in enumerate(value))
 
 
@@ -220,8 +234,9 @@ def _address(value: Any, key: str) -> str:
     try:
         validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key {key} is not an e-mail address ({_shown(value)}: "
-                                f"{first_line(exc, 200)})") from None
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key {key} is not an e-mail address ({_shown(value)}: {first_line(exc, 200)})"
+        ) from None
     return value.strip()
 
 
@@ -235,17 +250,23 @@ def _subject_template(value: Any) -> str:
     try:
         fields = [name for _, name, _, _ in Formatter().parse(value) if name is not None]
     except ValueError as exc:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
-                                "write {{ and }} for braces") from None
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
+            "write {{ and }} for braces"
+        ) from None
     unknown = [name for name in fields if name not in SUBJECT_FIELDS]
     if unknown:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject has the unknown placeholder "
-                                f"{{{unknown[0][:40]}}} (use {', '.join('{' + f + '}' for f in SUBJECT_FIELDS)})")
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key email.subject has the unknown placeholder "
+            f"{{{unknown[0][:40]}}} (use {', '.join('{' + f + '}' for f in SUBJECT_FIELDS)})"
+        )
     try:
         value.format(count=3, run="invoices dated 2026-11-20", first_day="2026-11-20", last_day="2026-11-20")
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise NotifyConfigError(f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
-                                "write {{ and }} for braces") from None
+        raise NotifyConfigError(
+            f"Variable {VARIABLE}: key email.subject cannot be used ({first_line(exc, 200)}); "
+            "write {{ and }} for braces"
+        ) from None
     return value
 
 
@@ -294,9 +315,14 @@ def read_action_list(value: Any) -> ActionList | None:
         last_day=str(value.get("last_day") or ""),
         interval_start=str(value.get("interval_start") or ""),
         count=value["count"],
-        invoices=[ActionRow(**{key: _text(row.get(key)) for key in ActionRow.__annotations__}) for row in invoices],
+        invoices=[_action_row(row) for row in invoices],
         without_id=[str(item) for item in value.get("without_id") or []],
     )
+
+
+def _action_row(row: dict[str, Any]) -> ActionRow:
+    """An invoice of the XCom as an :class:`ActionRow`: each of its keys as text, or None."""
+    return cast("ActionRow", {key: text_or_none(row.get(key)) for key in ActionRow.__annotations__})
 
 
 def report_link(base_url: str | None, action: ActionList) -> str:
@@ -328,8 +354,9 @@ def ui_base_url(settings: NotifySettings) -> str | None:
     return configured.strip().rstrip("/") if configured and configured.strip() else None
 
 
-def compose(action: ActionList, *, link: str, subject: str | None = None, run_id: str | None = None,
-            full_link: bool = True) -> Message:
+def compose(
+    action: ActionList, *, link: str, subject: str | None = None, run_id: str | None = None, full_link: bool = True
+) -> Message:
     """The e-mail about a run's invoices that need a person.
 
     :param action: the report task's list.
@@ -348,7 +375,7 @@ def compose(action: ActionList, *, link: str, subject: str | None = None, run_id
     title = subject.format(**values) if subject else f"InExchange: {count} {invoices} {scope} {verb} a person"
     title = _one_line(title)
     if len(title) > MAX_SUBJECT:
-        title = title[:MAX_SUBJECT - 1] + "…"
+        title = title[: MAX_SUBJECT - 1] + "…"
 
     intro = f"{count} {invoices} {_one_line(scope)} {verb} a person in the ERP or in InExchange."
     run_line = f"Run: {_one_line(run_id)}" if run_id else ""
@@ -357,8 +384,12 @@ def compose(action: ActionList, *, link: str, subject: str | None = None, run_id
 
     text = [intro, *([run_line] if run_line else []), ""]
     for row in action["invoices"]:
-        text += [_row_heading(row), f"  State: {_state(row)}",
-                 "  Message: " + _clean(row["message"] or "(no message)").replace("\n", "\n    "), ""]
+        text += [
+            _row_heading(row),
+            f"  State: {_state(row)}",
+            "  Message: " + _clean(row["message"] or "(no message)").replace("\n", "\n    "),
+            "",
+        ]
     if action["without_id"]:
         text.append("ERP rows not taken into the ledger (no usable invoice_id), never sent:")
         text += ["  " + _clean(item).replace("\n", "\n    ") for item in action["without_id"]]
@@ -372,11 +403,14 @@ def compose(action: ActionList, *, link: str, subject: str | None = None, run_id
         f"<tr><td>{e(_one_line(row['invoice_number'] or ''))}</td><td>{e(_customer(row))}</td>"
         f"<td>{e(_one_line(row['state'] or ''))}</td><td>{e(_one_line(row['inexchange_status'] or ''))}</td>"
         f'<td style="white-space:pre-wrap">{e(_clean(row["message"] or ""))}</td></tr>'
-        for row in action["invoices"])
+        for row in action["invoices"]
+    )
     parts = [f"<p>{e(intro)}</p>", f"<p>{e(run_line)}</p>" if run_line else ""]
     if cells:
-        parts.append('<table border="1" cellpadding="4" cellspacing="0"><tr><th>Invoice</th><th>Customer</th>'
-                     f"<th>State</th><th>InExchange</th><th>Message</th></tr>{cells}</table>")
+        parts.append(
+            '<table border="1" cellpadding="4" cellspacing="0"><tr><th>Invoice</th><th>Customer</th>'
+            f"<th>State</th><th>InExchange</th><th>Message</th></tr>{cells}</table>"
+        )
     if action["without_id"]:
         items = "".join(f"<li>{e(_clean(item))}</li>" for item in action["without_id"])
         parts.append(f"<p>ERP rows not taken into the ledger (no usable invoice_id), never sent:</p><ul>{items}</ul>")
@@ -384,8 +418,11 @@ def compose(action: ActionList, *, link: str, subject: str | None = None, run_id
         parts.append(f"<p>{e(more)}</p>")
     parts.append(f'<p><a href="{e(link)}">Report page</a>{e(page_note)}</p>')
     body = "".join(parts)
-    return Message(subject=title, text="\n".join(text) + "\n",
-                   html=f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>')
+    return Message(
+        subject=title,
+        text="\n".join(text) + "\n",
+        html=f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{body}</body></html>',
+    )
 
 
 def _row_heading(row: ActionRow) -> str:
@@ -399,10 +436,6 @@ def _customer(row: ActionRow) -> str:
 def _state(row: ActionRow) -> str:
     state = _one_line(row["state"] or "")
     return f"{state} (InExchange: {_one_line(row['inexchange_status'])})" if row["inexchange_status"] else state
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _clean(value: Any) -> str:
@@ -431,8 +464,14 @@ def send_email(settings: EmailSettings, message: Message) -> None:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     with SmtpHook(smtp_conn_id=settings.smtp_conn_id) as hook:
-        hook.send_email_smtp(to=list(settings.to), cc=list(settings.cc) or None, from_email=settings.sender,
-                             subject=message.subject, html_content=message.html, mime_charset="utf-8")
+        hook.send_email_smtp(
+            to=list(settings.to),
+            cc=list(settings.cc) or None,
+            from_email=settings.sender,
+            subject=message.subject,
+            html_content=message.html,
+            mime_charset="utf-8",
+        )
 
 
 class ActionNeededNotifier(BaseNotifier):
@@ -457,8 +496,10 @@ class ActionNeededNotifier(BaseNotifier):
 
         ti = context.get("ti")
         if ti is None:
-            log.warning("the InExchange e-mail needs a task's context: attach ActionNeededNotifier to the report "
-                        "task's on_success_callback and on_failure_callback")
+            log.warning(
+                "the InExchange e-mail needs a task's context: attach ActionNeededNotifier to the report "
+                "task's on_success_callback and on_failure_callback"
+            )
             return
         if ti.task_id != self.report_task_id:
             log.info("the InExchange e-mail is sent by the task %s only, not by %s", self.report_task_id, ti.task_id)
@@ -466,40 +507,68 @@ class ActionNeededNotifier(BaseNotifier):
         try:
             raw = read_variable()
             if raw is None:
-                log.info("InExchange e-mail is off: set the Variable %s (JSON) to e-mail the invoices that need a "
-                         "person, e.g. %s", VARIABLE, EXAMPLE)
+                log.info(
+                    "InExchange e-mail is off: set the Variable %s (JSON) to e-mail the invoices that need a "
+                    "person, e.g. %s",
+                    VARIABLE,
+                    EXAMPLE,
+                )
                 return
             settings = parse_settings(raw)
         except NotifyConfigError as exc:
             log.error("InExchange e-mail not sent: %s", exc)
             return
         except Exception as exc:  # the Variable could not be read (the API server unreachable, ...)
-            log.error("InExchange e-mail not sent: Variable %s could not be read (%s: %s)", VARIABLE,
-                      type(exc).__name__, first_line(exc, 200))
+            log.error(
+                "InExchange e-mail not sent: Variable %s could not be read (%s: %s)",
+                VARIABLE,
+                type(exc).__name__,
+                first_line(exc, 200),
+            )
             return
         try:
             action = read_action_list(ti.xcom_pull(task_ids=self.report_task_id, key=XCOM_KEY))
         except Exception as exc:  # XCom unreadable where the callback runs
-            log.error("InExchange e-mail not sent: the report task's list could not be read (%s: %s); see its log",
-                      type(exc).__name__, first_line(exc, 200))
+            log.error(
+                "InExchange e-mail not sent: the report task's list could not be read (%s: %s); see its log",
+                type(exc).__name__,
+                first_line(exc, 200),
+            )
             return
         if action is None:
-            log.warning("InExchange e-mail not sent: the report task did not list the invoices that need a person "
-                        "(it failed before it could, e.g. the reporting database was unreachable); see its log")
+            log.warning(
+                "InExchange e-mail not sent: the report task did not list the invoices that need a person "
+                "(it failed before it could, e.g. the reporting database was unreachable); see its log"
+            )
             return
         if action["count"] == 0:
             log.info("InExchange e-mail not sent: no invoice of this run needs a person")
             return
         base = ui_base_url(settings)
-        message = compose(action, link=report_link(base, action), subject=settings.email.subject,
-                          run_id=context.get("run_id"), full_link=base is not None)
+        message = compose(
+            action,
+            link=report_link(base, action),
+            subject=settings.email.subject,
+            run_id=context.get("run_id"),
+            full_link=base is not None,
+        )
         recipients = len(settings.email.to) + len(settings.email.cc)
         try:
             send_email(settings.email, message)
         except Exception as exc:  # SMTP down, login refused, ...: the report's own outcome stands
-            log.error("InExchange e-mail about %d invoices that need a person NOT sent to %d recipient(s) through "
-                      "the connection %s: %s: %s. The report task's own outcome stands; its log lists the invoices.",
-                      action["count"], recipients, settings.email.smtp_conn_id, type(exc).__name__, first_line(exc, 200))
+            log.error(
+                "InExchange e-mail about %d invoices that need a person NOT sent to %d recipient(s) through "
+                "the connection %s: %s: %s. The report task's own outcome stands; its log lists the invoices.",
+                action["count"],
+                recipients,
+                settings.email.smtp_conn_id,
+                type(exc).__name__,
+                first_line(exc, 200),
+            )
             return
-        log.info("InExchange e-mail about %d invoices that need a person sent to %s through the connection %s",
-                 action["count"], ", ".join((*settings.email.to, *settings.email.cc)), settings.email.smtp_conn_id)
+        log.info(
+            "InExchange e-mail about %d invoices that need a person sent to %s through the connection %s",
+            action["count"],
+            ", ".join((*settings.email.to, *settings.email.cc)),
+            settings.email.smtp_conn_id,
+        )

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from inexchange.api import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
-from inexchange.ledger import Ledger, RunScope, ledger_text
+from inexchange.ledger import Ledger, LedgerRow, ReportRow, RunScope, ledger_text
+from inexchange.states import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.times import TIMEZONE, local_time
 from inexchange.tracking import record_statuses
 from inexchange.validation import customer_label, shown
@@ -24,8 +24,9 @@ from inexchange.validation import validate as validate_invoices
 log = logging.getLogger(__name__)
 
 
-def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str,
-                    timezone: str = TIMEZONE) -> dict[str, int]:
+def recheck_waiting(
+    context: Any, *, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str, timezone: str = TIMEZONE
+) -> dict[str, int]:
     """Poll InExchange once for invoices of earlier intervals still ``waiting`` and record their statuses.
 
     A run's sensor that reached its timeout leaves its invoices waiting; the next run looks at them
@@ -46,11 +47,19 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     finally:
         hook.close()
     if doubtful:
-        log.info("looked up %d sends in doubt: %d found at InExchange, %d still in doubt for a person",
-                 len(doubtful), settled, len(doubtful) - settled)
+        log.info(
+            "looked up %d sends in doubt: %d found at InExchange, %d still in doubt for a person",
+            len(doubtful),
+            settled,
+            len(doubtful) - settled,
+        )
     still = len(ledger.waiting_elsewhere())
-    log.info("rechecked %d invoices of earlier intervals still waiting: %d now final, %d still waiting",
-             len(waiting), len(waiting) - still, still)
+    log.info(
+        "rechecked %d invoices of earlier intervals still waiting: %d now final, %d still waiting",
+        len(waiting),
+        len(waiting) - still,
+        still,
+    )
     result = {"rechecked": len(waiting), "still_waiting": still}
     if doubtful:
         result["in_doubt"] = len(doubtful) - settled
@@ -59,7 +68,7 @@ def recheck_waiting(context: Any, *, erp_conn_id: str, reporting_conn_id: str, i
     return result
 
 
-def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[dict[str, Any]]) -> int:
+def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[LedgerRow]) -> int:
     """Look each send in doubt up once more by its ERP id; record the ones InExchange has. Return how many.
 
     Nothing is sent: an invoice InExchange does not show stays ``in_doubt`` for a person.
@@ -75,20 +84,36 @@ def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[dict[str, Any]]) -> 
             log.warning("invoice %s: still in doubt, the look-up failed (%s)", row["invoice_number"], exc)
             continue
         if found is None:
-            log.warning("invoice %s: still in doubt, InExchange does not know it; a person decides whether to send "
-                        "it (a manual run listing it)", row["invoice_number"])
+            log.warning(
+                "invoice %s: still in doubt, InExchange does not know it; a person decides whether to send "
+                "it (a manual run listing it)",
+                row["invoice_number"],
+            )
             continue
         settled += ledger.transition(
-            int(row["invoice_id"]), [LedgerState.IN_DOUBT], found.ledger_state, source="recheck",
-            inexchange_document_id=found.id, inexchange_status=found.status, message=found.message,
+            int(row["invoice_id"]),
+            [LedgerState.IN_DOUBT],
+            found.ledger_state,
+            source="recheck",
+            inexchange_document_id=found.id,
+            inexchange_status=found.status,
+            message=found.message,
             status_time=utc_text(found.status_time) if found.status_time else None,
-            sent_at=utc_text(found.status_time) if found.status_time and found.ledger_state is LedgerState.SENT
-            else None)
+            sent_at=utc_text(found.status_time)
+            if found.status_time and found.ledger_state is LedgerState.SENT
+            else None,
+        )
     return settled
 
 
-def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = TIMEZONE,
-            billing_method: str = INEXCHANGE_BILLING_METHOD) -> dict[str, int]:
+def extract(
+    context: Any,
+    *,
+    erp_conn_id: str,
+    reporting_conn_id: str,
+    timezone: str = TIMEZONE,
+    billing_method: str = INEXCHANGE_BILLING_METHOD,
+) -> dict[str, int]:
     """Put the interval's posted InExchange invoices in the ledger as ``pending``.
 
     Invoices already sent or in flight are left alone; rejected ones are checked again.
@@ -97,8 +122,11 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     invoices = ErpReader(erp_engine(erp_conn_id)).extract(
-        start_date=scope.start_date.isoformat(), end_date=scope.end_date.isoformat(),
-        numbers=scope.invoice_numbers, billing_method=billing_method, by_number=scope.by_number,
+        start_date=scope.start_date.isoformat(),
+        end_date=scope.end_date.isoformat(),
+        numbers=scope.invoice_numbers,
+        billing_method=billing_method,
+        by_number=scope.by_number,
     )
     counts = ledger.register(invoices)
     result: dict[str, Any] = {"extracted": len(invoices), **counts}
@@ -112,8 +140,12 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
         missing = [shown(n, None) for n in scope.invoice_numbers if n not in found]
         if missing:
             log.warning("not among the ERP's posted InExchange invoices, so not sent: %s", ", ".join(missing))
-        log.info("manual run for invoices %s: %d found in the ERP, ledger %s",
-                 ", ".join(shown(n, None) for n in scope.invoice_numbers), len(invoices), counts)
+        log.info(
+            "manual run for invoices %s: %d found in the ERP, ledger %s",
+            ", ".join(shown(n, None) for n in scope.invoice_numbers),
+            len(invoices),
+            counts,
+        )
         return {**result, "not_found": missing}
     log.info("extract, %s: %d invoices in the ERP, ledger %s", scope.describe(), len(invoices), counts)
     return result
@@ -121,21 +153,25 @@ def extract(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone:
 
 #: most invoices named one by one in a task's XCom
 _MAX_LISTED = 100
+#: the report columns of each invoice in the XCom ``needs_person`` (inexchange.notifications.ActionRow)
+_ListedColumn = Literal["invoice_number", "customer_number", "customer_name", "state", "inexchange_status", "message"]
 
 
 def _without_id_message(invoice: dict[str, Any]) -> str:
     """Why an extracted ERP row without a whole-number invoice_id is never sent, in the ERP's words."""
     raw = invoice["invoice_id"]
     number = shown(invoice.get("invoice_number"), 40) or "utan nummer"
-    customer = customer_label(invoice.get("customer_id"), invoice.get("customer_number"),
-                              invoice.get("customer_name")).removeprefix("Kund ")
+    customer = customer_label(
+        invoice.get("customer_id"), invoice.get("customer_number"), invoice.get("customer_name")
+    ).removeprefix("Kund ")
     problem = "invoice_id saknas" if raw is None else f"invoice_id '{shown(raw, 40)}' är inget heltal"
-    return (f"Faktura {number} (kund {customer}): {problem}; ge fakturan ett id i ERP "
-            "(utan id kan den inte följas och skickas)")
+    return (
+        f"Faktura {number} (kund {customer}): {problem}; ge fakturan ett id i ERP "
+        "(utan id kan den inte följas och skickas)"
+    )
 
 
-def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
-             timezone: str = TIMEZONE) -> dict[str, Any]:
+def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = TIMEZONE) -> dict[str, Any]:
     """Validate the interval's ``pending`` invoices; failures become ``rejected`` with one message each."""
     scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
@@ -162,17 +198,30 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str,
             if message is None:
                 ledger.transition(invoice_id, [LedgerState.PENDING], LedgerState.READY, source="validate", conn=conn)
             else:
-                ledger.transition(invoice_id, [LedgerState.PENDING], LedgerState.REJECTED, source="validate",
-                                  conn=conn, message=message)
+                ledger.transition(
+                    invoice_id,
+                    [LedgerState.PENDING],
+                    LedgerState.REJECTED,
+                    source="validate",
+                    conn=conn,
+                    message=message,
+                )
                 rejected.append(row["invoice_number"])
                 log.warning("rejected: %s", message)
     log.info("validation, %s:\n%s", scope.describe(), report.summary())
     return {"ready": len(pending) - len(rejected), "rejected": len(rejected), "rejected_invoices": rejected}
 
 
-def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batch_size: int,
-                 dry_run: bool = False, max_attempts: int = MAX_ATTEMPTS,
-                 timezone: str = TIMEZONE) -> list[dict[str, Any]]:
+def plan_batches(
+    context: Any,
+    *,
+    erp_conn_id: str,
+    reporting_conn_id: str,
+    batch_size: int,
+    dry_run: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    timezone: str = TIMEZONE,
+) -> list[dict[str, Any]]:
     """Split the rows due for submission into shards of about ``batch_size`` invoices.
 
     Returns one ``{"shard": k, "shards": n, "dry_run": dry_run}`` per batch (at least one, so that rows left in
@@ -190,8 +239,15 @@ def plan_batches(context: Any, *, erp_conn_id: str, reporting_conn_id: str, batc
     return [{"shard": shard, "shards": shards, "dry_run": dry_run} for shard in range(shards)]
 
 
-def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_action_needed: bool,
-           max_attempts: int = MAX_ATTEMPTS, timezone: str = TIMEZONE) -> dict[str, Any]:
+def report(
+    context: Any,
+    *,
+    erp_conn_id: str,
+    reporting_conn_id: str,
+    fail_on_action_needed: bool,
+    max_attempts: int = MAX_ATTEMPTS,
+    timezone: str = TIMEZONE,
+) -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
     Before it may fail, the invoices that need a person go to XCom ``needs_person`` (at most a page,
@@ -222,17 +278,27 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     # on it; at most a page of invoices, each with its whole message
     ti = _task_instance(context)
     if ti is not None:
-        columns = ("invoice_number", "customer_number", "customer_name", "state", "inexchange_status", "message")
+        columns: tuple[_ListedColumn, ...] = (
+            "invoice_number",
+            "customer_number",
+            "customer_name",
+            "state",
+            "inexchange_status",
+            "message",
+        )
         listed = sorted(needing, key=lambda r: str(r["invoice_number"]))[:_MAX_LISTED]
-        ti.xcom_push(key="needs_person", value={
-            "run": scope.describe(),
-            "first_day": scope.start_date.isoformat(),
-            "last_day": scope.last_date.isoformat(),
-            "interval_start": scope.interval["data_interval_start"],
-            "count": len(action),
-            "invoices": [{key: None if row[key] is None else str(row[key]) for key in columns} for row in listed],
-            "without_id": [str(message) for message in without_id],
-        })
+        ti.xcom_push(
+            key="needs_person",
+            value={
+                "run": scope.describe(),
+                "first_day": scope.start_date.isoformat(),
+                "last_day": scope.last_date.isoformat(),
+                "interval_start": scope.interval["data_interval_start"],
+                "count": len(action),
+                "invoices": [{key: None if row[key] is None else str(row[key]) for key in columns} for row in listed],
+                "without_id": [str(message) for message in without_id],
+            },
+        )
     summary = {"total": len(rows), "states": dict(counts), "action_needed": action, "without_id": len(without_id)}
     if action and fail_on_action_needed:
         # not retryable: a retry finds the same invoices; the list is in the log block above
@@ -242,7 +308,7 @@ def report(context: Any, *, erp_conn_id: str, reporting_conn_id: str, fail_on_ac
     return summary
 
 
-def action_block(rows: list[dict[str, Any]], without_id: list[str]) -> str:
+def action_block(rows: list[ReportRow], without_id: list[str]) -> str:
     """One log block of every invoice that needs a person: its number, customer, state and whole
     message (the report table cuts long messages), then the ERP rows never taken into the ledger.
 
@@ -253,8 +319,10 @@ def action_block(rows: list[dict[str, Any]], without_id: list[str]) -> str:
     for row in sorted(rows, key=lambda r: str(r["invoice_number"])):
         customer = " ".join(str(part) for part in (row["customer_number"], row["customer_name"]) if part)
         status = f", InExchange {row['inexchange_status']}" if row["inexchange_status"] else ""
-        lines.append(f"  Faktura {row['invoice_number']} (kund {customer}): {row['state']}{status}: "
-                     f"{row['message'] or 'inget meddelande'}")
+        lines.append(
+            f"  Faktura {row['invoice_number']} (kund {customer}): {row['state']}{status}: "
+            f"{row['message'] or 'inget meddelande'}"
+        )
     lines += [f"  {message} (not in the ledger, never sent)" for message in without_id]
     return "\n".join(lines)
 
@@ -275,7 +343,7 @@ def _pulled(context: Any, task_id: str, key: str) -> list[Any]:
 _ACTION_STATE_VALUES = frozenset(state.value for state in ACTION_STATES)
 
 
-def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
+def needs_person(row: ReportRow, max_attempts: int) -> bool:
     """Rejected, stopped, or failed for good: failed after InExchange got it, or after its last attempt."""
     if row["state"] not in _ACTION_STATE_VALUES:
         return False
@@ -284,7 +352,7 @@ def needs_person(row: dict[str, Any], max_attempts: int) -> bool:
     return bool(row["inexchange_document_id"]) or int(row["attempts"] or 0) >= max_attempts
 
 
-def format_report(rows: list[dict[str, Any]], timezone: str = TIMEZONE) -> str:
+def format_report(rows: list[ReportRow], timezone: str = TIMEZONE) -> str:
     """Render report rows as a plain-text table; "Skickat" in ``timezone``, with its abbreviation.
 
     Long names and messages are wrapped within their column at word boundaries, never cut: every
@@ -294,9 +362,17 @@ def format_report(rows: list[dict[str, Any]], timezone: str = TIMEZONE) -> str:
 
     headers = ["Typ", "Nummer", "Kundnr", "Kund", "Leveranssätt", "Status", "InExchange", "Skickat", "Meddelande"]
     table = [
-        [r["document_type"], r["invoice_number"], r["customer_number"], _one_line(r["customer_name"]),
-         r["delivery_method"] or "", r["state"], r["inexchange_status"] or "", local_time(r["sent_at"], timezone),
-         _one_line(r["message"])]
+        [
+            r["document_type"],
+            r["invoice_number"],
+            r["customer_number"],
+            _one_line(r["customer_name"]),
+            r["delivery_method"] or "",
+            r["state"],
+            r["inexchange_status"] or "",
+            local_time(r["sent_at"], timezone),
+            _one_line(r["message"]),
+        ]
         for r in rows
     ]
     widths = [None, None, None, NAME_WIDTH, None, None, None, None, MESSAGE_WIDTH]

@@ -30,9 +30,16 @@ AIRFLOW_API_TIMEOUT = 10.0
 _URL_SCHEMES = ("http", "https")
 #: what a database error says when the server is down or restarting rather than misconfigured: such an
 #: error is raised (the task is retried) instead of being named as a configuration problem
-OUTAGE_SIGNS = ("connection refused", "server closed the connection", "the database system is starting up",
-                "the database system is shutting down", "terminating connection", "could not receive data",
-                "timeout expired", "connection timed out")
+OUTAGE_SIGNS = (
+    "connection refused",
+    "server closed the connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "terminating connection",
+    "could not receive data",
+    "timeout expired",
+    "connection timed out",
+)
 
 
 def read_seller_variable() -> Any:
@@ -75,9 +82,11 @@ def seller_problems(read_variable: Callable[[], Any]) -> list[str]:
     try:
         config = read_variable()
     except Exception as exc:
-        return [f"Variable {SELLER_VARIABLE} cannot be read ({first_line(exc) or type(exc).__name__}): set it to "
-                "our company's details as a JSON object (name, org_number, vat_number, street, postal_code, city, "
-                "and one of bankgiro, plusgiro, iban)"]
+        return [
+            f"Variable {SELLER_VARIABLE} cannot be read ({first_line(exc) or type(exc).__name__}): set it to "
+            "our company's details as a JSON object (name, org_number, vat_number, street, postal_code, city, "
+            "and one of bankgiro, plusgiro, iban)"
+        ]
     if not isinstance(config, dict):
         return [f"Variable {SELLER_VARIABLE} must be a JSON object, not {type(config).__name__}"]
     try:
@@ -107,8 +116,10 @@ def erp_problems(erp_conn_id: str) -> list[str]:
     except Exception as exc:
         if is_outage(exc):
             raise
-        return [f"connection {erp_conn_id!r} (the ERP) cannot be read as the adapter contract says: "
-                f"{first_line(exc)}; see the ERP adapter contract (docs/erp-contract.md)"]
+        return [
+            f"connection {erp_conn_id!r} (the ERP) cannot be read as the adapter contract says: "
+            f"{first_line(exc)}; see the ERP adapter contract (docs/erp-contract.md)"
+        ]
     finally:
         engine.dispose()
     return []
@@ -148,17 +159,19 @@ def api_problems(inexchange_conn_id: str) -> list[str]:
     name. InExchange being unreachable or failing (5xx, after the hook's own retries) is no
     configuration problem: it is raised, so the task is retried like any other outage.
     """
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from inexchange.exceptions import InExchangeApiError, InExchangeConfigError
     from inexchange.hooks.inexchange import InExchangeHook
-
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
     hook = InExchangeHook(inexchange_conn_id=inexchange_conn_id)
     try:
         hook.authenticate()
     except AirflowNotFoundException:
-        return [f"connection {inexchange_conn_id!r} is not defined: define it with the API base URL (host), the "
-                "API key (password) and the ERP id (extra erp_id)"]
+        return [
+            f"connection {inexchange_conn_id!r} is not defined: define it with the API base URL (host), the "
+            "API key (password) and the ERP id (extra erp_id)"
+        ]
     except InExchangeConfigError as exc:
         return [f"connection {inexchange_conn_id!r} (InExchange): {first_line(exc)}"]
     except InExchangeApiError as exc:
@@ -187,7 +200,6 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
     if not pool:
         return []
     import httpx
-
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
     from airflow.sdk.log import mask_secret
@@ -196,9 +208,11 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
     try:
         conn = BaseHook.get_connection(airflow_api_conn_id)
     except AirflowNotFoundException:
-        return [f"[inexchange] api_pool names the pool {pool!r}, which a task can read only through Airflow's REST "
-                f"API: define the connection {airflow_api_conn_id!r} (host: the api-server's URL; login and "
-                f"password: a user who may read pools), {unset}"]
+        return [
+            f"[inexchange] api_pool names the pool {pool!r}, which a task can read only through Airflow's REST "
+            f"API: define the connection {airflow_api_conn_id!r} (host: the api-server's URL; login and "
+            f"password: a user who may read pools), {unset}"
+        ]
     base = airflow_api_url(conn.host, conn.schema, conn.port)
     where = f"connection {airflow_api_conn_id!r} (Airflow's REST API at {base or 'no host'})"
     if not base:
@@ -210,31 +224,41 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
             else:
                 reply = client.get("auth/token")
             if 400 <= reply.status_code < 500:
-                return [f"{where} gave no token (HTTP {reply.status_code}): set the login and password of a user "
-                        "who may read pools, and the api-server's URL as host"]
+                return [
+                    f"{where} gave no token (HTTP {reply.status_code}): set the login and password of a user "
+                    "who may read pools, and the api-server's URL as host"
+                ]
             reply.raise_for_status()
             token = _reply_field(reply, "access_token", str)
             mask_secret(token)  # a login of Airflow's own: never in a log
             reply = client.get(f"api/v2/pools/{quote(pool, safe='')}", headers={"Authorization": f"Bearer {token}"})
             if reply.status_code == 404:
-                return [f"the pool {pool!r} named in [inexchange] api_pool does not exist, so the submit tasks would "
-                        f"never be scheduled: create it (airflow pools set {pool} 4 'InExchange API') {unset}"]
+                return [
+                    f"the pool {pool!r} named in [inexchange] api_pool does not exist, so the submit tasks would "
+                    f"never be scheduled: create it (airflow pools set {pool} 4 'InExchange API') {unset}"
+                ]
             if reply.status_code in (401, 403):
-                return [f"{where}: the user {conn.login or '(all admins)'} may not read pools "
-                        f"(HTTP {reply.status_code}): give the user a role that may, e.g. viewer"]
+                return [
+                    f"{where}: the user {conn.login or '(all admins)'} may not read pools "
+                    f"(HTTP {reply.status_code}): give the user a role that may, e.g. viewer"
+                ]
             reply.raise_for_status()
             slots = _reply_field(reply, "slots", int)
     except httpx.TimeoutException:
         raise
     except httpx.TransportError as exc:
-        return [f"{where} cannot be reached ({type(exc).__name__}: {first_line(exc)}): set its host to the "
-                "api-server's URL"]
+        return [
+            f"{where} cannot be reached ({type(exc).__name__}: {first_line(exc)}): set its host to the api-server's URL"
+        ]
     except ValueError as exc:  # a reply that is not the REST API's
-        return [f"{where} did not answer as Airflow's REST API ({first_line(exc)}): set its host to the "
-                "api-server's URL"]
+        return [
+            f"{where} did not answer as Airflow's REST API ({first_line(exc)}): set its host to the api-server's URL"
+        ]
     if slots == 0:
-        return [f"the pool {pool!r} named in [inexchange] api_pool has no slots, so the submit tasks would never "
-                f"run: give it slots (airflow pools set {pool} 4 'InExchange API') {unset}"]
+        return [
+            f"the pool {pool!r} named in [inexchange] api_pool has no slots, so the submit tasks would never "
+            f"run: give it slots (airflow pools set {pool} 4 'InExchange API') {unset}"
+        ]
     log.info("preflight: the pool %r has %s slots", pool, "unlimited" if slots < 0 else slots)
     return []
 
@@ -271,22 +295,38 @@ def _reply_field(reply: Any, name: str, kind: type) -> Any:
     return value
 
 
-def preflight(*, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str,
-              read_seller: Callable[[], Any], pool: str | None = None,
-              airflow_api_conn_id: str = AIRFLOW_API_CONN_ID) -> dict[str, Any]:
+def preflight(
+    *,
+    erp_conn_id: str,
+    reporting_conn_id: str,
+    inexchange_conn_id: str,
+    read_seller: Callable[[], Any],
+    pool: str | None = None,
+    airflow_api_conn_id: str = AIRFLOW_API_CONN_ID,
+) -> dict[str, Any]:
     """Run every check; raise :class:`PreflightFailed` naming every problem at once.
 
     :param read_seller: returns the seller Variable's value (deserialized JSON).
     :param pool: the pool of the submit tasks, if they take slots of one (see :func:`pool_problems`).
     :param airflow_api_conn_id: the connection to Airflow's REST API the pool is read through.
     """
-    problems = [*seller_problems(read_seller), *erp_problems(erp_conn_id), *reporting_problems(reporting_conn_id),
-                *api_problems(inexchange_conn_id), *pool_problems(pool, airflow_api_conn_id)]
+    problems = [
+        *seller_problems(read_seller),
+        *erp_problems(erp_conn_id),
+        *reporting_problems(reporting_conn_id),
+        *api_problems(inexchange_conn_id),
+        *pool_problems(pool, airflow_api_conn_id),
+    ]
     if problems:
         failed = PreflightFailed(problems)
         log.error("%s", failed)
         raise failed
     checked = ["seller", erp_conn_id, reporting_conn_id, inexchange_conn_id, *([f"pool {pool}"] if pool else [])]
-    log.info("preflight: the seller Variable, %s (read), %s (written), %s (API key)%s are in order",
-             erp_conn_id, reporting_conn_id, inexchange_conn_id, f" and the pool {pool!r}" if pool else "")
+    log.info(
+        "preflight: the seller Variable, %s (read), %s (written), %s (API key)%s are in order",
+        erp_conn_id,
+        reporting_conn_id,
+        inexchange_conn_id,
+        f" and the pool {pool!r}" if pool else "",
+    )
     return {"checked": checked}

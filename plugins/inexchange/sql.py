@@ -12,7 +12,7 @@ in the wheel and in a copied or mounted plugins folder alike, and need no settin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -45,7 +45,7 @@ def sql_dir() -> Traversable:
     return files("inexchange").joinpath(SQL_FILES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> str:
     resource = sql_dir().joinpath(f"{name}.sql")
     try:
@@ -71,7 +71,7 @@ def statement(name: str) -> TextClause:
     return _clause(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _clause(name: str) -> TextClause:
     return text(_read(name))
 
@@ -81,7 +81,5 @@ def script(name: str) -> list[TextClause]:
 
     Comment lines (``--``) are dropped; statements must not contain ``;`` inside literals.
     """
-    body = "\n".join(
-        line for line in load_sql(name).splitlines() if not line.lstrip().startswith("--")
-    )
+    body = "\n".join(line for line in load_sql(name).splitlines() if not line.lstrip().startswith("--"))
     return [text(part.strip()) for part in body.split(";") if part.strip()]

@@ -4,7 +4,7 @@ run's report table, the dispatch page and the e-mail alike."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,4 +34,4 @@ def parse_utc(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(str(value).strip())
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

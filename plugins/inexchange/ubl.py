@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from dataclasses import dataclass, fields
-from types import SimpleNamespace
-from decimal import ROUND_HALF_UP, Decimal
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from decimal import ROUND_HALF_UP, Decimal
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -82,7 +82,9 @@ class Seller:
         org, vat_no = str(config.get("org_number") or ""), str(config.get("vat_number") or "")
         if org and not orgnr.is_valid(org):
             problems.append(f"org_number {org} is not a valid Swedish organisation number")
-        if vat_no and (not vat.is_valid(vat_no) or (orgnr.is_valid(org) and vat.compact(vat_no)[:10] != orgnr.compact(org))):
+        if vat_no and (
+            not vat.is_valid(vat_no) or (orgnr.is_valid(org) and vat.compact(vat_no)[:10] != orgnr.compact(org))
+        ):
             problems.append(f"vat_number {vat_no} must be SE + org_number + 01")
         if not any(config.get(k) for k in ("bankgiro", "plusgiro", "iban")):
             problems.append("one of bankgiro, plusgiro or iban is required for PaymentMeans")
@@ -90,8 +92,9 @@ class Seller:
             problems.append(f"iban {config['iban']} is not valid")
         for key, lengths in _GIRO_LENGTHS.items():
             if config.get(key) and not _giro_is_valid(str(config[key]), lengths):
-                problems.append(f"{key} {config[key]} is not valid ({min(lengths)} to {max(lengths)} digits with a "
-                                "check digit)")
+                problems.append(
+                    f"{key} {config[key]} is not valid ({min(lengths)} to {max(lengths)} digits with a check digit)"
+                )
         if config.get("bic") and not bic_check.is_valid(str(config["bic"])):
             problems.append(f"bic {config['bic']} is not a valid BIC (8 or 11 characters, e.g. ESSESESS)")
         if problems:
@@ -132,8 +135,9 @@ class _Builder:
         try:
             element.text = str(text)
         except ValueError:  # control characters cannot be written in XML
-            raise DocumentError(f"{tag} innehåller tecken som XML inte kan bära (styrtecken): "
-                                f"{str(text)[:40]!r}; ta bort dem i ERP") from None
+            raise DocumentError(
+                f"{tag} innehåller tecken som XML inte kan bära (styrtecken): {str(text)[:40]!r}; ta bort dem i ERP"
+            ) from None
         return element
 
     def cac(self, parent: etree._Element, tag: str) -> etree._Element:
@@ -160,7 +164,9 @@ def _category(b: _Builder, rate: Decimal) -> str:
 
 def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
     """BuyerReference: Märkning, else your reference, else the customer number (PEPPOL-EN16931-R003)."""
-    return _text(customer.get("marking")) or _text(invoice.get("your_reference")) or _text(customer.get("customer_number"))
+    return (
+        _text(customer.get("marking")) or _text(invoice.get("your_reference")) or _text(customer.get("customer_number"))
+    )
 
 
 def build_document(
@@ -185,8 +191,13 @@ def build_document(
         raise DocumentError(f"Faktura {_text(invoice.get('invoice_number'))[:40]}: {exc}") from None
 
 
-def _document(invoice: Mapping[str, Any], lines: pd.DataFrame | list[dict[str, Any]], customer: Mapping[str, Any],
-              seller: Seller, attachments: pd.DataFrame | list[dict[str, Any]] | None) -> bytes:
+def _document(
+    invoice: Mapping[str, Any],
+    lines: pd.DataFrame | list[dict[str, Any]],
+    customer: Mapping[str, Any],
+    seller: Seller,
+    attachments: pd.DataFrame | list[dict[str, Any]] | None,
+) -> bytes:
     credit = _text(invoice["invoice_type"]) == "credit"
     sign = Decimal(-1) if credit else Decimal(1)
     currency = _text(invoice["currency"]) or "SEK"
@@ -258,13 +269,20 @@ def build_from_batch(batch: InvoiceBatch, invoice_id: int, seller: Seller) -> by
     """
     invoice = batch.invoice(invoice_id)
     try:
-        return build_document(invoice, batch.lines_of(invoice_id), batch.customer(invoice["customer_id"]), seller,
-                              batch.attachments_of(invoice_id))
+        return build_document(
+            invoice,
+            batch.lines_of(invoice_id),
+            batch.customer(invoice["customer_id"]),
+            seller,
+            batch.attachments_of(invoice_id),
+        )
     except DocumentError:
         raise
     except (ArithmeticError, ValueError, TypeError) as exc:  # a value validation let through by mistake
-        raise DocumentError(f"Faktura {_text(invoice.get('invoice_number'))[:40]}: ERP-raden kan inte läsas "
-                            f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise DocumentError(
+            f"Faktura {_text(invoice.get('invoice_number'))[:40]}: ERP-raden kan inte läsas "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
 
 
 def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decimal) -> Decimal:
@@ -285,8 +303,8 @@ def _payable_rounding(erp_total: Decimal | None, sign: Decimal, computed: Decima
 
 
 def _attachments(b: _Builder, attachments: pd.DataFrame) -> None:
-    for row in _records(attachments):
-        row = SimpleNamespace(**row)
+    for record in _records(attachments):
+        row = SimpleNamespace(**record)
         content = bytes(row.content or b"")
         if len(content) > MAX_ATTACHMENT_BYTES:
             raise DocumentError(
@@ -296,8 +314,13 @@ def _attachments(b: _Builder, attachments: pd.DataFrame) -> None:
         reference = b.cac(b.root, "AdditionalDocumentReference")
         b.cbc(reference, "ID", _text(row.file_name))
         attachment = b.cac(reference, "Attachment")
-        b.cbc(attachment, "EmbeddedDocumentBinaryObject", base64.b64encode(content).decode("ascii"),
-              mimeCode=_text(row.mime_type) or "application/pdf", filename=_text(row.file_name))
+        b.cbc(
+            attachment,
+            "EmbeddedDocumentBinaryObject",
+            base64.b64encode(content).decode("ascii"),
+            mimeCode=_text(row.mime_type) or "application/pdf",
+            filename=_text(row.file_name),
+        )
 
 
 def _supplier(b: _Builder, seller: Seller) -> None:
@@ -313,8 +336,11 @@ def _supplier(b: _Builder, seller: Seller) -> None:
     b.cbc(legal, "CompanyID", seller.org_number, schemeID="0007")
     if seller.contact_name or seller.contact_email or seller.contact_phone:
         contact = b.cac(party, "Contact")
-        for tag, value in (("Name", seller.contact_name), ("Telephone", seller.contact_phone),
-                           ("ElectronicMail", seller.contact_email)):
+        for tag, value in (
+            ("Name", seller.contact_name),
+            ("Telephone", seller.contact_phone),
+            ("ElectronicMail", seller.contact_email),
+        ):
             if value:
                 b.cbc(contact, tag, value)
 
@@ -333,11 +359,19 @@ def _customer(b: _Builder, customer: pd.Series) -> None:
             "saknar adressschema för (BT-49); ange kundens GLN-nummer"
         )
     else:
-        raise DocumentError(f"kunden {_text(customer.get('customer_number'))} har varken GLN-nummer eller "
-                            "organisationsnummer att adressera fakturan till (BT-49)")
+        raise DocumentError(
+            f"kunden {_text(customer.get('customer_number'))} har varken GLN-nummer eller "
+            "organisationsnummer att adressera fakturan till (BT-49)"
+        )
     b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))
-    _address(b, party, _text(customer.get("street")), _text(customer.get("city")),
-             _text(customer.get("postal_code")), _text(customer.get("country_code")) or "SE")
+    _address(
+        b,
+        party,
+        _text(customer.get("street")),
+        _text(customer.get("city")),
+        _text(customer.get("postal_code")),
+        _text(customer.get("country_code")) or "SE",
+    )
     if _text(customer.get("vat_number")):
         _tax_scheme(b, party, _text(customer["vat_number"]).replace(" ", ""), "VAT")
     legal = b.cac(party, "PartyLegalEntity")
@@ -391,15 +425,20 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], di
     per_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
     if len(lines) == 0:
         raise DocumentError("fakturan saknar rader (BR-16)")
-    for line in map(lambda record: SimpleNamespace(**record), _records(lines)):
+    for line in (SimpleNamespace(**record) for record in _records(lines)):
         unit = _text(line.unit).lower()
         if unit not in UNIT_CODES:
             raise DocumentError(
                 f"rad {line.line_number}: enheten '{line.unit}' saknar kod i UN/ECE rek. 20; "
                 f"använd en av {', '.join(sorted(u for u in UNIT_CODES if u))}"
             )
-        quantity, price, amount, rate = number(line.quantity), number(line.unit_price), money(line.line_amount), number(line.vat_rate)
-        if None in (quantity, price, amount, rate):
+        quantity, price, amount, rate = (
+            number(line.quantity),
+            number(line.unit_price),
+            money(line.line_amount),
+            number(line.vat_rate),
+        )
+        if quantity is None or price is None or amount is None or rate is None:
             raise DocumentError(f"rad {line.line_number}: antal, pris, belopp och momssats måste anges")
         if abs(quantity * price - amount) > Decimal("0.02"):
             raise DocumentError(
@@ -407,16 +446,28 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], di
                 f"{_plain(price)} (PEPPOL-EN16931-R120)"
             )
         if price < 0:
-            raise DocumentError(f"rad {line.line_number}: priset {_plain(price)} är negativt (BR-27); ge rabatt "
-                                "som negativt antal till positivt pris")
+            raise DocumentError(
+                f"rad {line.line_number}: priset {_plain(price)} är negativt (BR-27); ge rabatt "
+                "som negativt antal till positivt pris"
+            )
         quantity, amount = quantity * sign, amount * sign
         name = _text(line.description) or _text(line.article_number)
         if len(name) > _MAX_ITEM_NAME:
-            raise DocumentError(f"rad {line.line_number}: radtexten har {len(name)} tecken, högst "
-                                f"{_MAX_ITEM_NAME} skickas")
-        rows.append({"id": _line_id(line.line_number), "quantity": quantity, "unit": UNIT_CODES[unit],
-                     "amount": amount, "price": price, "rate": rate, "name": name,
-                     "article": _text(line.article_number)})
+            raise DocumentError(
+                f"rad {line.line_number}: radtexten har {len(name)} tecken, högst {_MAX_ITEM_NAME} skickas"
+            )
+        rows.append(
+            {
+                "id": _line_id(line.line_number),
+                "quantity": quantity,
+                "unit": UNIT_CODES[unit],
+                "amount": amount,
+                "price": price,
+                "rate": rate,
+                "name": name,
+                "article": _text(line.article_number),
+            }
+        )
         per_rate[rate] += amount
     return rows, per_rate
 

@@ -6,7 +6,24 @@ from __future__ import annotations
 
 #: ERP units (lower case) -> UN/ECE Recommendation 20 codes; no unit is one piece (C62)
 UNIT_CODES = {
-    "st": "H87", "styck": "H87", "pcs": "H87", "tim": "HUR", "h": "HUR", "timme": "HUR",
-    "kg": "KGM", "g": "GRM", "m": "MTR", "km": "KMT", "l": "LTR", "mån": "MON", "månad": "MON",
-    "dag": "DAY", "d": "DAY", "år": "ANN", "m2": "MTK", "m3": "MTQ", "paket": "XPK", "": "C62",
+    "st": "H87",
+    "styck": "H87",
+    "pcs": "H87",
+    "tim": "HUR",
+    "h": "HUR",
+    "timme": "HUR",
+    "kg": "KGM",
+    "g": "GRM",
+    "m": "MTR",
+    "km": "KMT",
+    "l": "LTR",
+    "mån": "MON",
+    "månad": "MON",
+    "dag": "DAY",
+    "d": "DAY",
+    "år": "ANN",
+    "m2": "MTK",
+    "m3": "MTQ",
+    "paket": "XPK",
+    "": "C62",
 }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ from pandera.errors import SchemaErrors
 from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
 from inexchange.units import UNIT_CODES
+from inexchange.values import BINARY, is_null, text_or_empty
 
 #: longest Märkning / your reference accepted (Peppol BuyerReference has no limit; InExchange's
 #: portal and the ERP's field cut at 200 characters)
@@ -53,19 +54,33 @@ _CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 #: what a text the ERP database could not decode as UTF-8 holds instead (see ``inexchange.db``)
 _UNDECODABLE = "\ufffd"
 _CENT = Decimal("0.01")
-#: text columns carried into the document: the label the ERP shows, the longest text accepted (the
-#: adapter contract's column width) and the adjective agreeing with the label
-TEXT_FIELDS: dict[str, tuple[str, int, str]] = {
-    "customer_number": ("kundnummer", 30, "långt"),
-    "name": ("namn", 200, "långt"),
-    "street": ("gatuadress", 200, "lång"),
-    "postal_code": ("postnummer", 10, "långt"),
-    "city": ("ort", 100, "lång"),
-    "invoice_number": ("fakturanummer", 30, "långt"),
-    "order_number": ("ordernummer", 50, "långt"),
-    "credited_invoice_number": ("krediterat fakturanummer", 30, "långt"),
-    "description": ("beskrivning", 200, "lång"),
-    "article_number": ("artikelnummer", 30, "långt"),
+
+
+class TextField(NamedTuple):
+    """A text column carried into the document.
+
+    :param label: the label the ERP shows.
+    :param limit: the longest text accepted, in characters (the adapter contract's column width).
+    :param long_form: "long" as an adjective agreeing with the label ("långt", "lång").
+    """
+
+    label: str
+    limit: int
+    long_form: str
+
+
+#: the text columns carried into the document, by column
+TEXT_FIELDS: dict[str, TextField] = {
+    "customer_number": TextField("kundnummer", 30, "långt"),
+    "name": TextField("namn", 200, "långt"),
+    "street": TextField("gatuadress", 200, "lång"),
+    "postal_code": TextField("postnummer", 10, "långt"),
+    "city": TextField("ort", 100, "lång"),
+    "invoice_number": TextField("fakturanummer", 30, "långt"),
+    "order_number": TextField("ordernummer", 50, "långt"),
+    "credited_invoice_number": TextField("krediterat fakturanummer", 30, "långt"),
+    "description": TextField("beskrivning", 200, "lång"),
+    "article_number": TextField("artikelnummer", 30, "långt"),
 }
 CUSTOMER_TEXTS = ("customer_number", "name", "street", "postal_code", "city")
 INVOICE_TEXTS = ("invoice_number", "order_number", "credited_invoice_number")
@@ -73,8 +88,11 @@ LINE_TEXTS = ("description", "article_number")
 #: why a text cannot go into the document, by code (0: it can)
 _TEXT_PROBLEMS = ("", "binary", "undecodable", "control", "length")
 #: boolean columns as the ERP shows them, and the texts read as yes and no
-FLAG_LABELS = {"is_active": "Aktiv", "is_private_person": "Privatperson",
-               "attach_documents": "Bifoga dokument vid digitalt utskick"}
+FLAG_LABELS = {
+    "is_active": "Aktiv",
+    "is_private_person": "Privatperson",
+    "attach_documents": "Bifoga dokument vid digitalt utskick",
+}
 _YES = frozenset({"true", "t", "yes", "y", "ja", "j", "1"})
 _NO = frozenset({"false", "f", "no", "n", "nej", "0"})
 
@@ -82,14 +100,14 @@ _NO = frozenset({"false", "f", "no", "n", "nej", "0"})
 # ---- exact numbers ------------------------------------------------------------------------------------
 def money(value: Any) -> Decimal | None:
     """Turn a NUMERIC column value (float on SQLite, Decimal on PostgreSQL) into exact öre."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if is_null(value):
         return None
     return Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def number(value: Any) -> Decimal | None:
     """Turn a NUMERIC column value into a Decimal without rounding it."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if is_null(value):
         return None
     return Decimal(str(value)).normalize()
 
@@ -122,28 +140,18 @@ def _ore_text(ore: float) -> str:
     return str(Decimal(int(ore)).scaleb(-2))
 
 
-_BINARY = (bytes, bytearray, memoryview)
-
-
-def _text(value: Any) -> str:
-    """A value as text: '' for NULL, bytes decoded as UTF-8 (undecodable bytes as U+FFFD), stripped."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, _BINARY):
-        return bytes(value).decode("utf-8", "replace").strip()
-    return str(value).strip()
-
-
 def shown(value: Any, limit: int | None = 100) -> str:
     """A value as a message may show it: characters XML cannot carry as ``\\xNN``, cut at ``limit``.
 
     :param value: an ERP value (text, number, bytes, NULL).
     :param limit: most characters shown (a longer text ends with '…'); None for no limit.
     """
-    if isinstance(value, _BINARY):
+    if isinstance(value, BINARY):
         return f"binära data ({len(bytes(value))} byte)"
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
-                        _text(value))
+    text = _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+        text_or_empty(value),
+    )
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -151,11 +159,12 @@ def _is_binary(series: pd.Series) -> np.ndarray:
     """Where a column holds bytes (only an object column can)."""
     if not pd.api.types.is_object_dtype(series):
         return np.zeros(len(series), dtype=bool)
-    return np.fromiter((isinstance(v, _BINARY) for v in series), dtype=bool, count=len(series))
+    return np.fromiter((isinstance(v, BINARY) for v in series), dtype=bool, count=len(series))
 
 
 def _texts(series: pd.Series) -> pd.Series:
-    """A text column with NULLs as '' and surrounding spaces removed; bytes decoded like :func:`_text`."""
+    """A text column with NULLs as '' and surrounding spaces removed; bytes decoded like
+    :func:`~inexchange.values.text_or_empty`."""
     binary = _is_binary(series)
     if binary.any():
         series = series.copy()
@@ -189,12 +198,13 @@ def _text_problems(series: pd.Series, limit: int, *, repeated: bool = False) -> 
         return _per_distinct(series, lambda distinct: _text_problems(distinct, limit))
     binary = _is_binary(series)
     texts = _texts(series) if pd.api.types.is_object_dtype(series) else series
-    suspicious = texts.str.contains(f"[{_CONTROL_CHARS}{_UNDECODABLE}]", regex=True).to_numpy(dtype=bool,
-                                                                                              na_value=False)
+    suspicious = texts.str.contains(f"[{_CONTROL_CHARS}{_UNDECODABLE}]", regex=True).to_numpy(
+        dtype=bool, na_value=False
+    )
     long = (texts.str.len() > limit).to_numpy(dtype=bool, na_value=False)
     codes = np.zeros(len(series), dtype="int8")
     for position in np.flatnonzero(suspicious | long | binary):
-        text = _text(texts.iloc[position])
+        text = text_or_empty(texts.iloc[position])
         if binary[position]:
             codes[position] = 1
         elif _UNDECODABLE in text:
@@ -213,10 +223,11 @@ def text_problem(column: str, text: str, code: int) -> str:
     :param text: its value (as :func:`_texts` gives it).
     :param code: the problem's code from :func:`_text_problems`.
     """
-    label, limit, long_form = TEXT_FIELDS[column]
+    text_field = TEXT_FIELDS[column]
+    label = text_field.label
     problem = _TEXT_PROBLEMS[int(code)]
     if problem == "length":
-        return f"{label} är för {long_form} ({len(text)} tecken, högst {limit}); korta texten"
+        return f"{label} är för {text_field.long_form} ({len(text)} tecken, högst {text_field.limit}); korta texten"
     if problem == "control":
         return f"{label} innehåller styrtecken; ta bort dem"
     if problem == "binary":
@@ -233,7 +244,7 @@ def flag(value: Any) -> bool | None:
         return bool(value)
     if isinstance(value, int | float | Decimal):
         return False if value != value else value != 0  # NaN: pandas' NULL
-    text = _text(value).lower()
+    text = text_or_empty(value).lower()
     if not text:
         return False
     if text in _YES:
@@ -337,11 +348,22 @@ def _currencies() -> frozenset[str]:
 def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
     """One row per customer with the columns the customer schema checks."""
     facts = pd.DataFrame(index=customers.index)
-    for column in ("customer_number", "name", "billing_method", "org_number", "vat_number", "gln",
-                   "marking", "invoice_email", "street", "postal_code", "city"):
+    for column in (
+        "customer_number",
+        "name",
+        "billing_method",
+        "org_number",
+        "vat_number",
+        "gln",
+        "marking",
+        "invoice_email",
+        "street",
+        "postal_code",
+        "city",
+    ):
         facts[column] = _texts(customers[column])
     for column in CUSTOMER_TEXTS:
-        facts[f"{column}_problem"] = _text_problems(customers[column], TEXT_FIELDS[column][1])
+        facts[f"{column}_problem"] = _text_problems(customers[column], TEXT_FIELDS[column].limit)
     facts["country_code"] = _texts(customers["country_code"]).str.upper().replace("", "SE")
     for column in FLAG_LABELS:
         values, unreadable = _flags(customers[column])
@@ -352,11 +374,11 @@ def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
     swedish = facts["country_code"] == "SE"
     facts["org_number_ok"] = [
         not org or not se or org_number_valid(org, private)
-        for org, se, private in zip(facts["org_number"], swedish, facts["is_private_person"])
+        for org, se, private in zip(facts["org_number"], swedish, facts["is_private_person"], strict=False)
     ]
     facts["vat_number_ok"] = [
         not vat or vat_matches(vat, org, country)
-        for vat, org, country in zip(facts["vat_number"], facts["org_number"], facts["country_code"])
+        for vat, org, country in zip(facts["vat_number"], facts["org_number"], facts["country_code"], strict=False)
     ]
     facts["vat_needed"] = np.where(facts["is_private_person"], "-", facts["vat_number"])
     facts["gln_ok"] = [not gln or gln_valid(gln) for gln in facts["gln"]]
@@ -379,17 +401,18 @@ def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
     if large.any():
         expected[large] = [
             float((Decimal(int(q)) * Decimal(int(p)) / Decimal(10**6)).quantize(Decimal(1), ROUND_HALF_UP))
-            for q, p in zip(quantity.to_numpy()[large], price.to_numpy()[large])
+            for q, p in zip(quantity.to_numpy()[large], price.to_numpy()[large], strict=False)
         ]
     facts["unreadable"] = quantity.isna() | price.isna() | facts["amount"].isna() | facts["rate_bp"].isna()
     facts["bad_amount"] = ~facts["unreadable"] & (expected != facts["amount"].to_numpy())
     facts["bad_rate"] = ~facts["rate_bp"].isna() & ~facts["rate_bp"].isin(VAT_RATES_BP)
     facts["negative_price"] = (price < 0).to_numpy()  # BR-27: a discount is a negative quantity
-    facts["bad_unit"] = _per_distinct(lines["unit"], lambda units: ~_texts(units).str.lower().isin(
-        list(UNIT_CODES)).to_numpy(dtype=bool))
+    facts["bad_unit"] = _per_distinct(
+        lines["unit"], lambda units: ~_texts(units).str.lower().isin(list(UNIT_CODES)).to_numpy(dtype=bool)
+    )
     problems = np.zeros(len(lines), dtype=bool)
     for column in LINE_TEXTS:
-        codes = _text_problems(lines[column], TEXT_FIELDS[column][1], repeated=True)
+        codes = _text_problems(lines[column], TEXT_FIELDS[column].limit, repeated=True)
         facts[f"{column}_problem"] = codes
         problems |= codes > 0
     facts["bad_text"] = problems
@@ -405,7 +428,7 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
     facts = pd.DataFrame(index=invoices.index)
     for column in INVOICE_TEXTS:
         facts[column] = _texts(invoices[column])
-        facts[f"{column}_problem"] = _text_problems(invoices[column], TEXT_FIELDS[column][1])
+        facts[f"{column}_problem"] = _text_problems(invoices[column], TEXT_FIELDS[column].limit)
     facts["customer_id"] = integer_ids(invoices["customer_id"])
     for column in ("status", "invoice_type", "currency"):  # few distinct values: categories are small
         facts[column] = _texts(invoices[column]).astype("category")
@@ -421,24 +444,36 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
 
     lines = line_facts(batch.lines) if lines is None else lines
     grouped = lines.groupby("invoice_id", sort=False)
-    aggregates = pd.DataFrame({
-        "line_count": grouped.size(),
-        "lines_sum": grouped["amount"].sum(min_count=1),
-        "bad_lines": grouped["bad_amount"].sum(),
-        "bad_rates": grouped["bad_rate"].sum(),
-        "unreadable_lines": grouped["unreadable"].sum(),
-        "bad_line_numbers": grouped["bad_line_number"].sum(),
-        "negative_prices": grouped["negative_price"].sum(),
-        "bad_units": grouped["bad_unit"].sum(),
-        "bad_texts": grouped["bad_text"].sum(),
-    })
+    aggregates = pd.DataFrame(
+        {
+            "line_count": grouped.size(),
+            "lines_sum": grouped["amount"].sum(min_count=1),
+            "bad_lines": grouped["bad_amount"].sum(),
+            "bad_rates": grouped["bad_rate"].sum(),
+            "unreadable_lines": grouped["unreadable"].sum(),
+            "bad_line_numbers": grouped["bad_line_number"].sum(),
+            "negative_prices": grouped["negative_price"].sum(),
+            "bad_units": grouped["bad_unit"].sum(),
+            "bad_texts": grouped["bad_text"].sum(),
+        }
+    )
     per_rate = lines.groupby(["invoice_id", "rate_bp"], sort=False)["amount"].sum().reset_index()
     per_rate["vat"] = _round_half_up(per_rate["amount"] * per_rate["rate_bp"] / 10_000)
     vat = per_rate.groupby("invoice_id", sort=False).agg(vat_expected=("vat", "sum"), rates=("vat", "size"))
     aggregates = aggregates.join(vat).reindex(facts.index)
     # column by column: joining whole frames would copy every fact column
-    for column in ("line_count", "lines_sum", "vat_expected", "bad_lines", "bad_rates", "unreadable_lines",
-                   "bad_line_numbers", "negative_prices", "bad_units", "bad_texts"):
+    for column in (
+        "line_count",
+        "lines_sum",
+        "vat_expected",
+        "bad_lines",
+        "bad_rates",
+        "unreadable_lines",
+        "bad_line_numbers",
+        "negative_prices",
+        "bad_units",
+        "bad_texts",
+    ):
         facts[column] = aggregates[column].fillna(0).to_numpy()
     facts["rates"] = aggregates["rates"].fillna(1).to_numpy()
     del aggregates, per_rate, vat
@@ -466,8 +501,11 @@ def _present(name: str) -> pa.Check:
 def _reference_checks(prefix: str) -> list[pa.Check]:
     return [
         pa.Check(lambda s: s.str.len() <= MAX_REFERENCE_LENGTH, name=f"{prefix}_length", error=f"{prefix}_length"),
-        pa.Check(lambda s: ~s.str.contains(f"[{_CONTROL_CHARS}]", regex=True), name=f"{prefix}_control",
-                 error=f"{prefix}_control"),
+        pa.Check(
+            lambda s: ~s.str.contains(f"[{_CONTROL_CHARS}]", regex=True),
+            name=f"{prefix}_control",
+            error=f"{prefix}_control",
+        ),
     ]
 
 
@@ -479,11 +517,15 @@ def customer_schema() -> pa.DataFrameSchema:
             "row_count": pa.Column(checks=pa.Check.eq(1, error="duplicate_row")),
             "customer_number": pa.Column(checks=_present("number_missing")),
             "name": pa.Column(checks=_present("name_missing")),
-            **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
-               for column in CUSTOMER_TEXTS},
+            **{
+                f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
+                for column in CUSTOMER_TEXTS
+            },
             "billing_method": pa.Column(checks=pa.Check.eq(INEXCHANGE_BILLING_METHOD, error="billing_method")),
-            **{f"{column}_unreadable": pa.Column(checks=pa.Check.eq(False, error=f"flag:{column}"))
-               for column in FLAG_LABELS},
+            **{
+                f"{column}_unreadable": pa.Column(checks=pa.Check.eq(False, error=f"flag:{column}"))
+                for column in FLAG_LABELS
+            },
             "is_active": pa.Column(checks=pa.Check.eq(True, error="active")),
             "org_number": pa.Column(checks=_present("org_missing")),
             "org_number_ok": pa.Column(checks=pa.Check.eq(True, error="org_invalid")),
@@ -505,15 +547,19 @@ def invoice_schema(start: date, end: date, currencies: frozenset[str]) -> pa.Dat
         columns={
             "row_count": pa.Column(checks=pa.Check.eq(1, error="duplicate_row")),
             "invoice_number": pa.Column(checks=_present("number_missing")),
-            **{f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
-               for column in INVOICE_TEXTS},
+            **{
+                f"{column}_problem": pa.Column(checks=pa.Check.eq(0, error=f"text:{column}"))
+                for column in INVOICE_TEXTS
+            },
             "customer_id": pa.Column(nullable=False),
             "status": pa.Column(checks=pa.Check.eq("posted", error="posted")),
             "invoice_type": pa.Column(checks=pa.Check.isin(["debit", "credit"], error="type")),
-            "invoice_date": pa.Column(nullable=False, checks=pa.Check.in_range(
-                low, high, include_max=False, error="in_interval")),
-            "due_days": pa.Column(nullable=True, checks=[pa.Check.ge(0, error="due_date"),
-                                                         pa.Check.le(MAX_DUE_DAYS, error="due_far")]),
+            "invoice_date": pa.Column(
+                nullable=False, checks=pa.Check.in_range(low, high, include_max=False, error="in_interval")
+            ),
+            "due_days": pa.Column(
+                nullable=True, checks=[pa.Check.ge(0, error="due_date"), pa.Check.le(MAX_DUE_DAYS, error="due_far")]
+            ),
             "due_missing": pa.Column(checks=pa.Check.eq(False, error="due_missing")),
             "currency": pa.Column(checks=pa.Check.isin(currencies, error="currency")),
             "line_count": pa.Column(checks=pa.Check.gt(0, error="has_lines")),
@@ -557,7 +603,7 @@ def _failures(facts: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[Any, list
         for check in spec.checks:
             order.setdefault(check.error or check.name, len(order))
     failed: dict[Any, set[str]] = defaultdict(set)
-    for column, check, index in zip(cases["column"], cases["check"], cases["index"]):
+    for column, check, index in zip(cases["column"], cases["check"], cases["index"], strict=False):
         if index is None or (isinstance(index, float) and np.isnan(index)):
             continue
         name = f"unreadable:{column}" if check == "not_nullable" else str(check)
@@ -568,11 +614,19 @@ def _failures(facts: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[Any, list
 
 # ---- messages -----------------------------------------------------------------------------------------
 _FIELD_LABELS = {
-    "customer_id": "kund", "invoice_date": "fakturadatum", "amount_ex_vat": "belopp exkl. moms",
-    "vat_amount": "momsbelopp", "total_amount": "totalbelopp",
+    "customer_id": "kund",
+    "invoice_date": "fakturadatum",
+    "amount_ex_vat": "belopp exkl. moms",
+    "vat_amount": "momsbelopp",
+    "total_amount": "totalbelopp",
 }
-_RAW_COLUMN = {"customer_id": "customer_id", "invoice_date": "invoice_date", "amount_ex_vat": "amount_ex_vat",
-               "vat_amount": "vat_amount", "total_amount": "total_amount"}
+_RAW_COLUMN = {
+    "customer_id": "customer_id",
+    "invoice_date": "invoice_date",
+    "amount_ex_vat": "amount_ex_vat",
+    "vat_amount": "vat_amount",
+    "total_amount": "total_amount",
+}
 #: what to do when a field is missing, where the field's name alone does not say it
 _MISSING_HINTS = {"kund": "koppla fakturan till en kund"}
 
@@ -618,23 +672,32 @@ def _text_message(column: str) -> Callable[[pd.Series], str]:
 
 
 CUSTOMER_MESSAGES: dict[str, Callable[[pd.Series], str]] = {
-    "duplicate_row": lambda c: f"kunden finns på {c.row_count} rader i ERP (customer_id {c.name}); "
-    "en kund ska finnas på en rad",
+    "duplicate_row": lambda c: (
+        f"kunden finns på {c.row_count} rader i ERP (customer_id {c.name}); en kund ska finnas på en rad"
+    ),
     "number_missing": lambda c: "kundnummer saknas; ange kundnummer",
     "name_missing": lambda c: "namn saknas; ange kundens namn",
     **{f"text:{column}": _text_message(column) for column in CUSTOMER_TEXTS},
-    "billing_method": lambda c: f"faktureringsmetod är '{shown(c.billing_method)}', "
-    f"ska vara '{INEXCHANGE_BILLING_METHOD}'",
+    "billing_method": lambda c: (
+        f"faktureringsmetod är '{shown(c.billing_method)}', ska vara '{INEXCHANGE_BILLING_METHOD}'"
+    ),
     **{f"flag:{column}": _flag_message(column) for column in FLAG_LABELS},
     "active": lambda c: "kunden är inaktiv; aktivera kunden",
     "org_missing": lambda c: "organisationsnummer saknas",
-    "org_invalid": lambda c: f"organisationsnummer {shown(c.org_number)} är ogiltigt"
-    + (" (personnummer väntas för en privatperson)" if c.is_private_person
-       else " (10 siffror, giltig kontrollsiffra, tredje siffran minst 2)"),
+    "org_invalid": lambda c: (
+        f"organisationsnummer {shown(c.org_number)} är ogiltigt"
+        + (
+            " (personnummer väntas för en privatperson)"
+            if c.is_private_person
+            else " (10 siffror, giltig kontrollsiffra, tredje siffran minst 2)"
+        )
+    ),
     "vat_missing": lambda c: "VAT-nummer saknas",
-    "vat_invalid": lambda c: f"VAT-nummer {shown(c.vat_number)} matchar inte organisationsnumret"
-    if c.country_code == "SE" else
-    f"VAT-nummer {shown(c.vat_number)} är inte ett giltigt EU-momsnummer för {shown(c.country_code)}",
+    "vat_invalid": lambda c: (
+        f"VAT-nummer {shown(c.vat_number)} matchar inte organisationsnumret"
+        if c.country_code == "SE"
+        else f"VAT-nummer {shown(c.vat_number)} är inte ett giltigt EU-momsnummer för {shown(c.country_code)}"
+    ),
     "gln_invalid": lambda c: f"GLN-nummer {shown(c.gln)} är ogiltigt (13 siffror med giltig kontrollsiffra)",
     "marking_length": lambda c: _ref_problem("Märkning", c.marking, "marking_length"),
     "marking_control": lambda c: _ref_problem("Märkning", c.marking, "marking_control"),
@@ -649,6 +712,7 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
     def unreadable(column: str) -> Callable[[pd.Series, pd.Series, str], str]:
         def message(fact: pd.Series, raw: pd.Series, _: str) -> str:
             return _unreadable_text(_FIELD_LABELS[column], raw.get(_RAW_COLUMN[column]))
+
         return message
 
     def text(column: str) -> Callable[[pd.Series, pd.Series, str], str]:
@@ -657,25 +721,35 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
     def due_date(f: Any, r: Any, _: str) -> str:
         if f.due_days == -1e9:
             return f"förfallodatum '{shown(r.get('due_date'), 40)}' kan inte läsas; ange ett datum (ÅÅÅÅ-MM-DD)"
-        return f"förfallodatum {_text(r.get('due_date'))[:10]} är före fakturadatum {f.invoice_date.date()}"
+        return f"förfallodatum {text_or_empty(r.get('due_date'))[:10]} är före fakturadatum {f.invoice_date.date()}"
 
     return {
-        "duplicate_row": lambda f, r, _: f"fakturan finns på {f.row_count} rader i ERP (invoice_id {f.Index}); "
-        "en faktura ska finnas på en rad",
+        "duplicate_row": lambda f, r, _: (
+            f"fakturan finns på {f.row_count} rader i ERP (invoice_id {f.Index}); en faktura ska finnas på en rad"
+        ),
         "number_missing": lambda f, r, _: "fakturanummer saknas; ange fakturanummer",
         **{f"text:{column}": text(column) for column in INVOICE_TEXTS},
         **{f"unreadable:{column}": unreadable(column) for column in _RAW_COLUMN},
         "posted": lambda f, r, _: f"status är '{shown(f.status)}', bara verifierade (posted) fakturor skickas",
-        "type": lambda f, r, _: "fakturatyp saknas; ange debet eller kredit" if not f.invoice_type
-        else f"fakturatyp '{shown(f.invoice_type)}' är varken debet eller kredit",
-        "in_interval": lambda f, r, _: f"fakturadatum {f.invoice_date.date()} ligger utanför körningens period "
-        f"{start}–{end}",
+        "type": lambda f, r, _: (
+            "fakturatyp saknas; ange debet eller kredit"
+            if not f.invoice_type
+            else f"fakturatyp '{shown(f.invoice_type)}' är varken debet eller kredit"
+        ),
+        "in_interval": lambda f, r, _: (
+            f"fakturadatum {f.invoice_date.date()} ligger utanför körningens period {start}–{end}"
+        ),
         "due_date": due_date,
-        "due_far": lambda f, r, _: f"förfallodatum {_text(r.get('due_date'))[:10]} ligger mer än ett år efter "
-        f"fakturadatum {f.invoice_date.date()}; kontrollera förfallodatum",
+        "due_far": lambda f, r, _: (
+            f"förfallodatum {text_or_empty(r.get('due_date'))[:10]} ligger mer än ett år efter "
+            f"fakturadatum {f.invoice_date.date()}; kontrollera förfallodatum"
+        ),
         "due_missing": lambda f, r, _: "förfallodatum saknas; ange förfallodatum",
-        "currency": lambda f, r, _: "valuta saknas; ange valutakod (ISO 4217, till exempel SEK)" if not f.currency
-        else f"valuta '{shown(f.currency)}' är ingen ISO 4217-kod",
+        "currency": lambda f, r, _: (
+            "valuta saknas; ange valutakod (ISO 4217, till exempel SEK)"
+            if not f.currency
+            else f"valuta '{shown(f.currency)}' är ingen ISO 4217-kod"
+        ),
         "has_lines": lambda f, r, _: "fakturan saknar rader",
         "line_numbers": lambda f, r, details: details,
         "line_texts": lambda f, r, details: details,
@@ -684,18 +758,27 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
         "negative_price": lambda f, r, details: details,
         "line_amounts": lambda f, r, details: f"radbelopp stämmer inte med antal × pris på rad {details}",
         "vat_rates": lambda f, r, details: details,
-        "amount_ex_vat": lambda f, r, _: f"belopp exkl. moms {_ore_text(f.amount_ex_vat)} är inte summan av "
-        f"raderna {_ore_text(f.lines_sum)}",
-        "vat_amount": lambda f, r, _: f"momsbelopp {_ore_text(f.vat_amount)} stämmer inte med raderna "
-        f"({_ore_text(f.vat_expected)})",
-        "total": lambda f, r, _: f"totalbelopp {_ore_text(f.total_amount)} är inte belopp exkl. moms + moms "
-        f"({_ore_text(f.amount_ex_vat + f.vat_amount)})",
-        "sign": lambda f, r, _: "en kreditfaktura ska ha negativt belopp" if f.invoice_type == "credit"
-        else "en debetfaktura ska ha positivt totalbelopp",
+        "amount_ex_vat": lambda f, r, _: (
+            f"belopp exkl. moms {_ore_text(f.amount_ex_vat)} är inte summan av raderna {_ore_text(f.lines_sum)}"
+        ),
+        "vat_amount": lambda f, r, _: (
+            f"momsbelopp {_ore_text(f.vat_amount)} stämmer inte med raderna ({_ore_text(f.vat_expected)})"
+        ),
+        "total": lambda f, r, _: (
+            f"totalbelopp {_ore_text(f.total_amount)} är inte belopp exkl. moms + moms "
+            f"({_ore_text(f.amount_ex_vat + f.vat_amount)})"
+        ),
+        "sign": lambda f, r, _: (
+            "en kreditfaktura ska ha negativt belopp"
+            if f.invoice_type == "credit"
+            else "en debetfaktura ska ha positivt totalbelopp"
+        ),
         "credited": lambda f, r, _: "kreditfakturan anger inte vilken faktura den krediterar",
         "unique_number": lambda f, r, _: f"fakturanummer {shown(f.invoice_number)} används av flera fakturor",
         "your_reference_length": lambda f, r, _: _ref_problem("Er referens", f.your_reference, "your_reference_length"),
-        "your_reference_control": lambda f, r, _: _ref_problem("Er referens", f.your_reference, "your_reference_control"),
+        "your_reference_control": lambda f, r, _: _ref_problem(
+            "Er referens", f.your_reference, "your_reference_control"
+        ),
     }
 
 
@@ -716,37 +799,46 @@ def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set
     for invoice_id, group in subset.loc[subset["bad_amount"]].groupby("invoice_id"):
         details[(invoice_id, "line_amounts")] = ", ".join(label.removeprefix("rad ") for label in labels(group))
     for invoice_id, group in subset.loc[subset["bad_line_number"]].groupby("invoice_id"):
-        problems = dict.fromkeys(
-            "radnummer saknas" if _text(value) == "" else f"radnummer '{shown(value, 40)}' kan inte läsas"
-            for value in raw_lines.loc[group.index, "line_number"])
-        details[(invoice_id, "line_numbers")] = "; ".join(problems) + "; ge raderna heltal som radnummer (1, 2, 3 …)"
+        unreadable_numbers = dict.fromkeys(
+            "radnummer saknas" if text_or_empty(value) == "" else f"radnummer '{shown(value, 40)}' kan inte läsas"
+            for value in raw_lines.loc[group.index, "line_number"]
+        )
+        details[(invoice_id, "line_numbers")] = (
+            "; ".join(unreadable_numbers) + "; ge raderna heltal som radnummer (1, 2, 3 …)"
+        )
     for invoice_id, group in subset.loc[subset["bad_text"]].groupby("invoice_id"):
         problems = []
-        for index, label in zip(group.index, labels(group)):
+        for index, label in zip(group.index, labels(group), strict=False):
             for column in LINE_TEXTS:
                 code = group.at[index, f"{column}_problem"]
                 if code:
-                    problems.append(f"{label}: {text_problem(column, _text(raw_lines.at[index, column]), code)}")
+                    text = text_or_empty(raw_lines.at[index, column])
+                    problems.append(f"{label}: {text_problem(column, text, code)}")
         details[(invoice_id, "line_texts")] = "; ".join(problems)
     for invoice_id, group in subset.loc[subset["bad_unit"]].groupby("invoice_id"):
         known = ", ".join(sorted(unit for unit in UNIT_CODES if unit))
-        problems = [f"{label}: enheten '{shown(raw_lines.at[index, 'unit'], 40)}' är okänd"
-                    for index, label in zip(group.index, labels(group))]
+        problems = [
+            f"{label}: enheten '{shown(raw_lines.at[index, 'unit'], 40)}' är okänd"
+            for index, label in zip(group.index, labels(group), strict=False)
+        ]
         details[(invoice_id, "units")] = "; ".join(problems) + f"; använd en av {known}"
     unreadable = subset.loc[subset["unreadable"]]
     for invoice_id, group in unreadable.groupby("invoice_id"):
         problems = []
-        for index, label in zip(group.index, labels(group)):
+        for index, label in zip(group.index, labels(group), strict=False):
             for column, field_label in _LINE_FIELDS.items():
                 value = raw_lines.at[index, column]
                 if np.isnan(_numbers(pd.Series([value], dtype=object)).iloc[0]):
                     problems.append(f"{label}: {_unreadable_text(field_label, value)}")
         details[(invoice_id, "line_unreadable")] = "; ".join(problems)
     for invoice_id, group in subset.loc[subset["negative_price"]].groupby("invoice_id"):
-        problems = [f"{label}: pris {_rate_text(raw_lines.at[index, 'unit_price'])} är negativt"
-                    for index, label in zip(group.index, labels(group))]
+        problems = [
+            f"{label}: pris {_rate_text(raw_lines.at[index, 'unit_price'])} är negativt"
+            for index, label in zip(group.index, labels(group), strict=False)
+        ]
         details[(invoice_id, "negative_price")] = (
-            "; ".join(problems) + "; ange en rabatt som negativt antal till positivt pris (Peppol BR-27)")
+            "; ".join(problems) + "; ange en rabatt som negativt antal till positivt pris (Peppol BR-27)"
+        )
     bad = subset.loc[subset["bad_rate"]]
     for invoice_id, group in bad.groupby("invoice_id"):
         rates = ", ".join(_rate_text(raw_lines.at[i, "vat_rate"]) for i in group.index)
@@ -756,7 +848,7 @@ def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set
 
 
 def _rate_text(value: Any) -> str:
-    text = _text(value)
+    text = text_or_empty(value)
     try:
         return f"{Decimal(text).normalize():f}"
     except ArithmeticError:
@@ -795,26 +887,49 @@ class ValidationReport:
 
 
 _REASON_LABELS = {
-    "billing_method": "fel faktureringsmetod", "active": "inaktiv kund", "org_missing": "organisationsnummer saknas",
-    "org_invalid": "ogiltigt organisationsnummer", "vat_missing": "VAT-nummer saknas",
-    "vat_invalid": "fel VAT-nummer", "gln_invalid": "ogiltigt GLN-nummer", "marking_length": "för lång Märkning",
-    "marking_control": "styrtecken i Märkning", "email_invalid": "ogiltig faktura e-post",
-    "no_route": "ingen mottagarväg", "posted": "inte verifierad", "in_interval": "fakturadatum utanför perioden",
-    "due_date": "förfallodatum", "currency": "ogiltig valuta", "has_lines": "saknar rader",
-    "line_unreadable": "oläsbara rader", "line_amounts": "fel radbelopp", "vat_rates": "ogiltig momssats",
-    "amount_ex_vat": "fel belopp exkl. moms", "vat_amount": "fel momsbelopp", "total": "fel totalbelopp",
-    "sign": "fel tecken på beloppet", "credited": "kredit utan krediterad faktura",
-    "unique_number": "dubbelt fakturanummer", "missing_customer": "kund saknas i ERP",
-    "duplicate_row": "dubblerad rad i ERP", "number_missing": "nummer saknas", "name_missing": "namn saknas", "due_far": "förfallodatum för långt fram",
-    "due_missing": "förfallodatum saknas", "line_numbers": "ogiltiga radnummer", "line_texts": "ogiltig radtext",
-    "units": "okänd enhet", "negative_price": "negativt pris",
-    **{f"text:{column}": f"ogiltig text i {label}" for column, (label, _, _) in TEXT_FIELDS.items()},
+    "billing_method": "fel faktureringsmetod",
+    "active": "inaktiv kund",
+    "org_missing": "organisationsnummer saknas",
+    "org_invalid": "ogiltigt organisationsnummer",
+    "vat_missing": "VAT-nummer saknas",
+    "vat_invalid": "fel VAT-nummer",
+    "gln_invalid": "ogiltigt GLN-nummer",
+    "marking_length": "för lång Märkning",
+    "marking_control": "styrtecken i Märkning",
+    "email_invalid": "ogiltig faktura e-post",
+    "no_route": "ingen mottagarväg",
+    "posted": "inte verifierad",
+    "in_interval": "fakturadatum utanför perioden",
+    "due_date": "förfallodatum",
+    "currency": "ogiltig valuta",
+    "has_lines": "saknar rader",
+    "line_unreadable": "oläsbara rader",
+    "line_amounts": "fel radbelopp",
+    "vat_rates": "ogiltig momssats",
+    "amount_ex_vat": "fel belopp exkl. moms",
+    "vat_amount": "fel momsbelopp",
+    "total": "fel totalbelopp",
+    "sign": "fel tecken på beloppet",
+    "credited": "kredit utan krediterad faktura",
+    "unique_number": "dubbelt fakturanummer",
+    "missing_customer": "kund saknas i ERP",
+    "duplicate_row": "dubblerad rad i ERP",
+    "number_missing": "nummer saknas",
+    "name_missing": "namn saknas",
+    "due_far": "förfallodatum för långt fram",
+    "due_missing": "förfallodatum saknas",
+    "line_numbers": "ogiltiga radnummer",
+    "line_texts": "ogiltig radtext",
+    "units": "okänd enhet",
+    "negative_price": "negativt pris",
+    **{f"text:{column}": f"ogiltig text i {text.label}" for column, text in TEXT_FIELDS.items()},
     **{f"flag:{column}": f"oläsbart värde i {label}" for column, label in FLAG_LABELS.items()},
 }
 
 
-def validate(batch: InvoiceBatch, *, start: date, end: date,
-             duplicate_numbers: set[str] | None = None) -> ValidationReport:
+def validate(
+    batch: InvoiceBatch, *, start: date, end: date, duplicate_numbers: set[str] | None = None
+) -> ValidationReport:
     """Check every invoice of the batch and its customer, and explain every failure.
 
     Customers are checked once each, not once per invoice.
@@ -828,9 +943,12 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
     # first row, and rejected as ambiguous
     customer_rows, invoice_rows = _row_counts(batch.customers), _row_counts(batch.invoices)
     if customer_rows or invoice_rows:
-        batch = InvoiceBatch(invoices=batch.invoices[~batch.invoices.index.duplicated()],
-                             customers=batch.customers[~batch.customers.index.duplicated()],
-                             lines=batch.lines, attachments=batch.attachments)
+        batch = InvoiceBatch(
+            invoices=batch.invoices[~batch.invoices.index.duplicated()],
+            customers=batch.customers[~batch.customers.index.duplicated()],
+            lines=batch.lines,
+            attachments=batch.attachments,
+        )
     customers = customer_facts(batch.customers)
     customers["row_count"] = [customer_rows.get(i, 1) for i in customers.index] if customer_rows else 1
     customer_failures = _failures(customers, customer_schema())
@@ -862,8 +980,8 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
 
     rejected_ids = [i for i in facts.index if i in rejected_invoices]
     missing_ids = set(missing)
-    raw_rows = batch.invoices.loc[rejected_ids, list(_RAW_COLUMN.values()) + ["due_date"]].to_dict("records")
-    for fact, raw in zip(facts.loc[rejected_ids].itertuples(), raw_rows):
+    raw_rows = batch.invoices.loc[rejected_ids, [*list(_RAW_COLUMN.values()), "due_date"]].to_dict("records")
+    for fact, raw in zip(facts.loc[rejected_ids].itertuples(), raw_rows, strict=False):
         invoice_id = fact.Index
         number = shown(fact.invoice_number, 40) or f"med id {invoice_id}"
         names = list(invoice_failures.get(invoice_id, []))
@@ -871,8 +989,10 @@ def validate(batch: InvoiceBatch, *, start: date, end: date,
         customer_id = fact.customer_id
         if invoice_id in missing_ids:
             names.insert(0, "missing_customer")
-            parts.append(f"Faktura {number}: kund med id {int(customer_id)} finns inte i ERP; "
-                         "koppla fakturan till en befintlig kund")
+            parts.append(
+                f"Faktura {number}: kund med id {int(customer_id)} finns inte i ERP; "
+                "koppla fakturan till en befintlig kund"
+            )
         elif customer_id in customer_parts:
             parts.append(customer_parts[customer_id])
             names = customer_failures[customer_id] + names
@@ -893,7 +1013,8 @@ def _row_counts(frame: pd.DataFrame) -> dict[Any, int]:
     return {key: int(count) for key, count in frame.index[frame.index.isin(repeated)].value_counts().items()}
 
 
-def validate_batch(batch: InvoiceBatch, *, start: date, end: date,
-                   duplicate_numbers: set[str] | None = None) -> dict[int, str | None]:
+def validate_batch(
+    batch: InvoiceBatch, *, start: date, end: date, duplicate_numbers: set[str] | None = None
+) -> dict[int, str | None]:
     """Per invoice id, None when it may be sent, else the one message describing everything to fix."""
     return validate(batch, start=start, end=end, duplicate_numbers=duplicate_numbers).messages

@@ -1,12 +1,63 @@
-"""Task arguments given as values or as rendered templates' text, and the settings every InExchange task
-shares: the operators, the sensor and their run-time modules read them here (a leaf module: it
-imports nothing of the project)."""
+"""Values as the project reads them: database and ERP values as text, task arguments given as values
+or as rendered templates' text, and the settings every InExchange task shares. The ledger,
+validation, the notifier, the operators, the sensor and their run-time modules read them here (a
+leaf module: it imports nothing of the project).
+
+A NULL (:func:`is_null`) becomes text in one of two ways: :func:`text_or_empty` for a value read as
+the ERP shows it (``''`` for NULL, surrounding spaces removed), :func:`text_or_none` for a value kept
+as it is (``None`` for NULL, nothing removed). Both decode bytes as UTF-8.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any, Protocol, Self, TypedDict
+
+#: what a text column may hold instead of text: raw bytes (decoded as UTF-8 when read as text)
+BINARY = (bytes, bytearray, memoryview)
+
+
+def is_null(value: Any) -> bool:
+    """Whether a value is NULL: None, a float NaN (pandas' NULL in a number column), or pandas' NA or NaT.
+
+    A Decimal NaN or a text such as ``'nan'`` is a value, not NULL.
+    """
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    pandas = sys.modules.get("pandas")  # pandas' NA and NaT exist only once pandas is loaded
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def _decoded(value: Any) -> str:
+    """A value that is not NULL as text: bytes decoded as UTF-8 (undecodable bytes as U+FFFD), else ``str``."""
+    if isinstance(value, BINARY):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def text_or_empty(value: Any) -> str:
+    """A value as the ERP shows it: ``''`` for NULL, bytes decoded as UTF-8 (undecodable bytes as U+FFFD),
+    surrounding white space removed.
+
+    For texts that are read, compared and named in messages (validation, a customer's fields sent to
+    InExchange).
+    """
+    return "" if is_null(value) else _decoded(value).strip()
+
+
+def text_or_none(value: Any) -> str | None:
+    """A value as text, kept as it is: ``None`` for NULL, bytes decoded as UTF-8 (undecodable bytes as
+    U+FFFD), nothing removed.
+
+    For texts that are stored or passed on (the ledger's columns, the notifier's list).
+    """
+    return None if is_null(value) else _decoded(value)
 
 
 @dataclass(frozen=True)
@@ -17,6 +68,44 @@ class TaskSettings:
     reporting_conn_id: str
     inexchange_conn_id: str
     timezone: str
+
+    @classmethod
+    def of(cls, task: object, **rendered: Any) -> Self:
+        """The settings of a task: each field is the task's attribute of the same name, or the value
+        given for it here (an argument converted once its template is rendered).
+
+        :param task: the operator or sensor (its arguments are attributes, see :func:`keep_arguments`).
+        :param rendered: values that stand for the task's attributes of the same names.
+        """
+        return cls(
+            **{
+                name: rendered[name] if name in rendered else getattr(task, name)
+                for name in (field.name for field in fields(cls))
+            }
+        )
+
+
+class TaskLog(Protocol):
+    """What a task's work writes its log with: the task's logger (Airflow's), or any :class:`logging.Logger`."""
+
+    def info(self, message: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, message: Any, /, *args: Any) -> Any: ...
+
+    def error(self, message: Any, /, *args: Any) -> Any: ...
+
+
+def keep_arguments(task: object, arguments: Mapping[str, Any]) -> None:
+    """Keep a task's arguments as its attributes of the same names: Airflow renders the templated ones
+    there, and :meth:`TaskSettings.of` reads them.
+
+    :param task: the operator or sensor.
+    :param arguments: name -> value, such as the constructor's ``locals()``: ``self``, ``kwargs`` (the
+        arguments the constructor hands to its base class) and private names are left out.
+    """
+    for name, value in arguments.items():
+        if name not in ("self", "kwargs") and not name.startswith("_"):
+            setattr(task, name, value)
 
 
 def as_flag(value: bool | str, name: str) -> bool:
@@ -53,3 +142,12 @@ def as_delivery_timeout(value: timedelta | float | str) -> timedelta:
     if span < timedelta(0):
         raise ValueError(f"delivery_timeout must not be negative, not {value!r}")
     return span
+
+
+class LedgerConnections(TypedDict):
+    """The arguments every ledger stage takes: the ERP's and the reporting database's connections and the
+    time zone of the invoice day (the DAG hands them to each task as one mapping)."""
+
+    erp_conn_id: str
+    reporting_conn_id: str
+    timezone: str

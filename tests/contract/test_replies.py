@@ -24,7 +24,8 @@ import httpx
 import pytest
 import respx
 
-from inexchange.api import LedgerState, LookupResult, OutboundDocument, OutboundPage, is_final_status, ledger_state_for
+from inexchange.api import LookupResult, OutboundDocument, OutboundPage
+from inexchange.states import LedgerState, is_final_status, ledger_state_for
 from inexchange.exceptions import InExchangeApiError
 from inexchange.hooks.inexchange import InExchangeHook
 from dispatch_testing.reply_fixtures import API_KEY, ERP_ID, fixture_names, load

@@ -221,6 +221,6 @@ def test_stages_return_their_summaries_and_read_the_run_params(dagbag) -> None:
         "recheck_waiting": True, "extract": True, "validate": True, "plan_batches": False, "report": True,
     }
     plan, report = dag.get_task("plan_batches"), dag.get_task("report")
-    assert (plan.batch_size, plan.dry_run) == ("{{ params.batch_size }}", "{{ params.dry_run }}")
+    assert (plan.batch_size, plan.dry_run_batches) == ("{{ params.batch_size }}", "{{ params.dry_run }}")
     assert report.fail_on_action_needed == "{{ params.fail_on_action_needed }}"
     assert dag.get_task("submit").expand_input.value.operator is plan  # mapped over plan_batches' XCom

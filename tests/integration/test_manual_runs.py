@@ -178,7 +178,7 @@ def test_claims_left_by_a_run_that_ended_are_settled_by_the_next_run(dispatch_da
     first run has ended, finds the three at InExchange (sent nothing again) and follows them to their
     final status; the fourth stays as it was.
     """
-    from inexchange.operators.submit_run import IN_DOUBT_MESSAGE
+    from inexchange.submission import IN_DOUBT_MESSAGE
 
     first = run(dispatch_dag)
     sends = simulator.stats()["sends"]

@@ -7,17 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dispatch_testing.unit_fixtures import DOCUMENT_ID, LOOKUP_REPLY, STOPPED_ERROR, outbound_document
-from inexchange.api import (
-    FINAL_STATES,
-    DocumentError,
-    LedgerState,
-    LookupResult,
-    OutboundDocument,
-    ReplyShapeError,
-    is_final_status,
-    ledger_state_for,
-    parse_time,
-)
+from inexchange.api import DocumentError, LookupResult, OutboundDocument, ReplyShapeError, parse_time
+from inexchange.states import FINAL_STATES, LedgerState, is_final_status, ledger_state_for
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import grimp
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "inexchange"
 #: the domain library: what the operators, the sensor and the trigger call into
-DOMAIN = ("pipeline", "preflight", "tracking", "ubl", "validation", "ledger", "attention", "erp", "db", "api", "sql",
-          "units", "values", "times", "exceptions")
+DOMAIN = ("pipeline", "preflight", "submission", "delivery", "tracking", "ubl", "validation", "ledger", "attention",
+          "erp", "db", "api", "replies", "states", "sql", "units", "values", "times", "exceptions")
 #: the Airflow modules the domain may import: the Task SDK's public parts and the scheduler's timetables
 AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.sdk.log", "airflow.timetables.interval")
 

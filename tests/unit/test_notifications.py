@@ -374,7 +374,7 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
 
     from dispatch_testing.unit_fixtures import sqlite_connection_json
     from inexchange import pipeline
-    from inexchange.api import LedgerState
+    from inexchange.states import LedgerState
     from inexchange.ledger import Ledger, RunScope
 
     path = tmp_path / "ledger.db"

@@ -144,7 +144,7 @@ def test_line_values(values: dict[str, Any], expected: str, sqlite: bool) -> Non
 
 
 def test_the_description_limit_is_the_contract_width() -> None:
-    assert TEXT_FIELDS["description"][1] == 200
+    assert TEXT_FIELDS["description"].limit == 200
     assert message(invoice=with_line(description="Å" * 200)) is None
 
 

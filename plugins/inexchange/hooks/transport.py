@@ -101,8 +101,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ``httpx.ReadTimeout``, as the request may have been sent. None for no deadline.
     """
 
-    def __init__(self, *, max_connections: int, verify: ssl.SSLContext, keepalive_expiry: float = 5.0,
-                 max_reply_bytes: int = MAX_REPLY_BYTES, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        verify: ssl.SSLContext,
+        keepalive_expiry: float = 5.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        deadline: float | None = None,
+    ) -> None:
         self._max_reply_bytes = max_reply_bytes
         self._deadline = deadline
         self._max_connections = max_connections
@@ -114,12 +121,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         import aiohttp
 
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl,
-                                             keepalive_timeout=self._keepalive_expiry)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=self._ssl, keepalive_timeout=self._keepalive_expiry
+            )
+            # aiohttp sends a GET again, once, when a reused keep-alive connection turns out closed before
+            # any reply (RFC 9112, 9.3.1); the hook's only GET reads a document's status, so that is harmless
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
-            # aiohttp repeats a GET by itself when a reused connection turns out closed; the hook's retry
-            # policy (max_attempts, backoff) is the only one, as with httpx's engine (aiohttp's tests do the same)
-            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -135,8 +142,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 proxy=proxy_for(request.url.scheme, request.url.host),
                 skip_auto_headers=_AS_HTTPX_SENDS,  # no Content-Type where httpx sends none
-                timeout=aiohttp.ClientTimeout(total=self._deadline, connect=timeout.get("pool"),
-                                              sock_connect=timeout.get("connect"), sock_read=timeout.get("read")),
+                timeout=aiohttp.ClientTimeout(
+                    total=self._deadline,
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
             ) as reply:
                 raw = await _read_capped(reply, self._max_reply_bytes)
                 headers = [(name, value) for name, value in reply.raw_headers if name.lower() != b"content-encoding"]
@@ -152,8 +163,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             headers=headers,
             stream=httpx.ByteStream(body),
             request=request,
-            extensions={"http_version": b"HTTP/1.1",
-                        "reason_phrase": (reply.reason or "").encode("utf-8", "surrogateescape")},
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (reply.reason or "").encode("utf-8", "surrogateescape"),
+            },
         )
 
     async def aclose(self) -> None:
@@ -206,8 +219,9 @@ def read_capped(response: httpx.Response, limit: int) -> httpx.Response:
         chunks.append(chunk)
     body = decoded(response.headers.get_list("Content-Encoding"), b"".join(chunks), limit)
     headers = [(name, value) for name, value in response.headers.raw if name.lower() != b"content-encoding"]
-    whole = httpx.Response(response.status_code, headers=headers, content=body,
-                           request=response.request, extensions=response.extensions)
+    whole = httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request, extensions=response.extensions
+    )
     whole.read()
     return whole
 
@@ -306,10 +320,12 @@ class _BoundedStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._stream.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname,
-                                                     _bounded(timeout, httpcore.ConnectTimeout)))
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _BoundedStream(
+            self._stream.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        )
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -321,15 +337,26 @@ class _BoundedBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._backend.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
-                                                        local_address, socket_options))
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        return _BoundedStream(
+            self._backend.connect_tcp(
+                host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            )
+        )
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
-        return _BoundedStream(self._backend.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout),
-                                                                socket_options))
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        return _BoundedStream(
+            self._backend.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout), socket_options)
+        )
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)

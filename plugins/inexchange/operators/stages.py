@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from inexchange.times import TIMEZONE
-from inexchange.values import as_flag
+from inexchange.values import LedgerConnections, as_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,17 +34,22 @@ class _LedgerStageOperator(BaseOperator):
     #: the stage's result is a dict: push each key as an XCom too, as ``@task`` does for a dict
     returns_dict = True
 
-    def __init__(self, *, erp_conn_id: str = "erp_default", reporting_conn_id: str = "inexchange_reporting",
-                 timezone: str = TIMEZONE, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        erp_conn_id: str = "erp_default",
+        reporting_conn_id: str = "inexchange_reporting",
+        timezone: str = TIMEZONE,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("multiple_outputs", self.returns_dict)
         super().__init__(**kwargs)
         self.erp_conn_id = erp_conn_id
         self.reporting_conn_id = reporting_conn_id
         self.timezone = timezone
 
-    def _connections(self) -> dict[str, str]:
-        return {"erp_conn_id": self.erp_conn_id, "reporting_conn_id": self.reporting_conn_id,
-                "timezone": self.timezone}
+    def _connections(self) -> LedgerConnections:
+        return {"erp_conn_id": self.erp_conn_id, "reporting_conn_id": self.reporting_conn_id, "timezone": self.timezone}
 
 
 class PreflightOperator(_LedgerStageOperator):
@@ -61,12 +66,22 @@ class PreflightOperator(_LedgerStageOperator):
         user who may read pools); needed only with ``api_pool``.
     """
 
-    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "inexchange_conn_id", "api_pool",
-                                      "airflow_api_conn_id")
+    template_fields: Sequence[str] = (
+        *_LedgerStageOperator.template_fields,
+        "inexchange_conn_id",
+        "api_pool",
+        "airflow_api_conn_id",
+    )
     returns_dict = False
 
-    def __init__(self, *, inexchange_conn_id: str = "inexchange_default", api_pool: str | None = None,
-                 airflow_api_conn_id: str = "airflow_api", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        inexchange_conn_id: str = "inexchange_default",
+        api_pool: str | None = None,
+        airflow_api_conn_id: str = "airflow_api",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.inexchange_conn_id = inexchange_conn_id
         self.api_pool = api_pool
@@ -78,9 +93,14 @@ class PreflightOperator(_LedgerStageOperator):
         from inexchange.preflight import PreflightFailed, preflight, read_seller_variable
 
         try:
-            return preflight(erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
-                             inexchange_conn_id=self.inexchange_conn_id, read_seller=read_seller_variable,
-                             pool=self.api_pool or None, airflow_api_conn_id=self.airflow_api_conn_id)
+            return preflight(
+                erp_conn_id=self.erp_conn_id,
+                reporting_conn_id=self.reporting_conn_id,
+                inexchange_conn_id=self.inexchange_conn_id,
+                read_seller=read_seller_variable,
+                pool=self.api_pool or None,
+                airflow_api_conn_id=self.airflow_api_conn_id,
+            )
         except PreflightFailed as exc:  # logged as one block by preflight
             raise AirflowFailException(str(exc)) from None
 
@@ -130,19 +150,24 @@ class PlanBatchesOperator(_LedgerStageOperator):
     :param dry_run: whether the batches only say what they would send (templated, e.g. ``"{{ params.dry_run }}"``).
     """
 
-    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "batch_size", "dry_run")
+    # "dry_run_batches", not "dry_run": BaseOperator.dry_run() is a method of every operator
+    template_fields: Sequence[str] = (*_LedgerStageOperator.template_fields, "batch_size", "dry_run_batches")
     returns_dict = False
 
     def __init__(self, *, batch_size: int | str = 2000, dry_run: bool | str = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_size = batch_size
-        self.dry_run = dry_run
+        self.dry_run_batches = dry_run
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from inexchange import pipeline
 
-        return pipeline.plan_batches(context, batch_size=int(self.batch_size), dry_run=as_flag(self.dry_run, "dry_run"),
-                                     **self._connections())
+        return pipeline.plan_batches(
+            context,
+            batch_size=int(self.batch_size),
+            dry_run=as_flag(self.dry_run_batches, "dry_run"),
+            **self._connections(),
+        )
 
 
 class DispatchReportOperator(_LedgerStageOperator):
@@ -161,8 +186,11 @@ class DispatchReportOperator(_LedgerStageOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from inexchange import pipeline
 
-        return pipeline.report(context, fail_on_action_needed=as_flag(self.fail_on_action_needed, "fail_on_action_needed"),
-                               **self._connections())
+        return pipeline.report(
+            context,
+            fail_on_action_needed=as_flag(self.fail_on_action_needed, "fail_on_action_needed"),
+            **self._connections(),
+        )
 
 
 class RunStateWatcherOperator(BaseOperator):
@@ -198,8 +226,7 @@ class RunStateWatcherOperator(BaseOperator):
         (``task_id`` or ``task_id_<map index>``); empty when it cannot say."""
         ti = context["ti"]
         try:
-            by_run = ti.get_task_states(dag_id=ti.dag_id, task_ids=sorted(self.upstream_task_ids),
-                                        run_ids=[ti.run_id])
+            by_run = ti.get_task_states(dag_id=ti.dag_id, task_ids=sorted(self.upstream_task_ids), run_ids=[ti.run_id])
         except Exception as exc:  # the names only enrich the message; the run fails without them
             self.log.warning("could not read the stages' states: %s", exc)
             return []

@@ -1,21 +1,22 @@
 """SubmitInvoicesOperator: build, upload and send the ledger's ready invoices exactly once.
 
 This module is what a DAG file imports: the operator's arguments, template fields and extra link.
-The submission itself (:mod:`inexchange.operators.submit_run`, with the hook, the ledger, lxml and
-pandas) is imported by :meth:`SubmitInvoicesOperator.execute`, so parsing a DAG does not load it.
+The submission itself (:mod:`inexchange.submission`, with the hook, the ledger, lxml and pandas) is
+imported by :meth:`SubmitInvoicesOperator.execute`, so parsing a DAG does not load it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from inexchange.links.portal import InExchangePortalLink
 from inexchange.times import TIMEZONE
+from inexchange.values import keep_arguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -85,6 +86,15 @@ class SubmitInvoicesOperator(BaseOperator):
     ui_color = "#d6e9f8"
     operator_extra_links = (InExchangePortalLink(),)
 
+    # every argument is kept as an attribute of its name (the submission's settings are read from them);
+    # these the operator reads itself: the InExchange hook's, and the seller configuration
+    inexchange_conn_id: str
+    request_timeout: float
+    rate_limit: int | None
+    concurrency: int
+    clients: int
+    seller: dict[str, Any] | None
+
     def __init__(
         self,
         *,
@@ -93,7 +103,7 @@ class SubmitInvoicesOperator(BaseOperator):
         inexchange_conn_id: str = DEFAULT_INEXCHANGE_CONN_ID,
         seller: dict[str, Any] | None = None,
         let_inexchange_choose: bool = False,
-        max_attempts: int = 5,  # inexchange.api.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
+        max_attempts: int = 5,  # inexchange.states.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
         retry_delay_base: timedelta = timedelta(minutes=5),
         timezone: str = TIMEZONE,
         request_timeout: float = 30.0,
@@ -119,46 +129,50 @@ class SubmitInvoicesOperator(BaseOperator):
             raise ValueError("concurrency and claim_batch must be at least 1")
         if max_doubt_lookups < 1:
             raise ValueError(f"max_doubt_lookups must be at least 1, got {max_doubt_lookups}")
-        self.erp_conn_id = erp_conn_id
-        self.reporting_conn_id = reporting_conn_id
-        self.inexchange_conn_id = inexchange_conn_id
-        self.seller = seller
-        self.let_inexchange_choose = let_inexchange_choose
-        self.max_attempts = max_attempts
-        self.retry_delay_base = retry_delay_base
-        self.timezone = timezone
-        self.request_timeout = request_timeout
-        self.concurrency = concurrency
-        self.rate_limit = rate_limit
-        self.clients = clients
-        self.claim_batch = claim_batch
-        self.shard = shard
-        self.shards = shards
-        self.claim_lease = claim_lease
-        self.settle_time = settle_time
-        self.settle_rounds = settle_rounds
-        self.max_doubt_lookups = max_doubt_lookups
-        self.dry_run = dry_run
+        keep_arguments(self, locals())  # every argument above, as an attribute of its name
 
     @cached_property
     def hook(self) -> InExchangeHook:
         """The InExchange hook, created at run time."""
         from inexchange.hooks.inexchange import InExchangeHook
 
-        return InExchangeHook(self.inexchange_conn_id, timeout=self.request_timeout, rate_limit=self.rate_limit,
-                              concurrency=self.concurrency, clients=self.clients)
+        return InExchangeHook(
+            self.inexchange_conn_id,
+            timeout=self.request_timeout,
+            rate_limit=self.rate_limit,
+            concurrency=self.concurrency,
+            clients=self.clients,
+        )
 
     def execute(self, context: Context) -> dict[str, int]:
-        from inexchange.operators.submit_run import Submission, SubmitSettings
+        from inexchange.ledger import RunScope
+        from inexchange.preflight import read_seller_variable
+        from inexchange.submission import Submission, SubmitSettings
 
-        settings = SubmitSettings(
-            erp_conn_id=self.erp_conn_id, reporting_conn_id=self.reporting_conn_id,
-            inexchange_conn_id=self.inexchange_conn_id, seller=self.seller,
-            let_inexchange_choose=self.let_inexchange_choose, max_attempts=self.max_attempts,
-            retry_delay_base=self.retry_delay_base, timezone=self.timezone, concurrency=self.concurrency,
-            claim_batch=self.claim_batch, shard=self.shard, shards=self.shards, claim_lease=self.claim_lease,
-            settle_time=self.settle_time, settle_rounds=self.settle_rounds, max_doubt_lookups=self.max_doubt_lookups,
-            dry_run=self.dry_run,
+        settings = SubmitSettings.of(self, seller=self.seller if self.seller is not None else read_seller_variable())
+        submission = Submission(
+            settings,
+            RunScope.from_context(context, settings.timezone),
+            get_hook=lambda: self.hook,
+            log=self.log,
+            run_state=_dag_run_state(context),
+            show_portal=partial(InExchangePortalLink.persist, context),
         )
-        return Submission(settings, context, hook=lambda: self.hook, log=self.log).run()
+        return submission.run()
 
+
+def _dag_run_state(context: Context) -> Callable[[str], str] | None:
+    """What asks Airflow for the state of one of the task's DAG's runs, by its run id (the state's value:
+    ``"success"``, ``"failed"``, ``"running"``...); None when the context has no task instance that can
+    ask (``execute`` called directly)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    ask = getattr(ti, "get_dagrun_state", None)
+    dag_id = getattr(ti, "dag_id", None)
+    if not callable(ask) or not isinstance(dag_id, str):
+        return None
+
+    def state(run_id: str) -> str:
+        found = ask(dag_id=dag_id, run_id=run_id)
+        return str(getattr(found, "value", found))  # an enum of the Task SDK
+
+    return state

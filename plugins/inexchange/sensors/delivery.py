@@ -1,9 +1,9 @@
 """DeliveryStatusSensor: follow submitted invoices until InExchange sends or stops them.
 
 This module is what a DAG file imports: the sensor's arguments, template fields and defer target.
-What it does when it runs (:mod:`inexchange.sensors.delivery_run`, with the hook, the ledger and the
-trigger) is imported by :meth:`~DeliveryStatusSensor.execute`, :meth:`~DeliveryStatusSensor.poke`
-and :meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not load it.
+What it does when it runs (:mod:`inexchange.delivery`, with the hook and the ledger, and the trigger)
+is imported by :meth:`~DeliveryStatusSensor.execute`, :meth:`~DeliveryStatusSensor.poke` and
+:meth:`~DeliveryStatusSensor.execute_complete`, so parsing a DAG does not load it.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from inexchange.times import TIMEZONE
-from inexchange.values import as_delivery_timeout, as_flag
+from inexchange.values import as_delivery_timeout, as_flag, keep_arguments
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, PokeReturnValue
+    from airflow.sdk import Context
 
+    from inexchange.delivery import Deferral, DeliveryRun
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.sensors.delivery_run import DeliveryRun
 
 #: ``InExchangeHook.default_conn_name``, written out so that declaring the sensor does not import the hook
 DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
@@ -61,8 +61,20 @@ class DeliveryStatusSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = (
-        "reporting_conn_id", "erp_conn_id", "inexchange_conn_id", "poll_interval", "delivery_timeout", "deferrable",
+        "reporting_conn_id",
+        "erp_conn_id",
+        "inexchange_conn_id",
+        "poll_interval",
+        "delivery_timeout",
+        "deferrable",
     )
+
+    # every argument is kept as an attribute of its name (the run's settings are read from them); these the
+    # sensor reads itself, the templated ones as given (or as rendered text) until execute converts them
+    inexchange_conn_id: str
+    poll_interval: float | str
+    delivery_timeout: timedelta | float | str
+    deferrable: bool | str
 
     def __init__(
         self,
@@ -94,14 +106,19 @@ class DeliveryStatusSensor(BaseSensorOperator):
         interval = _number_or(poll_interval, 60.0)
         span = _number_or(delivery_timeout, DEFAULT_DELIVERY_TIMEOUT.total_seconds())
         super().__init__(poke_interval=interval, timeout=backup_timeout(span, interval), **kwargs)
-        self.reporting_conn_id = reporting_conn_id
-        self.erp_conn_id = erp_conn_id
-        self.inexchange_conn_id = inexchange_conn_id
-        self.poll_interval = poll_interval
-        self.page_size = page_size
-        self.delivery_timeout = delivery_timeout
-        self.deferrable = deferrable
-        self.timezone = timezone
+        keep_arguments(
+            self,
+            {
+                "reporting_conn_id": reporting_conn_id,
+                "erp_conn_id": erp_conn_id,
+                "inexchange_conn_id": inexchange_conn_id,
+                "poll_interval": poll_interval,
+                "page_size": page_size,
+                "delivery_timeout": delivery_timeout,
+                "deferrable": deferrable,
+                "timezone": timezone,
+            },
+        )  # the arguments as given (deferrable and delivery_timeout as resolved above)
         #: whether the mode was left to the sensor, which then reschedules whenever it does not defer
         self._mode_by_deferral = mode_by_deferral
 
@@ -122,31 +139,46 @@ class DeliveryStatusSensor(BaseSensorOperator):
             self.mode = "poke" if self.deferrable else "reschedule"
 
     def _run(self, context: Context) -> DeliveryRun:
-        from inexchange.sensors.delivery_run import DeliveryRun, DeliverySettings
+        from inexchange.delivery import DeliveryRun, DeliverySettings
+        from inexchange.ledger import RunScope
 
-        settings = DeliverySettings(
-            reporting_conn_id=self.reporting_conn_id, inexchange_conn_id=self.inexchange_conn_id,
-            timezone=self.timezone, page_size=self.page_size, poll_interval=float(self.poll_interval),
-            delivery_timeout=as_delivery_timeout(self.delivery_timeout),
+        settings = DeliverySettings.of(
+            self, poll_interval=float(self.poll_interval), delivery_timeout=as_delivery_timeout(self.delivery_timeout)
         )
-        return DeliveryRun(settings, context, hook=lambda: self.hook, defer=self.defer, log=self.log)
+        return DeliveryRun(
+            settings, RunScope.from_context(context, settings.timezone), get_hook=lambda: self.hook, log=self.log
+        )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        return self._run(context).poke()
+        summary = self._run(context).poke(context["ti"].get_first_reschedule_date(context))
+        return PokeReturnValue(is_done=summary is not None, xcom_value=summary)
 
     def execute(self, context: Context) -> Any:
         self._use_rendered_settings()
         if not self.deferrable:
             return super().execute(context)
-        return self._run(context).execute()
+        return self._finish_or_defer(self._run(context).start())
 
-    def execute_complete(self, context: Context, event: dict[str, Any], end_time: str | None = None,
-                         unreadable: list[str] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], end_time: str | None = None, unreadable: list[str] | None = None
+    ) -> dict[str, Any]:
         """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``).
 
         :param unreadable: ids of listed documents that could not be read, from the try's earlier deferrals.
         """
-        return self._run(context).resume(event, end_time, unreadable)
+        return self._finish_or_defer(self._run(context).resume(event, end_time, unreadable))
+
+    def _finish_or_defer(self, outcome: dict[str, Any] | Deferral) -> dict[str, Any]:
+        """The run's summary, or the deferral to :class:`~inexchange.triggers.delivery.DeliveryStatusTrigger`
+        it asks for (``defer`` raises, so nothing returns then)."""
+        from inexchange.delivery import Deferral
+        from inexchange.triggers.delivery import DeliveryStatusTrigger
+
+        if isinstance(outcome, Deferral):
+            self.defer(
+                trigger=DeliveryStatusTrigger(**outcome.trigger), method_name="execute_complete", kwargs=outcome.resume
+            )
+        return outcome
 
 
 def backup_timeout(delivery_seconds: float, poll_seconds: float) -> float:
@@ -163,4 +195,3 @@ def _number_or(value: timedelta | float | str, default: float) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return default if isinstance(value, str) else float(value)
-

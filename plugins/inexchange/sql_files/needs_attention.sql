@@ -6,7 +6,7 @@
 --   in_doubt   a send whose outcome InExchange never told: check InExchange's portal;
 --   failed     and InExchange received it (inexchange_document_id is set: it reported Error while
 --              delivering; such a row is never resent automatically), or its attempts reached
---              max_attempts (the submit task's attempts per invoice, inexchange.api.MAX_ATTEMPTS).
+--              max_attempts (the submit task's attempts per invoice, inexchange.states.MAX_ATTEMPTS).
 -- A failed row with attempts left and no InExchange document id needs nobody: the submit task
 -- retries it at next_retry_at (NULL: at the next run). The same definition is
 -- inexchange.pipeline.needs_person (the run turns red) and the page's "needs a person" filter.

@@ -27,15 +27,14 @@ ON CONFLICT (invoice_id, data_interval_start) DO UPDATE SET
     inexchange_document_id = excluded.inexchange_document_id,
     attempts = excluded.attempts,
     dag_run_id = excluded.dag_run_id
- WHERE inexchange_report.data_interval_end IS DISTINCT FROM excluded.data_interval_end
-    OR inexchange_report.document_type IS DISTINCT FROM excluded.document_type
-    OR inexchange_report.invoice_number IS DISTINCT FROM excluded.invoice_number
-    OR inexchange_report.customer_number IS DISTINCT FROM excluded.customer_number
-    OR inexchange_report.customer_name IS DISTINCT FROM excluded.customer_name
-    OR inexchange_report.delivery_method IS DISTINCT FROM excluded.delivery_method
-    OR inexchange_report.state IS DISTINCT FROM excluded.state
-    OR inexchange_report.inexchange_status IS DISTINCT FROM excluded.inexchange_status
-    OR inexchange_report.sent_at IS DISTINCT FROM excluded.sent_at
-    OR inexchange_report.message IS DISTINCT FROM excluded.message
-    OR inexchange_report.inexchange_document_id IS DISTINCT FROM excluded.inexchange_document_id
-    OR inexchange_report.attempts IS DISTINCT FROM excluded.attempts
+-- written only when a column differs: the columns compared as one row value, NULL equal to NULL
+-- (IS DISTINCT FROM compares row values on SQLite and PostgreSQL alike)
+ WHERE (inexchange_report.data_interval_end, inexchange_report.document_type, inexchange_report.invoice_number,
+        inexchange_report.customer_number, inexchange_report.customer_name, inexchange_report.delivery_method,
+        inexchange_report.state, inexchange_report.inexchange_status, inexchange_report.sent_at,
+        inexchange_report.message, inexchange_report.inexchange_document_id, inexchange_report.attempts)
+       IS DISTINCT FROM
+       (excluded.data_interval_end, excluded.document_type, excluded.invoice_number,
+        excluded.customer_number, excluded.customer_name, excluded.delivery_method,
+        excluded.state, excluded.inexchange_status, excluded.sent_at,
+        excluded.message, excluded.inexchange_document_id, excluded.attempts)

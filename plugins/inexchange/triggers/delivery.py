@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from inexchange.api import parse_time
 from inexchange.hooks.inexchange import InExchangeHook
-from inexchange.tracking import status_changes, unreadable_of
-
-#: the most status changes one trigger event carries (a few hundred kB of JSON)
-MAX_EVENT_CHANGES = 2000
+from inexchange.tracking import MAX_EVENT_CHANGES, status_changes, unreadable_of
 
 
 class DeliveryStatusTrigger(BaseTrigger):
@@ -94,14 +91,20 @@ class DeliveryStatusTrigger(BaseTrigger):
                 await asyncio.sleep(self.first_poll_after)
             while True:
                 documents = await hook.aall_outbound(
-                    page_size=self.page_size, created_from=parse_time(self.created_from),
-                    created_to=parse_time(self.created_to), updated_after=cursor,
+                    page_size=self.page_size,
+                    created_from=parse_time(self.created_from),
+                    created_to=parse_time(self.created_to),
+                    updated_after=cursor,
                 )
                 changes, new_cursor = status_changes(documents, cursor, limit=self.max_changes)
                 if changes:
-                    return {"status": "changes", "changes": changes, **unreadable_of(hook),
-                            "cursor": new_cursor.isoformat() if new_cursor else None}
-                now = datetime.now(timezone.utc)
+                    return {
+                        "status": "changes",
+                        "changes": changes,
+                        **unreadable_of(hook),
+                        "cursor": new_cursor.isoformat() if new_cursor else None,
+                    }
+                now = datetime.now(UTC)
                 if end_time is not None and now >= end_time:
                     return {"status": "timeout", "cursor": self.updated_after, **unreadable_of(hook)}
                 left = (end_time - now).total_seconds() if end_time is not None else self.poll_interval

@@ -49,18 +49,22 @@ log = logging.getLogger(__name__)
 REPORTING_CONN_ID = "inexchange_reporting"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: shown instead of any database error text (which could name hosts, files or parameters)
-DATABASE_ERROR = ("The reporting database could not be read. The report tables may not exist yet "
-                  "(no dispatch run so far), or the connection is wrong; the api-server log has the details.")
+DATABASE_ERROR = (
+    "The reporting database could not be read. The report tables may not exist yet "
+    "(no dispatch run so far), or the connection is wrong; the api-server log has the details."
+)
 #: shown when the reporting connection is not defined (the page never reads the ERP's database instead)
-UNDEFINED_CONNECTION = ("The connection {conn_id} is not defined. Define {conn_id} as the database that holds "
-                        "the dispatch ledger and the report (it may be the ERP's database only if that database "
-                        "is writable); the page shows the report once it is defined.")
+UNDEFINED_CONNECTION = (
+    "The connection {conn_id} is not defined. Define {conn_id} as the database that holds "
+    "the dispatch ledger and the report (it may be the ERP's database only if that database "
+    "is writable); the page shows the report once it is defined."
+)
 #: headers of every page: no caching of invoice data, no framing by other sites
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
-                               "form-action 'self'",
+    "form-action 'self'",
 }
 
 EngineFactory = Callable[[], "Engine"]
@@ -82,11 +86,16 @@ def create_app(engine_factory: EngineFactory = default_engine) -> FastAPI:
     :param engine_factory: returns the reporting database's engine; called once per request, the
         engine is disposed afterwards, so edited connections take effect without a restart.
     """
-    app = FastAPI(title="InExchange dispatch", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(dispatch_viewer)])  # every route: a logged-in, authorised user
-    app.add_exception_handler(HTTPException, login_redirect_or_error)
+    app = FastAPI(
+        title="InExchange dispatch",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(dispatch_viewer)],
+    )  # every route: a logged-in, authorised user
+    app.exception_handler(HTTPException)(login_redirect_or_error)
     pages = _Pages(engine_factory, _template_environment())
-    app.add_exception_handler(_DatabaseUnavailable, lambda request, exc: pages.error(request, exc))
+    app.add_exception_handler(_DatabaseUnavailable, pages.error)
 
     @app.get("/", response_class=HTMLResponse, name="report")
     def report(
@@ -98,8 +107,7 @@ def create_app(engine_factory: EngineFactory = default_engine) -> FastAPI:
         page: int = Query(1, ge=1, le=1_000_000),
     ) -> HTMLResponse:
         """The report table, filtered (``state``: attention, the default; all; or one ledger state)."""
-        return pages.report(request, date_from=date_from, date_to=date_to, state=state, customer=customer,
-                            page=page)
+        return pages.report(request, date_from=date_from, date_to=date_to, state=state, customer=customer, page=page)
 
     @app.get("/invoices/{invoice_id}", response_class=HTMLResponse, name="invoice")
     def invoice(request: Request, invoice_id: int) -> HTMLResponse:
@@ -139,22 +147,42 @@ class _Pages:
         self._engine_factory = engine_factory
         self._templates = templates
 
-    def report(self, request: Request, *, date_from: str, date_to: str, state: str, customer: str,
-               page: int) -> HTMLResponse:
+    def report(
+        self, request: Request, *, date_from: str, date_to: str, state: str, customer: str, page: int
+    ) -> HTMLResponse:
         """The report listing for the query string values."""
         form = {"date_from": date_from, "date_to": date_to, "state": state, "customer": customer}
-        context: dict[str, Any] = {"states": STATES, "attention": ATTENTION, "all_states": ALL_STATES,
-                                   "page_size": PAGE_SIZE}
+        context: dict[str, Any] = {
+            "states": STATES,
+            "attention": ATTENTION,
+            "all_states": ALL_STATES,
+            "page_size": PAGE_SIZE,
+        }
         try:
             report_filter = parse_filter(page=page, **form)
         except FilterError as exc:
-            return self._render("report.html", request, status.HTTP_400_BAD_REQUEST, form=form,
-                                filter_error=str(exc), result=None, **context)
+            return self._render(
+                "report.html",
+                request,
+                status.HTTP_400_BAD_REQUEST,
+                form=form,
+                filter_error=str(exc),
+                result=None,
+                **context,
+            )
         with self._database() as engine:
             result = report_page(engine, report_filter)
-        return self._render("report.html", request, status.HTTP_200_OK, form={**form, "state": report_filter.state},
-                            filter_error=None, result=result, state_links=_state_links(request),
-                            page_links=_page_links(request, report_filter, result.pages), **context)
+        return self._render(
+            "report.html",
+            request,
+            status.HTTP_200_OK,
+            form={**form, "state": report_filter.state},
+            filter_error=None,
+            result=result,
+            state_links=_state_links(request),
+            page_links=_page_links(request, report_filter, result.pages),
+            **context,
+        )
 
     def invoice(self, request: Request, invoice_id: int) -> HTMLResponse:
         """The history page of one invoice (404 when neither report nor history knows it)."""
@@ -186,7 +214,8 @@ class _Pages:
     def _render(self, template: str, request: Request, code: int, **context: Any) -> HTMLResponse:
         """Render ``template`` with the page's links and send it with the security headers."""
         html = self._templates.get_template(template).render(
-            report_url=str(request.url_for("report").path), invoice_path=_invoice_path(request), **context)
+            report_url=str(request.url_for("report").path), invoice_path=_invoice_path(request), **context
+        )
         return HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
 
     def error(self, request: Request, exc: Exception) -> HTMLResponse:
@@ -217,6 +246,7 @@ def _invoice_path(request: Request) -> Callable[[int], str]:
 
 def _page_links(request: Request, report_filter: ReportFilter, pages: int) -> dict[str, str | None]:
     """Query strings of the previous and next pages, keeping the filter (its state named explicitly)."""
+
     def link(page: int) -> str | None:
         if page < 1 or page > pages:
             return None

@@ -10,12 +10,11 @@ from ``viewer`` up may).
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request, status
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import HTTPException, Request, status
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 #: the custom view name the auth manager is asked about
 RESOURCE_NAME = "InExchange dispatch"
@@ -31,7 +30,6 @@ def dispatch_viewer(user: GetUserDep) -> BaseUser:
     if not allowed:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Forbidden")
     return user
-
 
 
 def login_redirect_or_error(request: Request, exc: HTTPException) -> Response:

@@ -7,21 +7,23 @@ company's zone with its abbreviation ('2026-11-20 09:12 CET'), as the run's repo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from inexchange.api import LedgerState
+from inexchange.states import LedgerState
 from inexchange.times import TIMEZONE, local_time, parse_utc
+
+if TYPE_CHECKING:
+    from inexchange.ui.queries import ReportPageRow
 
 __all__ = ["TIMEZONE", "local_time", "next_step"]
 
 
-def next_step(row: Mapping[str, Any], now: datetime | None = None, zone: str = TIMEZONE) -> str:
+def next_step(row: ReportPageRow, now: datetime | None = None, zone: str = TIMEZONE) -> str:
     """What happens next to a report row: nothing to do, a person's action, or an automatic retry.
 
-    :param row: a row of ``ui_report_page.sql`` (``state``, ``needs_person``, ``inexchange_document_id``,
-        and the ledger's ``next_retry_at`` and ``ledger_state``).
+    :param row: a row of the report listing (of it, ``state``, ``needs_person``, ``inexchange_document_id``,
+        and the ledger's ``next_retry_at`` and ``ledger_state`` are read).
     :param now: the current time (UTC); defaults to the clock.
     :param zone: the zone retry times are shown in.
     """
@@ -40,7 +42,7 @@ def next_step(row: Mapping[str, Any], now: datetime | None = None, zone: str = T
     if not retry_at:
         return "retried automatically at the next run"
     moment = parse_utc(retry_at)
-    current = now or datetime.now(timezone.utc)
+    current = now or datetime.now(UTC)
     if moment is not None and moment <= current:
         return f"retried automatically at the next run (due since {local_time(retry_at, zone)})"
     return f"retried automatically at {local_time(retry_at, zone)}"

@@ -12,14 +12,15 @@ or one ledger state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Integer, String, TextClause, bindparam
 
-from inexchange.api import MAX_ATTEMPTS, LedgerState
 from inexchange.db import utc_text
+from inexchange.ledger import HistoryChange, ReportRow
 from inexchange.sql import statement
+from inexchange.states import MAX_ATTEMPTS, LedgerState
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -36,6 +37,33 @@ ATTENTION = "attention"
 ALL_STATES = "all"
 #: the state filter when the query string names none
 DEFAULT_STATE = ATTENTION
+
+
+class InvoiceReportRow(ReportRow):
+    """A row of the report table (``ui_report_invoice.sql``): a run's report row, its invoice and data
+    interval, and the run that changed it last."""
+
+    invoice_id: int
+    data_interval_start: str
+    data_interval_end: str
+    dag_run_id: str | None
+
+
+class ReportPageRow(InvoiceReportRow):
+    """A row of the report listing (``ui_report_page.sql``): the report row, whether it needs a person,
+    and from the ledger when a failed row is retried (``next_retry_at``) and where it is now
+    (``ledger_state``; None when the ledger no longer has the invoice)."""
+
+    next_retry_at: str | None
+    ledger_state: str | None
+    needs_person: bool
+
+
+class HistoryEntry(HistoryChange):
+    """One state change of an invoice (``ui_invoice_history.sql``): when it happened, and the run that made it."""
+
+    changed_at: str
+    dag_run_id: str | None
 
 
 class FilterError(ValueError):
@@ -80,14 +108,13 @@ class ReportFilter:
 class ReportPage:
     """One page of matching report rows.
 
-    :param rows: the rows, as column name to value (``needs_person`` 1 or 0, and the ledger's
-        ``next_retry_at`` and ``ledger_state``, besides the report's columns).
+    :param rows: the rows.
     :param total: how many rows match the filter (0 when the page is past the last one).
     :param page: the page number shown.
     :param attention: how many of the matching rows need a person.
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[ReportPageRow]
     total: int
     page: int
     attention: int = 0
@@ -116,8 +143,10 @@ def parse_filter(*, date_from: str, date_to: str, state: str, customer: str, pag
         raise FilterError(f"To ({end}) is before From ({start})")
     chosen_state = state.strip() or DEFAULT_STATE
     if chosen_state not in (ATTENTION, ALL_STATES, *STATES):
-        raise FilterError(f"unknown state {chosen_state[:40]}; choose {ATTENTION} (needs a person), "
-                          f"{ALL_STATES}, or one of {', '.join(STATES)}")
+        raise FilterError(
+            f"unknown state {chosen_state[:40]}; choose {ATTENTION} (needs a person), "
+            f"{ALL_STATES}, or one of {', '.join(STATES)}"
+        )
     text = customer.strip()[:MAX_CUSTOMER_TEXT] or None
     return ReportFilter(start, end, chosen_state, text, max(1, page))
 
@@ -144,25 +173,25 @@ def report_page(engine: Engine, report_filter: ReportFilter) -> ReportPage:
     for row in rows:
         del row["total_rows"], row["attention_rows"]
         row["needs_person"] = bool(row["needs_person"])
-    return ReportPage(rows, total, report_filter.page, attention)
+    return ReportPage(cast("list[ReportPageRow]", rows), total, report_filter.page, attention)
 
 
-def invoice_report_rows(engine: Engine, invoice_id: int) -> list[dict[str, Any]]:
+def invoice_report_rows(engine: Engine, invoice_id: int) -> list[InvoiceReportRow]:
     """Every report row of one invoice, newest data interval first.
 
     :param engine: the reporting database.
     :param invoice_id: the ERP's invoice id.
     """
-    return _invoice_rows(engine, "ui_report_invoice", invoice_id)
+    return cast("list[InvoiceReportRow]", _invoice_rows(engine, "ui_report_invoice", invoice_id))
 
 
-def invoice_history(engine: Engine, invoice_id: int) -> list[dict[str, Any]]:
+def invoice_history(engine: Engine, invoice_id: int) -> list[HistoryEntry]:
     """The state changes of one invoice, oldest first.
 
     :param engine: the reporting database.
     :param invoice_id: the ERP's invoice id.
     """
-    return _invoice_rows(engine, "ui_invoice_history", invoice_id)
+    return cast("list[HistoryEntry]", _invoice_rows(engine, "ui_invoice_history", invoice_id))
 
 
 def _invoice_rows(engine: Engine, name: str, invoice_id: int) -> list[dict[str, Any]]:
@@ -186,7 +215,7 @@ def _page_statement() -> TextClause:
 
 def _day_start(day: date) -> str:
     """Ledger text of midnight UTC at the start of ``day``."""
-    return utc_text(datetime.combine(day, time(0), tzinfo=timezone.utc))
+    return utc_text(datetime.combine(day, time(0), tzinfo=UTC))
 
 
 def _parse_day(value: str, label: str) -> date | None:

@@ -201,7 +201,8 @@ def test_the_sync_client_goes_through_the_environments_proxy(monkeypatch: pytest
     proxy_for.cache_clear()
     try:
         hook = InExchangeHook(max_attempts=1)
-        token = hook._run(hook._created_token())
+        hook.authenticate()
+        token = hook._token
         hook.client.close()
     finally:
         proxy_for.cache_clear()

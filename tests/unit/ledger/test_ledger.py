@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from inexchange.api import LedgerState
-from inexchange.ledger import Ledger, RunScope, erp_document_id
+from inexchange.states import LedgerState
+from inexchange.ledger import Ledger, RunScope, Transition, erp_document_id
 from dispatch_testing.support import pg_connect_args, pg_url
 
 SCOPE = RunScope(
@@ -121,7 +121,7 @@ def test_due_rows(ledger: Ledger) -> None:
 
 def test_due_rows_split_into_disjoint_shards(ledger: Ledger) -> None:
     ledger.register([invoice(i) for i in range(1, 11)])
-    ledger.transition_many([(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in range(1, 11)],
+    ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in range(1, 11)],
                            source="validate")
 
     shards = [[r["invoice_id"] for r in ledger.due_rows(max_attempts=5, shard=k, shards=3)] for k in range(3)]
@@ -178,15 +178,16 @@ def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledg
     ledger.transition(2, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="bad")
 
     moved = ledger.transition_many([
-        (1, [LedgerState.PENDING], LedgerState.READY, {}),
-        (2, [LedgerState.PENDING], LedgerState.READY, {}),  # no longer pending: untouched
+        Transition(1, [LedgerState.PENDING], LedgerState.READY, {}),
+        (2, [LedgerState.PENDING], LedgerState.READY, {}),  # a plain tuple too; no longer pending: untouched
     ], source="validate")
 
     assert moved == [True, False]
     assert [r["invoice_id"] for r in ledger.rows(LedgerState.READY)] == [1]
     assert history(engine, 2)[-1] == ("pending", "rejected", "validate")
     with pytest.raises(TypeError):
-        ledger.transition_many([(1, [LedgerState.READY], LedgerState.SUBMITTING, {"bogus": 1})], source="submit")
+        ledger.transition_many([Transition(1, [LedgerState.READY], LedgerState.SUBMITTING, {"bogus": 1})],
+                               source="submit")
     assert [r["invoice_id"] for r in ledger.rows(LedgerState.READY)] == [1]  # rolled back
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from dispatch_testing.unit_fixtures import sqlite_connection_json
-from inexchange.api import LedgerState
+from inexchange.states import LedgerState
 from inexchange.ledger import Ledger, RunScope
 from inexchange.operators.stages import (
     DispatchReportOperator,
@@ -61,7 +61,7 @@ def test_plan_batches_takes_the_rendered_params(ready_ledger: Ledger) -> None:
                                    dry_run="{{ params.dry_run }}")
     context = render(operator, batch_size=2, dry_run=True)
 
-    assert (operator.batch_size, operator.dry_run) == ("2", "True")
+    assert (operator.batch_size, operator.dry_run_batches) == ("2", "True")
     assert operator.execute(context) == [{"shard": k, "shards": 3, "dry_run": True} for k in range(3)]
 
 

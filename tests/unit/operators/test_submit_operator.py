@@ -22,7 +22,7 @@ def test_the_default_connection_is_the_hooks() -> None:
 
 
 def test_the_default_attempts_are_the_ones_the_report_and_the_page_count_with() -> None:
-    from inexchange.api import MAX_ATTEMPTS
+    from inexchange.states import MAX_ATTEMPTS
 
     assert SubmitInvoicesOperator(task_id="submit").max_attempts == MAX_ATTEMPTS
 

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from sqlalchemy import Engine, create_engine, text
 
 from dispatch_testing.unit_fixtures import STOPPED_ERROR, outbound_document, outbound_list, sqlite_connection_json
-from inexchange.api import LedgerState
+from inexchange.states import LedgerState
 from inexchange.exceptions import InExchangeApiError
 from inexchange.ledger import Ledger, RunScope
 from inexchange.sensors.delivery import DeliveryStatusSensor
@@ -652,7 +652,7 @@ def test_airflows_own_timeout_backs_up_the_delivery_timeout() -> None:
 
 def test_an_event_cut_at_its_limit_is_followed_by_a_poll_soon(ledger_db: Engine) -> None:
     """The changes a full event could not carry are listed a few seconds later, not an interval later."""
-    from inexchange.triggers.delivery import MAX_EVENT_CHANGES
+    from inexchange.tracking import MAX_EVENT_CHANGES
 
     sensor = make_sensor(poll_interval=60)
     full = {"status": "changes", "cursor": "2026-11-25T08:00:00+00:00",

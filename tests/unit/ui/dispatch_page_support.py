@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from inexchange.api import MAX_ATTEMPTS
+from inexchange.states import MAX_ATTEMPTS
 from inexchange.ledger import Ledger, RunScope
 
 if TYPE_CHECKING:

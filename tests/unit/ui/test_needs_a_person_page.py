@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from dispatch_page_support import LEDGER_CASES, VIEWER, VIEWER_PASSWORD, Site
-from inexchange.api import LedgerState
+from inexchange.states import LedgerState
 
 PAGE = "/inexchange/"
 ROW = re.compile(r'<tr data-invoice-id="(\d+)"( class="needs-person")?>(.*?)</tr>', re.S)

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from dispatch_page_support import CASES_SCOPE, LEDGER_CASES, fill_ledger
-from inexchange.api import MAX_ATTEMPTS, LedgerState
+from inexchange.states import MAX_ATTEMPTS, LedgerState
 from inexchange.attention import COLUMNS, needs_attention
 from inexchange.ledger import Ledger
 from inexchange.pipeline import needs_person

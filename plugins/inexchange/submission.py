@@ -1,38 +1,35 @@
-"""The submission of :class:`~inexchange.operators.submit.SubmitInvoicesOperator`, loaded when the task runs.
+"""The submission: claim -> build -> upload -> send -> record, for the ledger's due invoices.
 
-Claim -> build -> upload -> send -> record, with the hook, the ledger, lxml and pandas: none of it
-is imported when a DAG file declaring the operator is parsed. The submission takes its task's
-arguments as :class:`SubmitSettings`, not the operator.
+The domain's side of :class:`~inexchange.operators.submit.SubmitInvoicesOperator`, which imports it
+when its task runs: with the hook, the ledger, lxml and pandas, none of it is imported when a DAG
+file declaring the operator is parsed. It knows no operator and no task context: it takes the
+task's arguments as :class:`SubmitSettings`, the run as a :class:`~inexchange.ledger.RunScope`, and
+what it asks of Airflow as plain functions.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from airflow.sdk.exceptions import AirflowFailException
-
-from inexchange.api import LedgerState, SendMethod
+from inexchange.api import SendMethod
 from inexchange.db import erp_engine, reporting_engine, utc_text
-from inexchange.exceptions import InExchangeApiError, InExchangeError
+from inexchange.exceptions import InExchangeApiError, InExchangeError, SystematicFailure
 from inexchange.ledger import Ledger, RunScope, Transition
-from inexchange.links.portal import InExchangePortalLink
-from inexchange.preflight import read_seller_variable
-from inexchange.values import TaskSettings
+from inexchange.states import LedgerState
+from inexchange.values import TaskLog, TaskSettings, text_or_empty
 
 if TYPE_CHECKING:
-    from logging import Logger
-
-    from airflow.sdk import Context
-
     from inexchange.erp import InvoiceBatch
     from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.ledger import LedgerRow
     from inexchange.ubl import Seller
 
 SOURCE = "submit"
@@ -41,21 +38,65 @@ FINISHED_RUN_STATES = frozenset({"success", "failed"})
 #: other runs with claims left whose state is asked for, per task
 MAX_CLAIMING_RUNS = 50
 #: the message of a row whose send may or may not have reached InExchange
-IN_DOUBT_MESSAGE = ("Svaret på sändningen kom aldrig fram; fakturan slås upp hos InExchange och skickas igen "
-                    "bara om InExchange inte har fått den")
+IN_DOUBT_MESSAGE = (
+    "Svaret på sändningen kom aldrig fram; fakturan slås upp hos InExchange och skickas igen "
+    "bara om InExchange inte har fått den"
+)
+
+
+class Outcome(StrEnum):
+    """What became of an invoice in a submission: the name it is counted under in the task's result.
+
+    The values are the result's keys (XCom) and the words of its log lines.
+    """
+
+    #: InExchange took it (or, found after a send in doubt, had taken it): now ``waiting``
+    SENT = "sent"
+    #: a row left ``submitting`` that InExchange turned out to have: recorded as InExchange has it
+    RECONCILED = "reconciled"
+    #: refused for good (by InExchange, or its document cannot be built): ``rejected``
+    REJECTED = "rejected"
+    #: not sent, for a cause that may pass: ``failed`` with a next-retry time
+    FAILED = "failed"
+    #: sent, and whether InExchange got it is not known yet: left ``submitting``
+    IN_DOUBT = "in doubt"
+    #: its look-ups by ERP id failed too often: ``in_doubt`` for a person
+    UNRESOLVED = "unresolved"
+    #: claimed by another worker first
+    SKIPPED = "skipped"
+    #: a look-up by ERP id: InExchange never received it (counted nowhere)
+    NOT_FOUND = "not found"
+    #: a look-up by ERP id that failed (counted nowhere)
+    UNKNOWN = "unknown"
+    #: a dry run: its document builds, a real run would send it
+    WOULD_SEND = "would send"
+    #: a dry run: its document cannot be built, a real run would reject it
+    WOULD_REJECT = "would reject"
+
+
+#: the counts of a real run's result, in this order
+COUNTED = (
+    Outcome.SENT,
+    Outcome.RECONCILED,
+    Outcome.REJECTED,
+    Outcome.FAILED,
+    Outcome.IN_DOUBT,
+    Outcome.UNRESOLVED,
+    Outcome.SKIPPED,
+)
 
 
 @dataclass(frozen=True)
 class _Job:
     """A claimed invoice, its document and its customer, ready to go out."""
 
-    row: dict[str, Any]
+    row: LedgerRow
     document: bytes
     customer: dict[str, Any]
 
 
-#: what became of one invoice: a count's name and the ledger change to record (None: none)
-_Outcome = tuple[str, "Transition | None"]
+#: what became of one invoice: its outcome and the ledger change to record (None: none)
+_Outcome = tuple[Outcome, "Transition | None"]
 
 #: same refusals in a row, with no other outcome, after which a task stops sending (or all its rows, if fewer)
 TRIP_AFTER = 5
@@ -75,31 +116,15 @@ class _Refusal:
     :param cause: one line naming the cause (the error's own description: no secret, no reply text beyond it).
     :param needed: how many invoices refused for this cause, with nothing else happening, make it the task's.
     :param job: the claimed invoice.
-    :param key: the count it goes to when recorded as its own failure.
+    :param key: the outcome it is counted as when recorded as its own failure.
     :param change: the ledger change recorded then.
     """
 
     cause: str
     needed: int
     job: _Job
-    key: str
+    key: Outcome
     change: Transition
-
-
-class SystematicFailure(InExchangeError):
-    """Every send a submit task attempted failed for the same cause that is no passing fault.
-
-    :param cause: the cause, one line.
-    :param held_back: how many invoices were not sent (their attempts are kept).
-    :param hint: what to check.
-    """
-
-    def __init__(self, cause: str, held_back: int, hint: str) -> None:
-        self.cause, self.held_back, self.hint = cause, held_back, hint
-        super().__init__(f"every send failed for the same cause, so the task stopped: {cause.rstrip('. ')}. {hint} "
-                         "Nothing was "
-                         f"sent: {held_back} invoices held back, their attempts kept; they go out on the next run "
-                         "once this is fixed")
 
 
 def refusal_cause(exc: Exception) -> tuple[str, int] | None:
@@ -124,13 +149,17 @@ def refusal_cause(exc: Exception) -> tuple[str, int] | None:
 def _hint(cause: str, conn_id: str) -> str:
     """What a person checks for a systematic cause."""
     if cause.startswith("HTTP 401 "):
-        return (f"Check the API key (password) and the ERP id (extra erp_id) of connection {conn_id!r}; "
-                "`airflow connections get` shows them, InExchange's portal lists the ERP ids of the key.")
+        return (
+            f"Check the API key (password) and the ERP id (extra erp_id) of connection {conn_id!r}; "
+            "`airflow connections get` shows them, InExchange's portal lists the ERP ids of the key."
+        )
     if cause.startswith("HTTP 3"):
         return f"Check the API base URL (host) of connection {conn_id!r}."
-    if cause.startswith("HTTP 2") or cause.startswith("HTTP 1"):
-        return ("InExchange (or something in between) answered in a shape this client cannot use; check the "
-                f"API base URL of connection {conn_id!r} and any proxy, and report the reply if the URL is right.")
+    if cause.startswith(("HTTP 2", "HTTP 1")):
+        return (
+            "InExchange (or something in between) answered in a shape this client cannot use; check the "
+            f"API base URL of connection {conn_id!r} and any proxy, and report the reply if the URL is right."
+        )
     return "InExchange refused every request the same way; its message above says what it wants changed."
 
 
@@ -150,8 +179,7 @@ class _Breaker:
     def systematic(self) -> bool:
         """Every attempted invoice met one and the same refusal, often enough to be the task's."""
         causes = {r.cause for r in self.refusals}
-        return (self.others == 0 and len(causes) == 1
-                and len(self.refusals) >= min(self.refusals[0].needed, self.total))
+        return self.others == 0 and len(causes) == 1 and len(self.refusals) >= min(self.refusals[0].needed, self.total)
 
     @property
     def tripped(self) -> bool:
@@ -165,7 +193,8 @@ class SubmitSettings(TaskSettings):
     :class:`~inexchange.operators.submit.SubmitInvoicesOperator` for each."""
 
     erp_conn_id: str
-    seller: dict[str, Any] | None
+    #: the seller configuration: the task's ``seller``, else the Variable ``inexchange_seller``
+    seller: dict[str, Any]
     let_inexchange_choose: bool
     max_attempts: int
     retry_delay_base: timedelta
@@ -180,26 +209,32 @@ class SubmitSettings(TaskSettings):
     dry_run: bool
 
 
+@dataclass(eq=False)
 class Submission:
     """One execution of a submit task (see :class:`~inexchange.operators.submit.SubmitInvoicesOperator`).
 
     :param settings: the task's arguments.
-    :param context: the task's context.
-    :param hook: returns the task's InExchange hook (called on first use: a dry run needs none).
+    :param scope: the DAG run the task belongs to.
+    :param get_hook: returns the task's InExchange hook (called on first use: a dry run needs none).
     :param log: the task's logger.
+    :param run_state: asks Airflow for the state of one of the DAG's runs, by its run id (``"success"``,
+        ``"failed"``, ``"running"``...); None when Airflow cannot be asked (then every other run's
+        claims are respected for the lease).
+    :param show_portal: takes InExchange's portal URL once the connection is read (a dry run reads
+        none), for the task's extra link.
     """
 
-    def __init__(self, settings: SubmitSettings, context: Context, hook: Callable[[], InExchangeHook],
-                 log: Logger) -> None:
-        self.settings = settings
-        self.context = context
-        self._hook = hook
-        self.log = log
+    settings: SubmitSettings
+    scope: RunScope
+    get_hook: Callable[[], InExchangeHook]
+    log: TaskLog
+    run_state: Callable[[str], str] | None = None
+    show_portal: Callable[[str], None] | None = None
 
     @property
     def hook(self) -> InExchangeHook:
         """The task's hook (created on first use: a dry run needs none)."""
-        return self._hook()
+        return self.get_hook()
 
     def run(self) -> dict[str, int]:
         """Send the due rows of the task's shard (or, in a dry run, say what would be sent)."""
@@ -207,26 +242,32 @@ class Submission:
         from inexchange.ubl import Seller
 
         settings = self.settings
-        seller = Seller.from_config(settings.seller if settings.seller is not None else read_seller_variable())
-        ledger = Ledger(reporting_engine(settings.reporting_conn_id),
-                        RunScope.from_context(self.context, settings.timezone))
+        seller = Seller.from_config(settings.seller)
+        ledger = Ledger(reporting_engine(settings.reporting_conn_id), self.scope)
         ledger.ensure_schema()
-        rows = ledger.due_rows(max_attempts=settings.max_attempts, shard=settings.shard, shards=settings.shards,
-                               lease=settings.claim_lease, settle=settings.settle_time,
-                               finished_runs=self._finished_runs(ledger))
+        rows = ledger.due_rows(
+            max_attempts=settings.max_attempts,
+            shard=settings.shard,
+            shards=settings.shards,
+            lease=settings.claim_lease,
+            settle=settings.settle_time,
+            finished_runs=self._finished_runs(ledger),
+        )
         if settings.dry_run:
             return self._dry_run(rows, seller)
         api = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
-        InExchangePortalLink.persist(self.context, api.portal_url)
+        if self.show_portal is not None:
+            self.show_portal(api.portal_url)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             try:
-                counts = runner.run(self._submit_all(ledger, rows, seller))
-            except SystematicFailure as exc:
+                counts = _plain(runner.run(self._submit_all(ledger, rows, seller)))
+            except SystematicFailure as exc:  # fails the task without retries
                 self.log.error("%s", exc)
-                raise AirflowFailException(str(exc)) from None
-        self.log.info("submission (shard %d of %d): %s (of %d due rows)", settings.shard, settings.shards,
-                      dict(counts), len(rows))
-        return dict(counts)
+                raise
+        self.log.info(
+            "submission (shard %d of %d): %s (of %d due rows)", settings.shard, settings.shards, counts, len(rows)
+        )
+        return counts
 
     def _finished_runs(self, ledger: Ledger) -> list[str]:
         """The other runs holding claims in the ledger that Airflow says have ended.
@@ -237,29 +278,24 @@ class Submission:
         or a backfill of the failed day, settles them). A run Airflow does not know, or a question
         that fails, keeps the lease.
         """
-        ti = self.context.get("ti") if hasattr(self.context, "get") else None
-        ask = getattr(ti, "get_dagrun_state", None)
-        dag_id = getattr(ti, "dag_id", None)
-        if not callable(ask) or not isinstance(dag_id, str):
+        if self.run_state is None:
             return []
         finished = []
         for run_id in ledger.claiming_runs()[:MAX_CLAIMING_RUNS]:
             try:
-                state = ask(dag_id=dag_id, run_id=run_id)
-            except Exception as exc:  # noqa: BLE001 - an unknown run (another DAG's) keeps its lease
+                state = self.run_state(run_id)
+            except Exception as exc:  # an unknown run (another DAG's) keeps its lease
                 self.log.info("run %s holds claims; its state is unknown (%s): its lease is respected", run_id, exc)
                 continue
-            if str(getattr(state, "value", state)) in FINISHED_RUN_STATES:  # an enum of the Task SDK
+            if state in FINISHED_RUN_STATES:
                 finished.append(run_id)
         if finished:
             self.log.info("runs that ended with claims left (reconciled now): %s", ", ".join(finished))
         return finished
 
     # ---- the pipeline: claim -> build -> upload -> send -> record ------------------------------
-    async def _submit_all(self, ledger: Ledger, rows: list[dict[str, Any]], seller: Seller) -> Counter[str]:
-        counts: Counter[str] = Counter(
-            {key: 0 for key in ("sent", "reconciled", "rejected", "failed", "in doubt", "unresolved", "skipped")}
-        )
+    async def _submit_all(self, ledger: Ledger, rows: list[LedgerRow], seller: Seller) -> Counter[Outcome]:
+        counts: Counter[Outcome] = Counter(dict.fromkeys(COUNTED, 0))
         ledger_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inexchange-ledger")
         loop = asyncio.get_running_loop()
 
@@ -267,10 +303,11 @@ class Submission:
             return loop.run_in_executor(ledger_thread, function, *args)
 
         recorder = _Recorder(lambda changes: in_ledger_thread(partial(ledger.transition_many, source=SOURCE), changes))
+        shared = _Shared(ledger, seller, counts, recorder, in_ledger_thread)
         try:
             await self._authenticate(len(rows))
-            await self._pass(rows, seller, counts, recorder, in_ledger_thread, ledger)
-            counts["in doubt"] = await self._settle(seller, counts, recorder, in_ledger_thread, ledger)
+            await self._pass(rows, shared)
+            counts[Outcome.IN_DOUBT] = await self._settle(shared)
         finally:
             try:
                 await recorder.close()
@@ -295,23 +332,22 @@ class Submission:
                 return
             raise SystematicFailure(found[0], due, _hint(found[0], self.settings.inexchange_conn_id)) from None
 
-    async def _pass(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str], recorder: _Recorder,
-                    in_ledger_thread: Any, ledger: Ledger, *, settled: bool = True) -> None:
+    async def _pass(self, rows: list[LedgerRow], shared: _Shared, *, settled: bool = True) -> None:
         """Reconcile the rows left ``submitting`` (resending those InExchange never got, when ``settled``),
         then send the others."""
+        counts, recorder = shared.counts, shared.recorder
         to_send, stuck = _split_stuck(rows)
         outcomes = await asyncio.gather(*(self._reconcile(r, resend=settled) for r in stuck))
-        for row, (key, change) in zip(stuck, outcomes):
-            counts[key] += key in ("reconciled", "unresolved")
+        for row, (key, change) in zip(stuck, outcomes, strict=True):
+            counts[key] += key in (Outcome.RECONCILED, Outcome.UNRESOLVED)
             recorder.add(change)
-            if key == "not found" and settled:
+            if key is Outcome.NOT_FOUND and settled:
                 to_send.append({**row, "state": LedgerState.FAILED.value})
         await recorder.flush()
         if to_send:
-            await self._send_all(to_send, seller, counts, recorder, in_ledger_thread, ledger)
+            await self._send_all(to_send, shared)
 
-    async def _settle(self, seller: Seller, counts: Counter[str], recorder: _Recorder, in_ledger_thread: Any,
-                      ledger: Ledger) -> int:
+    async def _settle(self, shared: _Shared) -> int:
         """Look up this task's sends in doubt again before it ends; return how many are still in doubt.
 
         A send whose outcome is unknown stays ``submitting``, stamped with the time the doubt arose.
@@ -326,46 +362,69 @@ class Submission:
 
         settings = self.settings
 
-        async def in_doubt() -> list[dict[str, Any]]:
-            await recorder.flush()
-            due = await in_ledger_thread(partial(ledger.due_rows, max_attempts=settings.max_attempts,
-                                                 shard=settings.shard, shards=settings.shards,
-                                                 lease=settings.claim_lease, settle=timedelta(0)))
+        async def in_doubt() -> list[LedgerRow]:
+            await shared.recorder.flush()
+            due = await shared.in_ledger_thread(
+                partial(
+                    shared.ledger.due_rows,
+                    max_attempts=settings.max_attempts,
+                    shard=settings.shard,
+                    shards=settings.shards,
+                    lease=settings.claim_lease,
+                    settle=timedelta(0),
+                )
+            )
             return [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
 
-        remaining: list[dict[str, Any]] = []
+        remaining: list[LedgerRow] = []
         for round_ in range(settings.settle_rounds + 1):
             remaining = await in_doubt()
             if not remaining:
                 break
             now = _now()
-            ready_at = {int(r["invoice_id"]): parse_utc_text(r["updated_at"]) + settings.settle_time
-                        for r in remaining}
+            # updated_at is always set: when the doubt arose
+            ready_at = {
+                int(r["invoice_id"]): cast("datetime", parse_utc_text(r["updated_at"])) + settings.settle_time
+                for r in remaining
+            }
             if round_ == settings.settle_rounds:
                 if round_:  # the last round: let them settle, record what InExchange got, send nothing more
                     wait = (max(ready_at.values()) - now).total_seconds()
                     if wait > 0:
                         await asyncio.sleep(min(wait, settings.settle_time.total_seconds()))
-                    await self._pass(remaining, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
+                    await self._pass(remaining, shared, settled=False)
                     remaining = await in_doubt()
                 break
             settled = [r for r in remaining if ready_at[int(r["invoice_id"])] <= now]
             unsettled = [r for r in remaining if ready_at[int(r["invoice_id"])] > now]
-            self.log.info("%d sends in doubt: looking them up again (%d settled, sent again if InExchange "
-                          "never got them)", len(remaining), len(settled))
-            await self._pass(settled, seller, counts, recorder, in_ledger_thread, ledger)
-            await self._pass(unsettled, seller, counts, recorder, in_ledger_thread, ledger, settled=False)
+            self.log.info(
+                "%d sends in doubt: looking them up again (%d settled, sent again if InExchange never got them)",
+                len(remaining),
+                len(settled),
+            )
+            await self._pass(settled, shared)
+            await self._pass(unsettled, shared, settled=False)
             if unsettled:
                 wait = max(1.0, (min(ready_at[int(r["invoice_id"])] for r in unsettled) - _now()).total_seconds())
                 await asyncio.sleep(min(wait, settings.settle_time.total_seconds()))
         if remaining:
-            self.log.warning("%d sends still in doubt; the next try or run looks them up: %s", len(remaining),
-                             ", ".join(str(r["invoice_number"]) for r in remaining[:20]))
+            self.log.warning(
+                "%d sends still in doubt; the next try or run looks them up: %s",
+                len(remaining),
+                ", ".join(str(r["invoice_number"]) for r in remaining[:20]),
+            )
         return len(remaining)
 
-    async def _send_all(self, rows: list[dict[str, Any]], seller: Seller, counts: Counter[str],
-                        recorder: _Recorder, in_ledger_thread: Any, ledger: Ledger) -> None:
+    async def _send_all(self, rows: list[LedgerRow], shared: _Shared) -> None:
         from inexchange.erp import ErpReader
+
+        ledger, seller, counts, recorder, in_ledger_thread = (
+            shared.ledger,
+            shared.seller,
+            shared.counts,
+            shared.recorder,
+            shared.in_ledger_thread,
+        )
 
         reader = ErpReader(erp_engine(self.settings.erp_conn_id))
         batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
@@ -384,7 +443,7 @@ class Submission:
                     claimed, prepared = await in_ledger_thread(self._claim, ledger, batch, chunk, seller)
                     unclaimed -= len(chunk)
                     counts.update(prepared)
-                    breaker.others += prepared["rejected"]
+                    breaker.others += prepared[Outcome.REJECTED]
                     for job in claimed:
                         await jobs.put(job)
             finally:
@@ -412,8 +471,9 @@ class Submission:
                 group.create_task(work())
         await self._settle_refusals(breaker, counts, recorder, unclaimed)
 
-    async def _settle_refusals(self, breaker: _Breaker, counts: Counter[str], recorder: _Recorder,
-                               unclaimed: int) -> None:
+    async def _settle_refusals(
+        self, breaker: _Breaker, counts: Counter[Outcome], recorder: _Recorder, unclaimed: int
+    ) -> None:
         """Record the refusals as the invoices' own failures, or hand them all back and fail the task.
 
         Invoices handed back return to the state they were claimed from, their attempt undone, with
@@ -429,42 +489,53 @@ class Submission:
                 recorder.add(refusal.change)
         cause = breaker.refusals[0].cause if breaker.refusals else ""
         for job in held:
-            recorder.add((int(job.row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState(job.row["state"]),
-                          {"attempt": -1, "message": f"Inte skickad, sändningen stoppades: {cause}" if cause else None}))
+            recorder.add(
+                Transition(
+                    int(job.row["invoice_id"]),
+                    [LedgerState.SUBMITTING],
+                    LedgerState(job.row["state"]),
+                    {"attempt": -1, "message": f"Inte skickad, sändningen stoppades: {cause}" if cause else None},
+                )
+            )
         await recorder.flush()
         if systematic:
             raise SystematicFailure(cause, len(held) + unclaimed, _hint(cause, self.settings.inexchange_conn_id))
 
-    def _claim(self, ledger: Ledger, batch: InvoiceBatch, chunk: list[dict[str, Any]],
-               seller: Seller) -> tuple[list[_Job], Counter[str]]:
+    def _claim(
+        self, ledger: Ledger, batch: InvoiceBatch, chunk: list[LedgerRow], seller: Seller
+    ) -> tuple[list[_Job], Counter[Outcome]]:
         """Build the chunk's documents and claim the buildable rows, in one committed transaction.
 
         Runs in the ledger thread. Invoices that cannot be built are rejected in the same transaction.
         """
         changes: list[Transition] = []
         candidates: list[_Job] = []
-        counts: Counter[str] = Counter()
+        counts: Counter[Outcome] = Counter()
         submitted_at = utc_text(_now())
         for row in chunk:
             invoice_id = int(row["invoice_id"])
             from_states = [LedgerState(row["state"])]
             job = _built(batch, row, seller)
             if isinstance(job, str):
-                changes.append((invoice_id, from_states, LedgerState.REJECTED, {"message": job}))
+                changes.append(Transition(invoice_id, from_states, LedgerState.REJECTED, {"message": job}))
                 continue
             candidates.append(job)
-            changes.append((invoice_id, from_states, LedgerState.SUBMITTING,
-                            {"attempt": 1, "submitted_at": submitted_at}))
+            changes.append(
+                Transition(
+                    invoice_id, from_states, LedgerState.SUBMITTING, {"attempt": 1, "submitted_at": submitted_at}
+                )
+            )
         moved = ledger.transition_many(changes, source=SOURCE)
-        claimed = {change[0] for change, ok in zip(changes, moved) if ok and change[2] is LedgerState.SUBMITTING}
-        counts["rejected"] = sum(ok for change, ok in zip(changes, moved) if change[2] is LedgerState.REJECTED)
+        results = list(zip(changes, moved, strict=True))
+        claimed = {change[0] for change, ok in results if ok and change[2] is LedgerState.SUBMITTING}
+        counts[Outcome.REJECTED] = sum(ok for change, ok in results if change[2] is LedgerState.REJECTED)
         jobs = [job for job in candidates if int(job.row["invoice_id"]) in claimed]
-        counts["skipped"] = len(candidates) - len(jobs)
-        if counts["skipped"]:
-            self.log.warning("%d invoices were claimed by another worker; skipped", counts["skipped"])
+        counts[Outcome.SKIPPED] = len(candidates) - len(jobs)
+        if counts[Outcome.SKIPPED]:
+            self.log.warning("%d invoices were claimed by another worker; skipped", counts[Outcome.SKIPPED])
         return jobs, counts
 
-    def _dry_run(self, rows: list[dict[str, Any]], seller: Seller) -> dict[str, int]:
+    def _dry_run(self, rows: list[LedgerRow], seller: Seller) -> dict[str, int]:
         """Build every due invoice's document and say what a real run would do; send and record nothing."""
         from inexchange.erp import ErpReader
 
@@ -475,9 +546,19 @@ class Submission:
             self.log.warning("dry run: would reject: %s", message)
         if stuck:
             self.log.info("dry run: %d invoices left in submitting are reconciled by the next real run", len(stuck))
-        counts = {"would send": len(to_send) - len(problems), "would reject": len(problems), "in doubt": len(stuck)}
-        self.log.info("dry run (shard %d of %d): %s; nothing was sent or recorded", self.settings.shard,
-                      self.settings.shards, counts)
+        counts = _plain(
+            {
+                Outcome.WOULD_SEND: len(to_send) - len(problems),
+                Outcome.WOULD_REJECT: len(problems),
+                Outcome.IN_DOUBT: len(stuck),
+            }
+        )
+        self.log.info(
+            "dry run (shard %d of %d): %s; nothing was sent or recorded",
+            self.settings.shard,
+            self.settings.shards,
+            counts,
+        )
         return counts
 
     async def _send(self, job: _Job, recipients: dict[int, asyncio.Future[dict[str, Any]]]) -> _Outcome | _Refusal:
@@ -491,24 +572,31 @@ class Submission:
             recipient = await self._recipient(job.customer, recipients)
             document_uri = await self.hook.aupload_document(job.document)
         except InExchangeApiError as exc:
-            outcome = self._rejected(invoice_id, exc) if exc.permanent else ("failed", self._failed(row, exc))
+            outcome = self._rejected(invoice_id, exc) if exc.permanent else (Outcome.FAILED, self._failed(row, exc))
             return _refusal_or(outcome, exc, job)
         except InExchangeError as exc:  # nothing was sent yet: safe to retry later
-            return "failed", self._failed(row, exc)
+            return Outcome.FAILED, self._failed(row, exc)
         try:
             document_id = await self.hook.asend_outbound(_send_body(row, job.customer, recipient, document_uri))
         except InExchangeApiError as exc:
             if exc.permanent or exc.status_code == 401:  # refused: the document was not taken
-                outcome = self._rejected(invoice_id, exc) if exc.permanent else ("failed", self._failed(row, exc))
+                outcome = self._rejected(invoice_id, exc) if exc.permanent else (Outcome.FAILED, self._failed(row, exc))
                 return _refusal_or(outcome, exc, job)
             return await self._after_uncertain_send(row, exc)
         except InExchangeError as exc:
             return await self._after_uncertain_send(row, exc)
-        return "sent", (invoice_id, [LedgerState.SUBMITTING], LedgerState.WAITING,
-                        {"inexchange_document_id": document_id, "document_uri": document_uri,
-                         "delivery_method": recipient["method"]})
+        return Outcome.SENT, Transition(
+            invoice_id,
+            [LedgerState.SUBMITTING],
+            LedgerState.WAITING,
+            {
+                "inexchange_document_id": document_id,
+                "document_uri": document_uri,
+                "delivery_method": recipient["method"],
+            },
+        )
 
-    async def _after_uncertain_send(self, row: dict[str, Any], exc: Exception) -> _Outcome:
+    async def _after_uncertain_send(self, row: LedgerRow, exc: Exception) -> _Outcome:
         """The send may have reached InExchange: look it up before deciding anything.
 
         When InExchange has it, it is recorded. When it does not (yet), the request may still be
@@ -516,17 +604,24 @@ class Submission:
         ``settle_time`` has passed, and only then sends it again if InExchange never got it.
         """
         key, change = await self._reconcile(row, resend=False)
-        if key == "reconciled":
-            return "sent", change
-        if key == "unresolved":
+        if key is Outcome.RECONCILED:
+            return Outcome.SENT, change
+        if key is Outcome.UNRESOLVED:
             return key, change
-        self.log.warning("invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
-                         row["invoice_number"], exc)
+        self.log.warning(
+            "invoice %s: outcome of the send unknown (%s); left submitting until it is looked up again",
+            row["invoice_number"],
+            exc,
+        )
         # the row stays submitting, stamped now: the settle time counts from the doubt, not from the claim
-        return "in doubt", (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.SUBMITTING,
-                            {"message": IN_DOUBT_MESSAGE, "doubt_lookup": int(key == "unknown")})
+        return Outcome.IN_DOUBT, Transition(
+            int(row["invoice_id"]),
+            [LedgerState.SUBMITTING],
+            LedgerState.SUBMITTING,
+            {"message": IN_DOUBT_MESSAGE, "doubt_lookup": int(key is Outcome.UNKNOWN)},
+        )
 
-    async def _reconcile(self, row: dict[str, Any], *, resend: bool) -> _Outcome:
+    async def _reconcile(self, row: LedgerRow, *, resend: bool) -> _Outcome:
         """Settle a ``submitting`` row through ``invoices/outbound/byerpid``.
 
         Returns ``reconciled`` (InExchange has it: now waiting or final), ``not found`` (InExchange
@@ -542,38 +637,77 @@ class Submission:
             failed = int(row.get("doubt_lookups") or 0) + 1
             limit = self.settings.max_doubt_lookups
             if failed >= limit:
-                self.log.warning("invoice %s: look-up by ERP id failed %d times (%s); in doubt for a person",
-                                 row["invoice_number"], failed, exc)
-                return "unresolved", (invoice_id, [LedgerState.SUBMITTING], LedgerState.IN_DOUBT,
-                                      {"message": in_doubt_message(row, exc, failed)})
-            self.log.warning("invoice %s: could not reconcile (%s); left submitting (failed look-up %d of at most %d)",
-                             row["invoice_number"], exc, failed, limit)
-            return "unknown", (invoice_id, [LedgerState.SUBMITTING], LedgerState.SUBMITTING,
-                               {"message": IN_DOUBT_MESSAGE, "doubt_lookup": 1})
+                self.log.warning(
+                    "invoice %s: look-up by ERP id failed %d times (%s); in doubt for a person",
+                    row["invoice_number"],
+                    failed,
+                    exc,
+                )
+                return Outcome.UNRESOLVED, Transition(
+                    invoice_id,
+                    [LedgerState.SUBMITTING],
+                    LedgerState.IN_DOUBT,
+                    {"message": in_doubt_message(row, exc, failed)},
+                )
+            self.log.warning(
+                "invoice %s: could not reconcile (%s); left submitting (failed look-up %d of at most %d)",
+                row["invoice_number"],
+                exc,
+                failed,
+                limit,
+            )
+            return Outcome.UNKNOWN, Transition(
+                invoice_id,
+                [LedgerState.SUBMITTING],
+                LedgerState.SUBMITTING,
+                {"message": IN_DOUBT_MESSAGE, "doubt_lookup": 1},
+            )
         if found is None:
-            change = (invoice_id, [LedgerState.SUBMITTING], LedgerState.FAILED,
-                      {"message": "InExchange tog aldrig emot fakturan; den skickas igen"})
-            return "not found", change if resend else None
+            change = Transition(
+                invoice_id,
+                [LedgerState.SUBMITTING],
+                LedgerState.FAILED,
+                {"message": "InExchange tog aldrig emot fakturan; den skickas igen"},
+            )
+            return Outcome.NOT_FOUND, change if resend else None
         self.log.info("invoice %s: InExchange already had it as %s", row["invoice_number"], found.id)
-        return "reconciled", (invoice_id, [LedgerState.SUBMITTING], found.ledger_state,
-                              {"inexchange_document_id": found.id, "inexchange_status": found.status,
-                               "message": found.message,
-                               "status_time": utc_text(found.status_time) if found.status_time else None})
+        return Outcome.RECONCILED, Transition(
+            invoice_id,
+            [LedgerState.SUBMITTING],
+            found.ledger_state,
+            {
+                "inexchange_document_id": found.id,
+                "inexchange_status": found.status,
+                "message": found.message,
+                "status_time": utc_text(found.status_time) if found.status_time else None,
+            },
+        )
 
     @staticmethod
     def _rejected(invoice_id: int, exc: InExchangeApiError) -> _Outcome:
-        return "rejected", (invoice_id, [LedgerState.SUBMITTING], LedgerState.REJECTED,
-                            {"message": f"InExchange avvisade fakturan: {exc.describe()}"})
+        return Outcome.REJECTED, Transition(
+            invoice_id,
+            [LedgerState.SUBMITTING],
+            LedgerState.REJECTED,
+            {"message": f"InExchange avvisade fakturan: {exc.describe()}"},
+        )
 
-    def _failed(self, row: dict[str, Any], exc: Exception) -> Transition:
+    def _failed(self, row: LedgerRow, exc: Exception) -> Transition:
         delay = self.settings.retry_delay_base * 2 ** int(row["attempts"] or 0)
-        return (int(row["invoice_id"]), [LedgerState.SUBMITTING], LedgerState.FAILED,
-                {"message": f"Sändningen misslyckades, nytt försök senare: {exc}",
-                 "next_retry_at": utc_text(_now() + delay)})
+        return Transition(
+            int(row["invoice_id"]),
+            [LedgerState.SUBMITTING],
+            LedgerState.FAILED,
+            {
+                "message": f"Sändningen misslyckades, nytt försök senare: {exc}",
+                "next_retry_at": utc_text(_now() + delay),
+            },
+        )
 
     # ---- recipients ---------------------------------------------------------------------------
-    async def _recipient(self, customer: Mapping[str, Any],
-                         cache: dict[int, asyncio.Future[dict[str, Any]]]) -> dict[str, Any]:
+    async def _recipient(
+        self, customer: Mapping[str, Any], cache: dict[int, asyncio.Future[dict[str, Any]]]
+    ) -> dict[str, Any]:
         """The customer's delivery method, resolved once per run (concurrent invoices share the look-up)."""
         key = int(customer["customer_id"])
         future = cache.get(key)
@@ -584,19 +718,34 @@ class Submission:
 
     async def _resolve(self, customer: Mapping[str, Any]) -> dict[str, Any]:
         """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
-        email = _text(customer.get("invoice_email"))
+        email = text_or_empty(customer.get("invoice_email"))
         if self.settings.let_inexchange_choose:
             return {"method": SendMethod.AUTO.value, "email": email}
-        gln, org = _text(customer.get("gln")), _text(customer.get("org_number"))
+        gln, org = text_or_empty(customer.get("gln")), text_or_empty(customer.get("org_number"))
         if gln or org:
-            result = await self.hook.alookup_buyer(party_id=_text(customer["customer_number"]), gln=gln or None,
-                                                   org_no=None if gln else org or None)
+            result = await self.hook.alookup_buyer(
+                party_id=text_or_empty(customer["customer_number"]),
+                gln=gln or None,
+                org_no=None if gln else org or None,
+            )
             party = next((p for p in result.parties if p.can_receive_einvoice), None) if result.exact_hit else None
             if party is not None and party.company_id:
                 return {"method": SendMethod.ELECTRONIC.value, "recipient_id": party.company_id}
         if email:
             return {"method": SendMethod.PDF.value, "email": email}
         return {"method": SendMethod.PAPER.value}
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every pass of one submission works with: the ledger, the seller, the outcome counts, the
+    recorder of ledger changes and the ledger's thread (``in_ledger_thread(function, *args)``)."""
+
+    ledger: Ledger
+    seller: Seller
+    counts: Counter[Outcome]
+    recorder: _Recorder
+    in_ledger_thread: Callable[..., Awaitable[Any]]
 
 
 class _Recorder:
@@ -647,11 +796,18 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+def _plain(counts: Mapping[Outcome, int]) -> dict[str, int]:
+    """Counts by outcome as the task's result: keyed by the outcomes' values, plain text for XCom and the log."""
+    return {outcome.value: count for outcome, count in counts.items()}
+
+
 def _failed_future(future: asyncio.Future[Any]) -> bool:
     return future.cancelled() or future.exception() is not None
 
 
-def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict[str, Any], document_uri: str) -> dict[str, Any]:
+def _send_body(
+    row: LedgerRow, customer: Mapping[str, Any], recipient: dict[str, Any], document_uri: str
+) -> dict[str, Any]:
     """The body of ``documents/outbound`` for one invoice."""
     method = recipient["method"]
     send_as: dict[str, Any] = {"type": None if method == SendMethod.AUTO.value else method}
@@ -659,16 +815,16 @@ def _send_body(row: dict[str, Any], customer: Mapping[str, Any], recipient: dict
         send_as["electronic"] = {"recipientId": recipient["recipient_id"]}
     elif recipient.get("email"):
         send_as["pdf"] = {"recipientEmail": recipient["email"]}
-    language = _text(customer.get("language")) or "sv"
+    language = text_or_empty(customer.get("language")) or "sv"
     return {
         "sendDocumentAs": send_as,
         "recipientInformation": {
-            "gln": _text(customer.get("gln")) or None,
-            "orgNo": _text(customer.get("org_number")) or None,
-            "vatNo": _text(customer.get("vat_number")) or None,
-            "name": _text(customer.get("name")),
-            "recipientNo": _text(customer.get("customer_number")),
-            "countryCode": _text(customer.get("country_code")) or "SE",
+            "gln": text_or_empty(customer.get("gln")) or None,
+            "orgNo": text_or_empty(customer.get("org_number")) or None,
+            "vatNo": text_or_empty(customer.get("vat_number")) or None,
+            "name": text_or_empty(customer.get("name")),
+            "recipientNo": text_or_empty(customer.get("customer_number")),
+            "countryCode": text_or_empty(customer.get("country_code")) or "SE",
         },
         "document": {
             "documentFormat": "bis3",
@@ -692,34 +848,34 @@ def _refusal_or(outcome: _Outcome, exc: Exception, job: _Job) -> _Outcome | _Ref
 def in_doubt_message(row: Mapping[str, Any], exc: Exception, lookups: int) -> str:
     """What a person reads on an invoice whose send stayed in doubt: what to check in InExchange's portal."""
     erp_id = row["erp_document_id"]
-    return (f"Faktura {row['invoice_number']}: okänt om InExchange tog emot fakturan; uppslaget på ERP-id {erp_id} "
-            f"misslyckades {lookups} gånger (senast: {exc}). Sök på ERP-id {erp_id} bland utgående dokument i "
-            "InExchanges portal. Finns fakturan där behöver inget göras (nästa körning hämtar dess status). Finns den "
-            "inte, skicka den med en manuell körning med invoice_numbers. Den skickas aldrig igen automatiskt.")
-
-
-def _text(value: Any) -> str:
-    import pandas as pd
-
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+    return (
+        f"Faktura {row['invoice_number']}: okänt om InExchange tog emot fakturan; uppslaget på ERP-id {erp_id} "
+        f"misslyckades {lookups} gånger (senast: {exc}). Sök på ERP-id {erp_id} bland utgående dokument i "
+        "InExchanges portal. Finns fakturan där behöver inget göras (nästa körning hämtar dess status). Finns den "
+        "inte, skicka den med en manuell körning med invoice_numbers. Den skickas aldrig igen automatiskt."
+    )
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | str:
+def _built(batch: InvoiceBatch, row: LedgerRow, seller: Seller) -> _Job | str:
     """The invoice's document ready to send, or the message saying why it cannot be built."""
     from inexchange.ubl import DocumentError, build_from_batch
 
     invoice_id = int(row["invoice_id"])
     invoice = batch.invoice(invoice_id) if invoice_id in batch.invoices.index else None
     if invoice is None:
-        return (f"Faktura {row['invoice_number']}: fakturan finns inte längre i ERP; "
-                "lägg tillbaka den eller bortse från den här raden")
+        return (
+            f"Faktura {row['invoice_number']}: fakturan finns inte längre i ERP; "
+            "lägg tillbaka den eller bortse från den här raden"
+        )
     if invoice["customer_id"] not in batch.customers.index:
-        return (f"Faktura {row['invoice_number']}: kunden {row['customer_number']} {row['customer_name']} finns inte "
-                "längre i ERP; lägg tillbaka kunden eller koppla fakturan till en befintlig kund")
+        return (
+            f"Faktura {row['invoice_number']}: kunden {row['customer_number']} {row['customer_name']} finns inte "
+            "längre i ERP; lägg tillbaka kunden eller koppla fakturan till en befintlig kund"
+        )
     try:
         document = build_from_batch(batch, invoice_id, seller)
     except DocumentError as exc:  # names the invoice, the rule and what to fix
@@ -727,7 +883,7 @@ def _built(batch: InvoiceBatch, row: dict[str, Any], seller: Seller) -> _Job | s
     return _Job(row, document, batch.customer(invoice["customer_id"]))
 
 
-def _split_stuck(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _split_stuck(rows: list[LedgerRow]) -> tuple[list[LedgerRow], list[LedgerRow]]:
     """The due rows to send, and those left ``submitting`` that must be reconciled first."""
     stuck = [r for r in rows if r["state"] == LedgerState.SUBMITTING.value]
     return [r for r in rows if r["state"] != LedgerState.SUBMITTING.value], stuck
