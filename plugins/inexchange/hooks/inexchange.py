@@ -168,12 +168,15 @@ class InExchangeHook(BaseHook):
         self,
         inexchange_conn_id: str = default_conn_name,
         *,
+        # one request
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         deadline: float | None = None,
+        # the retry policy
         max_attempts: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        # the load on InExchange
         rate_limit: int | None = None,
         concurrency: int = 16,
         clients: int = 1,
