@@ -62,6 +62,7 @@ def context(run_id: str) -> dict[str, Any]:
 def prepare_erp(tmp: Path, name: str, n: int, sim: Any) -> Any:
     """A fresh ERP whose day of ``n`` posted invoices is extracted and validated; the simulator reset."""
     from inexchange import pipeline
+    from inexchange.ledger import RunScope
     from inexchange_devkit.erpgen import generate
 
     path = tmp / f"{name.replace(' ', '_').replace(',', '')}.db"
@@ -70,8 +71,8 @@ def prepare_erp(tmp: Path, name: str, n: int, sim: Any) -> Any:
     os.environ["AIRFLOW_CONN_ERP_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(path)})
     os.environ["AIRFLOW_CONN_INEXCHANGE_DEFAULT"] = json.dumps({
         "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "bench"}})
-    pipeline.extract(context(name), erp_conn_id="erp_default", reporting_conn_id="erp_default")
-    pipeline.validate(context(name), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    pipeline.extract(RunScope.from_context(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    pipeline.validate(RunScope.from_context(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
     sim.reset()
     return engine
 

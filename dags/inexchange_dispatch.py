@@ -18,7 +18,7 @@ from inexchange.operators.stages import (
 )
 from inexchange.operators.submit import SubmitInvoicesOperator
 from inexchange.sensors.delivery import DeliveryStatusSensor
-from inexchange.values import LedgerConnections
+from inexchange.values import LedgerTaskArguments
 
 ERP_CONN_ID = "erp_default"
 REPORTING_CONN_ID = "inexchange_reporting"
@@ -27,7 +27,7 @@ INEXCHANGE_CONN_ID = "inexchange_default"
 AIRFLOW_API_CONN_ID = "airflow_api"
 TIMEZONE = "Europe/Stockholm"
 #: where every task finds the ERP and the ledger, and the time zone of the invoice dates
-LEDGER: LedgerConnections = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
+LEDGER: LedgerTaskArguments = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
 #: invoices in flight at once in each mapped submit task
 CONCURRENCY = 32
 #: The Airflow pool of the mapped submit tasks: none by default, because a task in a pool that does not

@@ -181,6 +181,7 @@ class RunScope:
     :param retry_rejected: whether rejected invoices are checked again (and sent when they pass).
     :param listed: the run was given a list of invoice numbers, even one holding only blanks: it
         then handles the listed invoices (perhaps none), never its whole interval.
+    :param timezone: time zone of the ERP's invoice dates (the interval's invoice days are in it).
     """
 
     dag_run_id: str
@@ -193,6 +194,7 @@ class RunScope:
     invoice_numbers: tuple[str, ...] = ()
     retry_rejected: bool = True
     listed: bool = False
+    timezone: str = TIMEZONE
 
     @classmethod
     def from_context(cls, context: Any, timezone: str = TIMEZONE) -> RunScope:
@@ -231,6 +233,7 @@ class RunScope:
             invoice_numbers=_invoice_numbers(params.get(INVOICE_NUMBERS_PARAM)),
             retry_rejected=bool(params.get(RETRY_REJECTED_PARAM, True)),
             listed=bool(params.get(INVOICE_NUMBERS_PARAM)),
+            timezone=timezone,
         )
         log.info("this run: %s (%s)", scope.describe(), timezone)
         return scope

@@ -1,13 +1,16 @@
-"""The extract, validate and report stages, as plain functions the DAG's tasks call.
+"""The recheck, extract, validate, plan and report stages, as plain functions the DAG's tasks call.
 
-Each takes the task context and connection ids, works through the ledger, and returns a small
-JSON-friendly summary for XCom (counts and invoice numbers, never invoice data).
+Each takes the run's :class:`~inexchange.ledger.RunScope` and connection ids (never the task context:
+the operators of :mod:`inexchange.operators.stages` build the scope and do the XCom), works through
+the ledger, and returns a small JSON-friendly summary for XCom (counts and invoice numbers, never
+invoice data).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -24,9 +27,7 @@ from inexchange.validation import validate as validate_invoices
 log = logging.getLogger(__name__)
 
 
-def recheck_waiting(
-    context: Any, *, erp_conn_id: str, reporting_conn_id: str, inexchange_conn_id: str, timezone: str = TIMEZONE
-) -> dict[str, int]:
+def recheck_waiting(scope: RunScope, *, reporting_conn_id: str, inexchange_conn_id: str) -> dict[str, int]:
     """Poll InExchange once for invoices of earlier intervals still ``waiting`` and record their statuses.
 
     A run's sensor that reached its timeout leaves its invoices waiting; the next run looks at them
@@ -34,7 +35,7 @@ def recheck_waiting(
     """
     from inexchange.hooks.inexchange import InExchangeHook
 
-    ledger = Ledger(reporting_engine(reporting_conn_id), RunScope.from_context(context, timezone))
+    ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     waiting, doubtful = ledger.waiting_elsewhere(), ledger.in_doubt()
     if not waiting and not doubtful:
@@ -107,18 +108,12 @@ def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[LedgerRow]) -> int:
 
 
 def extract(
-    context: Any,
-    *,
-    erp_conn_id: str,
-    reporting_conn_id: str,
-    timezone: str = TIMEZONE,
-    billing_method: str = INEXCHANGE_BILLING_METHOD,
+    scope: RunScope, *, erp_conn_id: str, reporting_conn_id: str, billing_method: str = INEXCHANGE_BILLING_METHOD
 ) -> dict[str, int]:
     """Put the interval's posted InExchange invoices in the ledger as ``pending``.
 
     Invoices already sent or in flight are left alone; rejected ones are checked again.
     """
-    scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     invoices = ErpReader(erp_engine(erp_conn_id)).extract(
@@ -171,9 +166,8 @@ def _without_id_message(invoice: dict[str, Any]) -> str:
     )
 
 
-def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone: str = TIMEZONE) -> dict[str, Any]:
+def validate(scope: RunScope, *, erp_conn_id: str, reporting_conn_id: str) -> dict[str, Any]:
     """Validate the interval's ``pending`` invoices; failures become ``rejected`` with one message each."""
-    scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     pending = ledger.rows(LedgerState.PENDING)
     if not pending:
@@ -185,7 +179,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone
     if scope.by_number:
         # a manual run's listed invoices may be of any earlier date, up to today: never one dated
         # after it (an invoice dated 9999-12-31 is an error in the ERP, not a future invoice)
-        end = max(end, datetime.now(ZoneInfo(timezone)).date() + timedelta(days=1))
+        end = max(end, datetime.now(ZoneInfo(scope.timezone)).date() + timedelta(days=1))
         dates = [day for row in pending if (day := read_date(row["invoice_date"])) is not None]
         start = min([*dates, end - timedelta(days=1)])
     report = validate_invoices(batch, start=start, end=end, duplicate_numbers=duplicates)
@@ -213,14 +207,7 @@ def validate(context: Any, *, erp_conn_id: str, reporting_conn_id: str, timezone
 
 
 def plan_batches(
-    context: Any,
-    *,
-    erp_conn_id: str,
-    reporting_conn_id: str,
-    batch_size: int,
-    dry_run: bool = False,
-    max_attempts: int = MAX_ATTEMPTS,
-    timezone: str = TIMEZONE,
+    scope: RunScope, *, reporting_conn_id: str, batch_size: int, dry_run: bool = False, max_attempts: int = MAX_ATTEMPTS
 ) -> list[dict[str, Any]]:
     """Split the rows due for submission into shards of about ``batch_size`` invoices.
 
@@ -231,7 +218,7 @@ def plan_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    ledger = Ledger(reporting_engine(reporting_conn_id), RunScope.from_context(context, timezone))
+    ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     due = ledger.count_due(max_attempts=max_attempts)
     shards = max(1, -(-due // batch_size))
@@ -240,44 +227,45 @@ def plan_batches(
 
 
 def report(
-    context: Any,
+    scope: RunScope,
     *,
-    erp_conn_id: str,
     reporting_conn_id: str,
     fail_on_action_needed: bool,
+    without_id: Sequence[str] = (),
+    publish: Callable[[dict[str, Any]], None] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
-    timezone: str = TIMEZONE,
 ) -> dict[str, Any]:
     """Refresh the interval's report rows, log a summary, and fail when invoices need a person.
 
-    Before it may fail, the invoices that need a person go to XCom ``needs_person`` (at most a page,
-    each with its whole message), for :class:`inexchange.notifications.ActionNeededNotifier`.
+    Before it may fail, the invoices that need a person go to ``publish`` (at most a page, each with
+    its whole message): the report task pushes them to XCom ``needs_person``, for
+    :class:`inexchange.notifications.ActionNeededNotifier`.
 
     :param fail_on_action_needed: raise when any invoice needs a person (:func:`needs_person`), so
         the run shows red in the Airflow UI.
+    :param without_id: the extract's messages of ERP rows it could not take into the ledger (no usable
+        ``invoice_id``): they need a person too.
+    :param publish: takes the list of the invoices that need a person, before the task may fail.
     :param max_attempts: the submit task's attempts per invoice (a failed invoice with attempts
         left is retried automatically and needs nobody yet).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    scope = RunScope.from_context(context, timezone)
     ledger = Ledger(reporting_engine(reporting_conn_id), scope)
     ledger.ensure_schema()
     rows = ledger.refresh_report()
     counts = Counter(row["state"] for row in rows)
     needing = [row for row in rows if needs_person(row, max_attempts)]
     action = sorted(str(row["invoice_number"]) for row in needing)
-    log.info("Elektroniska utskick, %s:\n%s", scope.describe(), format_report(rows, timezone))
+    log.info("Elektroniska utskick, %s:\n%s", scope.describe(), format_report(rows, scope.timezone))
     log.info("per state: %s", dict(sorted(counts.items())))
     # rows of the ERP the extract could not take into the ledger (no usable invoice_id) need a person too
-    without_id = _pulled(context, "extract", "without_id")
     action += [message.split(" (", 1)[0].removeprefix("Faktura ") for message in without_id]
     if action:
         log.warning("%s", action_block(needing, without_id))
     # the list the notifier e-mails (inexchange.notifications.ActionList), pushed before the task may fail
     # on it; at most a page of invoices, each with its whole message
-    ti = _task_instance(context)
-    if ti is not None:
+    if publish is not None:
         columns: tuple[_ListedColumn, ...] = (
             "invoice_number",
             "customer_number",
@@ -287,9 +275,8 @@ def report(
             "message",
         )
         listed = sorted(needing, key=lambda r: str(r["invoice_number"]))[:_MAX_LISTED]
-        ti.xcom_push(
-            key="needs_person",
-            value={
+        publish(
+            {
                 "run": scope.describe(),
                 "first_day": scope.start_date.isoformat(),
                 "last_day": scope.last_date.isoformat(),
@@ -308,7 +295,7 @@ def report(
     return summary
 
 
-def action_block(rows: list[ReportRow], without_id: list[str]) -> str:
+def action_block(rows: list[ReportRow], without_id: Sequence[str]) -> str:
     """One log block of every invoice that needs a person: its number, customer, state and whole
     message (the report table cuts long messages), then the ERP rows never taken into the ledger.
 
@@ -325,18 +312,6 @@ def action_block(rows: list[ReportRow], without_id: list[str]) -> str:
         )
     lines += [f"  {message} (not in the ledger, never sent)" for message in without_id]
     return "\n".join(lines)
-
-
-def _task_instance(context: Any) -> Any:
-    """The running task instance of ``context``; ``None`` when called outside a task."""
-    return context.get("ti") if hasattr(context, "get") else None
-
-
-def _pulled(context: Any, task_id: str, key: str) -> list[Any]:
-    """A list an earlier task of the run pushed to XCom under ``key`` (empty when it pushed none)."""
-    ti = _task_instance(context)
-    value = ti.xcom_pull(task_ids=task_id, key=key) if ti is not None else None
-    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 #: the ledger states of :data:`ACTION_STATES`, as the report rows hold them

@@ -145,9 +145,15 @@ def as_delivery_timeout(value: timedelta | float | str) -> timedelta:
 
 
 class LedgerConnections(TypedDict):
-    """The arguments every ledger stage takes: the ERP's and the reporting database's connections and the
-    time zone of the invoice day (the DAG hands them to each task as one mapping)."""
+    """The connections of a ledger stage: the ERP's (only read) and the reporting database's (the ledger
+    and the report). The DAG hands them to each task as one mapping."""
 
     erp_conn_id: str
     reporting_conn_id: str
+
+
+class LedgerTaskArguments(LedgerConnections):
+    """The arguments every task of the DAG that works through the ledger takes: its connections and the
+    time zone of the ERP's invoice dates."""
+
     timezone: str

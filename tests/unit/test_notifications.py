@@ -373,7 +373,7 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
     from sqlalchemy import create_engine
 
     from dispatch_testing.unit_fixtures import sqlite_connection_json
-    from inexchange import pipeline
+    from inexchange.operators.stages import DispatchReportOperator
     from inexchange.states import LedgerState
     from inexchange.ledger import Ledger, RunScope
 
@@ -406,8 +406,8 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
     ledger.transition(1, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message=LONG_MESSAGE)
 
     with pytest.raises(AirflowFailException):
-        pipeline.report(context, erp_conn_id="erp_default", reporting_conn_id="inexchange_reporting",
-                        fail_on_action_needed=True)
+        DispatchReportOperator(task_id="report", reporting_conn_id="inexchange_reporting",
+                               fail_on_action_needed=True).execute(context)
 
     pushed = ti.pushed[XCOM_KEY]
     assert json.loads(json.dumps(pushed)) == pushed

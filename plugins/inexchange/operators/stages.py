@@ -20,6 +20,8 @@ from inexchange.values import LedgerConnections, as_flag
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from inexchange.ledger import RunScope
+
 
 class _LedgerStageOperator(BaseOperator):
     """A stage that works through the ledger, in the reporting database.
@@ -49,7 +51,13 @@ class _LedgerStageOperator(BaseOperator):
         self.timezone = timezone
 
     def _connections(self) -> LedgerConnections:
-        return {"erp_conn_id": self.erp_conn_id, "reporting_conn_id": self.reporting_conn_id, "timezone": self.timezone}
+        return {"erp_conn_id": self.erp_conn_id, "reporting_conn_id": self.reporting_conn_id}
+
+    def _scope(self, context: Context) -> RunScope:
+        """The run's scope: its interval (or invoice day, or listed invoices) in the ERP's time zone."""
+        from inexchange.ledger import RunScope
+
+        return RunScope.from_context(context, self.timezone)
 
 
 class PreflightOperator(_LedgerStageOperator):
@@ -120,7 +128,9 @@ class RecheckWaitingOperator(_LedgerStageOperator):
     def execute(self, context: Context) -> dict[str, int]:
         from inexchange import pipeline
 
-        return pipeline.recheck_waiting(context, inexchange_conn_id=self.inexchange_conn_id, **self._connections())
+        return pipeline.recheck_waiting(
+            self._scope(context), reporting_conn_id=self.reporting_conn_id, inexchange_conn_id=self.inexchange_conn_id
+        )
 
 
 class ExtractInvoicesOperator(_LedgerStageOperator):
@@ -129,7 +139,7 @@ class ExtractInvoicesOperator(_LedgerStageOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from inexchange import pipeline
 
-        return pipeline.extract(context, **self._connections())
+        return pipeline.extract(self._scope(context), **self._connections())
 
 
 class ValidateInvoicesOperator(_LedgerStageOperator):
@@ -138,7 +148,7 @@ class ValidateInvoicesOperator(_LedgerStageOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from inexchange import pipeline
 
-        return pipeline.validate(context, **self._connections())
+        return pipeline.validate(self._scope(context), **self._connections())
 
 
 class PlanBatchesOperator(_LedgerStageOperator):
@@ -163,10 +173,10 @@ class PlanBatchesOperator(_LedgerStageOperator):
         from inexchange import pipeline
 
         return pipeline.plan_batches(
-            context,
+            self._scope(context),
+            reporting_conn_id=self.reporting_conn_id,
             batch_size=int(self.batch_size),
             dry_run=as_flag(self.dry_run_batches, "dry_run"),
-            **self._connections(),
         )
 
 
@@ -186,10 +196,16 @@ class DispatchReportOperator(_LedgerStageOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from inexchange import pipeline
 
+        ti = context.get("ti")
+        without_id = ti.xcom_pull(task_ids="extract", key="without_id") if ti is not None else None
         return pipeline.report(
-            context,
+            self._scope(context),
+            reporting_conn_id=self.reporting_conn_id,
             fail_on_action_needed=as_flag(self.fail_on_action_needed, "fail_on_action_needed"),
-            **self._connections(),
+            # rows of the ERP the extract could not take into the ledger (no usable invoice_id)
+            without_id=list(without_id) if isinstance(without_id, (list, tuple)) else [],
+            # the list the notifier e-mails (inexchange.notifications.ActionList), before the task may fail on it
+            publish=(lambda needs_person: ti.xcom_push(key="needs_person", value=needs_person)) if ti else None,
         )
 
 

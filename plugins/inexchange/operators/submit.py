@@ -103,21 +103,24 @@ class SubmitInvoicesOperator(BaseOperator):
         inexchange_conn_id: str = DEFAULT_INEXCHANGE_CONN_ID,
         seller: dict[str, Any] | None = None,
         let_inexchange_choose: bool = False,
-        max_attempts: int = 5,  # inexchange.states.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
-        retry_delay_base: timedelta = timedelta(minutes=5),
         timezone: str = TIMEZONE,
+        dry_run: bool = False,
+        # the batch
+        claim_lease: timedelta = timedelta(minutes=15),
+        shard: int = 0,
+        shards: int = 1,
+        claim_batch: int = 256,
+        # retries and sends in doubt
+        retry_delay_base: timedelta = timedelta(minutes=5),
+        max_attempts: int = 5,  # inexchange.states.MAX_ATTEMPTS (not imported: parsing the DAG stays light)
+        max_doubt_lookups: int = 10,
+        settle_rounds: int = 3,
+        settle_time: timedelta = timedelta(seconds=90),
+        # the requests to InExchange
         request_timeout: float = 30.0,
         concurrency: int = 32,
         rate_limit: int | None = None,
         clients: int = 1,
-        claim_batch: int = 256,
-        shard: int = 0,
-        shards: int = 1,
-        claim_lease: timedelta = timedelta(minutes=15),
-        settle_time: timedelta = timedelta(seconds=90),
-        settle_rounds: int = 3,
-        max_doubt_lookups: int = 10,
-        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -504,7 +504,7 @@ def test_recheck_records_statuses_of_earlier_intervals_only(api: respx.MockRoute
         outbound_document("d3", "Delivered", "2026-11-25T07:05:00Z"),
     ]))
 
-    result = pipeline.recheck_waiting(make_context(), erp_conn_id="erp_default", reporting_conn_id="inexchange_reporting",
+    result = pipeline.recheck_waiting(RunScope.from_context(make_context()), reporting_conn_id="inexchange_reporting",
                                       inexchange_conn_id="inexchange_default")
 
     assert result == {"rechecked": 1, "still_waiting": 0}
