@@ -362,52 +362,136 @@ class _BoundedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's synchronous transport, with an overall deadline on each request.
+#: httpcore's errors, most specific first, and the httpx class each becomes (as httpx's own transport maps them)
+_HTTPCORE_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+    """Raise httpcore's errors as httpx's classes, as httpx's own transport does."""
+    try:
+        yield
+    except Exception as exc:
+        for source, target in _HTTPCORE_ERRORS:
+            if isinstance(exc, source):
+                raise target(str(exc), request=request) from exc
+        raise
+
+
+def _httpcore_proxy(url: str | None) -> httpcore.Proxy | None:
+    """httpcore's proxy for a proxy URL (its user and password, if any, become Proxy-Authorization)."""
+    if url is None:
+        return None
+    proxy = httpx.Proxy(url)
+    return httpcore.Proxy(
+        url=httpcore.URL(
+            scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
+        ),
+        auth=proxy.raw_auth,
+        headers=proxy.headers.raw,
+    )
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """The synchronous client's engine: httpcore's connection pool, with an overall deadline on each request.
 
     httpx's timeouts bound each socket operation: a server that sends a byte every half second,
     in its headers or its body, keeps a request going for as long as it likes. Here every socket
     operation of a request (connecting, the TLS handshake, writing, each read of the headers and of
     the body) waits at most until ``deadline`` seconds after the request started, then fails with
     httpx's own timeout class: ``ConnectTimeout`` while connecting (nothing was sent), ``WriteTimeout``
-    or ``ReadTimeout`` after that (maybe sent). Everything else is httpx's ``HTTPTransport``.
+    or ``ReadTimeout`` after that (maybe sent). The pool opens its connections through
+    :class:`_BoundedBackend`, handed to it as httpcore's ``network_backend``; requests, replies and
+    errors are httpx's, as with ``httpx.HTTPTransport``.
 
     :param deadline: seconds one request may take in all, reading its reply included.
-    :param kwargs: passed on to ``httpx.HTTPTransport`` (``verify``, ``proxy``...).
+    :param verify: the TLS context.
+    :param proxy: the proxy URL, if any (see :func:`proxy_for`).
+    :param max_connections: size of the connection pool.
+    :param keepalive_expiry: seconds an idle connection is kept.
     """
 
-    def __init__(self, *, deadline: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        deadline: float,
+        verify: ssl.SSLContext,
+        proxy: str | None = None,
+        max_connections: int = 10,
+        keepalive_expiry: float = 5.0,
+    ) -> None:
         self._deadline = deadline
-        pool = self._pool  # httpcore's pool (or proxy): it opens every connection through its network backend
-        if not isinstance(getattr(pool, "_network_backend", None), httpcore.NetworkBackend):
-            raise RuntimeError("this httpcore does not let the deadline bound its connections")  # pragma: no cover
-        pool._network_backend = _BoundedBackend(pool._network_backend)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=verify,
+            proxy=_httpcore_proxy(proxy),
+            max_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+            network_backend=_BoundedBackend(httpcore.SyncBackend()),
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
         ends_at = time.monotonic() + self._deadline
         token = _ENDS_AT.set(ends_at)
         try:
-            response = super().handle_request(request)
+            with _as_httpx_errors(request):
+                reply = self._pool.handle_request(
+                    httpcore.Request(
+                        method=request.method,
+                        url=httpcore.URL(
+                            scheme=request.url.raw_scheme,
+                            host=request.url.raw_host,
+                            port=request.url.port,
+                            target=request.url.raw_path,
+                        ),
+                        headers=request.headers.raw,
+                        content=request.stream,
+                        extensions=request.extensions,
+                    )
+                )
         finally:
             _ENDS_AT.reset(token)
-        response.stream = _BoundedBody(response.stream, ends_at)
-        return response
+        return httpx.Response(
+            status_code=reply.status,
+            headers=reply.headers,
+            stream=_BoundedBody(reply.stream, ends_at, request),
+            extensions=reply.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class _BoundedBody(httpx.SyncByteStream):
-    """A reply body whose reads wait no longer than its request's deadline."""
+    """A reply body whose reads wait no longer than its request's deadline, failing with httpx's errors."""
 
-    def __init__(self, stream: Any, ends_at: float) -> None:
+    def __init__(self, stream: Any, ends_at: float, request: httpx.Request) -> None:
         self._stream = stream
         self._ends_at = ends_at
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
         chunks = iter(self._stream)
         while True:
             token = _ENDS_AT.set(self._ends_at)
             try:
-                chunk = next(chunks, None)
+                with _as_httpx_errors(self._request):
+                    chunk = next(chunks, None)
             finally:
                 _ENDS_AT.reset(token)
             if chunk is None:
