@@ -81,6 +81,8 @@ Trigger with config for a manual run:
   (again), ones InExchange already has are skipped, never sent twice.
 - `invoice_date`: the invoices dated this day (`2026-11-20`), whatever the run's logical date.
 - `dry_run`: validate and build the documents, send nothing.
+- `check_peppol`: run the official Peppol BIS 3 rules over each document before it is uploaded and
+  reject one that breaks a fatal rule (needs the extra `[peppol]` and `[inexchange] peppol_rules`).
 - `retry_rejected`: off to leave rejected invoices alone (they are checked again by default).
 - `delivery_timeout_minutes`: how long **await_delivery** follows the documents (360 by default);
   those still waiting then are looked up by the next run's **recheck_waiting**.
@@ -135,6 +137,12 @@ that need a person, through an `smtp` connection, e.g.
             "(empty: the day the run's data interval covers).",
         ),
         "dry_run": Param(False, type="boolean", description="Validate and build documents; send nothing."),
+        "check_peppol": Param(
+            False,
+            type="boolean",
+            description="Run the official Peppol BIS 3 rules over each document before it is uploaded; "
+            "reject one that breaks a fatal rule.",
+        ),
         "retry_rejected": Param(
             True, type="boolean", description="Check rejected invoices again (and send those that now pass)."
         ),
@@ -173,6 +181,7 @@ def inexchange_dispatch():
         task_id="submit",
         inexchange_conn_id=INEXCHANGE_CONN_ID,
         concurrency=CONCURRENCY,
+        check_peppol="{{ params.check_peppol }}",
         **SUBMIT_CAP,
         **LEDGER,
     ).expand_kwargs(batches.output)

@@ -13,7 +13,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -23,6 +23,7 @@ from inexchange.api import SendMethod
 from inexchange.db import erp_engine, reporting_engine, utc_text
 from inexchange.exceptions import InExchangeApiError, InExchangeError, SystematicFailure
 from inexchange.ledger import Ledger, RunScope, Transition
+from inexchange.peppol import PeppolRules, configured_rules, rejection
 from inexchange.states import LedgerState
 from inexchange.values import TaskLog, TaskSettings, text_or_empty
 
@@ -207,6 +208,8 @@ class SubmitSettings(TaskSettings):
     settle_rounds: int
     max_doubt_lookups: int
     dry_run: bool
+    #: run the official Peppol BIS 3 rules over each document and reject one that breaks a fatal rule
+    check_peppol: bool = False
 
 
 @dataclass(eq=False)
@@ -230,6 +233,8 @@ class Submission:
     log: TaskLog
     run_state: Callable[[str], str] | None = None
     show_portal: Callable[[str], None] | None = None
+    #: the official Peppol BIS 3 rules, when the settings ask for the check
+    peppol: PeppolRules | None = field(default=None, init=False)
 
     @property
     def hook(self) -> InExchangeHook:
@@ -243,6 +248,8 @@ class Submission:
 
         settings = self.settings
         seller = Seller.from_config(settings.seller)
+        if settings.check_peppol:
+            self.peppol = configured_rules()
         ledger = Ledger(reporting_engine(settings.reporting_conn_id), self.scope)
         ledger.ensure_schema()
         rows = ledger.due_rows(
@@ -515,7 +522,7 @@ class Submission:
         for row in chunk:
             invoice_id = int(row["invoice_id"])
             from_states = [LedgerState(row["state"])]
-            job = _built(batch, row, seller)
+            job = _built(batch, row, seller, self.peppol)
             if isinstance(job, str):
                 changes.append(Transition(invoice_id, from_states, LedgerState.REJECTED, {"message": job}))
                 continue
@@ -541,7 +548,11 @@ class Submission:
 
         to_send, stuck = _split_stuck(rows)
         batch = ErpReader(erp_engine(self.settings.erp_conn_id)).load([r["invoice_id"] for r in to_send])
-        problems = {str(r["invoice_number"]): job for r in to_send if isinstance(job := _built(batch, r, seller), str)}
+        problems = {
+            str(r["invoice_number"]): job
+            for r in to_send
+            if isinstance(job := _built(batch, r, seller, self.peppol), str)
+        }
         for message in problems.values():
             self.log.warning("dry run: would reject: %s", message)
         if stuck:
@@ -860,8 +871,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _built(batch: InvoiceBatch, row: LedgerRow, seller: Seller) -> _Job | str:
-    """The invoice's document ready to send, or the message saying why it cannot be built."""
+def _built(batch: InvoiceBatch, row: LedgerRow, seller: Seller, peppol: PeppolRules | None = None) -> _Job | str:
+    """The invoice's document ready to send, or the message saying why it cannot be built (or, with
+    ``peppol``, which official rules it breaks)."""
     from inexchange.ubl import DocumentError, build_from_batch
 
     invoice_id = int(row["invoice_id"])
@@ -880,6 +892,10 @@ def _built(batch: InvoiceBatch, row: LedgerRow, seller: Seller) -> _Job | str:
         document = build_from_batch(batch, invoice_id, seller)
     except DocumentError as exc:  # names the invoice, the rule and what to fix
         return str(exc)
+    if peppol is not None:
+        broken = rejection(row["invoice_number"], peppol.check(document))
+        if broken is not None:
+            return broken
     return _Job(row, document, batch.customer(invoice["customer_id"]))
 
 

@@ -14,6 +14,7 @@ import pendulum
 import pytest
 from sqlalchemy import text
 
+from dispatch_testing.peppol_rules import stand_in_rules
 from inexchange.api import SendMethod
 from test_dispatch_e2e import FIXES, RUN_DAY, Erp, _rows, dispatch_dag, erp, simulator  # noqa: F401
 
@@ -26,7 +27,7 @@ def run(dag: Any, day: Any = RUN_DAY, **conf: Any) -> Any:
     """Run the interval of invoice date ``day`` with small batches; the run must end green."""
     run_after = pendulum.datetime(day.year, day.month, day.day, 6, tz="Europe/Stockholm").add(days=1)
     # every manual param is given: dag.test() keeps an earlier call's conf in a reused DAG object
-    conf = {"fail_on_action_needed": False, "batch_size": 7, "dry_run": False, "retry_rejected": True,
+    conf = {"fail_on_action_needed": False, "batch_size": 7, "dry_run": False, "check_peppol": False, "retry_rejected": True,
             "invoice_numbers": [], "delivery_timeout_minutes": 360, "deferrable": True, **conf}
     dag_run = dag.test(logical_date=run_after, run_conf=conf)
     assert dag_run.state == "success"
@@ -94,6 +95,27 @@ def test_a_dry_run_builds_everything_and_sends_nothing(dispatch_dag: Any, erp: E
     run(dispatch_dag)  # the real run then sends them, once
     assert set(simulator.stats()["sends"].values()) == {1}
     assert "ready" not in states(erp).values()
+
+
+def test_check_peppol_rejects_a_document_that_breaks_a_fatal_rule_before_upload(
+    dispatch_dag: Any, erp: Erp, simulator: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(dispatch_dag, dry_run=True)
+    ready = sorted(n for n, s in states(erp).items() if s == "ready")
+    flagged = ready[0]
+    # rules that stop this one document (fatal) and warn about every document
+    monkeypatch.setenv("AIRFLOW__INEXCHANGE__PEPPOL_RULES", str(stand_in_rules(tmp_path / "rules", fatal_for=flagged)))
+
+    run(dispatch_dag, check_peppol=True)
+
+    rows = {str(r["invoice_number"]): r for r in _rows(erp.engine, "SELECT * FROM inexchange_dispatch")}
+    assert rows[flagged]["state"] == "rejected"
+    assert rows[flagged]["message"].startswith(f"Faktura {flagged}: dokumentet bryter mot Peppol BIS 3-reglerna")
+    assert "TEST-R001: [TEST-R001]-Testregeln stoppar dokument" in rows[flagged]["message"]
+    sends = simulator.stats()["sends"]
+    assert rows[flagged]["erp_document_id"] not in sends  # never uploaded nor sent
+    assert set(sends.values()) == {1} and len(sends) == len(ready) - 1  # warnings stop nothing
+    assert all(rows[n]["state"] not in ("ready", "rejected") for n in ready[1:])  # sent on, whatever InExchange did
 
 
 def test_a_list_of_invoice_numbers_resends_only_those(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:

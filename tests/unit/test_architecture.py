@@ -14,8 +14,28 @@ import grimp
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "inexchange"
 #: the domain library: what the operators, the sensor and the trigger call into
-DOMAIN = ("pipeline", "preflight", "submission", "delivery", "tracking", "ubl", "validation", "ledger", "attention",
-          "erp", "db", "api", "replies", "states", "sql", "units", "values", "times", "exceptions")
+DOMAIN = (
+    "pipeline",
+    "preflight",
+    "submission",
+    "delivery",
+    "tracking",
+    "ubl",
+    "peppol",
+    "validation",
+    "ledger",
+    "attention",
+    "erp",
+    "db",
+    "api",
+    "replies",
+    "states",
+    "sql",
+    "units",
+    "values",
+    "times",
+    "exceptions",
+)
 #: the Airflow modules the domain may import: the Task SDK's public parts and the scheduler's timetables
 AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.sdk.log", "airflow.timetables.interval")
 
@@ -46,7 +66,7 @@ def cycles(graph: grimp.ImportGraph, names: list[str]) -> list[list[str]]:
         path.append(name)
         for nxt in sorted(graph.find_modules_directly_imported_by(name)):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):] + [nxt])
+                found.append(path[path.index(nxt) :] + [nxt])
             elif nxt in names and state.get(nxt) is None:
                 visit(nxt)
         path.pop()
@@ -90,8 +110,7 @@ def test_every_module_imports_on_its_own() -> None:
     )
     names = modules()
     assert len(names) > 30
-    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300,
-                            cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     # Airflow may log warnings to stdout on import; the verdict is the last line
     assert result.stdout.splitlines()[-1] == f"IMPORTED {len(names)} FAILED []", result.stdout[-3000:]

@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from inexchange.links.portal import InExchangePortalLink
 from inexchange.times import TIMEZONE
-from inexchange.values import keep_arguments
+from inexchange.values import as_flag, keep_arguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,6 +75,10 @@ class SubmitInvoicesOperator(BaseOperator):
         automatically (default 10: with the settle rounds, about two tries of one run).
     :param dry_run: build every due invoice's document and log what would be sent or rejected, but
         call no API and change no ledger row.
+    :param check_peppol: run the official Peppol BIS 3 rules (:mod:`inexchange.peppol`, the extra
+        ``[peppol]`` and the folder ``[inexchange] peppol_rules``) over each document before it is
+        uploaded: one that breaks a fatal rule is ``rejected`` with the rules' ids and texts (templated,
+        e.g. ``"{{ params.check_peppol }}"``).
 
     When every invoice the task attempted failed for the same cause that is not a passing fault
     (InExchange refusing the API key or ERP id, a reply the client cannot read, the same 4xx for
@@ -82,7 +86,7 @@ class SubmitInvoicesOperator(BaseOperator):
     cause; the invoices are handed back with their attempts kept, as nothing of them was sent.
     """
 
-    template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id")
+    template_fields: Sequence[str] = ("erp_conn_id", "reporting_conn_id", "inexchange_conn_id", "check_peppol")
     ui_color = "#d6e9f8"
     operator_extra_links = (InExchangePortalLink(),)
 
@@ -94,6 +98,7 @@ class SubmitInvoicesOperator(BaseOperator):
     concurrency: int
     clients: int
     seller: dict[str, Any] | None
+    check_peppol: bool | str
 
     def __init__(
         self,
@@ -105,6 +110,7 @@ class SubmitInvoicesOperator(BaseOperator):
         let_inexchange_choose: bool = False,
         timezone: str = TIMEZONE,
         dry_run: bool = False,
+        check_peppol: bool | str = False,
         # the batch
         claim_lease: timedelta = timedelta(minutes=15),
         shard: int = 0,
@@ -152,7 +158,11 @@ class SubmitInvoicesOperator(BaseOperator):
         from inexchange.preflight import read_seller_variable
         from inexchange.submission import Submission, SubmitSettings
 
-        settings = SubmitSettings.of(self, seller=self.seller if self.seller is not None else read_seller_variable())
+        settings = SubmitSettings.of(
+            self,
+            seller=self.seller if self.seller is not None else read_seller_variable(),
+            check_peppol=as_flag(self.check_peppol, "check_peppol"),
+        )
         submission = Submission(
             settings,
             RunScope.from_context(context, settings.timezone),

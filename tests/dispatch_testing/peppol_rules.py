@@ -1,0 +1,52 @@
+"""Where the tests find the official Peppol BIS 3 validation artefacts, and stand-in rules for wiring tests.
+
+The artefacts are not the project's: the tests read them from ``INEXCHANGE_PEPPOL_RULES`` or, by default,
+from ``../shared/peppol-artefacts/3.0.19`` beside the repository. Without them the tests that need them
+skip, or fail when ``INEXCHANGE_REQUIRE_PEPPOL=1`` (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRE_PEPPOL = os.environ.get("INEXCHANGE_REQUIRE_PEPPOL") == "1"
+
+
+def official_rules_folder() -> Path:
+    """The folder of the official artefacts (release 3.0.19); skips, or fails when they are required."""
+    folder = Path(os.environ.get("INEXCHANGE_PEPPOL_RULES") or ROOT.parent / "shared" / "peppol-artefacts" / "3.0.19")
+    if not (folder / "CEN-EN16931-UBL.xsl").is_file() or not (folder / "PEPPOL-EN16931-UBL.xsl").is_file():
+        message = f"the Peppol BIS 3 validation artefacts are not in {folder} (set INEXCHANGE_PEPPOL_RULES)"
+        if REQUIRE_PEPPOL:
+            pytest.fail(message + " (INEXCHANGE_REQUIRE_PEPPOL=1 makes these tests mandatory)")
+        pytest.skip(message)
+    return folder
+
+
+def stand_in_rules(folder: Path, *, fatal_for: str, rule: str = "TEST-R001") -> Path:
+    """A rules folder whose two stylesheets report as the official ones do (SVRL): the first flags the
+    document whose ``cbc:ID`` is ``fatal_for`` with a fatal ``rule``, the second gives every document a
+    warning. Returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = (
+        f'<xsl:if test="/*/cbc:ID = \'{fatal_for}\'"><svrl:failed-assert id="{rule}" flag="fatal" location="/*">'
+        f"<svrl:text>[{rule}]-Testregeln stoppar dokument {fatal_for}</svrl:text></svrl:failed-assert></xsl:if>"
+    )
+    warned = (
+        '<svrl:failed-assert id="TEST-W001" flag="warning" location="/*"><svrl:text>[TEST-W001]-En varning'
+        "</svrl:text></svrl:failed-assert>"
+    )
+    for name, body in (("CEN-EN16931-UBL.xsl", failed), ("PEPPOL-EN16931-UBL.xsl", warned)):
+        (folder / name).write_text(
+            '<xsl:stylesheet version="2.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"'
+            ' xmlns:svrl="http://purl.oclc.org/dsdl/svrl"'
+            ' xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2">'
+            f'<xsl:template match="/"><svrl:schematron-output>{body}</svrl:schematron-output></xsl:template>'
+            "</xsl:stylesheet>",
+            encoding="utf-8",
+        )
+    return folder
