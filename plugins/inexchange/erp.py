@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, inspect
 
 from inexchange.db import integer_id
-from inexchange.sql import SELECTION, selection, statement
+from inexchange.sql import SELECTION, selection, statement, with_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 INEXCHANGE_BILLING_METHOD = "InExchange utskrift (API)"
 
 _CHUNK = 900  # stay below every database's bound-parameter limit
+
+#: the optional columns of the adapter contract (docs/erp-contract.md), per statement: the table or view
+#: it reads and the columns it adds when that table has them. An ERP without them is read as before.
+OPTIONAL_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "erp_select_customers": ("customer", ()),
+    "erp_select_lines": ("customer_invoice_line", ()),
+}
 
 
 @dataclass
@@ -83,6 +90,15 @@ class ErpReader:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._present: dict[str, tuple[str, ...]] = {}
+
+    def optional_columns(self, name: str) -> tuple[str, ...]:
+        """The optional columns of statement ``name`` that the ERP's table or view has (asked once per reader)."""
+        if name not in self._present:
+            table, wanted = OPTIONAL_COLUMNS.get(name, ("", ()))
+            have = {column["name"].lower() for column in inspect(self.engine).get_columns(table)} if wanted else set()
+            self._present[name] = tuple(column for column in wanted if column in have)
+        return self._present[name]
 
     def extract(
         self,
@@ -133,7 +149,8 @@ class ErpReader:
         return found
 
     def _frame(self, name: str, ids: Sequence[int]) -> pd.DataFrame:
-        query = statement(name).bindparams(bindparam("ids", expanding=True))
+        extra = self.optional_columns(name)
+        query = (with_columns(name, extra) if extra else statement(name)).bindparams(bindparam("ids", expanding=True))
         frames = []
         with self.engine.connect() as conn:
             for start in range(0, max(len(ids), 1), _CHUNK):

@@ -76,6 +76,28 @@ def _clause(name: str) -> TextClause:
     return text(_read(name))
 
 
+#: where a statement's select list may take optional columns (a comment: the file runs as it is)
+OPTIONAL_COLUMNS_MARK = "/* optional columns */"
+
+
+@cache
+def with_columns(name: str, columns: tuple[str, ...]) -> TextClause:
+    """``include/sql/<name>.sql`` with ``columns`` added to its select list at :data:`OPTIONAL_COLUMNS_MARK`.
+
+    The columns are names the code fixes (optional columns of the ERP adapter contract that the
+    database has), never input.
+
+    :param name: file name without the ``.sql`` suffix.
+    :param columns: the column names to add, in order.
+    """
+    body = _read(name)
+    if OPTIONAL_COLUMNS_MARK not in body:
+        raise ValueError(f"{name}.sql has no {OPTIONAL_COLUMNS_MARK} in its select list")
+    if not all(column.isidentifier() for column in columns):
+        raise ValueError(f"not column names: {columns!r}")
+    return text(body.replace(OPTIONAL_COLUMNS_MARK, "".join(f", {column}" for column in columns), 1))
+
+
 def script(name: str) -> list[TextClause]:
     """Split a multi-statement file (DDL) on ``;`` at line ends into separate clauses.
 
