@@ -127,6 +127,18 @@ def _bind(value: Any) -> Any:
     return value
 
 
+def write_cases(engine: Engine, cases: list[Case]) -> None:
+    """Store the cases' rows in the permissive copy of the contract (:func:`permissive_ddl`)."""
+    with engine.begin() as conn:
+        for table, row in iter_rows(cases):
+            conn.execute(statement(INSERTS[table]), {k: _bind(v) for k, v in row.items()})
+        for case in cases:
+            for table, column in case.raw_text:  # bytes stored as TEXT: not valid UTF-8
+                assert table == "customer" and case.customer is not None
+                conn.execute(text(f"UPDATE customer SET {column} = CAST({column} AS TEXT) "
+                                  "WHERE customer_number = :number"), {"number": case.customer["customer_number"]})
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def hostile_erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HostileErp]:
     from inexchange_devkit.erpgen import generate
@@ -145,14 +157,7 @@ def hostile_erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Host
     summary = generate(engine, seed=23, customers=20, invoices=24, start_date=RUN_DAY, days=1, drafts=3,
                        create_schema=False)
     cases = cases_for(backend)
-    with engine.begin() as conn:
-        for table, row in iter_rows(cases):
-            conn.execute(statement(INSERTS[table]), {k: _bind(v) for k, v in row.items()})
-        for case in cases:
-            for table, column in case.raw_text:  # bytes stored as TEXT: not valid UTF-8
-                assert table == "customer"
-                conn.execute(text(f"UPDATE customer SET {column} = CAST({column} AS TEXT) "
-                                  "WHERE customer_number = :number"), {"number": case.customer["customer_number"]})
+    write_cases(engine, cases)
     yield HostileErp(backend, engine, conn_env, summary, cases)
     engine.dispose()
 

@@ -20,6 +20,7 @@ synchronous client's engine: httpx's own, with every socket operation bounded by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import ssl
@@ -56,6 +57,8 @@ def _errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], .
 
 
 _AS_HTTPX_SENDS = ("Content-Type",)
+#: the methods aiohttp sends a second time by itself when the connection drops (its IDEMPOTENT_METHODS)
+_REPEATED_BY_AIOHTTP = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: the largest reply read (the API's replies are small JSON; a page of 100 documents is tens of kB)
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 #: the content codings a reply may come in, and zlib's ``wbits`` for each; the clients ask for these only
@@ -99,6 +102,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     :param deadline: seconds one request may take in all, from connecting to the last byte of the
         reply (aiohttp's ``ClientTimeout.total``); a request still unfinished then fails with
         ``httpx.ReadTimeout``, as the request may have been sent. None for no deadline.
+
+    aiohttp sends a request of an idempotent method (GET, PUT, DELETE...) a second time by itself when
+    its connection drops, and offers no public switch for it. Those requests go through httpx's own
+    engine instead (:meth:`_without_aiohttp`), with the same deadline and bounds, so that the hook's
+    retry policy stays the only one. The pipeline's requests are all POSTs; only the hook's
+    ``get_outbound`` takes the other path.
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = verify
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._httpx: httpx.AsyncHTTPTransport | None = None
 
     def _pool(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -124,14 +134,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, ssl=self._ssl, keepalive_timeout=self._keepalive_expiry
             )
-            # aiohttp sends a GET again, once, when a reused keep-alive connection turns out closed before
-            # any reply (RFC 9112, 9.3.1); the hook's only GET reads a document's status, so that is harmless
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         import aiohttp
 
+        if request.method in _REPEATED_BY_AIOHTTP:
+            return await self._without_aiohttp(request)
         timeout = request.extensions.get("timeout", {})
         try:
             async with self._pool().request(
@@ -169,10 +179,39 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             },
         )
 
+    async def _without_aiohttp(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through httpx's own engine, read whole within the deadline and the bounds."""
+        if self._httpx is None:
+            self._httpx = httpx.AsyncHTTPTransport(
+                verify=self._ssl,
+                trust_env=False,
+                proxy=proxy_for(request.url.scheme, request.url.host),
+                limits=httpx.Limits(max_connections=self._max_connections, keepalive_expiry=self._keepalive_expiry),
+            )
+        try:
+            async with asyncio.timeout(self._deadline):
+                reply = await self._httpx.handle_async_request(request)
+                try:
+                    raw = await _stream_capped(reply, self._max_reply_bytes)
+                finally:
+                    await reply.aclose()
+        except TimeoutError as exc:  # the deadline: the request may have been sent
+            raise httpx.ReadTimeout(f"no complete reply within the deadline of {self._deadline} s") from exc
+        return httpx.Response(
+            reply.status_code,
+            headers=[(name, value) for name, value in reply.headers.raw if name.lower() != b"content-encoding"],
+            stream=httpx.ByteStream(decoded(reply.headers.get_list("Content-Encoding"), raw, self._max_reply_bytes)),
+            request=request,
+            extensions=reply.extensions,
+        )
+
     async def aclose(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self._httpx is not None:
+            engine, self._httpx = self._httpx, None
+            await engine.aclose()
 
 
 def _refused(limit: int, announced: int | None = None) -> httpx.RemoteProtocolError:
@@ -180,6 +219,20 @@ def _refused(limit: int, announced: int | None = None) -> httpx.RemoteProtocolEr
     if announced is not None:
         return httpx.RemoteProtocolError(f"reply of {announced} bytes refused (at most {limit})")
     return httpx.RemoteProtocolError(f"reply longer than {limit} bytes refused")
+
+
+async def _stream_capped(reply: httpx.Response, limit: int) -> bytes:
+    """The whole raw body of a streamed httpx reply, or :func:`_refused` once it exceeds ``limit`` bytes."""
+    announced = reply.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise _refused(limit, int(announced))
+    chunks, size = [], 0
+    async for chunk in reply.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise _refused(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _read_capped(reply: aiohttp.ClientResponse, limit: int) -> bytes:
