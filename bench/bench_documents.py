@@ -12,7 +12,6 @@ core. Usage: python bench/bench_documents.py [N ...] (default 10000).
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -20,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from lxml import etree
-from bench_support import SELLER_CONFIG
-from sqlalchemy import create_engine, text
+from bench_support import SELLER_CONFIG, generated_batch
 
 LINES_PER_INVOICE = 5
 
@@ -71,17 +69,9 @@ def baseline_tree() -> etree._Element:
 
 
 def run(n: int) -> None:
-    from inexchange.erp import ErpReader
-    from inexchange_devkit.erpgen import generate
     from inexchange.ubl import DocumentError, Seller, build_from_batch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(f"sqlite:///{Path(tmp) / 'erp.db'}")
-        generate(engine, seed=4, customers=60, invoices=n, start_date=date(2026, 11, 16), days=7, drafts=10)
-        with engine.connect() as conn:
-            ids = [r[0] for r in conn.execute(text("SELECT invoice_id FROM customer_invoice WHERE status = 'posted'"))]
-        batch = ErpReader(engine).load(ids)
-        engine.dispose()
+    ids, batch = generated_batch(n)
     five_lines(batch)
     seller = Seller.from_config(SELLER_CONFIG)
 

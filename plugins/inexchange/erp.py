@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import bindparam, inspect
 
+from inexchange import vat
 from inexchange.db import integer_id
 from inexchange.sql import SELECTION, selection, statement, with_columns
 
@@ -28,8 +29,8 @@ _CHUNK = 900  # stay below every database's bound-parameter limit
 #: the optional columns of the adapter contract (docs/erp-contract.md), per statement: the table or view
 #: it reads and the columns it adds when that table has them. An ERP without them is read as before.
 OPTIONAL_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "erp_select_customers": ("customer", ()),
-    "erp_select_lines": ("customer_invoice_line", ()),
+    "erp_select_customers": ("customer", ("peppol_id",)),
+    "erp_select_lines": ("customer_invoice_line", vat.LINE_COLUMNS),
 }
 
 

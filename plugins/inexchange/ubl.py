@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from lxml import etree
 
+from inexchange import vat
 from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
+from inexchange.identifiers import buyer_endpoint, endpoint_refusal, in_eu, vat_in_document
 from inexchange.units import UNIT_CODES
 from inexchange.validation import TEXT_FIELDS, flag, money, number
 
@@ -34,8 +36,6 @@ NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT_NOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
-#: Peppol EAS codes of the national company ids kept in ``org_number``, by the customer's country
-NATIONAL_ID_SCHEMES = {"SE": "0007", "DK": "0184", "FI": "0037", "NO": "0192"}
 
 _CENT = Decimal("0.01")
 
@@ -125,10 +125,12 @@ def _q(ns: str, tag: str) -> str:
 class _Builder:
     """Appends UBL elements in schema order."""
 
-    def __init__(self, root: etree._Element, currency: str, reverse_charge: bool = False) -> None:
+    def __init__(self, root: etree._Element, currency: str, reverse_charge: bool = False, export: bool = False) -> None:
         self.root = root
         self.currency = currency
         self.reverse_charge = reverse_charge
+        #: the buyer is outside the EU: a sale without Swedish VAT is an export (G)
+        self.export = export
 
     def cbc(self, parent: etree._Element, tag: str, text: Any, **attrib: str) -> etree._Element:
         element = etree.SubElement(parent, _q(NS_CBC, tag), attrib)
@@ -156,10 +158,13 @@ def _digits(value: Any) -> str:
 
 
 def _category(b: _Builder, rate: Decimal) -> str:
-    """VAT category: S for a rate above 0; at 0 %, AE (reverse charge) for an EU buyer abroad, else Z."""
+    """VAT category of a line that states none: S for a rate above 0; at 0 %, AE (reverse charge) for an
+    EU buyer abroad, G (export) for a buyer outside the EU, else Z."""
     if rate > 0:
         return "S"
-    return "AE" if b.reverse_charge else "Z"
+    if b.reverse_charge:
+        return "AE"
+    return "G" if b.export else "Z"
 
 
 def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
@@ -203,8 +208,15 @@ def _document(
     currency = _text(invoice["currency"]) or "SEK"
     root_ns, root_tag = (NS_CREDIT_NOTE, "CreditNote") if credit else (NS_INVOICE, "Invoice")
     root = etree.Element(_q(root_ns, root_tag), nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC})
-    foreign = (_text(customer.get("country_code")) or "SE").upper() != "SE"
-    b = _Builder(root, currency, reverse_charge=foreign and bool(_text(customer.get("vat_number"))))
+    country = (_text(customer.get("country_code")) or "SE").upper()
+    # reverse charge is for a buyer in another EU country only: outside the EU a sale is an export
+    intra_eu = country != "SE" and in_eu(country)
+    b = _Builder(
+        root,
+        currency,
+        reverse_charge=intra_eu and bool(_text(customer.get("vat_number"))),
+        export=country != "SE" and not intra_eu,
+    )
     number_text = _text(invoice["invoice_number"])
 
     b.cbc(root, "CustomizationID", CUSTOMIZATION_ID)
@@ -229,23 +241,23 @@ def _document(
     _customer(b, customer)
     _payment_means(b, seller, number_text)
 
-    line_rows, per_rate = _lines(lines, sign)
+    line_rows = _lines(lines, sign)
+    breakdown = _breakdown(b, line_rows, customer)
+    categories = {subtotal.category for subtotal in breakdown}
+    if "K" in categories:  # BR-IC-11, BR-IC-12
+        _delivery(b, invoice, customer)
+    if "O" in categories:  # BR-O-02: a document not subject to VAT names no VAT identifiers
+        _drop_vat_identifiers(b)
     tax_total = b.cac(root, "TaxTotal")
-    tax_sum = Decimal("0")
-    subtotals = []
-    for rate in sorted(per_rate, key=lambda r: (_category(b, r), r)):
-        base = per_rate[rate]
-        tax = (base * rate / 100).quantize(_CENT, ROUND_HALF_UP)
-        tax_sum += tax
-        subtotals.append((rate, base, tax))
+    tax_sum = sum((subtotal.tax for subtotal in breakdown), Decimal("0"))
     b.amount(tax_total, "TaxAmount", tax_sum)
-    for rate, base, tax in subtotals:
-        subtotal = b.cac(tax_total, "TaxSubtotal")
-        b.amount(subtotal, "TaxableAmount", base)
-        b.amount(subtotal, "TaxAmount", tax)
-        _tax_category(b, b.cac(subtotal, "TaxCategory"), rate)
+    for subtotal in breakdown:
+        element = b.cac(tax_total, "TaxSubtotal")
+        b.amount(element, "TaxableAmount", subtotal.base)
+        b.amount(element, "TaxAmount", subtotal.tax)
+        _tax_category(b, b.cac(element, "TaxCategory"), subtotal)
 
-    line_total = sum(per_rate.values(), Decimal("0"))
+    line_total = sum((subtotal.base for subtotal in breakdown), Decimal("0"))
     rounding = _payable_rounding(money(invoice.get("total_amount")), sign, line_total + tax_sum)
     totals = b.cac(root, "LegalMonetaryTotal")
     b.amount(totals, "LineExtensionAmount", line_total)
@@ -347,22 +359,14 @@ def _supplier(b: _Builder, seller: Seller) -> None:
 
 def _customer(b: _Builder, customer: pd.Series) -> None:
     party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
-    gln, org = _digits(customer.get("gln")), _digits(customer.get("org_number"))
+    org, vat_number = _digits(customer.get("org_number")), _text(customer.get("vat_number"))
     country = (_text(customer.get("country_code")) or "SE").upper()
-    if gln:
-        b.cbc(party, "EndpointID", gln, schemeID="0088")
-    elif org and country in NATIONAL_ID_SCHEMES:
-        b.cbc(party, "EndpointID", org, schemeID=NATIONAL_ID_SCHEMES[country])
-    elif org:
-        raise DocumentError(
-            f"kunden {_text(customer.get('customer_number'))} har ett nationellt id från {country}, som Peppol "
-            "saknar adressschema för (BT-49); ange kundens GLN-nummer"
-        )
-    else:
-        raise DocumentError(
-            f"kunden {_text(customer.get('customer_number'))} har varken GLN-nummer eller "
-            "organisationsnummer att adressera fakturan till (BT-49)"
-        )
+    buyer = (country, _text(customer.get("org_number")), vat_number, _digits(customer.get("gln")))
+    endpoint = buyer_endpoint(*buyer, _text(customer.get("peppol_id")))
+    if endpoint is None:  # validation refuses these first; the reason in its words
+        problem = endpoint_refusal(*buyer, _text(customer.get("peppol_id")))
+        raise DocumentError(f"kunden {_text(customer.get('customer_number'))}: {problem} (BT-49)")
+    b.cbc(party, "EndpointID", endpoint.identifier, schemeID=endpoint.scheme)
     b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))
     _address(
         b,
@@ -372,8 +376,9 @@ def _customer(b: _Builder, customer: pd.Series) -> None:
         _text(customer.get("postal_code")),
         _text(customer.get("country_code")) or "SE",
     )
-    if _text(customer.get("vat_number")):
-        _tax_scheme(b, party, _text(customer["vat_number"]).replace(" ", ""), "VAT")
+    if vat_number:  # outside the EU as the document needs it: with its country prefix (BR-CO-09)
+        abroad = country != "SE" and not in_eu(country)
+        _tax_scheme(b, party, (abroad and vat_in_document(vat_number, country)) or vat_number.replace(" ", ""), "VAT")
     legal = b.cac(party, "PartyLegalEntity")
     b.cbc(legal, "RegistrationName", _text(customer["name"]))
     if org and (_text(customer.get("country_code")) or "SE") == "SE":
@@ -410,19 +415,91 @@ def _payment_means(b: _Builder, seller: Seller, number_text: str) -> None:
             b.cbc(b.cac(account, "FinancialInstitutionBranch"), "ID", seller.bic)
 
 
-def _tax_category(b: _Builder, category: etree._Element, rate: Decimal) -> None:
-    code = _category(b, rate)
-    b.cbc(category, "ID", code)
-    b.cbc(category, "Percent", f"{rate:.2f}".rstrip("0").rstrip("."))
-    if code == "AE":  # BR-AE-10: a reverse-charge subtotal states why no VAT is charged
-        b.cbc(category, "TaxExemptionReasonCode", "VATEX-EU-AE")
-        b.cbc(category, "TaxExemptionReason", "Omvänd betalningsskyldighet (reverse charge)")
+@dataclass(frozen=True)
+class _Subtotal:
+    """One VAT breakdown (BG-23): a category and rate, its taxable amount and VAT, and why no VAT is charged."""
+
+    category: str
+    rate: Decimal
+    base: Decimal
+    tax: Decimal
+    reason_code: str = ""
+    reason: str = ""
+
+
+def _breakdown(b: _Builder, rows: list[dict[str, Any]], customer: Mapping[str, Any]) -> list[_Subtotal]:
+    """The VAT breakdown: one subtotal per category and rate, sorted by them.
+
+    A line without a stated category gets the one its rate and the buyer give (:func:`_category`). A
+    category that needs an exemption reason (BR-E-10, BR-AE-10, BR-IC-10, BR-G-10, BR-O-10) takes the
+    one its lines state; a derived AE or G takes its reason of :data:`~inexchange.vat.DERIVED_REASONS`.
+    """
+    for row in rows:
+        if not row["category"]:
+            row["category"], row["derived"] = _category(b, row["rate"]), True
+    categories = {row["category"] for row in rows}
+    if "O" in categories and len(categories) > 1:
+        raise DocumentError(vat.not_subject_mixed(sorted(categories - {"O"})))
+    without_vat = [c for c in sorted(vat.BUYER_VAT_RULES) if c in categories and not _text(customer.get("vat_number"))]
+    if without_vat:
+        raise DocumentError(vat.buyer_vat_missing(without_vat))
+    country = (_text(customer.get("country_code")) or "SE").upper()
+    if "K" in categories and country not in vat.EU_COUNTRIES - {"SE"}:
+        raise DocumentError(vat.not_intra_community(country[:10]))
+    reasons: dict[str, tuple[str, str]] = {}
+    for category in sorted(categories & set(vat.REASON_RULES)):
+        stated = [row for row in rows if row["category"] == category and not row["derived"]]
+        reason = vat.reason_of((row["reason_code"], row["reason"]) for row in stated)
+        if reason is None:
+            raise DocumentError(vat.conflicting_reasons(category))
+        if reason == ("", ""):
+            if stated or category not in vat.DERIVED_REASONS:
+                raise DocumentError(vat.missing_reason(category))
+            reason = vat.DERIVED_REASONS[category]
+        reasons[category] = reason
+    bases: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        bases[(row["category"], row["rate"])] += row["amount"]
+    return [
+        _Subtotal(
+            category, rate, base, (base * rate / 100).quantize(_CENT, ROUND_HALF_UP), *reasons.get(category, ("", ""))
+        )
+        for (category, rate), base in sorted(bases.items())
+    ]
+
+
+def _tax_category(b: _Builder, category: etree._Element, subtotal: _Subtotal) -> None:
+    b.cbc(category, "ID", subtotal.category)
+    if subtotal.category != "O":  # BR-48: a breakdown not subject to VAT has no rate
+        b.cbc(category, "Percent", f"{subtotal.rate:.2f}".rstrip("0").rstrip("."))
+    if subtotal.reason_code:
+        b.cbc(category, "TaxExemptionReasonCode", subtotal.reason_code)
+    if subtotal.reason:
+        b.cbc(category, "TaxExemptionReason", subtotal.reason)
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
 
 
-def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], dict[Decimal, Decimal]]:
+def _delivery(b: _Builder, invoice: Mapping[str, Any], customer: Mapping[str, Any]) -> None:
+    """Delivery (BG-13) of an intra-community supply: the actual delivery date (BR-IC-11) and the deliver-to
+    country (BR-IC-12). The contract carries neither: the invoice date and the customer's country stand
+    for them. Placed before PaymentMeans, as UBL orders it."""
+    delivery = etree.Element(_q(NS_CAC, "Delivery"))
+    b.cbc(delivery, "ActualDeliveryDate", as_date(invoice["invoice_date"]).isoformat())
+    address = b.cac(b.cac(delivery, "DeliveryLocation"), "Address")
+    b.cbc(b.cac(address, "Country"), "IdentificationCode", (_text(customer.get("country_code")) or "SE").upper())
+    b.root.find(_q(NS_CAC, "PaymentMeans")).addprevious(delivery)
+
+
+def _drop_vat_identifiers(b: _Builder) -> None:
+    """Remove the seller's and the buyer's VAT identifiers (BT-31, BT-48), which BR-O-02 forbids."""
+    for party in ("AccountingSupplierParty", "AccountingCustomerParty"):
+        for scheme in b.root.findall(f"{_q(NS_CAC, party)}/{_q(NS_CAC, 'Party')}/{_q(NS_CAC, 'PartyTaxScheme')}"):
+            if scheme.findtext(f"{_q(NS_CAC, 'TaxScheme')}/{_q(NS_CBC, 'ID')}") == "VAT":
+                scheme.getparent().remove(scheme)
+
+
+def _lines(lines: pd.DataFrame, sign: Decimal) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    per_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
     if len(lines) == 0:
         raise DocumentError("fakturan saknar rader (BR-16)")
     for line in (SimpleNamespace(**record) for record in _records(lines)):
@@ -456,6 +533,11 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], di
             raise DocumentError(
                 f"rad {line.line_number}: radtexten har {len(name)} tecken, högst {_MAX_ITEM_NAME} skickas"
             )
+        category, reason_code, reason = (_text(getattr(line, column, None)) for column in vat.LINE_COLUMNS)
+        category, reason_code = category.upper(), reason_code.upper()
+        problem = vat.line_problem(category, rate, reason_code, reason)
+        if problem:
+            raise DocumentError(f"rad {line.line_number}: {problem}")
         rows.append(
             {
                 "id": _line_id(line.line_number),
@@ -466,10 +548,13 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> tuple[list[dict[str, Any]], di
                 "rate": rate,
                 "name": name,
                 "article": _text(line.article_number),
+                "category": category,
+                "derived": False,
+                "reason_code": reason_code,
+                "reason": reason,
             }
         )
-        per_rate[rate] += amount
-    return rows, per_rate
+    return rows
 
 
 def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
@@ -482,8 +567,9 @@ def _line(b: _Builder, credit: bool, row: dict[str, Any]) -> None:
     if row["article"]:
         b.cbc(b.cac(item, "SellersItemIdentification"), "ID", row["article"])
     category = b.cac(item, "ClassifiedTaxCategory")
-    b.cbc(category, "ID", _category(b, row["rate"]))
-    b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
+    b.cbc(category, "ID", row["category"])
+    if row["category"] != "O":  # BR-O-05: a line not subject to VAT has no rate
+        b.cbc(category, "Percent", f"{row['rate']:.2f}".rstrip("0").rstrip("."))
     b.cbc(b.cac(category, "TaxScheme"), "ID", "VAT")
     b.cbc(b.cac(line, "Price"), "PriceAmount", _plain(row["price"]), currencyID=b.currency)
 

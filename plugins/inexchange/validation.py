@@ -33,8 +33,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from inexchange import vat
 from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
+from inexchange.identifiers import endpoint_problem, in_eu, peppol_id_problem, vat_in_document
 from inexchange.units import UNIT_CODES
 from inexchange.values import BINARY, is_null, text_or_empty
 
@@ -81,6 +83,7 @@ TEXT_FIELDS: dict[str, TextField] = {
     "credited_invoice_number": TextField("krediterat fakturanummer", 30, "långt"),
     "description": TextField("beskrivning", 200, "lång"),
     "article_number": TextField("artikelnummer", 30, "långt"),
+    "vat_exemption_reason": TextField("undantagsorsak", vat.MAX_REASON_LENGTH, "lång"),
 }
 CUSTOMER_TEXTS = ("customer_number", "name", "street", "postal_code", "city")
 INVOICE_TEXTS = ("invoice_number", "order_number", "credited_invoice_number")
@@ -291,13 +294,14 @@ def org_number_valid(org: str, private_person: bool) -> bool:
 
 
 def vat_matches(vat: str, org: str, country: str) -> bool:
-    """A Swedish VAT number is SE + the org number + 01; a foreign one must be a valid EU VAT number."""
-    from stdnum.eu import vat as eu_vat
+    """A Swedish VAT number is SE + the org number + 01; a foreign one must be a valid VAT number of the
+    customer's country: an EU VAT number in the EU, else by the country's python-stdnum module (Norway's
+    MVA number, Switzerland's, the United Kingdom's), where it has one."""
     from stdnum.se import vat as se_vat
 
     country = (country or "SE").upper()
     if country != "SE":  # valid, and of the customer's own country (Greece writes EL)
-        return eu_vat.is_valid(vat) and eu_vat.compact(vat)[:2] == {"GR": "EL"}.get(country, country)
+        return vat_in_document(vat, country) is not None
     if not se_vat.is_valid(vat):
         return False
     digits = _swedish_id_digits(org)
@@ -380,8 +384,15 @@ def customer_facts(customers: pd.DataFrame) -> pd.DataFrame:
         not vat or vat_matches(vat, org, country)
         for vat, org, country in zip(facts["vat_number"], facts["org_number"], facts["country_code"], strict=False)
     ]
-    facts["vat_needed"] = np.where(facts["is_private_person"], "-", facts["vat_number"])
+    # outside the EU a buyer may have no VAT number (the United States): given, it is checked
+    outside_eu = ~facts["country_code"].map(in_eu).astype(bool)
+    facts["vat_needed"] = np.where(facts["is_private_person"] | outside_eu, "-", facts["vat_number"])
     facts["gln_ok"] = [not gln or gln_valid(gln) for gln in facts["gln"]]
+    # the optional column peppol_id: an ERP without it is read as one where it is empty
+    facts["peppol_id"] = _texts(customers["peppol_id"]) if "peppol_id" in customers.columns else ""
+    facts["peppol_id_ok"] = [not pid or peppol_id_problem(pid) is None for pid in facts["peppol_id"]]
+    buyers = facts[["country_code", "org_number", "vat_number", "gln", "peppol_id"]].itertuples(index=False)
+    facts["endpoint_ok"] = [endpoint_problem(*buyer) is None for buyer in buyers]
     facts["invoice_email_ok"] = [not mail or email_valid(mail) for mail in facts["invoice_email"]]
     facts["route"] = facts["gln"] + facts["org_number"] + facts["invoice_email"]
     return facts
@@ -416,7 +427,37 @@ def line_facts(lines: pd.DataFrame) -> pd.DataFrame:
         facts[f"{column}_problem"] = codes
         problems |= codes > 0
     facts["bad_text"] = problems
+    _vat_line_facts(facts, lines)
     return facts
+
+
+def _vat_line_facts(facts: pd.DataFrame, lines: pd.DataFrame) -> None:
+    """The lines' optional VAT columns (:data:`inexchange.vat.LINE_COLUMNS`; an ERP without them states
+    nothing): the stated category and reason code (upper case) and reason text, '' where not stated, and
+    ``bad_vat`` where a line breaks a rule of :func:`inexchange.vat.line_problem` or its reason text cannot
+    go into the document."""
+    if not any(column in lines.columns for column in vat.LINE_COLUMNS):
+        facts["vat_category"] = facts["reason_code"] = facts["reason_text"] = ""
+        facts["has_reason"], facts["reason_problem"], facts["bad_vat"] = False, 0, False
+        return
+    empty = pd.Series("", index=lines.index, dtype=object)
+    category, code, reason = (_texts(lines[c]) if c in lines.columns else empty for c in vat.LINE_COLUMNS)
+    facts["vat_category"], facts["reason_code"], facts["reason_text"] = category.str.upper(), code.str.upper(), reason
+    facts["has_reason"] = (code != "") | (reason != "")
+    column = vat.LINE_COLUMNS[2]
+    reason_problem = _text_problems(lines[column], vat.MAX_REASON_LENGTH, repeated=True) if column in lines else 0
+    facts["reason_problem"] = reason_problem
+    stated = (category != "").to_numpy()
+    if not stated.any() and not facts["has_reason"].any():
+        facts["bad_vat"] = False
+        return
+    category = facts["vat_category"]
+    rate = facts["rate_bp"]
+    rate_ok = rate.isna() | np.where(category == "S", rate > 0, rate == 0)
+    code_ok = (facts["reason_code"] == "") | (facts["reason_code"].map(vat.VATEX) == category)
+    reason_allowed = ~(category.isin(list(vat.NO_REASON_RULES)) & facts["has_reason"])
+    fits = category.isin(list(vat.CATEGORIES)) & rate_ok & code_ok & reason_allowed
+    facts["bad_vat"] = np.where(stated, ~fits, facts["has_reason"]) | (facts["reason_problem"] > 0)
 
 
 def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -455,6 +496,7 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
             "negative_prices": grouped["negative_price"].sum(),
             "bad_units": grouped["bad_unit"].sum(),
             "bad_texts": grouped["bad_text"].sum(),
+            "bad_vat_lines": grouped["bad_vat"].sum(),
         }
     )
     per_rate = lines.groupby(["invoice_id", "rate_bp"], sort=False)["amount"].sum().reset_index()
@@ -473,6 +515,7 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
         "negative_prices",
         "bad_units",
         "bad_texts",
+        "bad_vat_lines",
     ):
         facts[column] = aggregates[column].fillna(0).to_numpy()
     facts["rates"] = aggregates["rates"].fillna(1).to_numpy()
@@ -490,12 +533,67 @@ def invoice_facts(batch: InvoiceBatch, duplicates: set[str], lines: pd.DataFrame
     facts["signed_total"] = np.where(credit, -facts["total_amount"], facts["total_amount"])
     facts["credit_reference"] = facts["credited_invoice_number"].where(credit, "-")
     facts["duplicate"] = facts["invoice_number"].isin(duplicates)
+    _vat_invoice_facts(facts, lines, batch.customers)
     return facts
+
+
+def _vat_invoice_facts(facts: pd.DataFrame, lines: pd.DataFrame, customers: pd.DataFrame) -> None:
+    """What the VAT categories the lines state ask of the whole invoice.
+
+    ``vat_reason_problems``: categories without an exemption reason where EN 16931 requires one, or whose
+    lines state different ones (the breakdown has one reason per category); ``vat_not_subject``: lines
+    beside lines not subject to VAT (O) (BR-O-11..14); ``vat_buyer``: the categories (K, AE) whose customer
+    has no VAT number (BR-IC-02, BR-AE-02); ``vat_abroad``: the customer's country when an intra-community
+    supply (K) goes to a customer not in another EU country.
+    """
+    facts["vat_reason_problems"], facts["vat_not_subject"], facts["vat_buyer"], facts["vat_abroad"] = 0, 0, "", ""
+    stated = lines[lines["vat_category"].isin(list(vat.CATEGORIES))]
+    if stated.empty:
+        return
+    needs = stated["vat_category"].isin(list(vat.REASON_RULES))
+    if needs.any():
+        reasoned = stated[needs]
+        keys = ["invoice_id", "vat_category"]
+        given = reasoned.groupby(keys, sort=False)["has_reason"].any()
+        codes = reasoned[reasoned["reason_code"] != ""].groupby(keys)["reason_code"].nunique()
+        texts = reasoned[reasoned["reason_text"] != ""].groupby(keys)["reason_text"].nunique()
+        problems = (
+            ~given | (codes.reindex(given.index, fill_value=0) > 1) | (texts.reindex(given.index, fill_value=0) > 1)
+        )
+        per_invoice = problems.groupby(level=0, sort=False).sum()
+        facts["vat_reason_problems"] = per_invoice.reindex(facts.index, fill_value=0).to_numpy()
+    not_subject = (stated["vat_category"] == "O").groupby(stated["invoice_id"], sort=False).sum()
+    others = (facts["line_count"] - not_subject.reindex(facts.index, fill_value=0)).where(
+        not_subject.reindex(facts.index, fill_value=0) > 0, 0
+    )
+    facts["vat_not_subject"] = others.to_numpy()
+    buyer_categories = stated[stated["vat_category"].isin(list(vat.BUYER_VAT_RULES))]
+    if buyer_categories.empty:
+        return
+    first = customers[~customers.index.duplicated()]
+    vat_numbers = dict(zip(first.index.map(integer_id), _texts(first["vat_number"]), strict=False))
+    countries = dict(zip(first.index.map(integer_id), _texts(first["country_code"]).str.upper(), strict=False))
+    wanted = buyer_categories.groupby("invoice_id", sort=False)["vat_category"].agg(lambda s: sorted(set(s)))
+    per_invoice = wanted.reindex(facts.index).to_numpy()
+    customer_ids = facts["customer_id"].to_numpy()
+    buyer, abroad = np.full(len(facts), "", dtype=object), np.full(len(facts), "", dtype=object)
+    for position in np.flatnonzero(pd.notna(per_invoice)):  # only the invoices with K or AE lines
+        categories, key = per_invoice[position], integer_id(customer_ids[position])
+        if key not in vat_numbers:  # a missing customer is named as such
+            continue
+        buyer[position] = "" if vat_numbers[key] else ", ".join(categories)
+        country = countries[key] or "SE"
+        abroad[position] = country if "K" in categories and country not in vat.EU_COUNTRIES - {"SE"} else ""
+    facts["vat_buyer"], facts["vat_abroad"] = buyer, abroad
 
 
 # ---- the schemas ------------------------------------------------------------------------------------------
 def _present(name: str) -> pa.Check:
     return pa.Check(lambda s: s.str.len() > 0, name=name, error=name)
+
+
+def _absent(name: str) -> pa.Check:
+    return pa.Check(lambda s: s.str.len() == 0, name=name, error=name)
 
 
 def _reference_checks(prefix: str) -> list[pa.Check]:
@@ -532,9 +630,11 @@ def customer_schema() -> pa.DataFrameSchema:
             "vat_needed": pa.Column(checks=_present("vat_missing")),
             "vat_number_ok": pa.Column(checks=pa.Check.eq(True, error="vat_invalid")),
             "gln_ok": pa.Column(checks=pa.Check.eq(True, error="gln_invalid")),
+            "peppol_id_ok": pa.Column(checks=pa.Check.eq(True, error="peppol_id_invalid")),
             "marking": pa.Column(checks=_reference_checks("marking")),
             "invoice_email_ok": pa.Column(checks=pa.Check.eq(True, error="email_invalid")),
             "route": pa.Column(checks=_present("no_route")),
+            "endpoint_ok": pa.Column(checks=pa.Check.eq(True, error="no_endpoint")),
         },
     )
 
@@ -570,6 +670,11 @@ def invoice_schema(start: date, end: date, currencies: frozenset[str]) -> pa.Dat
             "negative_prices": pa.Column(checks=pa.Check.eq(0, error="negative_price")),
             "bad_lines": pa.Column(checks=pa.Check.eq(0, error="line_amounts")),
             "bad_rates": pa.Column(checks=pa.Check.eq(0, error="vat_rates")),
+            "bad_vat_lines": pa.Column(checks=pa.Check.eq(0, error="vat_categories")),
+            "vat_reason_problems": pa.Column(checks=pa.Check.eq(0, error="vat_reasons")),
+            "vat_not_subject": pa.Column(checks=pa.Check.eq(0, error="vat_not_subject")),
+            "vat_buyer": pa.Column(checks=_absent("vat_buyer_vat")),
+            "vat_abroad": pa.Column(checks=_absent("vat_intra_community")),
             "amount_ex_vat": pa.Column(nullable=False),
             "vat_amount": pa.Column(nullable=False),
             "total_amount": pa.Column(nullable=False),
@@ -697,12 +802,18 @@ CUSTOMER_MESSAGES: dict[str, Callable[[pd.Series], str]] = {
         f"VAT-nummer {shown(c.vat_number)} matchar inte organisationsnumret"
         if c.country_code == "SE"
         else f"VAT-nummer {shown(c.vat_number)} är inte ett giltigt EU-momsnummer för {shown(c.country_code)}"
+        if in_eu(c.country_code)
+        else f"VAT-nummer {shown(c.vat_number)} är inte ett giltigt momsnummer för {shown(c.country_code)}"
     ),
     "gln_invalid": lambda c: f"GLN-nummer {shown(c.gln)} är ogiltigt (13 siffror med giltig kontrollsiffra)",
+    "peppol_id_invalid": lambda c: peppol_id_problem(c.peppol_id, shown) or "",
     "marking_length": lambda c: _ref_problem("Märkning", c.marking, "marking_length"),
     "marking_control": lambda c: _ref_problem("Märkning", c.marking, "marking_control"),
     "email_invalid": lambda c: f"faktura e-post {shown(c.invoice_email)} är ogiltig",
     "no_route": lambda c: "ingen mottagarväg: ange GLN-nummer, organisationsnummer eller faktura e-post",
+    "no_endpoint": lambda c: (
+        endpoint_problem(c.country_code, c.org_number, c.vat_number, c.gln, c.peppol_id, shown) or ""
+    ),
 }
 
 
@@ -758,6 +869,11 @@ def _invoice_messages(start: date, end: date) -> dict[str, Callable[[pd.Series, 
         "negative_price": lambda f, r, details: details,
         "line_amounts": lambda f, r, details: f"radbelopp stämmer inte med antal × pris på rad {details}",
         "vat_rates": lambda f, r, details: details,
+        "vat_categories": lambda f, r, details: details,
+        "vat_reasons": lambda f, r, details: details,
+        "vat_not_subject": lambda f, r, details: details,
+        "vat_buyer_vat": lambda f, r, _: vat.buyer_vat_missing(f.vat_buyer.split(", ")),
+        "vat_intra_community": lambda f, r, _: vat.not_intra_community(shown(f.vat_abroad, 10)),
         "amount_ex_vat": lambda f, r, _: (
             f"belopp exkl. moms {_ore_text(f.amount_ex_vat)} är inte summan av raderna {_ore_text(f.lines_sum)}"
         ),
@@ -844,6 +960,44 @@ def _line_details(lines: pd.DataFrame, raw_lines: pd.DataFrame, invoice_ids: set
         rates = ", ".join(_rate_text(raw_lines.at[i, "vat_rate"]) for i in group.index)
         numbers = ", ".join(label.removeprefix("rad ") for label in labels(group))
         details[(invoice_id, "vat_rates")] = f"momssats {rates} på rad {numbers} är inte 25, 12, 6 eller 0 %"
+    details.update(_vat_details(subset, labels))
+    return details
+
+
+def _vat_details(lines: pd.DataFrame, labels: Callable[[pd.DataFrame], list[str]]) -> dict[tuple[Any, str], str]:
+    """The lines and categories behind the VAT category rules, for the given (failing invoices') line facts."""
+    details: dict[tuple[Any, str], str] = {}
+    for invoice_id, group in lines.loc[lines["bad_vat"]].groupby("invoice_id"):
+        problems = []
+        for row, label in zip(group.itertuples(), labels(group), strict=False):
+            if row.reason_problem:
+                problems.append(f"{label}: {text_problem(vat.LINE_COLUMNS[2], row.reason_text, row.reason_problem)}")
+            rate = None if np.isnan(row.rate_bp) else Decimal(int(row.rate_bp)).scaleb(-2)
+            problem = vat.line_problem(row.vat_category, rate, row.reason_code, row.reason_text)
+            if problem:
+                problems.append(f"{label}: {shown(problem, None)}")
+        details[(invoice_id, "vat_categories")] = "; ".join(problems)
+    stated = lines[lines["vat_category"].isin(list(vat.CATEGORIES))]
+    for invoice_id, group in stated.groupby("invoice_id"):
+        problems = []
+        for category, category_rows in group.groupby("vat_category"):
+            if category not in vat.REASON_RULES:
+                continue
+            reason = vat.reason_of(zip(category_rows["reason_code"], category_rows["reason_text"], strict=False))
+            if reason is None:
+                problems.append(vat.conflicting_reasons(str(category)))
+            elif not any(reason):
+                problems.append(vat.missing_reason(str(category)))
+        if problems:
+            details[(invoice_id, "vat_reasons")] = "; ".join(problems)
+        if (group["vat_category"] == "O").any():
+            rows = lines[lines["invoice_id"] == invoice_id]
+            mixed = [label for label, c in zip(labels(rows), rows["vat_category"], strict=False) if c != "O"]
+            if mixed:
+                others = sorted(set(rows["vat_category"]) - {"O", ""})
+                others += ["rader utan momskategori"] if (rows["vat_category"] == "").any() else []
+                numbers = ", ".join(label.removeprefix("rad ") for label in mixed)
+                details[(invoice_id, "vat_not_subject")] = f"{vat.not_subject_mixed(others)} (rad {numbers})"
     return details
 
 
@@ -894,6 +1048,8 @@ _REASON_LABELS = {
     "vat_missing": "VAT-nummer saknas",
     "vat_invalid": "fel VAT-nummer",
     "gln_invalid": "ogiltigt GLN-nummer",
+    "peppol_id_invalid": "ogiltigt Peppol-id",
+    "no_endpoint": "Peppol-adress saknas",
     "marking_length": "för lång Märkning",
     "marking_control": "styrtecken i Märkning",
     "email_invalid": "ogiltig faktura e-post",
@@ -906,6 +1062,11 @@ _REASON_LABELS = {
     "line_unreadable": "oläsbara rader",
     "line_amounts": "fel radbelopp",
     "vat_rates": "ogiltig momssats",
+    "vat_categories": "ogiltig momskategori eller undantagsorsak",
+    "vat_reasons": "undantagsorsak saknas eller skiljer sig",
+    "vat_not_subject": "momskategori O blandad med andra",
+    "vat_buyer_vat": "VAT-nummer saknas för K eller AE",
+    "vat_intra_community": "EU-leverans till kund utanför EU",
     "amount_ex_vat": "fel belopp exkl. moms",
     "vat_amount": "fel momsbelopp",
     "total": "fel totalbelopp",

@@ -8,7 +8,9 @@ What it does, in order:
 2. Starts the InExchange simulator with faults on a share of all API requests (5xx, 429 with
    ``Retry-After``, dropped connections, replies lost after processing, requests processed only after
    the client gave up, and the fuzzed hostile replies), slow statuses and stuck statuses (documents
-   that stay ``Pending`` for longer than the delivery sensor waits).
+   that stay ``Pending`` for longer than the delivery sensor waits). When the official Peppol BIS 3
+   validation artefacts are here (``dispatch_testing.peppol_rules``), the simulator runs them over
+   every upload, and a document that breaks a fatal rule would end ``Error`` there.
 3. Starts a deployment (a fresh PostgreSQL metadata database, ``airflow api-server``, ``scheduler``
    with the LocalExecutor, ``dag-processor`` and ``triggerer``; see ``inexchange_devkit.services``) and
    backfills the days with ``airflow backfill create``, several days at once.
@@ -24,7 +26,8 @@ What it does, in order:
 6. Checks and prints: every posted InExchange invoice is in exactly one final or retryable ledger
    state; the simulator received each invoice exactly once, under the document id the ledger holds;
    every rejected, stopped or failed invoice has a message; the report matches the ledger; no API key
-   or client token appears in any Airflow log; every run succeeded; the chaos really happened.
+   or client token appears in any Airflow log; every run succeeded; the chaos really happened; no
+   document broke a Peppol rule at the simulator (when it ran them).
 
 Run it from the repository root; the full run (100,000 invoices, at least 20 kills) takes a while::
 
@@ -75,6 +78,7 @@ from inexchange_devkit.services import (  # noqa: E402
     dispatch_deployment,
 )
 
+from dispatch_testing.peppol_rules import official_rules_folder_or_none  # noqa: E402
 from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, SELLER  # noqa: E402
 
 BILLING_METHOD = "InExchange utskrift (API)"
@@ -228,6 +232,8 @@ class ChaosReport:
     slow_documents: int = 0
     stuck_documents: int = 0
     fuzz_shapes: dict[str, int] = field(default_factory=dict)
+    #: the simulator's Peppol check (``stats()["peppol"]``), or None when it ran without the rules
+    peppol: dict[str, Any] | None = None
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     log_files: int = 0
     log_bytes: int = 0
@@ -267,6 +273,12 @@ class ChaosReport:
         lines.append("  ledger: " + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items()))
                      + f"; sends received by InExchange: {self.sends}")
         lines.append("  peak RSS per task (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(self.peak_rss_mib.items())))
+        if self.peppol is not None:
+            lines.append(f"  Peppol rules at the simulator: {self.peppol['checked']} uploads checked, "
+                         f"{self.peppol['errors']} sends ended Error by them, "
+                         f"{self.peppol['cpu_ms_per_document'] or 0:.1f} ms CPU per document")
+        else:
+            lines.append("  Peppol rules at the simulator: not run (no artefacts)")
         lines.append(f"  logs scanned for secrets: {self.log_files} files, {self.log_bytes / 2**20:.1f} MiB")
         for check in self.checks:
             lines.append(f"  [{'ok' if check.ok else 'FAILED'}] {check.name}: {check.detail}")
@@ -451,7 +463,8 @@ def _simulator(settings: ChaosSettings, api_key: str, data_dir: Path) -> Iterato
                        faults=settings.faults,
                        timeout_ms=settings.timeout_ms, status_step_ms=settings.status_step_ms,
                        stop_rate=settings.stop_rate, error_rate=settings.error_rate, api_key=api_key,
-                       data_dir=data_dir, extra_args=["--no-upload-files"]) as sim:
+                       data_dir=data_dir, peppol_rules=official_rules_folder_or_none(),
+                       extra_args=["--no-upload-files"]) as sim:
         sim.configure(slow_rate=settings.slow_rate, slow_factor=settings.slow_factor, stuck_rate=settings.stuck_rate,
                       stuck_ms=settings.stuck_s * 1000)
         yield sim
@@ -635,6 +648,7 @@ def check(report: ChaosReport, deployment: Deployment, sim: Any, settings: Chaos
     report.fuzz_shapes = {k: int(v) for k, v in stats["fuzz_shapes"].items() if v}
     report.slow_documents, report.stuck_documents = int(stats["slow_documents"]), int(stats["stuck_documents"])
     report.requests = int(stats["requests"])
+    report.peppol = stats.get("peppol")
     sends: dict[str, int] = stats["sends"]
     report.sends = sum(sends.values())
     report.states = Counter(r["state"] for r in ledger.values())
@@ -665,6 +679,13 @@ def check(report: ChaosReport, deployment: Deployment, sim: Any, settings: Chaos
                         f"{dict(list(twice.items())[:10])}; received but not in the ledger {unknown[:10]}; in the "
                         f"ledger but not received {not_received[:10]}; other document id {wrong_id[:10]}; sent "
                         f"without a document id {never_recorded[:10]}"))
+
+    # every document the pipeline made passes the official Peppol rules at the simulator
+    if report.peppol is not None:
+        broke = stats.get("peppol_errors") or []
+        checks.append(Check("no document broke a Peppol rule at the simulator", not broke,
+                            f"{report.peppol['checked']} uploads checked; sends ended Error by the rules: "
+                            f"{len(broke)} {broke[:10]}"))
 
     # every invoice that needs a person says why
     silent = sorted(r["invoice_number"] for r in ledger.values()

@@ -50,3 +50,22 @@ def stand_in_rules(folder: Path, *, fatal_for: str, rule: str = "TEST-R001") -> 
             encoding="utf-8",
         )
     return folder
+
+
+def official_rules_folder_or_none() -> Path | None:
+    """The folder of the official artefacts, or ``None`` when they are missing and not required; fails
+    when they are missing and ``INEXCHANGE_REQUIRE_PEPPOL=1``. For the tests that run with the rules
+    when they can (the simulator's ``peppol_rules``) and without them otherwise. Saxon-HE for Python
+    (``saxonche``), which runs them, is needed the same way."""
+    import importlib.util
+
+    folder = Path(os.environ.get("INEXCHANGE_PEPPOL_RULES") or ROOT.parent / "shared" / "peppol-artefacts" / "3.0.19")
+    if not (folder / "CEN-EN16931-UBL.xsl").is_file() or not (folder / "PEPPOL-EN16931-UBL.xsl").is_file():
+        missing = f"the Peppol BIS 3 validation artefacts are not in {folder} (set INEXCHANGE_PEPPOL_RULES)"
+    elif importlib.util.find_spec("saxonche") is None:
+        missing = "saxonche (Saxon-HE for Python, the extra [peppol]) is not installed"
+    else:
+        return folder
+    if REQUIRE_PEPPOL:
+        pytest.fail(missing + " (INEXCHANGE_REQUIRE_PEPPOL=1 makes the Peppol rules mandatory)")
+    return None

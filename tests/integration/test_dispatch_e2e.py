@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from dispatch_testing.peppol_rules import official_rules_folder_or_none
 from dispatch_testing.support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -88,7 +89,10 @@ def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
 def simulator() -> Iterator[Any]:
     from inexchange_devkit.simulator.testing import run_simulator
 
-    with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="e2e-key") as sim:
+    # the official Peppol rules at "InExchange" too (when the artefacts are here): a document the
+    # pipeline makes that breaks one would end Error, which the checks below do not expect
+    with run_simulator(seed=5, status_step_ms=300, stop_rate=0.1, error_rate=0.05, api_key="e2e-key",
+                       peppol_rules=official_rules_folder_or_none()) as sim:
         yield sim
 
 
@@ -211,6 +215,10 @@ def _check_day_sent_once(dispatch_dag: Any, erp: Erp, simulator: Any) -> None:
     assert outcomes.get("rejected", 0) >= 3, "the run day should hold bad customers' invoices"
     assert not stats["duplicates"]
     assert len(sends) == sum(1 for r in ledger.values() if r["state"] != "rejected")
+    if stats["peppol"] is not None:  # every document the pipeline made passed the official rules
+        broke = set(stats["peppol_errors"])
+        assert not broke, [(r["invoice_number"], r["message"]) for r in ledger.values() if r["erp_document_id"] in broke]
+        assert stats["peppol"]["checked"] >= len(sends), stats["peppol"]
 
     # every change is in the history, starting from pending
     history = _rows(erp.engine, "SELECT invoice_id, to_state, source FROM inexchange_dispatch_history")

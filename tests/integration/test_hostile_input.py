@@ -129,9 +129,12 @@ def _bind(value: Any) -> Any:
 
 def write_cases(engine: Engine, cases: list[Case]) -> None:
     """Store the cases' rows in the permissive copy of the contract (:func:`permissive_ddl`)."""
+    from inexchange_devkit.erpgen.generator import insert_statement
+
     with engine.begin() as conn:
+        inserts = {table: insert_statement(conn, table) for table in INSERTS}
         for table, row in iter_rows(cases):
-            conn.execute(statement(INSERTS[table]), {k: _bind(v) for k, v in row.items()})
+            conn.execute(inserts[table], {k: _bind(v) for k, v in row.items()})
         for case in cases:
             for table, column in case.raw_text:  # bytes stored as TEXT: not valid UTF-8
                 assert table == "customer" and case.customer is not None

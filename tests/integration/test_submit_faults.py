@@ -6,7 +6,8 @@ after InExchange processed them, 429 with Retry-After, requests that time out at
 processed later, and client tokens that expire mid-run. A worker process running the task is also
 SIGKILLed after its claims, after its uploads, and after its sends but before it records them, then
 the task runs again. In every case each ready invoice reaches InExchange exactly once and its ledger
-row ends final or retryable.
+row ends final or retryable. The simulator runs the official Peppol BIS 3 rules over every upload
+when the artefacts are here, and no document may break one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from dispatch_testing.peppol_rules import official_rules_folder_or_none
 from dispatch_testing.support import SELLER, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -93,6 +95,8 @@ def assert_each_sent_once(erp: Erp, stats: dict[str, Any]) -> None:
     assert all(r["inexchange_document_id"] for r in rows)
     assert stats["duplicates"] == []
     assert stats["sends"] == {r["erp_document_id"]: 1 for r in rows}
+    broke = set(stats.get("peppol_errors") or ())  # every document passes the Peppol rules at the simulator
+    assert not broke, [r["message"] for r in rows if r["erp_document_id"] in broke]
 
 
 #: fault scenarios: simulator settings, operator arguments, and the fault that must have happened
@@ -115,7 +119,7 @@ def test_every_invoice_sent_exactly_once_despite_faults(
 
     sim_settings, operator_args, fault = SCENARIOS[scenario]
     settle = timedelta(seconds=1.5)
-    with run_simulator(seed=9, status_step_ms=100) as sim:
+    with run_simulator(seed=9, status_step_ms=100, peppol_rules=official_rules_folder_or_none()) as sim:
         sim.configure(**sim_settings)
         ready_for(erp, sim, monkeypatch)
         operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default",
@@ -154,7 +158,7 @@ def test_worker_killed_then_rerun_sends_each_invoice_once(
     path, phase = KILL_POINTS[point]
     spec = json.dumps({"run_id": "killed", "start": erp.context["data_interval_start"].isoformat(),
                        "seller": SELLER, "concurrency": 8, "settle_s": 0})
-    with run_simulator(seed=11, status_step_ms=100) as sim:
+    with run_simulator(seed=11, status_step_ms=100, peppol_rules=official_rules_folder_or_none()) as sim:
         ready_for(erp, sim, monkeypatch)
         key = sim.hold(path, phase=phase)
         worker = subprocess.Popen([sys.executable, str(WORKER), spec], env=os.environ.copy(),
@@ -199,7 +203,7 @@ def test_customer_deleted_between_validation_and_submission_is_rejected(
     monkeypatch.setenv("AIRFLOW_CONN_ERP_DEFAULT", sqlite_conn_env(path))
     start = pendulum.datetime(2026, 11, 16, 6, tz="Europe/Stockholm")
     context: dict[str, Any] = {"run_id": "deleted", "data_interval_start": start, "data_interval_end": start.add(days=1)}
-    with run_simulator() as sim:
+    with run_simulator(peppol_rules=official_rules_folder_or_none()) as sim:
         monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
             "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "d"}}))
         pipeline.extract(RunScope.from_context(context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
@@ -211,7 +215,9 @@ def test_customer_deleted_between_validation_and_submission_is_rejected(
             conn.execute(text("DELETE FROM customer WHERE customer_id = :id"), {"id": victim.customer_id})
         counts = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
                                         seller=SELLER).execute(context)
-        sends = sim.stats()["sends"]
+        stats = sim.stats()
+        sends = stats["sends"]
+    assert not stats.get("peppol_errors"), "every document passes the Peppol rules at the simulator"
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(text(
             "SELECT state, message, erp_document_id FROM inexchange_dispatch WHERE customer_id = :id"),
@@ -235,7 +241,7 @@ def test_sends_in_doubt_are_settled_before_the_task_ends(settle_rounds: int, erp
     from inexchange.operators.submit import SubmitInvoicesOperator
     from inexchange_devkit.simulator.testing import run_simulator
 
-    with run_simulator(seed=9, status_step_ms=100) as sim:
+    with run_simulator(seed=9, status_step_ms=100, peppol_rules=official_rules_folder_or_none()) as sim:
         ready_for(erp, sim, monkeypatch)
         sim.configure(fault_rate=0.3, faults=["timeout"], timeout_ms=1200)
         operator = SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
@@ -248,6 +254,7 @@ def test_sends_in_doubt_are_settled_before_the_task_ends(settle_rounds: int, erp
                                    "AND to_state = 'submitting'")).scalar()
     assert stats["faults"]["timeout"] > 0 and doubts > 0, "sends should have been left in doubt"
     assert not stats["duplicates"]
+    assert not stats.get("peppol_errors"), "every document passes the Peppol rules at the simulator"
     if settle_rounds:
         assert counts["in doubt"] == 0
         assert erp.count("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'submitting'") == 0

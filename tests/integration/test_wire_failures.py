@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from dispatch_testing.raw_server import Request, json_reply, raw_server, reply
+from dispatch_testing.peppol_rules import official_rules_folder_or_none
 from dispatch_testing.support import SELLER, sqlite_conn_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -96,7 +97,7 @@ def test_a_wrong_api_key_fails_the_task_in_one_try_and_sends_nothing(
         day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange_devkit.simulator.testing import run_simulator
 
-    with run_simulator() as sim:
+    with run_simulator(peppol_rules=official_rules_folder_or_none()) as sim:
         prepare(day, monkeypatch, sim.base_url, "not-the-key")
         with pytest.raises(AirflowFailException) as raised:
             operator().execute(day.context)

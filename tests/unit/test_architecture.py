@@ -32,6 +32,8 @@ DOMAIN = (
     "states",
     "sql",
     "units",
+    "vat",
+    "identifiers",
     "values",
     "times",
     "exceptions",

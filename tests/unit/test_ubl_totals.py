@@ -2,8 +2,9 @@
 
 The totals are read back from the XML and checked against the EN 16931 calculation rules
 (BR-CO-10, -13, -14, -15, -16, -17 and the per-category taxable amounts), independent of the
-builder's own arithmetic. Foreign EU buyers' zero-rated lines are reverse charge (AE) with an
-exemption reason; domestic zero-rated lines are Z.
+builder's own arithmetic. The generator states the VAT category of its zero-rated lines: EU buyers
+abroad get intra-community supply (K) or reverse charge (AE), exempt lines (E) state their reason,
+zero-rated ones (Z) none.
 """
 
 from __future__ import annotations
@@ -93,25 +94,28 @@ def test_totals_add_up(documents: list[tuple[dict, etree._Element]]) -> None:
         assert seen == dict(per_category), number  # one subtotal per category and rate, with its lines
 
 
-def test_zero_rate_category_follows_the_buyer(documents: list[tuple[dict, etree._Element]]) -> None:
-    foreign_zero = domestic_zero = 0
+def test_zero_rate_categories_and_their_reasons(documents: list[tuple[dict, etree._Element]]) -> None:
+    seen = set()
     for customer, root in documents:
+        buyer_vat = root.findtext("cac:AccountingCustomerParty/cac:Party/cac:PartyTaxScheme/cbc:CompanyID",
+                                  namespaces=NS)
         for category in root.findall("cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory", NS):
+            code = category.findtext("cbc:ID", namespaces=NS)
             if Decimal(category.findtext("cbc:Percent", namespaces=NS)) != 0:
-                assert category.findtext("cbc:ID", namespaces=NS) == "S"
+                assert code == "S"
                 continue
-            if customer["country_code"] != "SE":
-                foreign_zero += 1
-                assert category.findtext("cbc:ID", namespaces=NS) == "AE"
-                assert category.findtext("cbc:TaxExemptionReasonCode", namespaces=NS) == "VATEX-EU-AE"
-                buyer_vat = root.findtext("cac:AccountingCustomerParty/cac:Party/cac:PartyTaxScheme/cbc:CompanyID",
-                                          namespaces=NS)
-                assert buyer_vat == customer["vat_number"]  # BR-AE-02
+            foreign = customer["country_code"] != "SE"
+            seen.add((foreign, code))
+            reason = (category.findtext("cbc:TaxExemptionReasonCode", namespaces=NS),
+                      category.findtext("cbc:TaxExemptionReason", namespaces=NS))
+            if code == "Z":
+                assert not foreign and reason == (None, None)  # BR-Z-10
             else:
-                domestic_zero += 1
-                assert category.findtext("cbc:ID", namespaces=NS) == "Z"
-                assert category.find("cbc:TaxExemptionReasonCode", NS) is None
-    assert foreign_zero > 0 and domestic_zero > 0
+                assert code in ({"AE", "K", "E"} if foreign else {"E"}) and any(reason)  # BR-AE/IC/E-10
+            if code in ("AE", "K"):
+                assert reason[0] == {"AE": "VATEX-EU-AE", "K": "VATEX-EU-IC"}[code]
+                assert buyer_vat == customer["vat_number"]  # BR-AE-02, BR-IC-02
+    assert {(True, "AE"), (True, "K"), (False, "Z"), (False, "E")} <= seen, seen
 
 
 def _build(customer: dict | None = None, invoice: tuple | None = None) -> bytes:
@@ -168,20 +172,26 @@ def test_total_off_by_more_than_rounding_is_rejected_by_both() -> None:
         _build(invoice=(header, lines))
 
 
-@pytest.mark.parametrize(("country", "org", "vat", "scheme"), [
-    ("SE", "212000-1553", "SE212000155301", "0007"),
-    ("DK", "13585628", "DK13585628", "0184"),
-    ("FI", "0112038-9", "FI01120389", "0037"),
+@pytest.mark.parametrize(("country", "org", "vat", "scheme", "identifier"), [
+    ("SE", "212000-1553", "SE212000155301", "0007", "2120001553"),
+    ("DK", "13585628", "DK13585628", "0184", "13585628"),
+    # Finland: the OVT code (0037 and the business id's digits) under 0216, which replaced 0037
+    ("FI", "0112038-9", "FI01120389", "0216", "003701120389"),
 ])
-def test_buyer_endpoint_scheme_follows_the_country(country: str, org: str, vat: str, scheme: str) -> None:
+def test_buyer_endpoint_scheme_follows_the_country(country: str, org: str, vat: str, scheme: str,
+                                                   identifier: str) -> None:
     root = etree.fromstring(_build(customer=customer_row(country_code=country, org_number=org, vat_number=vat)))
     endpoint = root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS)
-    assert (endpoint.get("schemeID"), endpoint.text) == (scheme, "".join(ch for ch in org if ch.isdigit()))
+    assert (endpoint.get("schemeID"), endpoint.text) == (scheme, identifier)
 
 
-def test_buyer_from_a_country_without_a_known_scheme_needs_a_gln() -> None:
-    with pytest.raises(DocumentError, match="nationellt id från DE, som Peppol saknar adressschema för"):
-        _build(customer=customer_row(country_code="DE", org_number="HRB 12345", vat_number="DE136695976"))
+def test_buyer_from_a_country_without_a_national_scheme_is_addressed_by_its_vat_number() -> None:
+    root = etree.fromstring(_build(customer=customer_row(country_code="DE", org_number="HRB 12345",
+                                                         vat_number="DE136695976")))
+    endpoint = root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS)
+    assert (endpoint.get("schemeID"), endpoint.text) == ("9930", "DE136695976")
     root = etree.fromstring(_build(customer=customer_row(country_code="DE", org_number="HRB 12345",
                                                          vat_number="DE136695976", gln="7350000000016")))
     assert root.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS).get("schemeID") == "0088"
+    with pytest.raises(DocumentError, match="Peppol-adress saknas för BR; ange kundens GLN-nummer eller Peppol-id"):
+        _build(customer=customer_row(country_code="BR", org_number="12345", vat_number=None))

@@ -136,12 +136,26 @@ FOREIGN_CUSTOMERS = (
 )
 """Country, name, street, postal code, city, currency and e-mail top-level domain of the EU customers."""
 
+BUYERS_ABROAD = (
+    ("DE", "Rheinland Maschinenbau GmbH", "Industriestraße 8", "50667", "Köln", "EUR", "de"),
+    ("DE", "Hansa Handelshaus GmbH", "Am Sandtorkai 3", "20457", "Hamburg", "EUR", "de"),
+    ("NO", "Fjordbygg AS", "Karl Johans gate 22", "0159", "Oslo", "NOK", "no"),
+    ("NO", "Vestland Energi AS", "Bryggen 5", "5003", "Bergen", "NOK", "no"),
+)
+"""The German (VAT number, no GLN) and Norwegian (organisation and MVA number) customers of larger
+registers, as :data:`FOREIGN_CUSTOMERS`."""
+
 PRIVATE_PERSON_NAME = "Karin Lindqvist"
 
 
 @dataclass(frozen=True, slots=True)
 class Article:
-    """An article of the price list and how its quantities and prices are drawn."""
+    """An article of the price list and how its quantities and prices are drawn.
+
+    ``goods`` marks goods (not services): sold to an EU customer abroad they are an intra-community
+    supply (VAT category K), services reverse charge (AE). ``exemption`` is the reason an exempt
+    article (VAT category E) carries no VAT.
+    """
 
     number: str
     description: str
@@ -150,7 +164,12 @@ class Article:
     min_price: int
     max_price: int
     weight: int
+    goods: bool = False
+    exemption: str | None = None
 
+
+LETTING_EXEMPTION = "Undantag från skatteplikt: upplåtelse av fastighet (lokalhyra)"
+"""Why letting premises carries no VAT (VAT category E; the VATEX list has no code for it)."""
 
 ARTICLES: tuple[Article, ...] = (
     Article("1001", "Konsulttimmar", "tim", Decimal("25.00"), 850, 1450, 12),
@@ -159,18 +178,45 @@ ARTICLES: tuple[Article, ...] = (
     Article("2001", "Licens ekonomisystem", "mån", Decimal("25.00"), 300, 4500, 6),
     Article("2002", "Support och underhåll", "mån", Decimal("25.00"), 500, 2500, 4),
     Article("3001", "Frakt", "st", Decimal("25.00"), 95, 650, 7),
-    Article("3002", "Kabel EKK 3G1,5", "m", Decimal("25.00"), 8, 45, 4),
-    Article("3003", "Kontorsstol", "st", Decimal("25.00"), 1200, 4800, 3),
-    Article("4001", "Livsmedel", "kg", Decimal("12.00"), 25, 180, 5),
+    Article("3002", "Kabel EKK 3G1,5", "m", Decimal("25.00"), 8, 45, 4, goods=True),
+    Article("3003", "Kontorsstol", "st", Decimal("25.00"), 1200, 4800, 3, goods=True),
+    Article("4001", "Livsmedel", "kg", Decimal("12.00"), 25, 180, 5, goods=True),
     Article("4002", "Lunchbuffé", "st", Decimal("12.00"), 95, 175, 3),
     Article("4003", "Hotellövernattning", "dag", Decimal("12.00"), 990, 1890, 2),
-    Article("5001", "Böcker", "st", Decimal("6.00"), 149, 695, 3),
+    Article("5001", "Böcker", "st", Decimal("6.00"), 149, 695, 3, goods=True),
     Article("5002", "Tidningar, prenumeration", "mån", Decimal("6.00"), 89, 399, 2),
     Article("5003", "Persontransport", "st", Decimal("6.00"), 250, 1900, 2),
-    Article("6001", "Hyra lokal", "mån", Decimal("0.00"), 8500, 42000, 1),
+    Article("6001", "Hyra lokal", "mån", Decimal("0.00"), 8500, 42000, 1, exemption=LETTING_EXEMPTION),
 )
 
 ARTICLE_WEIGHTS = tuple(article.weight for article in ARTICLES)
+
+RARE_ARTICLES: tuple[Article, ...] = (
+    Article("7001", "Saffran", "g", Decimal("12.00"), 20, 60, 0, goods=True),
+    Article("7002", "Milersättning, resa till kund", "km", Decimal("25.00"), 3, 6, 0),
+    Article("7003", "Diesel", "l", Decimal("25.00"), 18, 24, 0, goods=True),
+    Article("7004", "Serviceavtal, årsavgift", "år", Decimal("25.00"), 6000, 24000, 0),
+    Article("7005", "Golvslipning", "m2", Decimal("25.00"), 180, 420, 0),
+    Article("7006", "Bergkross 0-16", "m3", Decimal("25.00"), 250, 600, 0, goods=True),
+    Article("7007", "Kontorsmaterial", "paket", Decimal("25.00"), 60, 300, 0, goods=True),
+    Article("7008", "Fakturaavgift", "", Decimal("25.00"), 45, 75, 0),
+    Article(
+        "7009",
+        "Konsultuppdrag enligt ramavtal 2026/114: förstudie, kravanalys, workshopserie med verksamhetens "
+        "nyckelpersoner, dokumentation av nuläge och målbild samt rekommendationer för fortsatt arbete (etapp 1).",
+        "tim",
+        Decimal("25.00"),
+        900,
+        1500,
+        0,
+    ),
+)
+"""Articles of larger registers only (see :data:`inexchange_devkit.erpgen.invoices.SHOWCASE_FROM`): every
+unit the pipeline knows that :data:`ARTICLES` does not use, and a line text of 200 characters. Each is
+added to some invoices without a random draw, so the other values stay as they were."""
+
+INTERNATIONAL_TRANSPORT = ("5003", "Persontransport, utrikes")
+"""Article number and line text of passenger transport abroad: zero rated (VAT category Z), not 6 %."""
 
 QUANTITY_STEPS: dict[str, tuple[int, int, int]] = {
     "tim": (1, 160, 25),

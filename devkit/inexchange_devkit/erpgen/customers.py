@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from inexchange.identifiers import in_eu
 from inexchange_devkit.erpgen import catalog, identifiers
 
 GOOD = "good"
@@ -30,6 +31,11 @@ BAD_CUSTOMER_CATEGORIES = (
 MIN_CUSTOMERS = 15
 """Fewest customers that still hold every bad category and the fixed good customers."""
 
+BUYERS_ABROAD_FROM = 60
+"""From this many customers on, the register also holds two German customers (VAT number, no GLN), two
+Norwegian ones (organisation and MVA number; one with a ``peppol_id``) and a Swedish company whose
+Peppol address is a ``peppol_id`` (a GLN) instead of the GLN column. Smaller registers are as before."""
+
 OTHER_BILLING_SHARE = 0.15
 BAD_SHARE = 0.18
 PUBLIC_BODY_SHARE = 0.3
@@ -37,7 +43,7 @@ PUBLIC_BODY_SHARE = 0.3
 CUSTOMER_COLUMNS = (
     "customer_id", "customer_number", "name", "is_active", "is_private_person", "org_number",
     "vat_number", "country_code", "language", "currency", "billing_method", "invoice_email", "gln",
-    "marking", "attach_documents", "street", "postal_code", "city",
+    "marking", "attach_documents", "street", "postal_code", "city", "peppol_id",
 )
 
 
@@ -66,11 +72,17 @@ class Customer:
     category: str
     kind: str
     weight: int
+    peppol_id: str | None = None
 
     @property
     def is_foreign(self) -> bool:
-        """Whether the customer is outside Sweden (invoiced with reverse-charge VAT)."""
+        """Whether the customer is outside Sweden (invoiced without Swedish VAT)."""
         return self.country_code != "SE"
+
+    @property
+    def in_eu(self) -> bool:
+        """Whether the customer is in the EU (Sweden included): a foreign customer outside it is an export."""
+        return in_eu(self.country_code)
 
     @property
     def is_inexchange(self) -> bool:
@@ -237,9 +249,13 @@ class _Builder:
 
     def foreign(self, country: str) -> Customer:
         """Return the EU customer of ``country`` ("FI" or "DK") with a valid national id and VAT number."""
-        entry = next(item for item in catalog.FOREIGN_CUSTOMERS if item[0] == country)
-        _, name, street, postal_code, city, currency, tld = entry
-        org, vat = identifiers.finnish_ids(self.rng) if country == "FI" else identifiers.danish_ids(self.rng)
+        return self.abroad(next(item for item in catalog.FOREIGN_CUSTOMERS if item[0] == country))
+
+    def abroad(self, entry: tuple[str, ...]) -> Customer:
+        """Return the customer of an entry of :data:`catalog.FOREIGN_CUSTOMERS` or :data:`catalog.BUYERS_ABROAD`
+        with a valid national id (a German one: a commercial register number) and VAT number."""
+        country, name, street, postal_code, city, currency, tld = entry
+        org, vat = _FOREIGN_IDS[country](self.rng)
         mailbox = "laskut" if country == "FI" else "faktura"
         self.names.add(name)
         return Customer(
@@ -293,13 +309,27 @@ class _Builder:
         return customer
 
 
+def _with_peppol_id(customer: Customer, peppol_id: str) -> Customer:
+    customer.peppol_id = peppol_id
+    return customer
+
+
+_FOREIGN_IDS = {
+    "FI": identifiers.finnish_ids,
+    "DK": identifiers.danish_ids,
+    "DE": identifiers.german_ids,
+    "NO": identifiers.norwegian_ids,
+}
+
+
 def build_customers(rng: random.Random, count: int) -> list[Customer]:
     """Return ``count`` customers ordered by customer number, with ids 1..count.
 
     About 15 % use another billing method ("Utskrift", "E-post"); of the InExchange customers about
     18 % (at least one per category) carry one defect each from :data:`BAD_CUSTOMER_CATEGORIES`; the
     rest are good: Alingsås kommun (4367), a private person, a Finnish and a Danish company, Swedish
-    municipalities, regions and companies.
+    municipalities, regions and companies. From :data:`BUYERS_ABROAD_FROM` customers on, also German and
+    Norwegian customers and customers with a ``peppol_id``.
     """
     if count < MIN_CUSTOMERS:
         raise ValueError(f"customers must be at least {MIN_CUSTOMERS}, got {count}")
@@ -310,6 +340,13 @@ def build_customers(rng: random.Random, count: int) -> list[Customer]:
     builder = _Builder(rng)
     fixed = builder.alingsas()
     customers = [builder.private_person(), builder.foreign("FI"), builder.foreign("DK")]
+    if count >= BUYERS_ABROAD_FROM:
+        abroad = [builder.abroad(entry) for entry in catalog.BUYERS_ABROAD]
+        norwegian = abroad[-1]
+        abroad[-1] = _with_peppol_id(norwegian, f"0192:{norwegian.org_number}")
+        company = builder.swedish(GOOD, public=False)
+        company.gln = None
+        customers += [*abroad, _with_peppol_id(company, f"0088:{identifiers.gln(rng)}")]
     for _ in range(good_count - 1 - len(customers)):
         customers.append(builder.swedish(GOOD, public=rng.random() < PUBLIC_BODY_SHARE))
     for index in range(bad_count):

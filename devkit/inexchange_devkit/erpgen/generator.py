@@ -10,13 +10,14 @@ tests can check the pipeline's verdict on each.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, inspect, literal, select, table
+from sqlalchemy import Connection, Engine, MetaData, Table, TextClause, inspect, literal, select, table, text
 
 from inexchange_devkit.erpgen.customers import (
     BAD_CUSTOMER_CATEGORIES,
@@ -25,8 +26,9 @@ from inexchange_devkit.erpgen.customers import (
     OTHER_BILLING,
     build_customers,
 )
-from inexchange_devkit.erpgen.invoices import INVOICE_DEFECTS, Invoice, InvoiceFactory, plan_invoices
-from inexchange.sql import script, statement
+from inexchange_devkit.erpgen.invoices import INVOICE_DEFECTS, SHOWCASE_FROM, Invoice, InvoiceFactory, plan_invoices
+from inexchange.sql import load_sql, script, statement
+from inexchange.vat import LINE_COLUMNS
 
 ERP_TABLES = ("customer", "customer_invoice", "customer_invoice_line", "invoice_attachment")
 """The adapter-contract tables, parents first."""
@@ -108,7 +110,7 @@ class GenerationSummary:
             f"{self.lines} lines and {self.attachments} attachments, invoice dates "
             f"{self.start_date.isoformat()} to {last_day.isoformat()}. "
             f"Good InExchange customers: {len(self.good_customers)} (private person "
-            f"{_listing(self.private_person_customers)}; EU {_listing(self.foreign_customers)}). "
+            f"{_listing(self.private_person_customers)}; abroad {_listing(self.foreign_customers)}). "
             f"Bad customers: {bad}. Other billing methods (never sent): "
             f"{_listing(self.other_billing_customers)}. Defective invoices: {defects}. Per day: {days}."
         )
@@ -187,10 +189,10 @@ class _Writer:
         self.connection = connection
         self.convert = connection.dialect.name == "sqlite"
         self.statements = {
-            "customer": statement("erp_insert_customer"),
-            "invoice": statement("erp_insert_invoice"),
-            "line": statement("erp_insert_invoice_line"),
-            "attachment": statement("erp_insert_attachment"),
+            "customer": insert_statement(connection, "customer"),
+            "invoice": insert_statement(connection, "customer_invoice"),
+            "line": insert_statement(connection, "customer_invoice_line"),
+            "attachment": insert_statement(connection, "invoice_attachment"),
         }
         self.buffers: dict[str, list[dict[str, Any]]] = {name: [] for name in self.statements}
 
@@ -207,6 +209,31 @@ class _Writer:
             if rows:
                 self.connection.execute(clause, rows)
                 rows.clear()
+
+
+#: the insert statement of each table, and the optional columns of the contract it writes
+INSERTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customer": ("erp_insert_customer", ("peppol_id",)),
+    "customer_invoice": ("erp_insert_invoice", ()),
+    "customer_invoice_line": ("erp_insert_invoice_line", LINE_COLUMNS),
+    "invoice_attachment": ("erp_insert_attachment", ()),
+}
+
+
+def insert_statement(connection: Connection, table: str) -> TextClause:
+    """The insert of ``table``, without the optional columns the table lacks (one made for an earlier
+    contract, or a copy without them): its customers are then written without their Peppol ids (each is
+    still addressed by its GLN, org number or VAT number), its lines without their VAT categories (which
+    the pipeline derives from their rates, as such an ERP's would)."""
+    name, optional = INSERTS[table]
+    present = {column["name"].lower() for column in inspect(connection).get_columns(table)} if optional else set()
+    missing = [column for column in optional if column not in present]
+    if not missing:
+        return statement(name)
+    body = load_sql(name)
+    for column in missing:
+        body = re.sub(rf",\s*:?{column}\b", "", body)
+    return text(body)
 
 
 def check_arguments(*, customers: int, invoices: int, days: int, drafts: int, chunk_size: int) -> None:
@@ -252,7 +279,7 @@ def generate(
     rng = random.Random(seed)
     customer_list = build_customers(rng, customers)
     plan = plan_invoices(rng, customer_list, invoices=invoices, drafts=drafts, days=days)
-    factory = InvoiceFactory(rng, start_date)
+    factory = InvoiceFactory(rng, start_date, showcase=invoices >= SHOWCASE_FROM)
 
     if create_schema:
         create_tables(engine)

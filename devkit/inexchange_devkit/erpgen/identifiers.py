@@ -1,4 +1,4 @@
-"""Build valid (and deliberately broken) Swedish and EU identifiers with python-stdnum's check digits."""
+"""Build valid (and deliberately broken) Swedish and foreign identifiers with python-stdnum's check digits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import random
 from datetime import date, timedelta
 
 from stdnum import ean, luhn
+from stdnum.de import vat as de_vat
 from stdnum.dk import cvr
 from stdnum.fi import alv, ytunnus
+from stdnum.no import orgnr as no_orgnr
 
 COMPANY_PREFIXES = ("556", "559")
 """Prefixes of aktiebolag org numbers (third digit 2 or more marks a legal entity)."""
@@ -81,3 +83,21 @@ def danish_ids(rng: random.Random) -> tuple[str, str]:
         digits = str(rng.randint(1, 9)) + _digits(rng, 7)
         if cvr.is_valid(digits):
             return digits, "DK" + digits
+
+
+def german_ids(rng: random.Random) -> tuple[str, str]:
+    """Return a German commercial register number (``HRB 123456``) and a valid VAT number (``DE`` + 9 digits)."""
+    register = f"HRB {rng.randint(10000, 299999)}"
+    while True:
+        digits = str(rng.randint(1, 9)) + _digits(rng, 8)
+        if de_vat.is_valid(digits):
+            return register, "DE" + digits
+
+
+def norwegian_ids(rng: random.Random) -> tuple[str, str]:
+    """Return a valid Norwegian organisation number (9 digits, starting 8 or 9) and its MVA number
+    (``NO`` + organisation number + ``MVA``)."""
+    while True:
+        digits = str(rng.randint(8, 9)) + _digits(rng, 8)
+        if no_orgnr.is_valid(digits):
+            return digits, f"NO{digits}MVA"

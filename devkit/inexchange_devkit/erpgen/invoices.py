@@ -26,11 +26,26 @@ CREDITABLE_PER_CUSTOMER = 5
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 ZERO_RATE = Decimal("0.00")
+INTERNATIONAL_SHARE = 4
+SHOWCASE_FROM = 1000
+"""From this many posted invoices, a register also shows what smaller ones leave out: every
+:data:`SHOWCASE_EVERY`-th invoice gets a line of one of :data:`catalog.RARE_ARTICLES` (every unit, a
+long text), and every :data:`ROUNDING_EVERY`-th good debit a total rounded to whole kronor
+(öresavrundning). Neither draws a random number: smaller registers stay as they were."""
+SHOWCASE_EVERY = 23
+ROUNDING_EVERY = 17
+"""Every fourth invoice's passenger transport (of a customer in Sweden) is international, zero rated (Z)."""
+EU_EXEMPTION_CODES = {"K": "VATEX-EU-IC", "AE": "VATEX-EU-AE"}
+"""The VATEX codes the lines of EU customers abroad state: goods K, services AE."""
 
 
 @dataclass(slots=True)
 class Line:
-    """One invoice line; ``line_amount`` is quantity x unit price rounded half up to cents."""
+    """One invoice line; ``line_amount`` is quantity x unit price rounded half up to cents.
+
+    The VAT category and exemption reason are stated for lines without Swedish VAT only (E, Z, K, AE);
+    a line at 25, 12 or 6 % states none, and the pipeline derives S from its rate.
+    """
 
     article_number: str
     description: str
@@ -39,6 +54,9 @@ class Line:
     unit_price: Decimal
     vat_rate: Decimal
     line_amount: Decimal
+    vat_category: str | None = None
+    vat_exemption_reason_code: str | None = None
+    vat_exemption_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -103,6 +121,9 @@ class Invoice:
                 "unit_price": line.unit_price,
                 "vat_rate": line.vat_rate,
                 "line_amount": line.line_amount,
+                "vat_category": line.vat_category,
+                "vat_exemption_reason_code": line.vat_exemption_reason_code,
+                "vat_exemption_reason": line.vat_exemption_reason,
             }
 
     def attachment_rows(self) -> Iterator[dict[str, Any]]:
@@ -136,6 +157,45 @@ def totals(lines: Sequence[Line]) -> tuple[Decimal, Decimal, Decimal]:
         Decimal("0.00"),
     )
     return amount, vat, amount + vat
+
+
+def line_vat(article: catalog.Article, customer: Customer, invoice_id: int) -> dict[str, Any]:
+    """The VAT of a line of ``article`` (no random draw: the invoices' other values stay as they were).
+
+    Exempt articles are E with their reason; EU customers abroad get 0 %: goods as intra-community
+    supply (K), services as reverse charge (AE), each with its VATEX code; every
+    :data:`INTERNATIONAL_SHARE`-th invoice's passenger transport is international, zero rated (Z). Any
+    other line keeps its article's rate and states no category.
+    """
+    if article.exemption:
+        return {"vat_rate": ZERO_RATE, "vat_category": "E", "vat_exemption_reason": article.exemption}
+    if customer.is_foreign and not customer.in_eu:  # outside the EU: export (G), goods and services alike
+        return {"vat_rate": ZERO_RATE, "vat_category": "G", "vat_exemption_reason_code": "VATEX-EU-G"}
+    if customer.is_foreign:
+        category = "K" if article.goods else "AE"
+        code = EU_EXEMPTION_CODES[category]
+        return {"vat_rate": ZERO_RATE, "vat_category": category, "vat_exemption_reason_code": code}
+    number, description = catalog.INTERNATIONAL_TRANSPORT
+    if article.number == number and invoice_id % INTERNATIONAL_SHARE == 0:
+        return {"vat_rate": ZERO_RATE, "vat_category": "Z", "description": description}
+    return {}
+
+
+def _rare_line(customer: Customer, invoice_id: int) -> Line:
+    """A line of one of :data:`catalog.RARE_ARTICLES`, chosen and priced by the invoice id (no random draw)."""
+    article = catalog.RARE_ARTICLES[(invoice_id // SHOWCASE_EVERY) % len(catalog.RARE_ARTICLES)]
+    quantity = Decimal(1 + invoice_id % 9)
+    price = Decimal(article.min_price + invoice_id % (article.max_price - article.min_price + 1))
+    values: dict[str, Any] = {"description": article.description, "vat_rate": article.vat_rate}
+    values.update(line_vat(article, customer, invoice_id))
+    return Line(
+        article_number=article.number,
+        quantity=quantity,
+        unit=article.unit,
+        unit_price=price,
+        line_amount=(quantity * price).quantize(CENT, ROUND_HALF_UP),
+        **values,
+    )
 
 
 def _cycle(rng: random.Random, pool: Sequence[Customer]) -> Iterator[Customer]:
@@ -195,9 +255,11 @@ def plan_invoices(
 class InvoiceFactory:
     """Draws invoices in numbering order; remembers recent debits so credit notes credit real invoices."""
 
-    def __init__(self, rng: random.Random, start_date: date) -> None:
+    def __init__(self, rng: random.Random, start_date: date, *, showcase: bool = False) -> None:
         self.rng = rng
         self.start_date = start_date
+        #: add the rare articles and the rounded totals (see :data:`SHOWCASE_FROM`)
+        self.showcase = showcase
         self.creditable: dict[int, list[Invoice]] = defaultdict(list)
         self.posted_seen = 0
         self.credits = 0
@@ -218,7 +280,7 @@ class InvoiceFactory:
                 credit_of = candidates.pop(rng.randrange(len(candidates)))
                 self.credits += 1
         if credit_of is None:
-            lines = self._lines(customer)
+            lines = self._lines(customer, invoice_id)
             reference = f"{rng.choice(catalog.FIRST_NAMES)} {rng.choice(catalog.LAST_NAMES)}"
             order_number = f"45{rng.randrange(10**6):06d}" if rng.random() < 0.3 else None
         else:
@@ -250,29 +312,34 @@ class InvoiceFactory:
             if invoice.defect is None:
                 candidates.append(invoice)
                 del candidates[:-CREDITABLE_PER_CUSTOMER]
+                if self.showcase and invoice_id % ROUNDING_EVERY == 0:  # öresavrundning: whole kronor
+                    invoice.total_amount = invoice.total_amount.quantize(Decimal(1), ROUND_HALF_UP)
         if customer.attach_documents:
             invoice.attachments = self._attachments(invoice)
         return invoice
 
-    def _lines(self, customer: Customer) -> list[Line]:
-        """Draw 1-5 lines from the price list; EU customers get reverse charge (0 % VAT)."""
+    def _lines(self, customer: Customer, invoice_id: int) -> list[Line]:
+        """Draw 1-5 lines from the price list, with their VAT (see :func:`line_vat`)."""
         rng = self.rng
         lines = []
         for article in rng.choices(catalog.ARTICLES, weights=catalog.ARTICLE_WEIGHTS, k=rng.randint(1, 5)):
             low, high, step = catalog.QUANTITY_STEPS[article.unit]
             quantity = Decimal(rng.randint(low, high) * step).scaleb(-2)
             price = Decimal(rng.randint(article.min_price * 100, article.max_price * 100)).scaleb(-2)
+            values: dict[str, Any] = {"description": article.description, "vat_rate": article.vat_rate}
+            values.update(line_vat(article, customer, invoice_id))
             lines.append(
                 Line(
                     article_number=article.number,
-                    description=article.description,
                     quantity=quantity,
                     unit=article.unit,
                     unit_price=price,
-                    vat_rate=ZERO_RATE if customer.is_foreign else article.vat_rate,
                     line_amount=(quantity * price).quantize(CENT, ROUND_HALF_UP),
+                    **values,
                 )
             )
+        if self.showcase and invoice_id % SHOWCASE_EVERY == 0:
+            lines.append(_rare_line(customer, invoice_id))
         return lines
 
     def _credit_lines(self, debit_lines: Sequence[Line]) -> list[Line]:
@@ -293,6 +360,9 @@ class InvoiceFactory:
                     unit_price=line.unit_price,
                     vat_rate=line.vat_rate,
                     line_amount=(quantity * line.unit_price).quantize(CENT, ROUND_HALF_UP),
+                    vat_category=line.vat_category,
+                    vat_exemption_reason_code=line.vat_exemption_reason_code,
+                    vat_exemption_reason=line.vat_exemption_reason,
                 )
             )
         return credited

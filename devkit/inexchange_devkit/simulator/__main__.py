@@ -9,6 +9,11 @@ keep the server from stopping.
 :mod:`inexchange_devkit.simulator.variants`): ``documented`` (the default), ``sparse``, ``loose``, ``extra`` or
 ``mixed``. Its default is read from the environment variable ``INEXCHANGE_SIM_VARIANT`` when set, so
 that ``INEXCHANGE_SIM_VARIANT=sparse make test`` runs the whole test suite against that variant.
+
+``--peppol-rules FOLDER`` checks every uploaded document against the Peppol BIS 3 rules in FOLDER
+(see :mod:`inexchange_devkit.simulator.peppol`); without saxonche, or with a folder that lacks the
+stylesheets or whose stylesheets do not compile, the simulator fails at start (exit code 2) naming
+the problem.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from inexchange_devkit.simulator.config import (
     parse_fuzz_shapes,
 )
 from inexchange_devkit.simulator.faults import DroppedConnectionLogFilter
+from inexchange_devkit.simulator.peppol import PeppolRulesError
 
 
 def _fault_kinds(text: str) -> tuple[str, ...]:
@@ -161,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="write every uploaded file under --data-dir (default); --no-upload-files keeps only its type and number",
     )
+    parser.add_argument(
+        "--peppol-rules",
+        type=Path,
+        metavar="FOLDER",
+        help="check every uploaded document against the Peppol BIS 3 rules in FOLDER (CEN-EN16931-UBL.xsl and"
+        " PEPPOL-EN16931-UBL.xsl, needs saxonche): a sent document that breaks a fatal rule ends Error, with"
+        " the rules in error.message (default: no check)",
+    )
     parser.add_argument("--url-file", type=Path, help="also write the base URL into this file")
     return parser
 
@@ -245,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reply_variant=args.reply_variant or default_reply_variant(),
                 unknown_type_rate=args.unknown_type_rate,
                 unknown_status_rate=args.unknown_status_rate,
+                peppol_rules=args.peppol_rules,
             )
         except ValueError as exc:
             parser.error(str(exc))
@@ -253,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
-        app = create_app(config)
+        try:
+            app = create_app(config)  # compiles the Peppol rules, when given, before listening
+        except PeppolRulesError as exc:
+            sock.close()
+            parser.error(str(exc))
         server_config = uvicorn.Config(app, loop="auto", log_level="warning", access_log=False, lifespan="off")
         logging.getLogger("uvicorn.error").addFilter(DroppedConnectionLogFilter())
         for handled in (signal.SIGTERM, signal.SIGINT):

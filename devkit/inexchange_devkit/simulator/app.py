@@ -10,6 +10,8 @@ The JSON replies are built in their documented shape and then shaped by the repl
 own notation (see :mod:`inexchange_devkit.simulator.times`), and request times are read in any of them.
 ``invoices/outbound/byerpid/{erpId}`` answers ``POST`` only, with an optional JSON body
 ``{"includeFileInfo": false}``; ``document.attachments`` of a send lists the URIs of earlier uploads.
+With Peppol rules (``peppol_rules``) a send waits for its upload's check, and a document that breaks
+a fatal rule is accepted and then ends ``Error`` (see :mod:`inexchange_devkit.simulator.peppol`).
 """
 
 from __future__ import annotations
@@ -323,6 +325,11 @@ class SimulatorApi:
             self._validate_attachments(document, errors)
         if errors or upload is None:
             raise BadRequest(errors)
+        verdict = upload.verdict
+        if verdict is not None and not verdict.done():
+            # the upload's Peppol check (started when it arrived) decides the outcome: wait for it
+            # off the event loop; other requests go on meanwhile
+            await asyncio.wrap_future(verdict)
         outbound = self.store.send(
             owner=token.erp_id,
             upload=upload,

@@ -178,6 +178,11 @@ class SimulatorConfig:
     ``documentType`` outside the documented ones, and a share ``unknown_status_rate`` passes through a
     status outside the documented ones (never final) between ``Pending`` and its final status; both
     are drawn per ``erpDocumentId`` from the seed when a document is sent.
+
+    ``peppol_rules`` names the folder of the Peppol BIS 3 validation artefacts (``CEN-EN16931-UBL.xsl``
+    and ``PEPPOL-EN16931-UBL.xsl``): every uploaded document is then checked against them, and a sent
+    document that breaks a fatal rule ends in ``Error`` (see :mod:`inexchange_devkit.simulator.peppol`).
+    ``None`` (the default) checks nothing. It needs ``saxonche`` and cannot be changed at run time.
     """
 
     seed: int = 42
@@ -201,6 +206,7 @@ class SimulatorConfig:
     reply_variant: str = field(default_factory=default_reply_variant)
     unknown_type_rate: float = 0.05
     unknown_status_rate: float = 0.05
+    peppol_rules: Path | None = None
 
     def __post_init__(self) -> None:
         """Validate every field so that a bad command line fails at start-up."""
@@ -224,6 +230,10 @@ class SimulatorConfig:
         self.data_dir = Path(self.data_dir)
         if not isinstance(self.upload_files, bool):
             raise ValueError("upload_files must be true or false")
+        if self.peppol_rules is not None:
+            from inexchange_devkit.simulator.peppol import check_folder
+
+            self.peppol_rules = check_folder(Path(self.peppol_rules))
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply runtime changes atomically: either all of them are valid and applied, or none.
@@ -244,4 +254,5 @@ class SimulatorConfig:
         view["fuzz_shapes"] = list(self.fuzz_shapes)
         view["seed"] = self.seed
         view["upload_files"] = self.upload_files
+        view["peppol_rules"] = None if self.peppol_rules is None else str(self.peppol_rules)
         return view

@@ -17,6 +17,10 @@ it is sent), so that every notation denotes the exact stored instant. Every docu
 a time later than any time the clock gave before, so no two share a creation time and a listing's
 ``updatedAfter`` at the time of an earlier listing never misses a document sent in between.
 
+With a Peppol rules folder (``config.peppol_rules``) every upload is checked in the background as it
+arrives (see :mod:`inexchange_devkit.simulator.peppol`), and a sent document that breaks a fatal rule
+has ``Error`` as its fixed outcome, with the rules in ``error.message``.
+
 Each owner's documents are also kept in creation order (the clock never goes backwards, so sending
 appends), which lets a listing find its ``createdFrom``/``createdTo`` window by bisection and look
 only at the documents inside it: a page costs the size of its window, not of the whole store.
@@ -33,6 +37,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from lxml import etree
 
 from inexchange_devkit.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfig
 from inexchange_devkit.simulator.holds import Holds
+from inexchange_devkit.simulator.peppol import PeppolCheck
 from inexchange_devkit.simulator.registry import PartyRegistry
 from inexchange_devkit.simulator.seeded import unit
 from inexchange_devkit.simulator.times import ceil_ms, format_time, parse_time, time_style, utc_iso, whole_milliseconds
@@ -111,13 +117,31 @@ class Token:
 
 @dataclass(slots=True)
 class Upload:
-    """A file received by ``POST documents``; ``path`` is ``None`` when uploads are not written."""
+    """A file received by ``POST documents``; ``path`` is ``None`` when uploads are not written.
+
+    With Peppol rules, ``verdict`` is the file's check while it runs; once it is done, its result
+    moves to ``peppol_error`` (the ``error`` the document ends with when sent, or ``None`` when it
+    passes) and ``verdict`` becomes ``None``, so that a stored upload holds no future.
+    """
 
     guid: str
     path: Path | None
     size: int
     document_type: str
     invoice_number: str | None
+    verdict: Future[dict[str, Any] | None] | None = None
+    peppol_error: dict[str, Any] | None = None
+
+    def settle(self, verdict: Future[dict[str, Any] | None]) -> None:
+        """Keep the result of a finished check and let go of its future."""
+        if not verdict.cancelled():
+            self.peppol_error = verdict.result()
+            self.verdict = None
+
+    def peppol_outcome(self) -> dict[str, Any] | None:
+        """The ``error`` the Peppol check gave (waiting for it when it still runs), or ``None``."""
+        verdict = self.verdict
+        return verdict.result() if verdict is not None else self.peppol_error
 
     @property
     def uri(self) -> str:
@@ -270,6 +294,7 @@ class Store:
         self.dripping = 0
         self.documents_dir = config.data_dir / "documents"
         self.documents_dir.mkdir(parents=True, exist_ok=True)
+        self.peppol = PeppolCheck(config.peppol_rules) if config.peppol_rules is not None else None
         self._reset_documents()
 
     def _reset_documents(self) -> None:
@@ -295,6 +320,9 @@ class Store:
         self.reply_variants: Counter[str] = Counter()
         self.unknown_types = 0
         self.unknown_statuses = 0
+        self.peppol_errors: list[str] = []
+        if self.peppol is not None:
+            self.peppol.reset()
 
     def reset(self) -> None:
         """Forget documents, uploads, counters and registered parties, release holds; tokens stay valid.
@@ -313,6 +341,8 @@ class Store:
         """Let every held request go on and end every dripping reply: the server is stopping."""
         self.stopping.set()
         self.holds.release()
+        if self.peppol is not None:
+            self.peppol.close()
 
     def shaper(self) -> Shaper:
         """Return the shaper of the next reply in the reply variant in force, and count it."""
@@ -357,7 +387,8 @@ class Store:
     def upload(self, content: bytes) -> Upload:
         """Remember an uploaded file's type and invoice number; the caller writes it to ``path``.
 
-        ``path`` is ``None`` when the configuration keeps no upload files.
+        ``path`` is ``None`` when the configuration keeps no upload files. With Peppol rules the
+        file's check starts here, in the background (:attr:`Upload.verdict`).
 
         :param content: the uploaded file.
         """
@@ -365,6 +396,9 @@ class Store:
         path = self.documents_dir / f"{guid}.xml" if self.config.upload_files else None
         document_type, number = read_ubl(content)
         upload = Upload(guid, path, len(content), document_type, number)
+        if self.peppol is not None:
+            upload.verdict = verdict = self.peppol.submit(content)
+            verdict.add_done_callback(upload.settle)
         self.uploads[guid] = upload
         return upload
 
@@ -387,7 +421,9 @@ class Store:
     ) -> OutboundDocument:
         """Create an outbound document, count the send and fix its outcome.
 
-        The outcome, in order of precedence: ``Error`` when the same owner sent a document of the
+        The outcome, in order of precedence: ``Error`` when the upload breaks a fatal Peppol rule
+        (with Peppol rules only; this waits for the upload's check, which :class:`SimulatorApi`
+        awaits first); ``Error`` when the same owner sent a document of the
         same type with the same invoice number within a year (an earlier document that itself ended
         in ``Error`` does not count); otherwise a seeded draw on ``erpDocumentId`` gives ``Stopped``
         with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
@@ -407,7 +443,13 @@ class Store:
             doc.final_status != "Error" and now - doc.created < DUPLICATE_WINDOW_US
             for doc in self.by_invoice_number.get(number_key, ())
         )
-        final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate)
+        invalid = upload.peppol_outcome()
+        error: dict[str, Any] | None
+        if invalid is not None:
+            final_status, error = "Error", dict(invalid)
+            self.peppol_errors.append(erp_document_id)
+        else:
+            final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate)
         slow = unit(config.seed, "slow", erp_document_id) < config.slow_rate
         stuck = unit(config.seed, "stuck", erp_document_id) < config.stuck_rate
         step_us = round(config.status_step_ms * 1000 * (config.slow_factor if slow else 1.0))
@@ -585,6 +627,11 @@ class Store:
     def stats(self, *, per_document: bool = True) -> dict[str, Any]:
         """Return the counters that tests and benchmarks check.
 
+        ``peppol`` is ``None`` without Peppol rules, else the check's figures: its ``folder``, the
+        uploads ``checked``, how many ``failed``, the CPU time spent (``cpu_ms``, and
+        ``cpu_ms_per_document``), and the sends that ended ``Error`` by the rules (``errors``);
+        ``peppol_errors`` lists those sends' erpDocumentIds, in order (empty without the rules).
+
         :param per_document: include ``sends`` (per erpDocumentId) and ``statuses`` (counted over
             every document), the parts whose cost grows with the number of documents.
         """
@@ -610,6 +657,8 @@ class Store:
             "fuzz_processed": self.fuzz_processed,
             "fuzz_recent": list(self.fuzz_recent),
             "dripping": self.dripping,
+            "peppol": None if self.peppol is None else {**self.peppol.stats(), "errors": len(self.peppol_errors)},
+            "peppol_errors": list(self.peppol_errors),
             "holds": self.holds.keys(),
             "held": self.holds.waiting(),
         }

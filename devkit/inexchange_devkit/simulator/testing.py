@@ -53,6 +53,9 @@ class SimulatorHandle:
         Among the counters: ``unknown_types`` and ``unknown_statuses`` (documents sent with an
         undocumented type or status), ``replies`` (replies shaped by the reply variant) and
         ``reply_variants`` (how many of them each variant shaped; ``mixed`` draws one per reply).
+        With Peppol rules, ``peppol`` holds the check's figures (uploads ``checked``, ``failed``,
+        ``cpu_ms``, ``cpu_ms_per_document``, ``errors``) and ``peppol_errors`` the erpDocumentIds of
+        the sends that ended ``Error`` by the rules; without them ``peppol`` is ``None``.
 
         ``holds`` lists the installed holds and ``held`` maps each hold that requests wait on to
         their number, e.g. ``{"POST documents/outbound before": 1}``. Without ``per_document`` the
@@ -216,6 +219,7 @@ def run_simulator(
     api_key: str = "sim-api-key",
     data_dir: str | Path | None = None,
     reply_variant: str | None = None,
+    peppol_rules: str | Path | None = None,
     extra_args: Sequence[str] = (),
 ) -> Iterator[SimulatorHandle]:
     """Run ``python -m inexchange_devkit.simulator`` on a free loopback port for the ``with`` block.
@@ -225,7 +229,11 @@ def run_simulator(
     ``timeout`` fault waits ``timeout_ms`` before processing. The process inherits the environment,
     so ``INEXCHANGE_SIM_VARIANT`` sets its reply variant unless ``reply_variant`` (or
     ``--reply-variant`` in ``extra_args``) names one. Without a
-    ``data_dir`` the uploads go to a temporary folder removed afterwards. The process is stopped
+    ``data_dir`` the uploads go to a temporary folder removed afterwards. With ``peppol_rules`` (a
+    folder of the Peppol BIS 3 validation artefacts, ``--peppol-rules``) every uploaded document is
+    checked against those rules and a sent one that breaks a fatal rule ends ``Error``; a folder the
+    simulator cannot use makes it exit at start (``RuntimeError`` here, the reason on standard
+    error). The process is stopped
     (terminated, killed after a timeout) when the block ends, also on error. Its standard error is
     inherited, so a crash shows in the test output.
     """
@@ -244,7 +252,11 @@ def run_simulator(
         error_rate=error_rate,
         api_key=api_key,
         data_dir=directory,
-        extra_args=[*(["--reply-variant", reply_variant] if reply_variant else []), *extra_args],
+        extra_args=[
+            *(["--reply-variant", reply_variant] if reply_variant else []),
+            *(["--peppol-rules", str(peppol_rules)] if peppol_rules is not None else []),
+            *extra_args,
+        ],
     )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:

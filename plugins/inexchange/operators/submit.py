@@ -97,8 +97,8 @@ class SubmitInvoicesOperator(BaseOperator):
     rate_limit: int | None
     concurrency: int
     clients: int
-    seller: dict[str, Any] | None
     check_peppol: bool | str
+    seller: dict[str, Any] | None
 
     def __init__(
         self,

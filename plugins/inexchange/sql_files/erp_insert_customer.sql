@@ -2,9 +2,9 @@
 INSERT INTO customer (
     customer_id, customer_number, name, is_active, is_private_person, org_number, vat_number,
     country_code, language, currency, billing_method, invoice_email, gln, marking,
-    attach_documents, street, postal_code, city
+    attach_documents, street, postal_code, city, peppol_id
 ) VALUES (
     :customer_id, :customer_number, :name, :is_active, :is_private_person, :org_number, :vat_number,
     :country_code, :language, :currency, :billing_method, :invoice_email, :gln, :marking,
-    :attach_documents, :street, :postal_code, :city
+    :attach_documents, :street, :postal_code, :city, :peppol_id
 )

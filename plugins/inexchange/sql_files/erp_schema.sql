@@ -20,6 +20,8 @@
 --   street                 VARCHAR(200)  invoice address, street or box
 --   postal_code            VARCHAR(10)   invoice address, postal code ("441 81")
 --   city                   VARCHAR(100)  invoice address, city
+--   peppol_id              VARCHAR(60)   optional: the buyer's Peppol address, scheme:identifier ("0088:7300010000001");
+--                                        NULL: from GLN, org number or VAT number (docs/erp-contract.md)
 --
 -- customer_invoice: one row per customer invoice (debit) or credit note (credit)
 --   invoice_id             BIGINT        primary key, the ERP's internal id (given explicitly)
@@ -47,6 +49,9 @@
 --   unit_price             NUMERIC(18,4) price per unit excluding VAT, never negative
 --   vat_rate               NUMERIC(5,2)  VAT rate in percent (25.00, 12.00, 6.00, 0.00)
 --   line_amount            NUMERIC(18,2) quantity x unit_price rounded half up to two decimals
+--   vat_category           VARCHAR(2)    optional: VAT category S, Z, E, AE, K, G or O (UNCL5305); NULL: from the rate
+--   vat_exemption_reason_code VARCHAR(30) optional: why no VAT, a VATEX code ("VATEX-EU-132", "VATEX-EU-IC")
+--   vat_exemption_reason   VARCHAR(200)  optional: why no VAT, as text ("Undantag från skatteplikt ...")
 --
 -- invoice_attachment: files sent with the invoice when the customer has attach_documents
 --   invoice_id             BIGINT        the invoice (references customer_invoice)
@@ -72,7 +77,8 @@ CREATE TABLE IF NOT EXISTS customer (
     attach_documents BOOLEAN NOT NULL,
     street VARCHAR(200),
     postal_code VARCHAR(10),
-    city VARCHAR(100)
+    city VARCHAR(100),
+    peppol_id VARCHAR(60)
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS ux_customer_customer_number ON customer (customer_number);
@@ -110,6 +116,9 @@ CREATE TABLE IF NOT EXISTS customer_invoice_line (
     unit_price NUMERIC(18,4) NOT NULL,
     vat_rate NUMERIC(5,2) NOT NULL,
     line_amount NUMERIC(18,2) NOT NULL,
+    vat_category VARCHAR(2),
+    vat_exemption_reason_code VARCHAR(30),
+    vat_exemption_reason VARCHAR(200),
     PRIMARY KEY (invoice_id, line_number)
 );
 

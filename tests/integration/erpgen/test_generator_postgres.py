@@ -84,6 +84,9 @@ def test_schema_types_and_constraints(postgres: Engine) -> None:
                 "unit_price": Decimal("900.00"),
                 "vat_rate": Decimal("25.00"),
                 "line_amount": Decimal("900.00"),
+                "vat_category": None,
+                "vat_exemption_reason_code": None,
+                "vat_exemption_reason": None,
             },
         )
 
