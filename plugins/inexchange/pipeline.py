@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
@@ -266,14 +266,7 @@ def report(
     # the list the notifier e-mails (inexchange.notifications.ActionList), pushed before the task may fail
     # on it; at most a page of invoices, each with its whole message
     if publish is not None:
-        columns: tuple[_ListedColumn, ...] = (
-            "invoice_number",
-            "customer_number",
-            "customer_name",
-            "state",
-            "inexchange_status",
-            "message",
-        )
+        columns: tuple[_ListedColumn, ...] = get_args(_ListedColumn)
         listed = sorted(needing, key=lambda r: str(r["invoice_number"]))[:_MAX_LISTED]
         publish(
             {

@@ -22,7 +22,7 @@ from lxml import etree
 from inexchange import vat
 from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
-from inexchange.identifiers import buyer_endpoint, endpoint_refusal, in_eu, vat_in_document
+from inexchange.identifiers import EU_COUNTRIES, buyer_endpoint, endpoint_refusal, in_eu, vat_in_document
 from inexchange.units import UNIT_CODES
 from inexchange.validation import TEXT_FIELDS, flag, money, number
 
@@ -444,7 +444,7 @@ def _breakdown(b: _Builder, rows: list[dict[str, Any]], customer: Mapping[str, A
     if without_vat:
         raise DocumentError(vat.buyer_vat_missing(without_vat))
     country = (_text(customer.get("country_code")) or "SE").upper()
-    if "K" in categories and country not in vat.EU_COUNTRIES - {"SE"}:
+    if "K" in categories and country not in EU_COUNTRIES - {"SE"}:
         raise DocumentError(vat.not_intra_community(country[:10]))
     reasons: dict[str, tuple[str, str]] = {}
     for category in sorted(categories & set(vat.REASON_RULES)):

@@ -36,7 +36,7 @@ from pandera.errors import SchemaErrors
 from inexchange import vat
 from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
-from inexchange.identifiers import endpoint_problem, in_eu, peppol_id_problem, vat_in_document
+from inexchange.identifiers import EU_COUNTRIES, endpoint_problem, in_eu, peppol_id_problem, vat_in_document
 from inexchange.units import UNIT_CODES
 from inexchange.values import BINARY, is_null, text_or_empty
 
@@ -583,7 +583,7 @@ def _vat_invoice_facts(facts: pd.DataFrame, lines: pd.DataFrame, customers: pd.D
             continue
         buyer[position] = "" if vat_numbers[key] else ", ".join(categories)
         country = countries[key] or "SE"
-        abroad[position] = country if "K" in categories and country not in vat.EU_COUNTRIES - {"SE"} else ""
+        abroad[position] = country if "K" in categories and country not in EU_COUNTRIES - {"SE"} else ""
     facts["vat_buyer"], facts["vat_abroad"] = buyer, abroad
 
 

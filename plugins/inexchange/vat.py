@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from stdnum.eu import vat as eu_vat
-
 #: the optional columns of ``customer_invoice_line`` (docs/erp-contract.md)
 LINE_COLUMNS = ("vat_category", "vat_exemption_reason_code", "vat_exemption_reason")
 
@@ -58,8 +56,6 @@ DERIVED_EXPORT = ("VATEX-EU-G", "Export utanför EU")
 DERIVED_REASONS = {"AE": DERIVED_REVERSE_CHARGE, "G": DERIVED_EXPORT}
 #: longest exemption reason text accepted, in characters (the contract's column width; validation checks it)
 MAX_REASON_LENGTH = 200
-#: the EU member states (ISO 3166-1 alpha-2, Greece as GR), for intra-community supply (K)
-EU_COUNTRIES = frozenset({"el": "GR"}.get(code, code.upper()) for code in eu_vat.MEMBER_STATES) - {"XI"}
 
 _EXEMPT_CODES = (
     "VATEX-EU-79-C",

@@ -28,7 +28,7 @@ from inexchange_devkit.erpgen.customers import (
 )
 from inexchange_devkit.erpgen.invoices import INVOICE_DEFECTS, SHOWCASE_FROM, Invoice, InvoiceFactory, plan_invoices
 from inexchange.sql import load_sql, script, statement
-from inexchange.vat import LINE_COLUMNS
+from inexchange.erp import OPTIONAL_COLUMNS
 
 ERP_TABLES = ("customer", "customer_invoice", "customer_invoice_line", "invoice_attachment")
 """The adapter-contract tables, parents first."""
@@ -211,13 +211,15 @@ class _Writer:
                 rows.clear()
 
 
-#: the insert statement of each table, and the optional columns of the contract it writes
-INSERTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "customer": ("erp_insert_customer", ("peppol_id",)),
-    "customer_invoice": ("erp_insert_invoice", ()),
-    "customer_invoice_line": ("erp_insert_invoice_line", LINE_COLUMNS),
-    "invoice_attachment": ("erp_insert_attachment", ()),
+#: the insert statement of each table
+INSERTS = {
+    "customer": "erp_insert_customer",
+    "customer_invoice": "erp_insert_invoice",
+    "customer_invoice_line": "erp_insert_invoice_line",
+    "invoice_attachment": "erp_insert_attachment",
 }
+#: the optional columns of the contract, per table, as the ERP reader knows them
+_OPTIONAL = dict(OPTIONAL_COLUMNS.values())
 
 
 def insert_statement(connection: Connection, table: str) -> TextClause:
@@ -225,7 +227,7 @@ def insert_statement(connection: Connection, table: str) -> TextClause:
     contract, or a copy without them): its customers are then written without their Peppol ids (each is
     still addressed by its GLN, org number or VAT number), its lines without their VAT categories (which
     the pipeline derives from their rates, as such an ERP's would)."""
-    name, optional = INSERTS[table]
+    name, optional = INSERTS[table], _OPTIONAL.get(table, ())
     present = {column["name"].lower() for column in inspect(connection).get_columns(table)} if optional else set()
     missing = [column for column in optional if column not in present]
     if not missing:

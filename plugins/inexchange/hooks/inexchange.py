@@ -27,7 +27,6 @@ from airflow.sdk import BaseHook
 
 from inexchange.exceptions import InExchangeConfigError
 from inexchange.hooks import endpoints
-from inexchange.hooks.endpoints import list_body
 from inexchange.hooks.protocol import (
     IO_ERRORS,
     Call,
@@ -57,9 +56,6 @@ if TYPE_CHECKING:
 
 #: headers of every request: JSON replies asked for, and only the content codings the transports can bound
 _CLIENT_HEADERS = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
-#: the body of ``invoices/outbound/byerpid/{erpId}``, as public clients send it
-BY_ERP_ID_BODY = endpoints.BY_ERP_ID_BODY
-__all__ = ["BY_ERP_ID_BODY", "ApiSettings", "InExchangeHook", "list_body", "settings_from_connection"]
 
 
 @dataclass(frozen=True)
@@ -424,8 +420,7 @@ class InExchangeHook(BaseHook):
 
         A wrong API key or ERP id fails here with InExchange's 401, before any other call.
         """
-        if self._token is None:
-            self._token = self._new_token()
+        self._drive(_token_needed())
 
     async def aauthenticate(self) -> None:
         """Async twin of :meth:`authenticate`."""
