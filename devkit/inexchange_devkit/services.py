@@ -850,7 +850,7 @@ def start_dispatch(
 
 @contextmanager
 def dispatch_deployment(home: Path, erp: Path | Database, simulator: Any, *, pg: PostgresServer, erp_id: str,
-                        seller: dict[str, Any], reporting: Path | Database | None = None, poll_interval_s: float = 1,
+                        seller: dict[str, Any], reporting: Path | Database | None = None, poll_interval_s: float = 5,
                         pool_slots: int = 4, extra_env: dict[str, str] | None = None) -> Iterator[Deployment]:
     """A fresh PostgreSQL metadata database, api-server, scheduler (LocalExecutor), dag-processor and
     triggerer running the dispatch DAG (unpaused) against ``simulator`` and the ERP ``erp``; all gone afterwards.

@@ -116,7 +116,7 @@ def stack(postgres_server: None, redis_url: str, tmp_path_factory: pytest.TempPa
             api_port=free_port(), simulator_port=free_port(),
             log_server_ports=(free_port(), free_port(), free_port()),
             workers=2, worker_concurrency=2, pool_slots=POOL_SLOTS, simulator_status_step_ms=300,
-            poll_interval_s=1, erp_path=erp_file, seller=SELLER, erp_id="celery-erp", api_key="celery-key",
+            poll_interval_s=5, erp_path=erp_file, seller=SELLER, erp_id="celery-erp", api_key="celery-key",
         )
         deployment = None
         try:

@@ -48,7 +48,10 @@ class DeliveryStatusSensor(BaseSensorOperator):
     :param erp_conn_id: the ERP connection; the sensor does not read the ERP, the argument lets a DAG
         give every dispatch task the same connection arguments.
     :param inexchange_conn_id: ``inexchange`` connection.
-    :param poll_interval: seconds between polls (templated, e.g. from a Variable).
+    :param poll_interval: seconds between polls (templated, e.g. from a Variable). On a real
+        deployment keep it at 5 s or more: the trigger's first listing waits one interval, and a
+        resume that reaches the scheduler before the deferring process is reported finished is
+        failed by Airflow as a task changed externally (then retried).
     :param page_size: documents per ``documents/outbound/list`` page.
     :param delivery_timeout: how long to follow the documents before leaving them waiting, counted
         from the first poll of the task's try: a timedelta, or seconds as a number or as text
