@@ -3,6 +3,10 @@
 The ledger is the only hand-over between tasks. Every state change is a compare-and-set
 (``ledger_transition.sql``) written together with its history row in one transaction, so a change is
 either fully recorded or not at all, and two workers can never both move the same invoice.
+
+Rows are written in sets: a batch of changes is one ``UPDATE ... FROM`` of their values and one
+multi-row ``INSERT`` of their history rows, up to :data:`~inexchange.sql.MAX_ROWS` rows a statement,
+so a batch costs a few round trips to the database, not two per invoice.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sqlalchemy import String, bindparam, func, inspect, select, text
 
 from inexchange.api import parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
-from inexchange.sql import SELECTION, script, selection, statement
+from inexchange.sql import MAX_ROWS, SELECTION, row_params, script, selection, statement, with_rows
 from inexchange.states import LedgerState, ledger_state_for
 from inexchange.times import TIMEZONE
 from inexchange.values import text_or_none
@@ -86,13 +90,13 @@ class LedgerRow(InvoiceColumns):
 
 
 class RegisteredInvoice(InvoiceColumns, IntervalText):
-    """The bind parameters of ``ledger_register.sql``: one extracted ERP row as the ledger stores it,
-    and what the run decides about rows already there (``retry_rejected``, ``listed``: 1 or 0)."""
+    """The bind parameters of ``ledger_register.sql``: one extracted ERP row as the ledger stores it
+    (``pending``, no attempts, created and updated ``now``)."""
 
+    state: str
+    attempts: int
     now: str
     dag_run_id: str
-    retry_rejected: int
-    listed: int
 
 
 class RegisterCounts(TypedDict):
@@ -126,6 +130,25 @@ class HistoryRow(HistoryChange):
     dag_run_id: str
     run_type: str
     try_number: int
+
+
+#: the values of a row of ``ledger_register.sql``, in the order of its column list
+_REGISTER_ROW = (
+    "invoice_id", "invoice_number", "invoice_type", "customer_id", "customer_number", "customer_name",
+    "invoice_date", "currency", "total_amount", "erp_document_id", "state", "attempts", "now", "now",
+    "dag_run_id", "data_interval_start", "data_interval_end",
+)  # fmt: skip
+#: the values of a row of ``ledger_insert_history.sql``, in the order of its column list
+_HISTORY_ROW = (
+    "history_id", "invoice_id", "from_state", "to_state", "inexchange_status", "message", "source", "now",
+    "dag_run_id", "run_type", "try_number",
+)  # fmt: skip
+#: the values of a change of ``ledger_transition.sql``, in the order of its ``change`` columns
+_CHANGE_ROW = (
+    "invoice_id", "from_state", "other_from_state", "to_state", "message", "delivery_method", "document_uri",
+    "inexchange_document_id", "inexchange_status", "status_time", "attempt", "stays_submitting", "doubt_lookup",
+    "next_retry_at", "submitted_at", "sent_at", "check_status", "expected_status",
+)  # fmt: skip
 
 
 class DocumentState(TypedDict):
@@ -599,11 +622,17 @@ class Ledger:
                 continue
             if before != LedgerState.PENDING.value:
                 history.append(self._history(p["invoice_id"], before, LedgerState.PENDING, None, None, "extract", now))
+        shared = {
+            "retry_rejected": int(self.scope.retry_rejected),
+            "listed": int(self.scope.by_number),
+        }
         with self.engine.begin() as conn:
-            if params:
-                conn.execute(statement("ledger_register"), params)
-            if history:
-                conn.execute(statement("ledger_insert_history"), history)
+            for rows in _sets(params, "invoice_id"):
+                conn.execute(
+                    with_rows("ledger_register", _REGISTER_ROW, len(rows)),
+                    {**row_params(_REGISTER_ROW, rows), **shared},
+                )
+            _insert_history(conn, history)
         return counts
 
     def _register_params(self, invoice: Mapping[str, Any], now: str) -> RegisteredInvoice:
@@ -624,10 +653,10 @@ class Ledger:
             "currency": _fitted(invoice.get("currency"), 3, cut=False),
             "total_amount": _amount(invoice.get("total_amount")),
             "erp_document_id": erp_document_id(invoice_id),
+            "state": LedgerState.PENDING.value,
+            "attempts": 0,
             "now": now,
             "dag_run_id": self.scope.dag_run_id,
-            "retry_rejected": int(self.scope.retry_rejected),
-            "listed": int(self.scope.by_number),
             **self.scope.interval,
         }
 
@@ -665,11 +694,10 @@ class Ledger:
             return self._transitions(conn, list(changes), source)
 
     def _transitions(self, conn: Connection, changes: list[Transition], source: str) -> list[bool]:
-        """Each change is its own compare-and-set; their history rows are inserted together."""
+        """Each change is its own compare-and-set; a set of changes (one per invoice) is one statement,
+        and the history rows of those that moved are inserted together."""
         now = now_text()
-        query = statement("ledger_transition")
-        moved: list[bool] = []
-        history: list[HistoryRow] = []
+        values: list[dict[str, Any]] = []
         for change in map(Transition._make, changes):
             fields, from_states = change.fields, change.from_states
             unknown = set(fields) - set(_TRANSITION_DEFAULTS)
@@ -677,35 +705,44 @@ class Ledger:
                 raise TypeError(f"unknown ledger fields: {sorted(unknown)}")
             if not 1 <= len(from_states) <= 2:
                 raise ValueError(f"one or two expected states, got {list(from_states)}")
-            params: dict[str, Any] = {
-                **_TRANSITION_DEFAULTS,
-                **fields,
-                "expected_status": fields.get("expected_status") or "",
-                "invoice_id": change.invoice_id,
-                "from_state": from_states[0].value,
-                "other_from_state": from_states[-1].value,
-                "to_state": change.to_state.value,
-                "stays_submitting": int(change.to_state is LedgerState.SUBMITTING),
-                "check_status": 0 if fields.get("expected_status") is None else 1,
-                "now": now,
-                "dag_run_id": self.scope.dag_run_id,
+            values.append(
+                {
+                    **_TRANSITION_DEFAULTS,
+                    **fields,
+                    "expected_status": fields.get("expected_status") or "",
+                    "invoice_id": change.invoice_id,
+                    "from_state": from_states[0].value,
+                    "other_from_state": from_states[-1].value,
+                    "to_state": change.to_state.value,
+                    "stays_submitting": int(change.to_state is LedgerState.SUBMITTING),
+                    "check_status": 0 if fields.get("expected_status") is None else 1,
+                }
+            )
+        shared = {"now": now, "dag_run_id": self.scope.dag_run_id}
+        moved: list[bool] = []
+        history: list[HistoryRow] = []
+        # an invoice changed twice in one batch: its changes go in order, in separate statements
+        for rows in _sets(values, "invoice_id"):
+            query = with_rows("ledger_transition", _CHANGE_ROW, len(rows))
+            moved_ids = {
+                int(found) for found in conn.execute(query, {**row_params(_CHANGE_ROW, rows), **shared}).scalars()
             }
-            ok = conn.execute(query, params).rowcount == 1
-            moved.append(ok)
-            if ok:
-                history.append(
-                    self._history(
-                        change.invoice_id,
-                        from_states[0].value if len(from_states) == 1 else None,
-                        change.to_state,
-                        params["inexchange_status"],
-                        params["message"],
-                        source,
-                        now,
+            for row in rows:
+                ok = row["invoice_id"] in moved_ids
+                moved.append(ok)
+                if ok:
+                    history.append(
+                        self._history(
+                            row["invoice_id"],
+                            row["from_state"] if row["from_state"] == row["other_from_state"] else None,
+                            LedgerState(row["to_state"]),
+                            row["inexchange_status"],
+                            row["message"],
+                            source,
+                            now,
+                        )
                     )
-                )
-        if history:
-            conn.execute(statement("ledger_insert_history"), history)
+        _insert_history(conn, history)
         return moved
 
     def apply_statuses(self, changes: Iterable[StatusChange], *, source: str = "status poll") -> int:
@@ -721,7 +758,7 @@ class Ledger:
         changes = list(changes)
         if not changes:
             return 0
-        moved = 0
+        moves: list[Transition] = []
         with self.engine.begin() as conn:
             known = self._by_document([c["id"] for c in changes], conn)
             for change in changes:
@@ -732,20 +769,16 @@ class Ledger:
                     continue
                 state = ledger_state_for(change["status"])
                 status_time = parse_time(change.get("time"))
-                moved += self.transition(
-                    row["invoice_id"],
-                    [LedgerState(row["state"])],
-                    state,
-                    source=source,
-                    conn=conn,
-                    inexchange_status=change["status"],
-                    status_time=utc_text(status_time) if status_time else None,
-                    message=change.get("message") if state is not LedgerState.SENT else None,
-                    sent_at=utc_text(status_time) if state is LedgerState.SENT and status_time else None,
-                    expected_status=row["inexchange_status"] or "",
-                )
+                fields: TransitionFields = {
+                    "inexchange_status": change["status"],
+                    "status_time": utc_text(status_time) if status_time else None,
+                    "message": change.get("message") if state is not LedgerState.SENT else None,
+                    "sent_at": utc_text(status_time) if state is LedgerState.SENT and status_time else None,
+                    "expected_status": row["inexchange_status"] or "",
+                }
+                moves.append(Transition(row["invoice_id"], [LedgerState(row["state"])], state, fields))
                 row["state"], row["inexchange_status"] = state.value, change["status"]  # later items see this one
-        return moved
+            return sum(self._transitions(conn, moves, source))
 
     def refresh_report(self) -> list[ReportRow]:
         """Upsert the run's report rows from the ledger, bring other runs' rows up to date, return the run's.
@@ -830,6 +863,27 @@ def _records(result: Iterable[Any]) -> list[Any]:
     """The rows of a query result as dicts of column name to value, for the row type the caller names
     (:class:`LedgerRow`, :class:`ReportRow`...): its query selects that type's columns."""
     return [dict(row._mapping) for row in result]
+
+
+def _insert_history(conn: Connection, history: Sequence[HistoryRow]) -> None:
+    """Insert history rows, :data:`~inexchange.sql.MAX_ROWS` a statement."""
+    for rows in _chunks(history, MAX_ROWS):
+        conn.execute(with_rows("ledger_insert_history", _HISTORY_ROW, len(rows)), row_params(_HISTORY_ROW, rows))
+
+
+def _sets(rows: Sequence[Mapping[str, Any]], key: str) -> Iterable[Sequence[Mapping[str, Any]]]:
+    """``rows`` in order, cut into runs of at most :data:`~inexchange.sql.MAX_ROWS` rows in which no
+    ``key`` appears twice: one statement can write each run (a statement cannot change a row twice)."""
+    run: list[Mapping[str, Any]] = []
+    keys: set[Any] = set()
+    for row in rows:
+        if len(run) == MAX_ROWS or row[key] in keys:
+            yield run
+            run, keys = [], set()
+        run.append(row)
+        keys.add(row[key])
+    if run:
+        yield run
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -11,8 +11,8 @@ in the wheel and in a copied or mounted plugins folder alike, and need no settin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import cache
+from collections.abc import Mapping, Sequence
+from functools import cache, lru_cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -96,6 +96,43 @@ def with_columns(name: str, columns: tuple[str, ...]) -> TextClause:
     if not all(column.isidentifier() for column in columns):
         raise ValueError(f"not column names: {columns!r}")
     return text(body.replace(OPTIONAL_COLUMNS_MARK, "".join(f", {column}" for column in columns), 1))
+
+
+#: where a statement takes its rows of values (a comment: the file does not run without them)
+ROWS_MARK = "/* rows */"
+#: most rows of values in one statement: 500 rows of 16 values stay far below SQLite's 32,766
+#: bound parameters, and one round trip carries them all
+MAX_ROWS = 500
+
+
+def with_rows(name: str, columns: tuple[str, ...], count: int) -> TextClause:
+    """``include/sql/<name>.sql`` with ``count`` rows of bound values at :data:`ROWS_MARK`.
+
+    Row ``i`` binds ``:<column>_<i>`` for each of ``columns``: bind its values with
+    :func:`row_params`. One statement then writes a whole set of rows (a multi-row ``VALUES``), on
+    SQLite and PostgreSQL alike, instead of one statement per row.
+
+    :param name: file name without the ``.sql`` suffix.
+    :param columns: the names of the values of a row, in the order the statement lists them.
+    :param count: how many rows, 1 to :data:`MAX_ROWS`.
+    """
+    if not 1 <= count <= MAX_ROWS:
+        raise ValueError(f"{count} rows for {name}.sql: 1 to {MAX_ROWS} rows a statement")
+    return _with_rows(name, columns, count)
+
+
+@lru_cache(maxsize=64)
+def _with_rows(name: str, columns: tuple[str, ...], count: int) -> TextClause:
+    body = _read(name)
+    if body.count(ROWS_MARK) != 1:
+        raise ValueError(f"{name}.sql must hold {ROWS_MARK} once, where its rows go")
+    rows = ",\n".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")" for i in range(count))
+    return text(body.replace(ROWS_MARK, rows, 1))
+
+
+def row_params(columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The bind parameters of :func:`with_rows` for ``rows`` (each a mapping holding ``columns``)."""
+    return {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
 
 
 def script(name: str) -> list[TextClause]:
