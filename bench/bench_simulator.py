@@ -1,19 +1,26 @@
-"""The simulator at chaos-run scale: 100,000 stored documents, a 15,000-document window listed page by page.
+"""The simulator at chaos-run scale: paging through creation windows of 15,000 and 150,000 documents.
 
-Fills one simulator in this process with N documents (default 100,000) through its store (upload and
+Fills one simulator in this process with N documents (default 160,000) through its store (upload and
 send, the same calls the HTTP handlers make; no files written), then measures through its ASGI app
 (in-process HTTP, JSON included, no network):
 
-- paging through a creation window of W documents (default 15,000; ``createdFrom``/``createdTo``,
-  100 a page, ``skip`` stepping on) as a client does, against the baseline: the same pages computed by
-  filtering and sorting every stored document, which is what one page cost before the creation index;
-- paging through the same window with an ``updatedAfter`` cursor at its middle document's status time;
+- paging through a creation window of W documents (``createdFrom``/``createdTo``, 100 a page,
+  ``skip`` stepping on) as a client does, at two sizes (default W=15,000 and W=150,000): the time a
+  page, the time a document, how often the window's index was built and how many documents that
+  examined (``list_builds``, ``list_examined``), and the ratio of the time a document between the
+  two sizes (1.0 is linear: a pass builds its sorted index once and cuts every page from it);
+- the baseline, in the same process and through the same requests: every page building the index
+  afresh (the store forgets its listing snapshots before each page), which is what a page cost
+  before passes shared an index; timed on 30 pages spread over each window and multiplied out to
+  the whole window, with the same ratio;
+- paging through the smaller window with an ``updatedAfter`` cursor at its middle document's status time;
 - one request of each other kind at this size: upload, send, get, by-erp-id, ``GET /_sim/stats`` (whole,
   and without the parts that grow with the number of documents);
-- memory per stored document (upload and outbound document together), by tracemalloc.
+- memory per stored document (upload and outbound document together), by tracemalloc, on a separate
+  store of N/8 documents, with and without upload files.
 
 Times are this process's CPU time (client and simulator share it), so that other work on the
-machine does not count. Usage: python bench/bench_simulator.py [N [W]].
+machine does not count. Usage: python bench/bench_simulator.py [N [W_SMALL [W_LARGE]]].
 """
 
 from __future__ import annotations
@@ -54,12 +61,13 @@ def fill(store: Any, n: int) -> list[Any]:
     return documents
 
 
-def memory_per_document(scratch: str, n: int) -> float:
-    """Return the bytes per document of a store of ``n`` documents that keeps no upload files."""
+def memory_per_document(scratch: str, n: int, *, upload_files: bool) -> float:
+    """Return the bytes per document of a store of ``n`` documents (files are never written here)."""
     from inexchange_devkit.simulator.config import SimulatorConfig
     from inexchange_devkit.simulator.store import Store
 
-    store = Store(SimulatorConfig(status_step_ms=STEP_MS, data_dir=Path(scratch) / "light", upload_files=False))
+    data_dir = Path(scratch) / ("files" if upload_files else "light")
+    store = Store(SimulatorConfig(status_step_ms=STEP_MS, data_dir=data_dir, upload_files=upload_files))
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -68,31 +76,6 @@ def memory_per_document(scratch: str, n: int) -> float:
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used / n
-
-
-def full_scan_page(store: Any, body: dict[str, Any]) -> list[Any]:
-    """Baseline: one page as the listing computed it before the creation index.
-
-    Every stored document is examined, its status computed, the window and cursor applied, and
-    the matches sorted by status time and id; then the page is cut out.
-    """
-    from inexchange_devkit.simulator.store import parse_iso
-
-    now = store.clock.now()
-    created_from, created_to = parse_iso(body["createdFrom"]), parse_iso(body["createdTo"])
-    updated_after = parse_iso(body["updatedAfter"]) if "updatedAfter" in body else None
-    matches = []
-    for document in store.documents.values():
-        if document.owner != "bench":
-            continue
-        since = document.current(now)[1]
-        if document.created < created_from or document.created > created_to:
-            continue
-        if updated_after is not None and since <= updated_after:
-            continue
-        matches.append((document, since))
-    matches.sort(key=lambda item: (item[1], item[0].id))
-    return matches[body["skip"]: body["skip"] + body["take"]]
 
 
 async def page_through(client: Any, body: dict[str, Any]) -> tuple[int, int, float]:
@@ -107,6 +90,21 @@ async def page_through(client: Any, body: dict[str, Any]) -> tuple[int, int, flo
             return listed, pages, time.process_time() - started
 
 
+async def rebuilt_pages(client: Any, store: Any, body: dict[str, Any], listed: int, samples: int = 30) -> float:
+    """Baseline: the seconds a page of ``body``'s window costs when every page builds the index afresh.
+
+    The mean over ``samples`` pages spread over the window, each requested as a later page of a pass
+    whose snapshot the store has just forgotten.
+    """
+    skips = sorted({min(listed - 1, round(index * listed / samples)) // PAGE * PAGE for index in range(samples)})
+    started = time.process_time()
+    for skip in skips:
+        store.forget_listings()
+        reply = (await client.post("documents/outbound/list", json={**body, "skip": skip, "take": PAGE})).json()
+        assert len(reply["documents"]) == min(PAGE, listed - skip)
+    return (time.process_time() - started) / len(skips)
+
+
 async def timed(call: Any, repeat: int = 200) -> float:
     """Return the mean microseconds of ``await call()``."""
     started = time.process_time()
@@ -115,7 +113,7 @@ async def timed(call: Any, repeat: int = 200) -> float:
     return (time.process_time() - started) / repeat * 1e6
 
 
-async def measure(n: int, window: int) -> None:
+async def measure(n: int, windows: tuple[int, int]) -> None:
     import httpx
 
     from inexchange_devkit.simulator.app import create_app
@@ -126,47 +124,49 @@ async def measure(n: int, window: int) -> None:
         config = SimulatorConfig(status_step_ms=STEP_MS, data_dir=Path(scratch))
         app = create_app(config)
         store = app.state.store
-        gc.collect()
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
         started = time.process_time()
         documents = fill(store, n)
-        filled = time.process_time() - started
+        print(f"stored {n:,} documents in {time.process_time() - started:.1f} s")
+        sample = max(1, n // 8)
+        with_files = memory_per_document(scratch, sample, upload_files=True)
+        without_files = memory_per_document(scratch, sample, upload_files=False)
+        print(f"memory per document (upload + outbound document), {sample:,} documents: {with_files:,.0f} bytes;"
+              f" without upload files (--no-upload-files): {without_files:,.0f}")
         gc.collect()
-        per_document = (tracemalloc.get_traced_memory()[0] - before) / n
-        tracemalloc.stop()
-        print(f"stored {n:,} documents in {filled:.1f} s (tracemalloc on); "
-              f"{per_document:,.0f} bytes per document (upload + outbound document)")
-        if "upload_files" in SimulatorConfig.__dataclass_fields__:
-            print(f"  without upload files (--no-upload-files): {memory_per_document(scratch, n // 5):,.0f} bytes"
-                  f" per document, {n // 5:,} documents")
 
-        first = n * 2 // 5
-        low, high = documents[first].created, documents[min(first + window, n) - 1].created
-        body = {"createdFrom": utc_iso(low), "createdTo": utc_iso(high)}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sim/v1/api/") as client:
             token = (await client.post("clientTokens/create", headers={"APIKey": config.api_key},
                                        json={"erpId": "bench"})).json()["token"]
             client.headers["ClientToken"] = token
 
-            listed, pages, seconds = await page_through(client, body)
-            print(f"\nwindow of {listed:,} documents in {pages} pages: {seconds:.2f} s,"
-                  f" {seconds / pages * 1000:.1f} ms a page")
-            started = time.process_time()
-            scanned = 0
-            for skip in range(0, listed, PAGE * 10):
-                full_scan_page(store, {**body, "skip": skip, "take": PAGE})
-                scanned += 1
-            baseline = (time.process_time() - started) / scanned
-            print(f"baseline (every stored document filtered and sorted per page): {baseline * 1000:.1f} ms a page,"
-                  f" {baseline * pages:.1f} s for the window; {baseline * pages / seconds:.0f}x")
+            per_document: dict[int, tuple[float, float]] = {}
+            bodies: dict[int, dict[str, Any]] = {}
+            for window in windows:
+                first = (n - window) // 2
+                low, high = documents[first].created, documents[first + window - 1].created
+                body = bodies[window] = {"createdFrom": utc_iso(low), "createdTo": utc_iso(high)}
+                builds, examined = store.list_builds, store.list_examined
+                listed, pages, seconds = await page_through(client, body)
+                builds, examined = store.list_builds - builds, store.list_examined - examined
+                baseline = await rebuilt_pages(client, store, body, listed)
+                per_document[window] = (seconds / listed, baseline * pages / listed)
+                print(f"\nwindow of {listed:,} documents in {pages:,} pages: {seconds:.2f} s,"
+                      f" {seconds / pages * 1000:.2f} ms a page, {seconds / listed * 1e6:.1f} µs a document;"
+                      f" index built {builds} time{'s' * (builds != 1)}, {examined:,} documents examined")
+                print(f"  baseline (index rebuilt for every page): {baseline * 1000:.1f} ms a page,"
+                      f" {baseline * pages:.1f} s for the window, {baseline * pages / listed * 1e6:.1f} µs a document;"
+                      f" {baseline * pages / seconds:.0f}x")
+            small, large = windows
+            print(f"\nper-document cost, {large:,} against {small:,} documents ({large / small:.0f}x the window):"
+                  f" {per_document[large][0] / per_document[small][0]:.2f}x with one index a pass (1.0 is linear),"
+                  f" {per_document[large][1] / per_document[small][1]:.2f}x with one a page")
 
-            middle = documents[first + window // 2]
+            middle = documents[(n - small) // 2 + small // 2]
             cursor = utc_iso(middle.current(store.clock.now())[1])
-            listed, pages, seconds = await page_through(client, {**body, "updatedAfter": cursor})
-            print(f"same window, updatedAfter the status time of its middle document: {listed:,} documents"
-                  f" in {pages} pages, {seconds:.2f} s, {seconds / pages * 1000:.1f} ms a page")
+            listed, pages, seconds = await page_through(client, {**bodies[small], "updatedAfter": cursor})
+            print(f"window of {small:,}, updatedAfter the status time of its middle document: {listed:,} documents"
+                  f" in {pages} pages, {seconds:.2f} s, {seconds / pages * 1000:.2f} ms a page")
 
             print("\none request at this size, mean of 200 (µs):")
             content = ubl(n + 1)
@@ -205,9 +205,12 @@ async def measure(n: int, window: int) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    window = int(sys.argv[2]) if len(sys.argv) > 2 else 15_000
-    asyncio.run(measure(n, window))
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 160_000
+    small = int(sys.argv[2]) if len(sys.argv) > 2 else 15_000
+    large = int(sys.argv[3]) if len(sys.argv) > 3 else 150_000
+    if not 0 < small < large <= n:
+        raise SystemExit("usage: bench_simulator.py [N [W_SMALL [W_LARGE]]] with 0 < W_SMALL < W_LARGE <= N")
+    asyncio.run(measure(n, (small, large)))
 
 
 if __name__ == "__main__":

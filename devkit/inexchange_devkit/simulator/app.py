@@ -353,7 +353,8 @@ class SimulatorApi:
         """``POST documents/outbound/list``: filter and page outbound documents.
 
         ``documentType`` filters on the type a document shows (its documented value), so a document
-        showing an undocumented type is listed under that type only.
+        showing an undocumented type is listed under that type only. The pages of one pass are cut
+        from one snapshot of the query (see :meth:`Store.list_documents`).
         """
         body = await _json_object(request, optional=True)
         errors: dict[str, list[str]] = {}
@@ -376,7 +377,7 @@ class SimulatorApi:
             errors["includeErrorInfo"] = ["Must be true or false."]
         if errors:
             raise BadRequest(errors)
-        total, page = self.store.list_documents(
+        listing = self.store.list_documents(
             token.erp_id,
             created_from=created_from,
             created_to=created_to,
@@ -387,9 +388,10 @@ class SimulatorApi:
             skip=skip,
             take=take,
         )
-        now = self.store.clock.now()
-        documents = [document.to_json(now, include_error=bool(include_error)) for document in page]
-        return _json(self.store.shaper().page({"documents": documents, "totalCount": total}))
+        # as the listing saw them: a page cut from a pass's snapshot shows the snapshot's statuses
+        shown = listing.as_of
+        documents = [document.to_json(shown, include_error=bool(include_error)) for document in listing.documents]
+        return _json(self.store.shaper().page({"documents": documents, "totalCount": listing.total}))
 
     async def by_erp_id(self, request: Request, token: Token) -> Response:
         """``POST invoices/outbound/byerpid/{erpId}``: the latest document sent with that erpDocumentId.

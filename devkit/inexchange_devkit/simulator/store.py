@@ -23,24 +23,28 @@ has ``Error`` as its fixed outcome, with the rules in ``error.message``.
 
 Each owner's documents are also kept in creation order (the clock never goes backwards, so sending
 appends), which lets a listing find its ``createdFrom``/``createdTo`` window by bisection and look
-only at the documents inside it: a page costs the size of its window, not of the whole store.
+only at the documents inside it. The sorted matches of a window (its index) are built once per
+pass and kept as a :class:`ListingSnapshot`, which the later pages of the same query reuse (see
+:meth:`Store.list_documents` for when): paging through a window of W documents costs W log W once,
+not W per page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import sys
 import random
 import secrets
 import shutil
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 
@@ -61,6 +65,13 @@ UNKNOWN_STATUSES = ("AwaitingRecipientApproval", "InTransmission", "WaitingForAc
 US_PER_S = 1_000_000
 DUPLICATE_WINDOW_US = 365 * 24 * 3600 * US_PER_S
 FUZZ_RECENT = 100
+#: How long (simulator clock) a later page may reuse its pass's snapshot once a document of the
+#: window has changed status or been sent into it since the snapshot was taken.
+LIST_SNAPSHOT_MAX_AGE_US = 5 * US_PER_S
+#: Listing snapshots kept per owner, and in all (least recently used ones go first).
+LIST_SNAPSHOTS_PER_OWNER = 4
+LIST_SNAPSHOTS = 16
+_NEVER = sys.maxsize
 _XML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -264,6 +275,48 @@ class Outbox:
         high = len(self.created) if created_to is None else bisect.bisect_right(self.created, created_to)
         return low, max(low, high)
 
+    def sent_since(self, moment: int, created_from: int | None, created_to: int | None) -> bool:
+        """Tell whether a document created after ``moment`` lies in the creation window.
+
+        :param moment: epoch µs, a time the clock gave (every document created later has a later
+            creation time).
+        :param created_from: earliest creation time (epoch µs), or ``None``.
+        :param created_to: latest creation time (epoch µs), or ``None``.
+        """
+        start = moment + 1 if created_from is None else max(moment + 1, created_from)
+        index = bisect.bisect_left(self.created, start)
+        return index < len(self.created) and (created_to is None or self.created[index] <= created_to)
+
+
+@dataclass(slots=True)
+class ListingSnapshot:
+    """The matches of one listing query at one time, in listing order: the index its pages are cut from.
+
+    ``as_of`` is the time the statuses were computed at, and the time a page cut from the snapshot
+    shows its documents at; ``stable_until`` is the first time after it at which a document of the
+    window changes status (``sys.maxsize`` for none).
+    """
+
+    as_of: int
+    documents: list[OutboundDocument]
+    stable_until: int
+
+    def exact(self, outbox: Outbox, now: int, created_from: int | None, created_to: int | None) -> bool:
+        """Tell whether a listing built at ``now`` would give exactly this snapshot.
+
+        It would when no document of the window has changed status since ``as_of`` and none has
+        been sent into the window since.
+        """
+        return now < self.stable_until and not outbox.sent_since(self.as_of, created_from, created_to)
+
+
+class Listing(NamedTuple):
+    """One page of a listing: ``total`` matches, the page's ``documents``, shown as they were at ``as_of``."""
+
+    total: int
+    documents: list[OutboundDocument]
+    as_of: int
+
 
 def read_ubl(content: bytes) -> tuple[str, str | None]:
     """Return the document type and invoice number (``cbc:ID``) of a UBL file.
@@ -311,6 +364,8 @@ class Store:
         self.tokens_created = 0
         self.list_requests = 0
         self.list_examined = 0
+        self.list_builds = 0
+        self.list_snapshots: OrderedDict[tuple[Any, ...], ListingSnapshot] = OrderedDict()
         self.faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
         self.fuzz_shapes: Counter[str] = Counter({shape: 0 for shape in FUZZ_SHAPES})
         self.fuzz_processed = 0
@@ -547,15 +602,40 @@ class Store:
         ignore_statuses: Iterable[str],
         skip: int = 0,
         take: int | None = None,
-    ) -> tuple[int, list[OutboundDocument]]:
+    ) -> Listing:
         """Return how many of the owner's documents match, and the page ``skip``/``take`` of them.
 
         ``createdFrom`` and ``createdTo`` are inclusive, ``updatedAfter`` is strict and applies to
         the current status time; status filters compare case-insensitively. The result is ordered by
-        current status time, then id, so paging with ``skip``/``take`` is stable.
+        current status time, then id, so paging with ``skip``/``take`` is stable. The page's
+        documents are to be shown as they were at the listing's ``as_of``.
 
-        Only the documents inside the creation window are examined (counted in ``list_examined``),
-        found by bisection in the owner's creation order; each one's status is computed afresh.
+        A listing examines the documents inside the creation window only (counted in
+        ``list_examined``), found by bisection in the owner's creation order, computes each one's
+        status at that time, and sorts the matches (counted in ``list_builds``): the snapshot of the
+        query. The pages of one pass share it:
+
+        - ``skip`` 0 starts a pass and always builds a fresh snapshot, so it sees every document sent
+          and every status reached before it;
+        - a later ``skip`` of the same query (same owner, bounds, cursor and filters; ``take`` may
+          differ) is cut from the query's snapshot when there is one and it is either exact (no
+          document of the window has changed status or been sent into it since, so a rebuild would
+          give the same answer) or at most :data:`LIST_SNAPSHOT_MAX_AGE_US` old; otherwise it builds
+          a fresh one, which the pages after it share.
+
+        A reused snapshot is either the answer a rebuild would give or a consistent picture of the
+        listing a few seconds old at most: what a paging API serves from a short-lived result cache
+        or a read snapshot, and how a real server's answer may lag behind by the time a page
+        arrives anyway. Its pages show every match of the pass exactly once, in one order, and the
+        documents as they were at ``as_of``, so a status time shown is never later than a change
+        left out: a client that takes the latest status time of a pass as its next ``updatedAfter``
+        misses nothing, and a change or a document sent meanwhile is listed by the next pass.
+        (Recomputing each page at its own time instead lets a document that changes status move to
+        the end of the order mid-pass, so that the documents behind it shift back and one of them
+        is stepped over.) For a single request the answer is the one a listing at that moment gives.
+        Snapshots are kept per query, at most :data:`LIST_SNAPSHOTS_PER_OWNER` per owner and
+        :data:`LIST_SNAPSHOTS` in all, the least recently used going first; :meth:`reset` and
+        :meth:`forget_listings` drop them.
 
         :param owner: the erpId of the client token.
         :param created_from: ``createdFrom`` in epoch µs, or ``None``.
@@ -571,15 +651,44 @@ class Store:
         self.list_requests += 1
         outbox = self.outboxes.get(owner)
         if outbox is None:
-            return 0, []
-        low, high = outbox.window(created_from, created_to, updated_after)
-        self.list_examined += high - low
-        cursor = -1 if updated_after is None else updated_after
-        ignored = {item.lower() for item in ignore_statuses}
+            return Listing(0, [], now)
+        ignored = frozenset(item.lower() for item in ignore_statuses)
         wanted_type = document_type.lower() if document_type is not None else None
         wanted_status = status.lower() if status is not None else None
+        key = (owner, created_from, created_to, updated_after, wanted_type, wanted_status, ignored)
+        snapshot = self.list_snapshots.get(key) if skip > 0 else None
+        if snapshot is not None and (
+            now - snapshot.as_of <= LIST_SNAPSHOT_MAX_AGE_US or snapshot.exact(outbox, now, created_from, created_to)
+        ):
+            self.list_snapshots.move_to_end(key)
+        else:
+            snapshot = self._build_listing(
+                outbox, now, created_from, created_to, updated_after, wanted_type, wanted_status, ignored
+            )
+            self._keep_listing(key, snapshot)
+        matches = snapshot.documents
+        end = len(matches) if take is None else skip + take
+        return Listing(len(matches), matches[skip:end], snapshot.as_of)
+
+    def _build_listing(
+        self,
+        outbox: Outbox,
+        now: int,
+        created_from: int | None,
+        created_to: int | None,
+        updated_after: int | None,
+        wanted_type: str | None,
+        wanted_status: str | None,
+        ignored: frozenset[str],
+    ) -> ListingSnapshot:
+        """Examine the window's documents at ``now`` and sort the matches (lower-cased filters)."""
+        low, high = outbox.window(created_from, created_to, updated_after)
+        self.list_examined += high - low
+        self.list_builds += 1
+        cursor = -1 if updated_after is None else updated_after
         filtered = bool(ignored) or wanted_type is not None or wanted_status is not None
         documents = outbox.documents
+        stable_until = _NEVER
         # (status time, id, index): tuples of atoms only, which the garbage collector stops tracking;
         # holding the documents themselves would make every collection during the loop walk them all
         matches: list[tuple[int, str, int]] = []
@@ -589,12 +698,19 @@ class Store:
             since = document.final_at
             if now >= since:
                 current = document.final_status
-            elif document.interim_status is not None and now >= document.interim_at:
-                since, current = document.interim_at, document.interim_status
-            elif now >= document.pending_at:
-                since, current = document.pending_at, "Pending"
             else:
-                since, current = document.created, "PendingInPlatform"
+                change = since  # the time of the document's next status
+                if document.interim_status is not None and now >= document.interim_at:
+                    since, current = document.interim_at, document.interim_status
+                elif now >= document.pending_at:
+                    since, current = document.pending_at, "Pending"
+                    if document.interim_status is not None:
+                        change = document.interim_at
+                else:
+                    since, current = document.created, "PendingInPlatform"
+                    change = document.pending_at
+                if change < stable_until:
+                    stable_until = change
             if since <= cursor:
                 continue
             if filtered:
@@ -606,8 +722,23 @@ class Store:
                     continue
             append((since, document.id, index))
         matches.sort()
-        end = len(matches) if take is None else skip + take
-        return len(matches), [documents[item[2]] for item in matches[skip:end]]
+        return ListingSnapshot(now, [documents[item[2]] for item in matches], stable_until)
+
+    def _keep_listing(self, key: tuple[Any, ...], snapshot: ListingSnapshot) -> None:
+        """Keep ``snapshot`` as the newest of its query, dropping the least recently used beyond the bounds."""
+        snapshots = self.list_snapshots
+        snapshots[key] = snapshot
+        snapshots.move_to_end(key)
+        owner = key[0]
+        mine = [other for other in snapshots if other[0] == owner]
+        for other in mine[: max(0, len(mine) - LIST_SNAPSHOTS_PER_OWNER)]:
+            del snapshots[other]
+        while len(snapshots) > LIST_SNAPSHOTS:
+            snapshots.popitem(last=False)
+
+    def forget_listings(self) -> None:
+        """Drop every listing snapshot: the next page of any pass builds its own."""
+        self.list_snapshots.clear()
 
     # Statistics ---------------------------------------------------------------------------
 
@@ -651,6 +782,7 @@ class Store:
             "requests": self.requests,
             "list_requests": self.list_requests,
             "list_examined": self.list_examined,
+            "list_builds": self.list_builds,
             "tokens_created": self.tokens_created,
             "faults": dict(self.faults),
             "fuzz_shapes": dict(self.fuzz_shapes),
