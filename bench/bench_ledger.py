@@ -9,10 +9,11 @@ ledger calls the submit stage makes, with the same statements the tasks run:
   claim batches (100 changes a call), and the history rows they write;
 - record: every row submitting -> waiting with its document id, in batches of 100 as the recorder
   writes them;
-- due rows: ``Ledger.due_rows`` of every shard of about 2,500 rows, as the mapped submit tasks read
-  them (the whole day's due rows once, in shards);
-- baseline: the same claims written one ``UPDATE`` per change (the statement a compare-and-set of a
-  single row runs), in the same process, so the ratio says what the set-based writes save.
+- due rows: the day's ``ready`` rows read in shards of about 2,500 rows, as plan_batches and the
+  mapped submit tasks read them: ``Ledger.shard_ranges`` and ``Ledger.due_rows`` of each range;
+- baseline claim: the same claims written one statement per change (a batch of one), in the same
+  process, so the ratio says what the set-based writes save;
+- baseline due: the same shards read as ``invoice_id % shards`` (each shard scans the whole day).
 
 Each figure is wall seconds per 1,000 rows; ``x 10k`` is the cost per row at N against the smallest
 N (linear is 1.0). Usage: python bench/bench_ledger.py [N ...] [--backends sqlite,postgres].
@@ -116,6 +117,16 @@ def run(backend: str, n: int, workdir: Path) -> dict[str, float]:
         ids = list(range(100_001, 100_001 + n))
         ready = [Transition(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in ids]
         ledger.transition_many(ready, source="bench")
+        shards = max(1, -(-n // SHARD_ROWS))
+
+        def by_ranges() -> None:
+            for first, last in ledger.shard_ranges(SHARD_ROWS, max_attempts=5):
+                ledger.due_rows(max_attempts=5, first_id=first, last_id=last)
+
+        figures["baseline due"] = _timed(
+            lambda: [ledger.due_rows(max_attempts=5, shard=k, shards=shards) for k in range(shards)]
+        )
+        figures["due rows"] = _timed(by_ranges)
         half = n // 2
         claims = [Transition(i, [LedgerState.READY], LedgerState.SUBMITTING, {"attempt": 1}) for i in ids]
 
@@ -125,15 +136,7 @@ def run(backend: str, n: int, workdir: Path) -> dict[str, float]:
 
         figures["baseline claim"] = _timed(lambda: _one_by_one(ledger, claims[:half])) * n / half
         figures["claim"] = _timed(lambda: batched(claims[half:])) * n / (n - half)
-        shards = max(1, -(-n // SHARD_ROWS))
-        # the due rows are the claimed ones of this run, older than the settle time: shards read them all
-        from datetime import timedelta
 
-        figures["due rows"] = _timed(
-            lambda: [
-                ledger.due_rows(max_attempts=5, shard=k, shards=shards, settle=timedelta(0)) for k in range(shards)
-            ]
-        )
         records = [
             Transition(
                 i,
@@ -174,7 +177,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b != "postgres" or _postgres_answers()]
-    stages = ("register", "baseline claim", "claim", "record", "due rows")
+    stages = ("register", "baseline claim", "claim", "record", "baseline due", "due rows")
     print(f"seconds per 1,000 ledger rows ({BATCH} changes a call, shards of {SHARD_ROWS} rows)")
     print(f"{'backend':<10} {'rows':>9} " + " ".join(f"{s:>15}" for s in stages) + f" {'claim vs baseline':>18}")
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:

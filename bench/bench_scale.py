@@ -20,6 +20,10 @@ Printed per configuration:
 Never passes or fails on figures. Usage (from the repository root)::
 
     .venv/bin/python bench/bench_scale.py [N ...] [--backends sqlite,postgres] [--latency-ms 20]
+        [--sizes BACKEND=N,N ...]
+
+``--sizes postgres=10000,100000,1000000`` gives one backend its own sizes (the issue's run:
+``--sizes sqlite=10000,100000 --sizes postgres=10000,100000,1000000``).
 
 Default N: 1000 10000 100000. The machine's PostgreSQL at 127.0.0.1:5432 must be running.
 """
@@ -27,6 +31,7 @@ Default N: 1000 10000 100000. The machine's PostgreSQL at 127.0.0.1:5432 must be
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import threading
@@ -67,6 +72,7 @@ class Result:
     batches: int = 0
     peak_mib: dict[str, float] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
+    ok: bool = True
 
 
 def _sample(deployment: Any, sampler: MemorySampler, stop: threading.Event) -> None:
@@ -133,6 +139,7 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
         result.states = {row["state"]: int(row["n"]) for row in deployment.rows(
             "SELECT state, COUNT(*) AS n FROM inexchange_dispatch GROUP BY state")}
         if state != "success":
+            result.ok = False
             print(f"  run {run_id} ended {state}; logs in {home}")
         return result
 
@@ -170,15 +177,24 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10_000, 100_000])
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--sizes", dest="backend_sizes", action="append", default=[], metavar="BACKEND=N,N",
+                        help="sizes for one backend instead of the positional ones, e.g. postgres=10000,1000000")
     args = parser.parse_args()
+    sizes = {backend: list(args.sizes) for backend in args.backends.split(",")}
+    for item in args.backend_sizes:
+        backend, _, listed = item.partition("=")
+        sizes[backend] = [int(n) for n in listed.split(",") if n]
     workdir = ROOT / ".bench" / "scale"  # not /tmp: creating many files there is slow on some machines
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
-    for backend in args.backends.split(","):
-        for n in args.sizes:
+    for backend, backend_sizes in sizes.items():
+        for n in backend_sizes:
             print(f"{backend}, {n} invoices ...", flush=True)
-            with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-                results.append(run(backend, n, args.latency_ms, Path(tmp)))
+            tmp = Path(tempfile.mkdtemp(dir=workdir))
+            result = run(backend, n, args.latency_ms, tmp)
+            results.append(result)
+            if result.ok:  # a run that went wrong keeps its logs (the path is printed)
+                shutil.rmtree(tmp, ignore_errors=True)
     show(results)
 
 

@@ -18,21 +18,19 @@ from typing import TYPE_CHECKING, Any
 from inexchange.api import parse_time
 from inexchange.db import reporting_engine
 from inexchange.exceptions import DeliveryPollingFailed
-from inexchange.ledger import Ledger, RunScope
+from inexchange.ledger import Ledger, RunScope, Watch
 from inexchange.states import LedgerState
 from inexchange.tracking import (
     MAX_EVENT_CHANGES,
     MAX_UNREADABLE_IDS,
-    creation_window,
-    of_rows,
     record_statuses,
+    submission_window,
     unreadable_of,
 )
 from inexchange.values import TaskLog, TaskSettings
 
 if TYPE_CHECKING:
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.ledger import LedgerRow
 
 #: seconds before the next trigger lists the changes an event could not carry
 MORE_CHANGES_AFTER = 5.0
@@ -85,18 +83,18 @@ class DeliveryRun:
         ledger.ensure_schema()
         return ledger
 
-    def _poll(self, ledger: Ledger) -> tuple[list[LedgerRow], datetime | None]:
-        """The rows still waiting and the cursor, after one synchronous poll written to the ledger."""
-        waiting = ledger.watched()
-        if not waiting:
-            return waiting, None
+    def _poll(self, ledger: Ledger) -> tuple[Watch, datetime | None]:
+        """The rows still waiting (counted) and the cursor, after one synchronous poll written to the ledger."""
+        watch = ledger.watch()
+        if not watch.waiting:
+            return watch, None
         hook = self.get_hook()
         try:
-            cursor = record_statuses(ledger, hook, waiting, page_size=self.settings.page_size)
+            cursor = record_statuses(ledger, hook, watch, page_size=self.settings.page_size)
         finally:
             hook.close()
         self._note_unreadable(unreadable_of(hook))
-        return ledger.watched(), cursor
+        return ledger.watch(), cursor
 
     def _note_unreadable(self, found: dict[str, Any]) -> None:
         """Add the documents a listing skipped as unreadable to the try's tally (kept across deferrals)."""
@@ -117,18 +115,18 @@ class DeliveryRun:
         :param first_poke: when the try's first poke was (its first reschedule); None for the first poke itself.
         """
         ledger = self._ledger()
-        waiting, _ = self._poll(ledger)
+        watch, _ = self._poll(ledger)
         started = first_poke or datetime.now(UTC)
         timed_out = datetime.now(UTC) - started >= self.settings.delivery_timeout
-        return self._summary(ledger, timed_out) if not waiting or timed_out else None
+        return self._summary(ledger, timed_out) if not watch.waiting or timed_out else None
 
     def start(self) -> dict[str, Any] | Deferral:
         """Poll once; the summary when nothing waits, else the deferral until ``delivery_timeout`` from now."""
         ledger = self._ledger()
-        waiting, cursor = self._poll(ledger)
-        if not waiting:
+        watch, cursor = self._poll(ledger)
+        if not watch.waiting:
             return self._summary(ledger, timed_out=False)
-        return self._deferral(waiting, cursor, datetime.now(UTC) + self.settings.delivery_timeout)
+        return self._deferral(watch, cursor, datetime.now(UTC) + self.settings.delivery_timeout)
 
     def resume(
         self, event: dict[str, Any], end_time: str | None, unreadable: list[str] | None = None
@@ -147,16 +145,19 @@ class DeliveryRun:
         self._note_unreadable(event)
         ledger = self._ledger()
         if event.get("status") == "changes":
-            moved = ledger.apply_statuses(of_rows(event.get("changes") or [], ledger.watched()))
-            self.log.info("%d ledger rows changed from %d status updates", moved, len(event.get("changes") or []))
-        waiting = ledger.watched()
-        if not waiting or event.get("status") == "timeout":
-            return self._summary(ledger, timed_out=bool(waiting))
+            changes = event.get("changes") or []
+            # other documents in the window belong to other runs
+            ours = ledger.watched_documents(change["id"] for change in changes)
+            moved = ledger.apply_statuses([change for change in changes if change["id"] in ours])
+            self.log.info("%d ledger rows changed from %d status updates", moved, len(changes))
+        watch = ledger.watch()
+        if not watch.waiting or event.get("status") == "timeout":
+            return self._summary(ledger, timed_out=bool(watch.waiting))
         deadline = parse_time(end_time) or datetime.now(UTC) + self.settings.delivery_timeout
         # an event cut at its limit leaves changes behind: list them soon, not a whole interval later
         more = len(event.get("changes") or []) >= MAX_EVENT_CHANGES
         return self._deferral(
-            waiting,
+            watch,
             parse_time(event.get("cursor")),
             deadline,
             first_poll_after=min(MORE_CHANGES_AFTER, self.settings.poll_interval) if more else None,
@@ -164,15 +165,15 @@ class DeliveryRun:
 
     def _deferral(
         self,
-        waiting: list[LedgerRow],
+        watch: Watch,
         cursor: datetime | None,
         end_time: datetime,
         first_poll_after: float | None = None,
     ) -> Deferral:
         """The deferral to the trigger; its first listing comes a poll interval after this one (or
         ``first_poll_after``)."""
-        self.log.info("%d invoices waiting for InExchange; deferring until %s", len(waiting), end_time.isoformat())
-        created_from, created_to = creation_window(waiting)
+        self.log.info("%d invoices waiting for InExchange; deferring until %s", watch.waiting, end_time.isoformat())
+        created_from, created_to = submission_window(watch.first_submitted, watch.last_submitted)
         settings = self.settings
         return Deferral(
             trigger={
@@ -192,10 +193,9 @@ class DeliveryRun:
         )
 
     def _summary(self, ledger: Ledger, timed_out: bool) -> dict[str, Any]:
-        counts: dict[str, Any] = {
-            state.value: len(ledger.rows(state))
-            for state in (LedgerState.SENT, LedgerState.WAITING, LedgerState.STOPPED, LedgerState.FAILED)
-        }
+        counts: dict[str, Any] = dict(
+            ledger.state_counts(LedgerState.SENT, LedgerState.WAITING, LedgerState.STOPPED, LedgerState.FAILED)
+        )
         counts["timed_out"] = timed_out
         if self.unreadable:  # listed documents that could not be read: each logged, skipped, counted here
             counts["unreadable_documents"] = len(self.unreadable)

@@ -7,7 +7,7 @@ it with views of those names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +116,36 @@ class ErpReader:
         :param by_number: select by ``numbers`` even when it is empty (then nothing).
         """
         query = statement("extract_unsent_invoices").bindparams(SELECTION)
-        params = {
-            "start_date": start_date,
-            "end_date": end_date,
-            "billing_method": billing_method,
-            **selection(numbers, by_number=by_number),
-        }
+        params = _extract_params(start_date, end_date, numbers, billing_method, by_number)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query, params)]
+
+    def extract_chunks(
+        self,
+        *,
+        start_date: str,
+        end_date: str,
+        numbers: Sequence[str] = (),
+        billing_method: str = INEXCHANGE_BILLING_METHOD,
+        by_number: bool = False,
+        size: int,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The invoices of :meth:`extract`, in the same order, in chunks of at most ``size`` rows.
+
+        One query, read through a streaming cursor (a server-side cursor on PostgreSQL, SQLite's own
+        step by step): the rows come from the database a chunk at a time, so the caller holds one
+        chunk, never the whole interval. The connection stays open until the last chunk is taken.
+
+        :param size: most rows a chunk.
+        """
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        query = statement("extract_unsent_invoices").bindparams(SELECTION)
+        params = _extract_params(start_date, end_date, numbers, billing_method, by_number)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=size).execute(query, params)
+            for part in result.partitions(size):
+                yield [dict(row._mapping) for row in part]
 
     def load(self, invoice_ids: Sequence[int]) -> InvoiceBatch:
         """Load invoices with their customers, lines and attachments."""
@@ -158,3 +180,15 @@ class ErpReader:
                 result = conn.execute(query, {"ids": list(ids[start : start + _CHUNK])})
                 frames.append(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _extract_params(
+    start_date: str, end_date: str, numbers: Sequence[str], billing_method: str, by_number: bool
+) -> dict[str, Any]:
+    """The bind parameters of ``extract_unsent_invoices.sql``."""
+    return {
+        "start_date": start_date,
+        "end_date": end_date,
+        "billing_method": billing_method,
+        **selection(numbers, by_number=by_number),
+    }

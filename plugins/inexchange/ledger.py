@@ -188,6 +188,16 @@ class ReportRow(TypedDict):
     attempts: int
 
 
+class Watch(NamedTuple):
+    """The rows a run's delivery sensor follows, as :meth:`Ledger.watch` counts them."""
+
+    #: how many rows wait
+    waiting: int
+    #: their first and last submission (UTC text), or None when none was recorded
+    first_submitted: str | None
+    last_submitted: str | None
+
+
 @dataclass(frozen=True)
 class RunScope:
     """The DAG run a ledger change belongs to.
@@ -310,6 +320,8 @@ _ADDED_COLUMNS = {
     "inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"},
     "inexchange_dispatch": {"doubt_lookups": "INTEGER NOT NULL DEFAULT 0"},
 }
+#: indexes later versions added (``ledger_schema.sql`` creates them when missing), per table
+_ADDED_INDEXES = {"inexchange_dispatch": ("ix_inexchange_dispatch_state_id",)}
 
 #: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
 INVOICE_NUMBERS_PARAM = "invoice_numbers"
@@ -459,7 +471,8 @@ class Ledger:
 
     @staticmethod
     def _missing_schema(conn: Connection) -> dict[str, list[str]]:
-        """Tables missing (with no columns) and columns of :data:`_ADDED_COLUMNS` missing, per table."""
+        """Tables missing (with no columns) and columns of :data:`_ADDED_COLUMNS` missing, per table; a
+        table that lacks an index of :data:`_ADDED_INDEXES` is listed too (its schema script runs again)."""
         catalogue = inspect(conn)
         present = set(catalogue.get_table_names())
         missing: dict[str, list[str]] = {table: [] for table in LEDGER_TABLES if table not in present}
@@ -469,6 +482,9 @@ class Ledger:
                 absent = [name for name in columns if name not in have]
                 if absent:
                     missing[table] = absent
+        for table, indexes in _ADDED_INDEXES.items():
+            if table in present and not set(indexes) <= {index["name"] for index in catalogue.get_indexes(table)}:
+                missing.setdefault(table, [])
         return missing
 
     # ---- reads -----------------------------------------------------------------------------
@@ -478,11 +494,133 @@ class Ledger:
         with self.engine.connect() as conn:
             return _records(conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds}))
 
+    def iter_rows(self, *states: LedgerState, chunk: int) -> Iterable[list[LedgerRow]]:
+        """The rows of :meth:`rows`, in invoice_id order, in pages of at most ``chunk`` rows, each page
+        read when the previous one has been taken: a caller holds one page at a time.
+
+        The interval's rows are read by key (:meth:`rows_page`): each page starts after the previous
+        page's last id, so rows that the caller moves to another state between pages shift nothing.
+        Rows that fit one page, and a manual run's listed invoices (which may lie anywhere in the
+        ledger; as many as its list), are read at once with :meth:`rows`.
+
+        :param chunk: most rows a page.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        found = None if self.scope.by_number else self.id_range(*states)
+        if self.scope.by_number or (found is not None and found[2] <= chunk):
+            rows = self.rows(*states)
+            for start in range(0, len(rows), chunk):
+                yield rows[start : start + chunk]
+            return
+        if found is None:
+            return
+        from_id, to_id, _ = found
+        while True:
+            page = self.rows_page(*states, from_id=from_id, to_id=to_id, limit=chunk)
+            if page:
+                yield page
+            if len(page) < chunk or int(page[-1]["invoice_id"]) >= to_id:
+                return
+            from_id = int(page[-1]["invoice_id"]) + 1
+
+    def id_range(self, *states: LedgerState) -> tuple[int, int, int] | None:
+        """The lowest and highest invoice_id of the run's rows in the given states and how many there
+        are, or None when there are none."""
+        query = statement("ledger_select_id_range").bindparams(bindparam("states", expanding=True), SELECTION)
+        with self.engine.connect() as conn:
+            found = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds}).one()
+        if not found.row_count:
+            return None
+        return int(found.first_id), int(found.last_id), int(found.row_count)
+
+    def rows_page(self, *states: LedgerState, from_id: int, to_id: int, limit: int) -> list[LedgerRow]:
+        """The first ``limit`` of the run's rows in the given states whose invoice_id lies in
+        ``[from_id, to_id]``, in invoice_id order (one page of :meth:`iter_rows`)."""
+        query = statement("ledger_select_page").bindparams(bindparam("states", expanding=True), SELECTION)
+        params = {
+            "states": [s.value for s in states],
+            "from_id": from_id,
+            "to_id": to_id,
+            "limit": limit,
+            **self.scope.bounds,
+        }
+        with self.engine.connect() as conn:
+            return _records(conn.execute(query, params))
+
+    def report_pages(self, chunk: int) -> Iterable[list[ReportRow]]:
+        """The run's report rows (as :meth:`refresh_report` wrote them), in invoice_id order, in pages of
+        at most ``chunk`` rows, each read by key when the previous one has been taken.
+
+        :param chunk: most rows a page.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        query = statement("report_select_page")
+        from_id = -(2**63)  # the lowest BIGINT
+        while True:
+            params = {"data_interval_start": self.scope.interval["data_interval_start"], "from_id": from_id}
+            with self.engine.connect() as conn:
+                page = _records(conn.execute(query, {**params, "limit": chunk}))
+            if not page:
+                return
+            last = int(page[-1]["invoice_id"])
+            for row in page:  # the key only pages; the rows are report rows
+                del row["invoice_id"]
+            yield page
+            if len(page) < chunk or last >= 2**63 - 1:
+                return
+            from_id = last + 1
+
     def watched(self) -> list[LedgerRow]:
         """Rows ``waiting`` that the run's sensor follows: the interval's, and any this run moved last."""
         query = statement("ledger_select_watched").bindparams(SELECTION)
         with self.engine.connect() as conn:
             return _records(conn.execute(query, {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id}))
+
+    def watch(self) -> Watch:
+        """What the run's sensor follows (the rows of :meth:`watched`), counted by the database: how
+        many, and the span of their submissions; never the rows themselves, so a day of a million
+        invoices costs the sensor one aggregate query."""
+        watched = statement("ledger_select_watched").bindparams(SELECTION).columns().subquery("watched")
+        span = select(func.count(), func.min(text("submitted_at")), func.max(text("submitted_at"))).select_from(watched)
+        with self.engine.connect() as conn:
+            waiting, first, last = conn.execute(span, self._watch_params).one()
+        return Watch(int(waiting), first, last)
+
+    def watched_documents(self, document_ids: Iterable[str]) -> set[str]:
+        """Which of ``document_ids`` are documents of the rows the run's sensor follows (:meth:`watched`);
+        read by the document index, so the cost follows the ids asked about, not the day."""
+        watched = statement("ledger_select_watched").bindparams(SELECTION).columns().subquery("watched")
+        query = (
+            select(text("inexchange_document_id"))
+            .select_from(watched)
+            .where(
+                text("inexchange_document_id IN :document_ids").bindparams(bindparam("document_ids", expanding=True))
+            )
+        )
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(document_ids)), 900):
+                found.update(
+                    str(d) for d in conn.execute(query, {**self._watch_params, "document_ids": list(chunk)}).scalars()
+                )
+        return found
+
+    @property
+    def _watch_params(self) -> dict[str, Any]:
+        return {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id}
+
+    def state_counts(self, *states: LedgerState) -> dict[str, int]:
+        """How many of the interval's rows are in each of ``states`` (as :meth:`rows` selects them),
+        counted by the database; a state without rows counts 0."""
+        query = statement("ledger_select_by_state").bindparams(bindparam("states", expanding=True), SELECTION)
+        rows = query.columns().subquery("rows")
+        counted = select(text("state"), func.count()).select_from(rows).group_by(text("state"))
+        with self.engine.connect() as conn:
+            result = conn.execute(counted, {"states": [s.value for s in states], **self.scope.bounds})
+            found = {str(state): int(count) for state, count in result}
+        return {state.value: int(found.get(state.value, 0)) for state in states}
 
     def waiting_elsewhere(self) -> list[LedgerRow]:
         """Rows of other intervals still ``waiting`` (left by a sensor that timed out)."""
@@ -506,6 +644,8 @@ class Ledger:
         max_attempts: int,
         shard: int = 0,
         shards: int = 1,
+        first_id: int | None = None,
+        last_id: int | None = None,
         lease: timedelta = CLAIM_LEASE,
         settle: timedelta = SETTLE_TIME,
         finished_runs: Sequence[str] = (),
@@ -513,8 +653,11 @@ class Ledger:
         """Rows to submit: ready, failed and due, or left in ``submitting`` (see ``ledger_select_due.sql``).
 
         :param max_attempts: failed rows with this many attempts are left for a person.
-        :param shard: which shard of the work, ``0 <= shard < shards`` (``invoice_id % shards``).
+        :param shard: which shard of the work, ``0 <= shard < shards`` (``invoice_id % shards``,
+            unless the shard is a range of ids).
         :param shards: into how many shards the work is split.
+        :param first_id: the shard's lowest invoice id (a range of :meth:`shard_ranges`), or None.
+        :param last_id: the shard's highest invoice id, or None.
         :param lease: how long another run's claim (``submitting``) is respected before the row is
             reconciled here; longer than any send with all its retries.
         :param settle: how long after its claim a row of this run may still have a send in flight
@@ -532,8 +675,49 @@ class Ledger:
             settle=settle,
             finished_runs=finished_runs,
         )
+        if first_id is not None or last_id is not None:  # a range of ids: no modulo
+            params.update(
+                shard=0, shards=1, first_id=_id_or(first_id, _LOWEST_ID), last_id=_id_or(last_id, _HIGHEST_ID)
+            )
         with self.engine.connect() as conn:
             return _records(conn.execute(query, params))
+
+    def shard_ranges(
+        self,
+        rows_per_shard: int,
+        *,
+        max_attempts: int,
+        lease: timedelta = CLAIM_LEASE,
+        settle: timedelta = SETTLE_TIME,
+        finished_runs: Sequence[str] = (),
+    ) -> list[tuple[int | None, int | None]]:
+        """Cut the due rows (as :meth:`due_rows` finds them now) into ranges of invoice ids of about
+        ``rows_per_shard`` rows each, for :meth:`due_rows` ``first_id``/``last_id``.
+
+        The ranges follow each other without a gap, the first open below and the last open above, so a
+        row that becomes due after the planning still falls in exactly one of them. Each shard is then
+        read through the primary key: the mapped tasks together read the day once, whatever its size.
+        The ids are streamed from the database, never all held.
+
+        :param rows_per_shard: due rows per range (the last may have fewer).
+        """
+        if rows_per_shard < 1:
+            raise ValueError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
+        query, params = self._due_query(
+            max_attempts=max_attempts, shard=0, shards=1, lease=lease, settle=settle, finished_runs=finished_runs
+        )
+        ids = select(text("invoice_id")).select_from(query.columns().subquery("due")).order_by(text("invoice_id"))
+        starts: list[int] = []
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=10_000).execute(ids, params)
+            for position, (invoice_id,) in enumerate(result):
+                if position % rows_per_shard == 0:
+                    starts.append(int(invoice_id))
+        if not starts:
+            return [(None, None)]
+        lows: list[int | None] = [None, *starts[1:]]
+        highs: list[int | None] = [start - 1 for start in starts[1:]]
+        return list(zip(lows, [*highs, None], strict=True))
 
     def count_due(
         self,
@@ -575,6 +759,8 @@ class Ledger:
             "max_attempts": max_attempts,
             "shard": shard,
             "shards": shards,
+            "first_id": _LOWEST_ID,
+            "last_id": _HIGHEST_ID,
             "dag_run_id": self.scope.dag_run_id,
             "retry_now": int(self.scope.started_by_person),
             "finished_runs": list(finished_runs),
@@ -780,15 +966,20 @@ class Ledger:
                 row["state"], row["inexchange_status"] = state.value, change["status"]  # later items see this one
             return sum(self._transitions(conn, moves, source))
 
-    def refresh_report(self) -> list[ReportRow]:
+    def refresh_report(self, *, read_back: bool = True) -> list[ReportRow]:
         """Upsert the run's report rows from the ledger, bring other runs' rows up to date, return the run's.
 
         Rows that already say what the ledger says are not written, so a rerun changes nothing.
+
+        :param read_back: return the run's report rows, all at once, in invoice number order; when
+            off, return none (``[]``): a large run reads them in pages with :meth:`report_pages`.
         """
         params = {**self.scope.bounds, **self.scope.interval, "dag_run_id": self.scope.dag_run_id}
         with self.engine.begin() as conn:
             conn.execute(statement("report_refresh").bindparams(SELECTION), params)
             conn.execute(statement("report_sync"), {"dag_run_id": self.scope.dag_run_id})
+            if not read_back:
+                return []
             return _records(conn.execute(statement("report_select"), self.scope.interval))
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -863,6 +1054,14 @@ def _records(result: Iterable[Any]) -> list[Any]:
     """The rows of a query result as dicts of column name to value, for the row type the caller names
     (:class:`LedgerRow`, :class:`ReportRow`...): its query selects that type's columns."""
     return [dict(row._mapping) for row in result]
+
+
+#: the bounds of a BIGINT invoice id, for a shard range open at one end
+_LOWEST_ID, _HIGHEST_ID = -(2**63), 2**63 - 1
+
+
+def _id_or(value: int | None, default: int) -> int:
+    return default if value is None else int(value)
 
 
 def _insert_history(conn: Connection, history: Sequence[HistoryRow]) -> None:

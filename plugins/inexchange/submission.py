@@ -203,6 +203,9 @@ class SubmitSettings(TaskSettings):
     claim_batch: int
     shard: int
     shards: int
+    #: the shard's range of invoice ids (inclusive; None: open), else the shard is ``invoice_id % shards``
+    first_id: int | None
+    last_id: int | None
     claim_lease: timedelta
     settle_time: timedelta
     settle_rounds: int
@@ -256,6 +259,8 @@ class Submission:
             max_attempts=settings.max_attempts,
             shard=settings.shard,
             shards=settings.shards,
+            first_id=settings.first_id,
+            last_id=settings.last_id,
             lease=settings.claim_lease,
             settle=settings.settle_time,
             finished_runs=self._finished_runs(ledger),
@@ -377,6 +382,8 @@ class Submission:
                     max_attempts=settings.max_attempts,
                     shard=settings.shard,
                     shards=settings.shards,
+                    first_id=settings.first_id,
+                    last_id=settings.last_id,
                     lease=settings.claim_lease,
                     settle=timedelta(0),
                 )

@@ -6,12 +6,14 @@ the next run's recheck of waiting invoices, so all of them see and record change
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
 from inexchange.api import OutboundDocument
 from inexchange.db import parse_utc_text
+from inexchange.ledger import Watch
 
 if TYPE_CHECKING:
     from inexchange.hooks.inexchange import InExchangeHook
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 CREATED_MARGIN = timedelta(minutes=5)
 #: the most status changes one trigger event carries (a few hundred kB of JSON)
 MAX_EVENT_CHANGES = 2000
+#: listed documents read and written to the ledger at a time by a synchronous poll
+RECORD_CHUNK = 5000
 
 
 def status_changes(
@@ -83,7 +87,7 @@ def unreadable_of(hook: InExchangeHook) -> dict[str, Any]:
 def record_statuses(
     ledger: Ledger,
     hook: InExchangeHook,
-    rows: Sequence[LedgerRow],
+    rows: Sequence[LedgerRow] | Watch,
     *,
     page_size: int = 100,
     source: str = "status poll",
@@ -92,19 +96,27 @@ def record_statuses(
 
     The synchronous twin of one :class:`~inexchange.triggers.delivery.DeliveryStatusTrigger` cycle:
     the same listing (the hook's paging of ``documents/outbound/list`` over the rows' creation
-    window) and the same :func:`status_changes`. Returns the cursor after the changes seen.
+    window) and the same :func:`status_changes`. The listing is read and written
+    :data:`RECORD_CHUNK` documents at a time, so a day's window costs a chunk of memory, not the
+    day. Returns the cursor after the changes seen.
+
+    :param rows: the rows followed, or the sensor's :class:`~inexchange.ledger.Watch` of them.
     """
-    created_from, created_to = creation_window(rows)
-    documents = hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to)
-    changes, cursor = status_changes(documents, None)
-    ledger.apply_statuses(of_rows(changes, rows), source=source)
+    if isinstance(rows, Watch):  # counted by the database
+        created_from, created_to = submission_window(rows.first_submitted, rows.last_submitted)
+        followed: Callable[[list[str]], Set[str]] = ledger.watched_documents
+    else:
+        created_from, created_to = creation_window(rows)
+        ids = {str(row["inexchange_document_id"]) for row in rows}
+        followed = ids.intersection
+    documents = iter(hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to))
+    cursor: datetime | None = None
+    while chunk := list(islice(documents, RECORD_CHUNK)):
+        changes, after = status_changes(chunk, None)
+        ours = followed([change["id"] for change in changes])
+        ledger.apply_statuses([change for change in changes if change["id"] in ours], source=source)
+        cursor = max((t for t in (cursor, after) if t is not None), default=None)
     return cursor
-
-
-def of_rows(changes: Iterable[StatusChange], rows: Iterable[LedgerRow]) -> list[StatusChange]:
-    """The changes of the rows' documents: other documents in the window belong to other runs."""
-    ids = {row["inexchange_document_id"] for row in rows}
-    return [change for change in changes if change["id"] in ids]
 
 
 def creation_window(rows: Iterable[LedgerRow]) -> tuple[datetime, datetime]:
@@ -113,6 +125,16 @@ def creation_window(rows: Iterable[LedgerRow]) -> tuple[datetime, datetime]:
     Documents of other runs outside it are never listed; the margin covers clock skew.
     """
     known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
+    return _window(min(known, default=None), max(known, default=None))
+
+
+def submission_window(first: str | None, last: str | None) -> tuple[datetime, datetime]:
+    """:func:`creation_window` of rows whose first and last submission (UTC text) the database found."""
+    return _window(parse_utc_text(first), parse_utc_text(last))
+
+
+def _window(first: datetime | None, last: datetime | None) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
-    first, last = (min(known), max(known)) if known else (now - timedelta(days=1), now)
+    if first is None or last is None:
+        first, last = now - timedelta(days=1), now
     return first - CREATED_MARGIN, last + CREATED_MARGIN

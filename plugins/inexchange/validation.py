@@ -1032,11 +1032,42 @@ class ValidationReport:
 
     def summary(self) -> str:
         """A small table for the task log: checked, passed, rejected and the top reasons."""
+        tally = ValidationTally()
+        tally.add(self)
+        return tally.summary()
+
+
+@dataclass
+class ValidationTally:
+    """The counts of one or more :class:`ValidationReport` (a run validated chunk by chunk), for one
+    summary: adding the reports of the chunks gives the summary one report of all of them would give.
+
+    :param checked: invoices checked.
+    :param rejected: invoices that failed.
+    :param reasons: per rule, the rejected invoices that failed it, counted in the order first met.
+    """
+
+    checked: int = 0
+    rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, report: ValidationReport) -> None:
+        """Count the invoices of ``report``."""
+        self.checked += len(report.messages)
+        self.rejected += report.rejected
+        self.reasons.update(reason for names in report.reasons.values() for reason in names)
+
+    def summary(self, limit: int = 5) -> str:
+        """A small table for the task log: checked, passed, rejected and the ``limit`` most frequent reasons
+        (rules equally frequent in the order first met)."""
         from tabulate import tabulate
 
-        total = len(self.messages)
-        rows = [["kontrollerade", total], ["godkända", total - self.rejected], ["avvisade", self.rejected]]
-        rows += [[f"  {_REASON_LABELS.get(name, name)}", count] for name, count in self.top_reasons()]
+        rows = [
+            ["kontrollerade", self.checked],
+            ["godkända", self.checked - self.rejected],
+            ["avvisade", self.rejected],
+        ]
+        rows += [[f"  {_REASON_LABELS.get(name, name)}", count] for name, count in self.reasons.most_common(limit)]
         return tabulate(rows, headers=["fakturor", "antal"], tablefmt="simple")
 
 

@@ -58,8 +58,12 @@ class SubmitInvoicesOperator(BaseOperator):
     :param clients: async clients (connection pools) the requests are spread over (default 1, see
         :class:`~inexchange.hooks.inexchange.InExchangeHook`).
     :param claim_batch: invoices claimed (and their documents built) per ledger transaction.
-    :param shard: which shard of the due rows this task sends (``invoice_id % shards == shard``).
+    :param shard: which shard of the due rows this task sends: the range ``first_id``..``last_id``
+        when either is given, else ``invoice_id % shards == shard``.
     :param shards: into how many shards the due rows are split.
+    :param first_id: the shard's lowest invoice id (inclusive; None: no lower bound), as
+        :func:`inexchange.pipeline.plan_batches` plans it.
+    :param last_id: the shard's highest invoice id (inclusive; None: no upper bound).
     :param claim_lease: how long another run's ``submitting`` claim is respected before it is
         reconciled, unless Airflow says that run has ended (then only ``settle_time`` is waited for).
     :param settle_time: how long a send whose outcome is unknown (timeout, lost reply) may still be
@@ -115,6 +119,8 @@ class SubmitInvoicesOperator(BaseOperator):
         claim_lease: timedelta = timedelta(minutes=15),
         shard: int = 0,
         shards: int = 1,
+        first_id: int | None = None,
+        last_id: int | None = None,
         claim_batch: int = 256,
         # retries and sends in doubt
         retry_delay_base: timedelta = timedelta(minutes=5),

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS inexchange_dispatch (
     data_interval_end       VARCHAR(32)
 );
 CREATE INDEX IF NOT EXISTS ix_inexchange_dispatch_state ON inexchange_dispatch (state, invoice_date);
+CREATE INDEX IF NOT EXISTS ix_inexchange_dispatch_state_id ON inexchange_dispatch (state, invoice_id);
 CREATE INDEX IF NOT EXISTS ix_inexchange_dispatch_document ON inexchange_dispatch (inexchange_document_id);
 CREATE TABLE IF NOT EXISTS inexchange_dispatch_history (
     history_id              VARCHAR(36)  PRIMARY KEY,

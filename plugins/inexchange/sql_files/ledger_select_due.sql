@@ -1,4 +1,6 @@
--- Rows to submit, in one shard of the work (the invoice id modulo the number of shards):
+-- Rows to submit, in one shard of the work: a range of invoice ids, or the invoice id modulo the
+-- number of shards (one shard: all). One SELECT per state, so that each reads its state's range of
+-- ids through ix_inexchange_dispatch_state_id, whatever the size of the day:
 -- * ready rows of the interval (of a manual run's list instead, when it has one);
 -- * failed rows of any interval (of the list) whose retry is due, or at once in a run a person
 --   started (manual or backfill); a listed row also after its last automatic attempt. A failed
@@ -11,14 +13,24 @@
 --   so that a row another run is sending right now is never touched.
 SELECT *
   FROM inexchange_dispatch
- WHERE ((state = 'ready' AND ((:selected = 0 AND invoice_date >= :start_date AND invoice_date < :end_date)
-                               OR (:selected = 1 AND invoice_number IN :numbers)))
-        OR (state = 'failed' AND inexchange_document_id IS NULL
-            AND (:selected = 0 OR invoice_number IN :numbers)
-            AND (next_retry_at IS NULL OR next_retry_at <= :now OR :retry_now = 1)
-            AND (attempts < :max_attempts OR :selected = 1))
-        OR (state = 'submitting' AND (((dag_run_id = :dag_run_id OR dag_run_id IN :finished_runs)
-                                       AND updated_at < :settle_cutoff)
-                                      OR updated_at < :lease_cutoff)))
+ WHERE state = 'ready' AND invoice_id BETWEEN :first_id AND :last_id
+   AND ((:selected = 0 AND invoice_date >= :start_date AND invoice_date < :end_date)
+        OR (:selected = 1 AND invoice_number IN :numbers))
+   AND (:shards = 1 OR invoice_id % :shards = :shard)
+UNION ALL
+SELECT *
+  FROM inexchange_dispatch
+ WHERE state = 'failed' AND invoice_id BETWEEN :first_id AND :last_id
+   AND inexchange_document_id IS NULL
+   AND (:selected = 0 OR invoice_number IN :numbers)
+   AND (next_retry_at IS NULL OR next_retry_at <= :now OR :retry_now = 1)
+   AND (attempts < :max_attempts OR :selected = 1)
+   AND (:shards = 1 OR invoice_id % :shards = :shard)
+UNION ALL
+SELECT *
+  FROM inexchange_dispatch
+ WHERE state = 'submitting' AND invoice_id BETWEEN :first_id AND :last_id
+   AND (((dag_run_id = :dag_run_id OR dag_run_id IN :finished_runs) AND updated_at < :settle_cutoff)
+        OR updated_at < :lease_cutoff)
    AND (:shards = 1 OR invoice_id % :shards = :shard)
  ORDER BY invoice_id

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from inexchange.states import LedgerState
@@ -131,6 +131,44 @@ def test_due_rows_split_into_disjoint_shards(ledger: Ledger) -> None:
         ledger.due_rows(max_attempts=5, shard=3, shards=3)
 
 
+def test_due_rows_split_into_adjacent_ranges_of_ids(ledger: Ledger) -> None:
+    ledger.register([invoice(i) for i in (2, 3, 5, 7, 11, 13, 17)] + [invoice(19, date(2026, 11, 20))])
+    ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in (2, 3, 5, 7, 11, 13)],
+                           source="validate")  # 17 stays pending; 19 is of another interval
+
+    ranges = ledger.shard_ranges(2, max_attempts=5)
+
+    # cut at every second due id; open below and above, no gap between two ranges
+    assert ranges == [(None, 4), (5, 10), (11, None)]
+    shards = [[r["invoice_id"] for r in ledger.due_rows(max_attempts=5, first_id=a, last_id=b)] for a, b in ranges]
+    assert shards == [[2, 3], [5, 7], [11, 13]]
+    # a row that becomes due after the planning falls in exactly one range
+    ledger.transition(17, [LedgerState.PENDING], LedgerState.READY, source="validate")
+    shards = [[r["invoice_id"] for r in ledger.due_rows(max_attempts=5, first_id=a, last_id=b)] for a, b in ranges]
+    assert shards == [[2, 3], [5, 7], [11, 13, 17]]
+    # a range leaves the modulo aside, whatever shard and shards say
+    assert [r["invoice_id"] for r in ledger.due_rows(max_attempts=5, shard=1, shards=3, first_id=5, last_id=10)] == [5, 7]
+    with pytest.raises(ValueError, match="at least 1"):
+        ledger.shard_ranges(0, max_attempts=5)
+
+
+def test_a_ledger_of_an_earlier_version_gains_the_shard_index(ledger: Ledger, engine: Engine) -> None:
+    ledger.register([invoice(1)])
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_inexchange_dispatch_state_id"))
+
+    ledger.ensure_schema()
+
+    with engine.connect() as conn:
+        names = {index["name"] for index in inspect(conn).get_indexes("inexchange_dispatch")}
+    assert "ix_inexchange_dispatch_state_id" in names
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.PENDING)] == [1]
+
+
+def test_nothing_due_is_one_open_range(ledger: Ledger) -> None:
+    assert ledger.shard_ranges(100, max_attempts=5) == [(None, None)]
+
+
 def test_due_rows_respect_another_runs_claim_until_its_lease_ends(ledger: Ledger, engine: Engine) -> None:
     ledger.register([invoice(1), invoice(2)])
     other_run = Ledger(engine, replace(SCOPE, dag_run_id="backfill__2026-11-17"))
@@ -171,6 +209,27 @@ def test_the_sensor_follows_the_intervals_waiting_rows_and_those_the_run_moved_l
 
     assert [r["invoice_id"] for r in ledger.watched()] == [1, 2]
     assert [r["invoice_id"] for r in ledger.rows(LedgerState.WAITING)] == [1]
+
+
+def test_the_sensors_watch_is_counted_by_the_database(ledger: Ledger, engine: Engine) -> None:
+    earlier_day = date(2026, 11, 10)
+    ledger.register([invoice(1), invoice(2, earlier_day), invoice(3, earlier_day), invoice(4)])
+    sent = {1: "2026-11-17T08:00:00.000000Z", 2: "2026-11-17T09:30:00.000000Z"}
+    for i in (1, 2):
+        ledger.transition(i, [LedgerState.PENDING], LedgerState.WAITING, source="submit",
+                          inexchange_document_id=f"doc-{i}", submitted_at=sent[i])
+    Ledger(engine, replace(SCOPE, dag_run_id="scheduled__2026-11-10")).transition(
+        3, [LedgerState.PENDING], LedgerState.WAITING, source="submit", inexchange_document_id="doc-3")
+    ledger.transition(4, [LedgerState.PENDING], LedgerState.SENT, source="status poll", inexchange_document_id="doc-4")
+
+    # the rows of watched(): 1 (the interval's) and 2 (this run moved it last), never 3 (another run's)
+    assert ledger.watch() == (2, sent[1], sent[2])
+    assert ledger.watched_documents(["doc-1", "doc-2", "doc-3", "doc-4", "doc-unknown"]) == {"doc-1", "doc-2"}
+    assert ledger.watched_documents([]) == set()
+    assert ledger.state_counts(LedgerState.SENT, LedgerState.WAITING, LedgerState.FAILED) == {
+        "sent": 1, "waiting": 1, "failed": 0}  # the interval's rows, as rows() selects them
+    ledger.transition_many([Transition(i, [LedgerState.WAITING], LedgerState.SENT, {}) for i in (1, 2)], source="t")
+    assert ledger.watch() == (0, None, None)
 
 
 def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledger, engine: Engine) -> None:

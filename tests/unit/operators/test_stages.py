@@ -62,7 +62,12 @@ def test_plan_batches_takes_the_rendered_params(ready_ledger: Ledger) -> None:
     context = render(operator, batch_size=2, dry_run=True)
 
     assert (operator.batch_size, operator.dry_run_batches) == ("2", "True")
-    assert operator.execute(context) == [{"shard": k, "shards": 3, "dry_run": True} for k in range(3)]
+    # five ready invoices, ids 1 to 5, two a batch: three adjacent ranges of ids, open at both ends
+    ranges = [(None, 2), (3, 4), (5, None)]
+    assert operator.execute(context) == [
+        {"shard": k, "shards": 3, "first_id": first, "last_id": last, "dry_run": True}
+        for k, (first, last) in enumerate(ranges)
+    ]
 
 
 def test_plan_batches_refuses_a_batch_size_that_is_not_a_number(ready_ledger: Ledger) -> None:
