@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 INEXCHANGE_BILLING_METHOD = "InExchange utskrift (API)"
 
 _CHUNK = 900  # stay below every database's bound-parameter limit
+#: rows fetched at a time when the whole extract is read into one list
+_EXTRACT_PAGE = 10_000
 
 #: the optional columns of the adapter contract (docs/erp-contract.md), per statement: the table or view
 #: it reads and the columns it adds when that table has them. An ERP without them is read as before.
@@ -115,10 +117,15 @@ class ErpReader:
 
         :param by_number: select by ``numbers`` even when it is empty (then nothing).
         """
-        query = statement("extract_unsent_invoices").bindparams(SELECTION)
-        params = _extract_params(start_date, end_date, numbers, billing_method, by_number)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query, params)]
+        chunks = self.extract_chunks(
+            start_date=start_date,
+            end_date=end_date,
+            numbers=numbers,
+            billing_method=billing_method,
+            by_number=by_number,
+            size=_EXTRACT_PAGE,
+        )
+        return [row for chunk in chunks for row in chunk]
 
     def extract_chunks(
         self,

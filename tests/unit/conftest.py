@@ -1,14 +1,18 @@
-"""Fixtures of the provider's unit tests: the ``inexchange`` connection and the stubbed API."""
+"""Fixtures of the provider's unit tests: the ``inexchange`` connection, the stubbed API, and a ledger's
+database on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import respx
-
+from dispatch_testing.support import pg_connect_args, pg_url
 from dispatch_testing.unit_fixtures import API_BASE, TOKEN, connection_json
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 
 @pytest.fixture
@@ -36,3 +40,14 @@ def api(inexchange_conn: str) -> Iterator[respx.MockRouter]:
         )
         router.post("clientTokens/revoke", name="revoke_token").mock(return_value=httpx.Response(200))
         yield router
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database for a ledger: a SQLite file, and a fresh schema of the PostgreSQL test database."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    else:
+        engine = create_engine(pg_url(), connect_args=pg_connect_args(request.getfixturevalue("pg_schema")))
+    yield engine
+    engine.dispose()

@@ -384,16 +384,6 @@ def test_a_chunk_never_splits_the_rows_of_one_invoice() -> None:
     assert list(pipeline._whole_invoices([[], rows[:2]])) == [rows[:1], rows[1:2]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        engine = create_engine(pg_url(), connect_args=pg_connect_args(request.getfixturevalue("pg_schema")))
-    yield engine
-    engine.dispose()
-
-
 def invoice(invoice_id: int, day: date = DAY) -> dict[str, Any]:
     return {
         "invoice_id": invoice_id,

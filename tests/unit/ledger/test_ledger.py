@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from dispatch_testing.support import pg_connect_args, pg_url
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
-from inexchange.states import LedgerState
 from inexchange.ledger import Ledger, RunScope, Transition, erp_document_id
-from dispatch_testing.support import pg_connect_args, pg_url
+from inexchange.states import LedgerState
 
 SCOPE = RunScope(
     dag_run_id="scheduled__2026-11-17",
-    start=datetime(2026, 11, 17, 5, tzinfo=timezone.utc),
-    end=datetime(2026, 11, 18, 5, tzinfo=timezone.utc),
+    start=datetime(2026, 11, 17, 5, tzinfo=UTC),
+    end=datetime(2026, 11, 18, 5, tzinfo=UTC),
     start_date=date(2026, 11, 17),
     end_date=date(2026, 11, 18),
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    else:
-        engine = create_engine(pg_url(), connect_args=pg_connect_args(request.getfixturevalue("pg_schema")))
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(ledger_engine: Engine) -> Engine:
+    return ledger_engine
 
 
 @pytest.fixture
@@ -93,10 +86,9 @@ def test_transition_rejects_unknown_fields(ledger: Ledger) -> None:
 
 def test_transition_rolls_back_with_its_transaction(ledger: Ledger, engine: Engine) -> None:
     ledger.register([invoice(1)])
-    with pytest.raises(RuntimeError):
-        with engine.begin() as conn:
-            ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate", conn=conn)
-            raise RuntimeError("worker died")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate", conn=conn)
+        raise RuntimeError("worker died")
     assert ledger.rows(LedgerState.PENDING)[0]["invoice_id"] == 1
     assert [h[1] for h in history(engine, 1)] == ["pending"]
 
@@ -391,7 +383,7 @@ def test_tasks_that_start_at_once_create_the_schema_once(pg_schema: str) -> None
         barrier.wait()
         try:
             Ledger(engine, SCOPE).ensure_schema()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=task, args=(engine,)) for engine in engines]
