@@ -23,7 +23,17 @@ from sqlalchemy import String, bindparam, func, inspect, select, text
 
 from inexchange.api import parse_time
 from inexchange.db import integer_id, now_text, read_date, utc_text
-from inexchange.sql import MAX_ROWS, SELECTION, row_params, script, selection, statement, with_rows
+from inexchange.sql import (
+    MAX_ROWS,
+    SELECTION,
+    padded_count,
+    row_counts,
+    row_params,
+    script,
+    selection,
+    statement,
+    with_rows,
+)
 from inexchange.states import LedgerState, ledger_state_for
 from inexchange.times import TIMEZONE
 from inexchange.values import text_or_none
@@ -813,11 +823,12 @@ class Ledger:
             "listed": int(self.scope.by_number),
         }
         with self.engine.begin() as conn:
-            for rows in _sets(params, "invoice_id"):
-                conn.execute(
-                    with_rows("ledger_register", _REGISTER_ROW, len(rows)),
-                    {**row_params(_REGISTER_ROW, rows), **shared},
-                )
+            for run in _sets(params, "invoice_id"):
+                for rows in _pieces(run):
+                    conn.execute(
+                        with_rows("ledger_register", _REGISTER_ROW, len(rows)),
+                        {**row_params(_REGISTER_ROW, rows), **shared},
+                    )
             _insert_history(conn, history)
         return counts
 
@@ -909,10 +920,12 @@ class Ledger:
         history: list[HistoryRow] = []
         # an invoice changed twice in one batch: its changes go in order, in separate statements
         for rows in _sets(values, "invoice_id"):
-            query = with_rows("ledger_transition", _CHANGE_ROW, len(rows))
-            moved_ids = {
-                int(found) for found in conn.execute(query, {**row_params(_CHANGE_ROW, rows), **shared}).scalars()
-            }
+            # padded to a power of two with changes of no invoice (they match no row): few statements to prepare
+            count = padded_count(len(rows))
+            query = with_rows("ledger_transition", _CHANGE_ROW, count)
+            padding = [_NO_CHANGE] * (count - len(rows))
+            bound = {**row_params(_CHANGE_ROW, [*rows, *padding]), **shared}
+            moved_ids = {int(found) for found in conn.execute(query, bound).scalars()}
             for row in rows:
                 ok = row["invoice_id"] in moved_ids
                 moved.append(ok)
@@ -1065,9 +1078,22 @@ def _id_or(value: int | None, default: int) -> int:
 
 
 def _insert_history(conn: Connection, history: Sequence[HistoryRow]) -> None:
-    """Insert history rows, :data:`~inexchange.sql.MAX_ROWS` a statement."""
-    for rows in _chunks(history, MAX_ROWS):
+    """Insert history rows, in statements of :func:`~inexchange.sql.row_counts` rows."""
+    for rows in _pieces(history):
         conn.execute(with_rows("ledger_insert_history", _HISTORY_ROW, len(rows)), row_params(_HISTORY_ROW, rows))
+
+
+def _pieces(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """``rows`` in consecutive pieces of :func:`~inexchange.sql.row_counts` rows (powers of two):
+    whatever a batch's size, the statements that write it are among a few, each prepared once."""
+    start = 0
+    for count in row_counts(len(rows)):
+        yield rows[start : start + count]
+        start += count
+
+
+#: a change of no invoice: pads a statement of ``ledger_transition.sql`` to its prepared size
+_NO_CHANGE: dict[str, Any] = dict.fromkeys(_CHANGE_ROW)
 
 
 def _sets(rows: Sequence[Mapping[str, Any]], key: str) -> Iterable[Sequence[Mapping[str, Any]]]:

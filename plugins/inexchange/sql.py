@@ -100,9 +100,9 @@ def with_columns(name: str, columns: tuple[str, ...]) -> TextClause:
 
 #: where a statement takes its rows of values (a comment: the file does not run without them)
 ROWS_MARK = "/* rows */"
-#: most rows of values in one statement: 500 rows of 16 values stay far below SQLite's 32,766
+#: most rows of values in one statement: 512 rows of 18 values stay far below SQLite's 32,766
 #: bound parameters, and one round trip carries them all
-MAX_ROWS = 500
+MAX_ROWS = 512
 
 
 def with_rows(name: str, columns: tuple[str, ...], count: int) -> TextClause:
@@ -114,7 +114,9 @@ def with_rows(name: str, columns: tuple[str, ...], count: int) -> TextClause:
 
     :param name: file name without the ``.sql`` suffix.
     :param columns: the names of the values of a row, in the order the statement lists them.
-    :param count: how many rows, 1 to :data:`MAX_ROWS`.
+    :param count: how many rows, 1 to :data:`MAX_ROWS`. Each count is its own statement, which the
+        database and SQLAlchemy prepare once: callers use the counts of :func:`row_counts` (powers of
+        two), so a process prepares at most ten of them, whatever sizes its batches have.
     """
     if not 1 <= count <= MAX_ROWS:
         raise ValueError(f"{count} rows for {name}.sql: 1 to {MAX_ROWS} rows a statement")
@@ -128,6 +130,22 @@ def _with_rows(name: str, columns: tuple[str, ...], count: int) -> TextClause:
         raise ValueError(f"{name}.sql must hold {ROWS_MARK} once, where its rows go")
     rows = ",\n".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")" for i in range(count))
     return text(body.replace(ROWS_MARK, rows, 1))
+
+
+def row_counts(total: int) -> list[int]:
+    """``total`` rows as counts of :func:`with_rows` statements: powers of two, largest first, each
+    at most :data:`MAX_ROWS` (5 rows: 4 and 1; 1,100 rows: 512, 512, 64, 8, 4)."""
+    counts = [MAX_ROWS] * (total // MAX_ROWS)
+    rest = total % MAX_ROWS
+    return counts + [1 << bit for bit in range(rest.bit_length() - 1, -1, -1) if rest >> bit & 1]
+
+
+def padded_count(total: int) -> int:
+    """The power of two at or above ``total`` (1 to :data:`MAX_ROWS`): the rows of a statement that
+    takes padding rows matching nothing (an ``UPDATE ... FROM`` its values)."""
+    if not 1 <= total <= MAX_ROWS:
+        raise ValueError(f"{total} rows: 1 to {MAX_ROWS} rows a statement")
+    return 1 << (total - 1).bit_length()
 
 
 def row_params(columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

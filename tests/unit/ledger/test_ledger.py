@@ -157,6 +157,35 @@ def test_a_ledger_of_an_earlier_version_gains_the_shard_index(ledger: Ledger, en
     assert [r["invoice_id"] for r in ledger.rows(LedgerState.PENDING)] == [1]
 
 
+def test_batches_of_any_size_write_every_row_and_its_history(ledger: Ledger, engine: Engine) -> None:
+    ids = list(range(1, 1200))
+    ledger.register([invoice(i) for i in ids])  # 1,199 rows: statements of 512, 512, 128, 32, 8, 4, 2 and 1 rows
+    done = 0
+    for size in (1, 2, 3, 5, 17, 100, 600, 471):  # padded to 1, 2, 4, 8, 32, 128 and 512 changes
+        moved = ledger.transition_many(
+            [Transition(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in ids[done : done + size]], source="t")
+        assert moved == [True] * size
+        done += size
+    assert done == len(ids)
+    assert len(ledger.rows(LedgerState.READY)) == len(ids)
+    with engine.connect() as conn:
+        history = conn.execute(text("SELECT to_state, COUNT(*) FROM inexchange_dispatch_history GROUP BY to_state"))
+        assert dict(history.tuples().all()) == {"pending": len(ids), "ready": len(ids)}
+
+
+def test_row_counts_are_few_powers_of_two() -> None:
+    from inexchange.sql import MAX_ROWS, padded_count, row_counts
+
+    assert row_counts(0) == []
+    assert row_counts(5) == [4, 1]
+    assert row_counts(1100) == [512, 512, 64, 8, 4]
+    assert all(sum(row_counts(n)) == n for n in range(3000))
+    assert {c for n in range(3000) for c in row_counts(n)} == {1 << b for b in range(10)}
+    assert [padded_count(n) for n in (1, 2, 3, 5, 100, MAX_ROWS)] == [1, 2, 4, 8, 128, 512]
+    with pytest.raises(ValueError):
+        padded_count(MAX_ROWS + 1)
+
+
 def test_nothing_due_is_one_open_range(ledger: Ledger) -> None:
     assert ledger.shard_ranges(100, max_attempts=5) == [(None, None)]
 
