@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.sql.elements import TextClause
+    from sqlalchemy.sql.selectable import Subquery
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +568,7 @@ class Ledger:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         query = statement("report_select_page")
-        from_id = -(2**63)  # the lowest BIGINT
+        from_id = _LOWEST_ID
         while True:
             params = {"data_interval_start": self.scope.interval["data_interval_start"], "from_id": from_id}
             with self.engine.connect() as conn:
@@ -578,7 +579,7 @@ class Ledger:
             for row in page:  # the key only pages; the rows are report rows
                 del row["invoice_id"]
             yield page
-            if len(page) < chunk or last >= 2**63 - 1:
+            if len(page) < chunk or last >= _HIGHEST_ID:
                 return
             from_id = last + 1
 
@@ -586,13 +587,13 @@ class Ledger:
         """Rows ``waiting`` that the run's sensor follows: the interval's, and any this run moved last."""
         query = statement("ledger_select_watched").bindparams(SELECTION)
         with self.engine.connect() as conn:
-            return _records(conn.execute(query, {**self.scope.bounds, "dag_run_id": self.scope.dag_run_id}))
+            return _records(conn.execute(query, self._watch_params))
 
     def watch(self) -> Watch:
         """What the run's sensor follows (the rows of :meth:`watched`), counted by the database: how
         many, and the span of their submissions; never the rows themselves, so a day of a million
         invoices costs the sensor one aggregate query."""
-        watched = statement("ledger_select_watched").bindparams(SELECTION).columns().subquery("watched")
+        watched = self._watched_rows()
         span = select(func.count(), func.min(text("submitted_at")), func.max(text("submitted_at"))).select_from(watched)
         with self.engine.connect() as conn:
             waiting, first, last = conn.execute(span, self._watch_params).one()
@@ -601,7 +602,7 @@ class Ledger:
     def watched_documents(self, document_ids: Iterable[str]) -> set[str]:
         """Which of ``document_ids`` are documents of the rows the run's sensor follows (:meth:`watched`);
         read by the document index, so the cost follows the ids asked about, not the day."""
-        watched = statement("ledger_select_watched").bindparams(SELECTION).columns().subquery("watched")
+        watched = self._watched_rows()
         query = (
             select(text("inexchange_document_id"))
             .select_from(watched)
@@ -616,6 +617,11 @@ class Ledger:
                     str(d) for d in conn.execute(query, {**self._watch_params, "document_ids": list(chunk)}).scalars()
                 )
         return found
+
+    @staticmethod
+    def _watched_rows() -> Subquery:
+        """The rows of :meth:`watched` (``ledger_select_watched.sql``), to select from."""
+        return statement("ledger_select_watched").bindparams(SELECTION).columns().subquery("watched")
 
     @property
     def _watch_params(self) -> dict[str, Any]:
