@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 import pandas as pd
 from sqlalchemy import bindparam, inspect
@@ -27,6 +27,17 @@ INEXCHANGE_BILLING_METHOD = "InExchange utskrift (API)"
 _CHUNK = 900  # stay below every database's bound-parameter limit
 #: rows fetched at a time when the whole extract is read into one list
 _EXTRACT_PAGE = 10_000
+
+
+class ExtractSelection(TypedDict):
+    """Which invoices :meth:`ErpReader.extract` and :meth:`ErpReader.extract_chunks` read."""
+
+    start_date: str
+    end_date: str
+    numbers: NotRequired[Sequence[str]]
+    billing_method: NotRequired[str]
+    by_number: NotRequired[bool]
+
 
 #: the optional columns of the adapter contract (docs/erp-contract.md), per statement: the table or view
 #: it reads and the columns it adds when that table has them. An ERP without them is read as before.
@@ -103,29 +114,12 @@ class ErpReader:
             self._present[name] = tuple(column for column in wanted if column in have)
         return self._present[name]
 
-    def extract(
-        self,
-        *,
-        start_date: str,
-        end_date: str,
-        numbers: Sequence[str] = (),
-        billing_method: str = INEXCHANGE_BILLING_METHOD,
-        by_number: bool = False,
-    ) -> list[dict[str, Any]]:
+    def extract(self, **selection: Unpack[ExtractSelection]) -> list[dict[str, Any]]:
         """Posted invoices of customers billed through InExchange: those numbered ``numbers`` when
-        given (whatever their date), else those dated in ``[start_date, end_date)``.
-
-        :param by_number: select by ``numbers`` even when it is empty (then nothing).
+        given (whatever their date), else those dated in ``[start_date, end_date)`` (the arguments
+        of :meth:`extract_chunks`, but its ``size``), all in one list.
         """
-        chunks = self.extract_chunks(
-            start_date=start_date,
-            end_date=end_date,
-            numbers=numbers,
-            billing_method=billing_method,
-            by_number=by_number,
-            size=_EXTRACT_PAGE,
-        )
-        return [row for chunk in chunks for row in chunk]
+        return [row for chunk in self.extract_chunks(size=_EXTRACT_PAGE, **selection) for row in chunk]
 
     def extract_chunks(
         self,
@@ -137,12 +131,15 @@ class ErpReader:
         by_number: bool = False,
         size: int,
     ) -> Iterator[list[dict[str, Any]]]:
-        """The invoices of :meth:`extract`, in the same order, in chunks of at most ``size`` rows.
+        """Posted invoices of customers billed through InExchange, in chunks of at most ``size`` rows:
+        those numbered ``numbers`` when given (whatever their date), else those dated in
+        ``[start_date, end_date)``.
 
         One query, read through a streaming cursor (a server-side cursor on PostgreSQL, SQLite's own
         step by step): the rows come from the database a chunk at a time, so the caller holds one
         chunk, never the whole interval. The connection stays open until the last chunk is taken.
 
+        :param by_number: select by ``numbers`` even when it is empty (then nothing).
         :param size: most rows a chunk.
         """
         if size < 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -255,16 +255,7 @@ class Submission:
             self.peppol = configured_rules()
         ledger = Ledger(reporting_engine(settings.reporting_conn_id), self.scope)
         ledger.ensure_schema()
-        rows = ledger.due_rows(
-            max_attempts=settings.max_attempts,
-            shard=settings.shard,
-            shards=settings.shards,
-            first_id=settings.first_id,
-            last_id=settings.last_id,
-            lease=settings.claim_lease,
-            settle=settings.settle_time,
-            finished_runs=self._finished_runs(ledger),
-        )
+        rows = self._due_rows(ledger, settle=settings.settle_time, finished_runs=self._finished_runs(ledger))
         if settings.dry_run:
             return self._dry_run(rows, seller)
         api = self.hook.load_settings()  # read the connection here, in the task's own (sync) path
@@ -280,6 +271,20 @@ class Submission:
             "submission (shard %d of %d): %s (of %d due rows)", settings.shard, settings.shards, counts, len(rows)
         )
         return counts
+
+    def _due_rows(self, ledger: Ledger, *, settle: timedelta, finished_runs: Sequence[str] = ()) -> list[LedgerRow]:
+        """The rows of the task's shard that are due (see :meth:`Ledger.due_rows`)."""
+        settings = self.settings
+        return ledger.due_rows(
+            max_attempts=settings.max_attempts,
+            shard=settings.shard,
+            shards=settings.shards,
+            first_id=settings.first_id,
+            last_id=settings.last_id,
+            lease=settings.claim_lease,
+            settle=settle,
+            finished_runs=finished_runs,
+        )
 
     def _finished_runs(self, ledger: Ledger) -> list[str]:
         """The other runs holding claims in the ledger that Airflow says have ended.
@@ -376,18 +381,7 @@ class Submission:
 
         async def in_doubt() -> list[LedgerRow]:
             await shared.recorder.flush()
-            due = await shared.in_ledger_thread(
-                partial(
-                    shared.ledger.due_rows,
-                    max_attempts=settings.max_attempts,
-                    shard=settings.shard,
-                    shards=settings.shards,
-                    first_id=settings.first_id,
-                    last_id=settings.last_id,
-                    lease=settings.claim_lease,
-                    settle=timedelta(0),
-                )
-            )
+            due = await shared.in_ledger_thread(partial(self._due_rows, shared.ledger, settle=timedelta(0)))
             return [r for r in due if r["state"] == LedgerState.SUBMITTING.value]
 
         remaining: list[LedgerRow] = []
