@@ -76,3 +76,17 @@ def pg_schema(postgres_server: None) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The warnings the official Peppol rules gave (as the Peppol tests recorded them, also on
+    pytest-xdist's workers), one line per rule id, or a line saying there were none."""
+    from dispatch_testing.peppol_warnings import summary_lines
+
+    reports = [report for category in terminalreporter.stats.values() for report in category
+               if getattr(report, "when", None) == "call"]
+    lines = summary_lines(reports)
+    if lines:
+        terminalreporter.section("official Peppol rules", sep="-")
+        for line in lines:
+            terminalreporter.write_line(line)

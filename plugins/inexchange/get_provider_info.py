@@ -39,7 +39,8 @@ def get_provider_info() -> dict[str, Any]:
         "notifications": ["inexchange.notifications.ActionNeededNotifier"],
         "config": {
             "inexchange": {
-                "description": "Settings of the InExchange dispatch DAG, read when its file is parsed.\n",
+                "description": "Settings of the InExchange dispatch DAG: api_pool is read when its file is "
+                "parsed, peppol_rules when a submit task runs.\n",
                 "options": {
                     "api_pool": {
                         "description": "An Airflow pool you created for the DAG's submit tasks (e.g. inexchange_api). "
@@ -49,7 +50,17 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "inexchange_api",
                         "default": "",
-                    }
+                    },
+                    "peppol_rules": {
+                        "description": "The folder of the official Peppol BIS 3 validation artefacts "
+                        "(CEN-EN16931-UBL.xsl and PEPPOL-EN16931-UBL.xsl, release 3.0.19) that the DAG param "
+                        "check_peppol runs over each document before upload (needs the extra [peppol]). "
+                        "Unset: a run with check_peppol on fails as misconfigured.\n",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "/opt/airflow/peppol-artefacts/3.0.19",
+                        "default": None,
+                    },
                 },
             }
         },

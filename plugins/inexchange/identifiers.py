@@ -147,10 +147,13 @@ VAT_NUMBER_SCHEMES: dict[str, str] = {
 
 #: EAS schemes of the national company id kept in ``org_number``, by the customer's country: used when
 #: python-stdnum accepts the org number as that id. Finland's is the OVT code (0216: "0037" + the
-#: business id's 8 digits), built from the business id (Y-tunnus).
+#: business id's 8 digits), built from the business id (Y-tunnus). Italy's is the partita IVA (0211,
+#: written IT + 11 digits as the VAT-number scheme writes it; a company's codice fiscale is the same
+#: number), Latvia's the unified registration number of a legal entity (0218, 11 digits).
 NATIONAL_ID_SCHEMES: dict[str, str] = {
     "SE": "0007", "NO": "0192", "DK": "0184", "FI": "0216", "IS": "0196", "EE": "0191", "BE": "0208",
-    "FR": "0002", "CH": "0183", "AU": "0151", "SG": "0195", "JP": "0188", "US": "9959",
+    "FR": "0002", "CH": "0183", "AU": "0151", "SG": "0195", "JP": "0188", "US": "9959", "IT": "0211",
+    "LV": "0218",
 }  # fmt: skip
 
 #: longest identifier of a Peppol participant (after the scheme)
@@ -222,6 +225,22 @@ def _cvr(identifier: str) -> str | None:
     prefix = "DK" if text.startswith("DK") else ""
     digits = text.removeprefix(prefix)
     return prefix + digits if len(digits) == 8 and digits.isdigit() and cvr.is_valid(digits) else None
+
+
+def _partita_iva(identifier: str) -> str | None:
+    """An Italian org number as a partita IVA under 0211: IT and its 11 digits (stdnum.it.iva)."""
+    from stdnum.it import iva
+
+    return "IT" + str(iva.compact(identifier)) if iva.is_valid(identifier) else None
+
+
+def _latvian_registration(identifier: str) -> str | None:
+    """A Latvian unified registration number (0218): the 11 digits of a legal entity, written with or without
+    LV (stdnum.lv.pvn, whose numbers of a legal entity start above 3; the others are personal codes)."""
+    from stdnum.lv import pvn
+
+    digits = str(pvn.compact(identifier)) if pvn.is_valid(identifier) else ""
+    return digits if digits[:1] > "3" else None
 
 
 def vat_in_document(vat: str, country: str) -> str | None:
@@ -306,6 +325,7 @@ SCHEME_CHECKS: dict[str, _Check] = {
     "0210": _Check("ett italienskt codice fiscale", "11 siffror eller 16 tecken", _stdnum("it.codicefiscale")),
     "0213": _Check("ett finskt momsnummer", "FI och 8 siffror", _vat_scheme("FI")),
     "0216": _Check("en finsk OVT-kod", _OVT_FORM, _ovt),
+    "0218": _Check("ett lettiskt registreringsnummer", "11 siffror med kontrollsiffra", _latvian_registration),
     "9959": _Check("ett amerikanskt EIN", "9 siffror", _stdnum("us.ein", digits=True)),
     **{
         scheme: _Check(
@@ -328,7 +348,7 @@ def _national_id(country: str, org: str) -> Endpoint | None:
         from stdnum.fi import ytunnus
 
         return Endpoint(scheme, "0037" + str(ytunnus.compact(org))) if ytunnus.is_valid(org) else None
-    identifier = SCHEME_CHECKS[scheme].normal(org)
+    identifier = _partita_iva(org) if scheme == "0211" else SCHEME_CHECKS[scheme].normal(org)
     return Endpoint(scheme, identifier) if identifier else None
 
 
@@ -446,6 +466,8 @@ def _national_label(scheme: str) -> tuple[str, str]:
     """What the org number must be to give the national scheme ``scheme``, and its form."""
     if scheme == "0216":
         return "ett finskt FO-nummer (Y-tunnus)", "7 siffror, bindestreck och kontrollsiffra"
+    if scheme == "0211":
+        return "ett italienskt partita IVA-nummer", "11 siffror med kontrollsiffra"
     return SCHEME_CHECKS[scheme].label, SCHEME_CHECKS[scheme].form
 
 

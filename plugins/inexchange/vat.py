@@ -4,7 +4,7 @@ A line's VAT category (BT-151) is a code of UNCL5305 as EN 16931 uses it. The ER
 an exemption reason code of the CEF VATEX list (BT-121) and a reason text (BT-120), in the optional
 columns :data:`LINE_COLUMNS` of ``customer_invoice_line``. A line that states no category has one
 derived from its rate: S above 0 %; at 0 %, AE (reverse charge) for a buyer in another EU country
-with a VAT number, else Z.
+with a VAT number, else Z (a buyer outside the EU too: G, an export, is only ever stated).
 
 The validation (``inexchange.validation``) and the document builder (``inexchange.ubl``) share the
 data and the checks of this module, so that both name a problem in the same words (Swedish, the
@@ -50,10 +50,9 @@ BUYER_VAT_RULES = {"K": "BR-IC-02", "AE": "BR-AE-02"}
 CATEGORY_CODES = {"AE": "VATEX-EU-AE", "K": "VATEX-EU-IC", "G": "VATEX-EU-G", "O": "VATEX-EU-O"}
 #: the exemption reason of lines whose reverse charge is derived (no category stated)
 DERIVED_REVERSE_CHARGE = ("VATEX-EU-AE", "Omvänd betalningsskyldighet (reverse charge)")
-#: the reason of a derived export (a 0 % line of a buyer outside the EU that states no category)
-DERIVED_EXPORT = ("VATEX-EU-G", "Export utanför EU")
-#: the reasons of the categories a line without a stated category may get (see ubl._category)
-DERIVED_REASONS = {"AE": DERIVED_REVERSE_CHARGE, "G": DERIVED_EXPORT}
+#: the reasons of the categories a line without a stated category may get (see ubl._category): S and Z
+#: take none; G (export) is never derived, a 0 % line of a buyer outside the EU that states none is Z
+DERIVED_REASONS = {"AE": DERIVED_REVERSE_CHARGE}
 #: longest exemption reason text accepted, in characters (the contract's column width; validation checks it)
 MAX_REASON_LENGTH = 200
 

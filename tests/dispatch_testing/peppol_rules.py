@@ -69,3 +69,32 @@ def official_rules_folder_or_none() -> Path | None:
     if REQUIRE_PEPPOL:
         pytest.fail(missing + " (INEXCHANGE_REQUIRE_PEPPOL=1 makes the Peppol rules mandatory)")
     return None
+
+
+#: what the official rules (release 3.0.19) report for a document :func:`break_official_rules` made, as
+#: ``(rule id, text)`` of their ``sch:assert`` (``CEN-EN16931-UBL.sch`` line 69, ``PEPPOL-EN16931-UBL.sch``
+#: line 288), both ``flag="fatal"``, in the order the two stylesheets report them
+BROKEN_DOCUMENT_FAILURES = (
+    ("BR-CO-16", "[BR-CO-16]-Amount due for payment (BT-115) = Invoice total amount with VAT (BT-112) -Paid amount "
+                 "(BT-113) +Rounding amount (BT-114)."),
+    ("PEPPOL-EN16931-R003", "A buyer reference or purchase order reference MUST be provided."),
+)
+
+
+def break_official_rules(document: bytes) -> bytes:
+    """``document`` without ``cbc:BuyerReference`` and ``cac:OrderReference`` (PEPPOL-EN16931-R003) and with a
+    ``cbc:PayableAmount`` that is not the total with VAT (BR-CO-16): still well-formed UBL of the same
+    invoice, broken for the official rules only."""
+    from lxml import etree
+
+    cbc = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+    cac = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+    root = etree.fromstring(document)
+    references = root.findall(f"{{{cbc}}}BuyerReference") + root.findall(f"{{{cac}}}OrderReference")
+    assert references, "the document should carry a buyer or order reference"
+    for reference in references:
+        root.remove(reference)
+    payable = root.find(f"{{{cac}}}LegalMonetaryTotal/{{{cbc}}}PayableAmount")
+    assert payable is not None and payable.text != "1.00"
+    payable.text = "1.00"
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")

@@ -54,6 +54,10 @@ NORWEGIAN = customer_row(country_code="NO", org_number="974 760 673", vat_number
                          language="no", currency="NOK", street="Karl Johans gate 22", postal_code="0159", city="Oslo")
 AMERICAN = customer_row(country_code="US", org_number="C1234567", vat_number=None, gln=None, language="en",
                         currency="USD", street="1 Main Street", postal_code="10001", city="New York")
+ITALIAN = customer_row(country_code="IT", org_number="00743110157", vat_number="IT00743110157", gln=None,
+                       language="it", currency="EUR", street="Via Roma 1", postal_code="20121", city="Milano")
+LATVIAN = customer_row(country_code="LV", org_number="40003521600", vat_number="LV40003521600", gln=None,
+                       language="lv", currency="EUR", street="Brīvības iela 1", postal_code="LV-1010", city="Rīga")
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +164,12 @@ def test_an_empty_peppol_id_is_as_none(official: PeppolRules) -> None:
                  ("0208", "0403019261"), id="belgium-enterprise-number"),
     pytest.param(customer_row(country_code="IT", org_number="RM 123456", vat_number="IT00743110157"),
                  ("0211", "IT00743110157"), id="italy-partita-iva"),
+    pytest.param(ITALIAN, ("0211", "IT00743110157"), id="italy-org-number-as-partita-iva"),
+    pytest.param({**ITALIAN, "org_number": "IT 007 4311 0157"}, ("0211", "IT00743110157"),
+                 id="italy-org-number-with-prefix-and-spaces"),
+    pytest.param(LATVIAN, ("0218", "40003521600"), id="latvia-registration-number"),
+    pytest.param({**LATVIAN, "org_number": "LV 4000 3521 600"}, ("0218", "40003521600"),
+                 id="latvia-registration-number-with-prefix"),
     pytest.param(customer_row(country_code="GB", org_number="01234567", vat_number="GB980780684"),
                  ("9932", "GB980780684"), id="united-kingdom-vat"),
     pytest.param(customer_row(country_code="CH", org_number="CHE-116.281.710", vat_number="CHE-116.281.710 MWST"),
@@ -192,6 +202,26 @@ def test_a_norwegian_org_number_that_is_not_one_is_named() -> None:
         "(9 siffror med kontrollsiffra, EAS 0192); ange ett giltigt organisationsnummer, kundens GLN-nummer "
         "eller Peppol-id (peppol_id)"
     )
+
+
+@pytest.mark.parametrize(("customer", "problem"), [
+    pytest.param({**ITALIAN, "org_number": "00743110158", "vat_number": None},
+                 "VAT-nummer saknas; Peppol-adress saknas för IT: organisationsnummer 00743110158 är inte ett "
+                 "italienskt partita IVA-nummer (11 siffror med kontrollsiffra, EAS 0211); ange kundens VAT-nummer "
+                 "(EAS 0211), GLN-nummer eller Peppol-id (peppol_id)", id="italy-check-digit"),
+    pytest.param({**LATVIAN, "org_number": "40003521601", "vat_number": None},
+                 "VAT-nummer saknas; Peppol-adress saknas för LV: organisationsnummer 40003521601 är inte ett "
+                 "lettiskt registreringsnummer (11 siffror med kontrollsiffra, EAS 0218); ange kundens VAT-nummer "
+                 "(EAS 9939), GLN-nummer eller Peppol-id (peppol_id)", id="latvia-check-digit"),
+    pytest.param({**LATVIAN, "org_number": "161175-19997", "vat_number": None},
+                 "VAT-nummer saknas; Peppol-adress saknas för LV: organisationsnummer 161175-19997 är inte ett "
+                 "lettiskt registreringsnummer (11 siffror med kontrollsiffra, EAS 0218); ange kundens VAT-nummer "
+                 "(EAS 9939), GLN-nummer eller Peppol-id (peppol_id)", id="latvia-personal-code"),
+])
+def test_an_org_number_that_is_not_the_countrys_company_id_is_named(customer: dict[str, Any], problem: str) -> None:
+    assert message(batch_of(customer)) == CUSTOMER + problem
+    with pytest.raises(DocumentError, match=r"^Faktura 10001: kunden 4367: Peppol-adress saknas för (IT|LV): "):
+        build_from_batch(batch_of(customer), INVOICE_ID, SELLER)
 
 
 def test_a_german_buyer_without_vat_number_or_gln() -> None:
@@ -265,6 +295,10 @@ def test_the_eas_codes_are_those_of_the_official_rules() -> None:
     ("DE", "HRB 12345", "de 136 695 976", "9930:DE136695976"),
     ("GR", "", "EL094259216", "9933:EL094259216"),
     ("FR", "55200844", "FR40303265045", "9957:FR40303265045"),  # not a SIREN: the VAT number
+    ("IT", "00743110157", "", "0211:IT00743110157"),
+    ("IT", "RSSMRA85T10A562S", "IT00743110157", "0211:IT00743110157"),  # a person's codice fiscale: the VAT number
+    ("LV", "40003521600", "", "0218:40003521600"),
+    ("LV", "32867300679", "LV40003521600", "9939:LV40003521600"),  # a personal code: the VAT number
     ("NO", "974760674", "NO974760673MVA", None),  # Norway has no VAT-number scheme
     ("US", "", "", None),
 ])
@@ -279,6 +313,10 @@ def test_every_vat_scheme_takes_its_countrys_vat_number() -> None:
     assert str(parse_peppol_id("9933:el094259216")) == "9933:EL094259216"
     assert str(parse_peppol_id("9932:GB 980 7806 84")) == "9932:GB980780684"
     assert str(parse_peppol_id(" 0184 : DK13585628 ")) == "0184:DK13585628"
+    assert str(parse_peppol_id("0211:it00743110157")) == "0211:IT00743110157"
+    assert str(parse_peppol_id("0218:LV 4000 3521 600")) == "0218:40003521600"
+    assert parse_peppol_id("0218:40003521601") is None  # check digit
+    assert parse_peppol_id("0218:32867300679") is None  # a personal code, not a registration number
 
 
 # ---- a real SQLite ERP, with and without the column --------------------------------------------------------

@@ -39,3 +39,16 @@ def test_every_listed_module_imports() -> None:
     for connection in info["connection-types"]:
         module, _, name = connection["hook-class-name"].rpartition(".")
         assert getattr(importlib.import_module(module), name).conn_type == connection["connection-type"]
+
+
+def test_the_config_section_declares_the_options_the_provider_reads() -> None:
+    from inexchange.get_provider_info import get_provider_info
+    from inexchange.peppol import RULES_OPTION
+
+    options = get_provider_info()["config"]["inexchange"]["options"]
+    assert set(options) == {"api_pool", RULES_OPTION}
+    for option in options.values():
+        assert set(option) == {"description", "version_added", "type", "example", "default"}
+        assert option["type"] == "string" and option["description"].endswith("\n")
+    assert options["api_pool"]["default"] == ""
+    assert options[RULES_OPTION]["default"] is None  # unset: conf.get falls back to None

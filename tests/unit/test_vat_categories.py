@@ -31,6 +31,7 @@ from dispatch_testing.erp_rows import (
 )
 from dispatch_testing.peppol_rules import official_rules_folder
 from inexchange.erp import OPTIONAL_COLUMNS, ErpReader, InvoiceBatch
+from inexchange.identifiers import EU_COUNTRIES
 from inexchange.peppol import PeppolRules, rules_in
 from inexchange.sql import script
 from inexchange.ubl import NS_CAC, NS_CBC, DocumentError, Seller, build_from_batch
@@ -133,7 +134,7 @@ SINGLE: dict[str, tuple[dict[str, Any], tuple[str, str, str], State, tuple[str |
     "K": (FINNISH, ("4", "125", "0"), ("K", "VATEX-EU-IC", None), ("K", "0", "500.00", "0.00", "VATEX-EU-IC", None)),
     "G": (NORWEGIAN, ("4", "125", "0"), ("G", "VATEX-EU-G", "Export"),
           ("G", "0", "500.00", "0.00", "VATEX-EU-G", "Export")),
-    "G-derived": (NORWEGIAN, ("4", "125", "0"), None, ("G", "0", "500.00", "0.00", "VATEX-EU-G", "Export utanför EU")),
+    "Z-derived-outside-the-EU": (NORWEGIAN, ("4", "125", "0"), None, ("Z", "0", "500.00", "0.00", None, None)),
     "O": ({}, ("4", "125", "0"), ("O", "VATEX-EU-O", None), ("O", None, "500.00", "0.00", "VATEX-EU-O", None)),
 }
 
@@ -404,6 +405,8 @@ CASES = {
                              None, None, ("E", None, "Undantag från skatteplikt: upplåtelse av fastighet"))),
     "eu-abroad": (FINNISH, stating(invoice_rows(items=(("30", "1564.52", "0"), ("12", "950", "0"))),
                                    ("K", "VATEX-EU-IC", None), ("AE", "VATEX-EU-AE", None))),
+    "outside-the-eu": (NORWEGIAN, stating(invoice_rows(items=(("2", "1200", "25"), ("4", "125", "0"))),
+                                          None, ("G", "VATEX-EU-G", "Export"))),
 }
 
 
@@ -422,13 +425,13 @@ def test_an_erp_with_the_columns_is_read_with_them(tmp_path: Path, official: Pep
     assert validate_batch(batch, start=START, end=END) == {INVOICE_ID: None}
     xml = build_from_batch(batch, INVOICE_ID, SELLER)
     assert xml == document(customer, invoice)  # as from the rows themselves
-    expected = {"domestic": ["S", "Z", "E"], "eu-abroad": ["K", "AE"]}[case]
+    expected = {"domestic": ["S", "Z", "E"], "eu-abroad": ["K", "AE"], "outside-the-eu": ["S", "G"]}[case]
     assert [category for category, _ in line_categories(xml)] == expected
     assert_passes(official, xml)
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_an_erp_without_the_columns_is_read_as_before(tmp_path: Path, case: str) -> None:
+def test_an_erp_without_the_columns_is_read_as_before(tmp_path: Path, official: PeppolRules, case: str) -> None:
     fields, invoice = CASES[case]
     customer = customer_row(**fields)
     engine = _erp(tmp_path / "erp.db", with_columns=False)
@@ -444,8 +447,13 @@ def test_an_erp_without_the_columns_is_read_as_before(tmp_path: Path, case: str)
     header, lines = invoice
     plain = (header, [{k: v for k, v in line.items() if k not in LINE_COLUMNS} for line in lines])
     assert xml == document(customer, plain)  # today's documents: categories from the rate and the buyer
-    expected = {"domestic": ["S", "Z", "Z"], "eu-abroad": ["AE", "AE"]}[case]
+    expected = {"domestic": ["S", "Z", "Z"], "eu-abroad": ["AE", "AE"], "outside-the-eu": ["S", "Z"]}[case]
     assert [category for category, _ in line_categories(xml)] == expected
+    # per subtotal its category and reason code: Z takes none (BR-Z-10), a derived AE its VATEX code
+    assert [(subtotal[0], subtotal[4]) for subtotal in breakdown(xml)] == {
+        "domestic": [("S", None), ("Z", None)], "eu-abroad": [("AE", REVERSE_CHARGE[0])],
+        "outside-the-eu": [("S", None), ("Z", None)]}[case]
+    assert_passes(official, xml)
 
 
 def test_stated_nulls_are_read_as_before(tmp_path: Path) -> None:
@@ -486,6 +494,41 @@ def test_the_generator_states_categories_and_reasons(tmp_path: Path) -> None:
             assert reason and reason.startswith("Undantag från skatteplikt")
         elif category == "Z":
             assert (code, reason) == (None, None)
+
+
+def test_a_larger_generated_register_has_o_invoices_and_foreign_ones_stating_no_category(
+        tmp_path: Path, official: PeppolRules) -> None:
+    from inexchange_devkit.erpgen import generate
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'erp.db'}")
+    generate(engine, seed=21, customers=60, invoices=1000, start_date=START, days=2, drafts=2)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT l.invoice_id, c.country_code, l.vat_category, l.vat_exemption_reason_code, l.vat_rate "
+            "FROM customer_invoice_line l JOIN customer_invoice i ON i.invoice_id = l.invoice_id "
+            "JOIN customer c ON c.customer_id = i.customer_id")).all()
+    lines: dict[int, list[tuple[str, str | None, str | None, Any]]] = {}
+    for invoice_id, *line in rows:
+        lines.setdefault(invoice_id, []).append(tuple(line))
+    not_subject = [i for i, its in lines.items() if any(category == "O" for _, category, _, _ in its)]
+    unstated = [i for i, its in lines.items() if its[0][0] != "SE" and all(c is None for _, c, _, _ in its)]
+    assert not_subject and unstated
+    for invoice_id in not_subject:  # only O lines, each with its reason (BR-O-10..14)
+        assert {(category, code) for _, category, code, _ in lines[invoice_id]} == {("O", "VATEX-EU-O")}
+    assert {lines[i][0][0] in EU_COUNTRIES for i in unstated} == {True, False}  # EU buyers and others
+
+    reader = ErpReader(engine)
+    batch = reader.load([*not_subject, *unstated])
+    engine.dispose()
+    verdicts = validate_batch(batch, start=START, end=END)
+    built = [i for i in [*not_subject, *unstated] if verdicts[i] is None]
+    assert set(built) & set(not_subject) and set(built) & set(unstated)
+    for invoice_id in built:
+        xml = build_from_batch(batch, invoice_id, SELLER)
+        country = lines[invoice_id][0][0]
+        derived = "O" if invoice_id in not_subject else "AE" if country in EU_COUNTRIES else "Z"
+        assert {category for category, _ in line_categories(xml)} == {derived}, invoice_id
+        assert_passes(official, xml)
 
 
 def test_the_generator_fills_an_erp_made_without_the_columns(tmp_path: Path) -> None:

@@ -215,6 +215,16 @@ RARE_ARTICLES: tuple[Article, ...] = (
 unit the pipeline knows that :data:`ARTICLES` does not use, and a line text of 200 characters. Each is
 added to some invoices without a random draw, so the other values stay as they were."""
 
+NOT_SUBJECT_ARTICLES: tuple[Article, ...] = (
+    Article("8001", "Vidarefakturerat utlägg: ansökningsavgift Bolagsverket", "st", Decimal("0.00"), 900, 2200, 0),
+    Article("8002", "Påminnelseavgift", "st", Decimal("0.00"), 60, 60, 0),
+)
+"""Articles of larger registers only, outside the scope of VAT (category O): an outlay paid in the customer's
+name and re-invoiced at cost, and the statutory reminder fee. An invoice has them alone (BR-O-11..14)."""
+
+NOT_SUBJECT_REASON = "Utanför momsens tillämpningsområde: utlägg för kundens räkning och påminnelseavgift"
+"""The exemption reason text of the lines of :data:`NOT_SUBJECT_ARTICLES` (with the code VATEX-EU-O)."""
+
 INTERNATIONAL_TRANSPORT = ("5003", "Persontransport, utrikes")
 """Article number and line text of passenger transport abroad: zero rated (VAT category Z), not 6 %."""
 

@@ -35,6 +35,14 @@ long text), and every :data:`ROUNDING_EVERY`-th good debit a total rounded to wh
 SHOWCASE_EVERY = 23
 ROUNDING_EVERY = 17
 """Every fourth invoice's passenger transport (of a customer in Sweden) is international, zero rated (Z)."""
+NOT_SUBJECT_EVERY = 29
+"""In larger registers (see :data:`SHOWCASE_FROM`), every :data:`NOT_SUBJECT_EVERY`-th invoice of a customer
+in Sweden (one without a rare line) bills only :data:`catalog.NOT_SUBJECT_ARTICLES`: every line not subject
+to VAT (O) with the code VATEX-EU-O and one reason (BR-O-10), no other category on it (BR-O-11..14)."""
+UNSTATED_EVERY = 3
+"""In larger registers, every :data:`UNSTATED_EVERY`-th invoice of a customer abroad states no VAT category on
+its lines, as an ERP without the columns: its 0 % lines get AE from an EU customer with a VAT number, Z
+from one outside the EU."""
 EU_EXEMPTION_CODES = {"K": "VATEX-EU-IC", "AE": "VATEX-EU-AE"}
 """The VATEX codes the lines of EU customers abroad state: goods K, services AE."""
 
@@ -43,8 +51,9 @@ EU_EXEMPTION_CODES = {"K": "VATEX-EU-IC", "AE": "VATEX-EU-AE"}
 class Line:
     """One invoice line; ``line_amount`` is quantity x unit price rounded half up to cents.
 
-    The VAT category and exemption reason are stated for lines without Swedish VAT only (E, Z, K, AE);
-    a line at 25, 12 or 6 % states none, and the pipeline derives S from its rate.
+    The VAT category and exemption reason are stated for lines without Swedish VAT only (E, Z, K, AE, G,
+    O); a line at 25, 12 or 6 % states none, and the pipeline derives S from its rate. The 0 % lines of
+    some invoices of customers abroad state none either (:data:`UNSTATED_EVERY`).
     """
 
     article_number: str
@@ -198,6 +207,30 @@ def _rare_line(customer: Customer, invoice_id: int) -> Line:
     )
 
 
+def _not_subject_lines(invoice_id: int) -> list[Line]:
+    """The lines of an invoice not subject to VAT: an outlay, and on every other such invoice a reminder fee;
+    priced by the invoice id (no random draw)."""
+    outlay, fee = catalog.NOT_SUBJECT_ARTICLES
+    chosen = [(outlay, Decimal(outlay.min_price + invoice_id % (outlay.max_price - outlay.min_price + 1)))]
+    if invoice_id % 2:
+        chosen.append((fee, Decimal(fee.min_price)))
+    return [
+        Line(
+            article_number=article.number,
+            description=article.description,
+            quantity=Decimal(1),
+            unit=article.unit,
+            unit_price=price,
+            vat_rate=ZERO_RATE,
+            line_amount=price.quantize(CENT, ROUND_HALF_UP),
+            vat_category="O",
+            vat_exemption_reason_code="VATEX-EU-O",
+            vat_exemption_reason=catalog.NOT_SUBJECT_REASON,
+        )
+        for article, price in chosen
+    ]
+
+
 def _cycle(rng: random.Random, pool: Sequence[Customer]) -> Iterator[Customer]:
     """Yield the customers of ``pool`` endlessly, reshuffled on every round."""
     while True:
@@ -319,7 +352,9 @@ class InvoiceFactory:
         return invoice
 
     def _lines(self, customer: Customer, invoice_id: int) -> list[Line]:
-        """Draw 1-5 lines from the price list, with their VAT (see :func:`line_vat`)."""
+        """Draw 1-5 lines from the price list, with their VAT (see :func:`line_vat`); in larger registers
+        the invoices of :data:`NOT_SUBJECT_EVERY` and :data:`UNSTATED_EVERY` are changed after the draw, so
+        the other invoices stay as they were."""
         rng = self.rng
         lines = []
         for article in rng.choices(catalog.ARTICLES, weights=catalog.ARTICLE_WEIGHTS, k=rng.randint(1, 5)):
@@ -340,6 +375,11 @@ class InvoiceFactory:
             )
         if self.showcase and invoice_id % SHOWCASE_EVERY == 0:
             lines.append(_rare_line(customer, invoice_id))
+        elif self.showcase and not customer.is_foreign and invoice_id % NOT_SUBJECT_EVERY == 0:
+            lines = _not_subject_lines(invoice_id)
+        if self.showcase and customer.is_foreign and invoice_id % UNSTATED_EVERY == 0:
+            for line in lines:  # as an ERP without the columns: the pipeline derives AE or Z
+                line.vat_category = line.vat_exemption_reason_code = line.vat_exemption_reason = None
         return lines
 
     def _credit_lines(self, debit_lines: Sequence[Line]) -> list[Line]:
