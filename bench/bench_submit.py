@@ -62,7 +62,7 @@ def context(run_id: str) -> dict[str, Any]:
 def prepare_erp(tmp: Path, name: str, n: int, sim: Any) -> Any:
     """A fresh ERP whose day of ``n`` posted invoices is extracted and validated; the simulator reset."""
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
     from inexchange_devkit.erpgen import generate
 
     path = tmp / f"{name.replace(' ', '_').replace(',', '')}.db"
@@ -71,8 +71,8 @@ def prepare_erp(tmp: Path, name: str, n: int, sim: Any) -> Any:
     os.environ["AIRFLOW_CONN_ERP_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(path)})
     os.environ["AIRFLOW_CONN_INEXCHANGE_DEFAULT"] = json.dumps({
         "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "bench"}})
-    pipeline.extract(RunScope.from_context(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
-    pipeline.validate(RunScope.from_context(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    pipeline.extract(run_scope(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    pipeline.validate(run_scope(context(name)), erp_conn_id="erp_default", reporting_conn_id="erp_default")
     sim.reset()
     return engine
 
@@ -117,11 +117,12 @@ def run_sequential(engine: Any, name: str) -> None:
     from inexchange.states import LedgerState
     from inexchange.erp import ErpReader
     from inexchange.hooks.inexchange import InExchangeHook
-    from inexchange.ledger import Ledger, RunScope
+    from inexchange.ledger import Ledger
+    from inexchange.operators.scope import run_scope
     from inexchange.submission import _send_body
     from inexchange.ubl import Seller, build_from_batch
 
-    ledger = Ledger(engine, RunScope.from_context(context(name), TIMEZONE))
+    ledger = Ledger(engine, run_scope(context(name), TIMEZONE))
     rows = ledger.due_rows(max_attempts=5)
     batch = ErpReader(engine).load([r["invoice_id"] for r in rows])
     seller = Seller.from_config(SELLER_CONFIG)

@@ -18,6 +18,7 @@ from inexchange.operators.stages import (
 )
 from inexchange.operators.submit import SubmitInvoicesOperator
 from inexchange.sensors.delivery import DeliveryStatusSensor
+from inexchange.times import TIMEZONE
 from inexchange.values import LedgerTaskArguments
 
 ERP_CONN_ID = "erp_default"
@@ -25,7 +26,6 @@ REPORTING_CONN_ID = "inexchange_reporting"
 INEXCHANGE_CONN_ID = "inexchange_default"
 #: Airflow's own REST API, through which the preflight reads the pool below (only when one is named)
 AIRFLOW_API_CONN_ID = "airflow_api"
-TIMEZONE = "Europe/Stockholm"
 #: where every task finds the ERP and the ledger, and the time zone of the invoice dates
 LEDGER: LedgerTaskArguments = {"erp_conn_id": ERP_CONN_ID, "reporting_conn_id": REPORTING_CONN_ID, "timezone": TIMEZONE}
 #: invoices in flight at once in each mapped submit task

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from inexchange.exceptions import ErpDatabaseMissing, ReportingConnectionMissing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -76,8 +75,6 @@ def _read_only_sqlite_engine(conn_id: str, path: str, engine_kwargs: dict[str, A
     from sqlalchemy import create_engine
     from sqlalchemy.engine import URL
 
-    from inexchange.exceptions import ErpDatabaseMissing
-
     if not path or not Path(path).is_file():
         raise ErpDatabaseMissing(conn_id, path)
     # mode=ro opens the file without write access and never creates it (should it vanish meanwhile)
@@ -129,73 +126,7 @@ def reporting_engine(reporting_conn_id: str) -> Engine:
     """
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from inexchange.exceptions import ReportingConnectionMissing
-
     try:
         return engine_for(reporting_conn_id)
     except AirflowNotFoundException:
         raise ReportingConnectionMissing(reporting_conn_id) from None
-
-
-def utc_text(moment: datetime) -> str:
-    """Format a time as the sortable UTC text the ledger stores ('...T06:00:00.000000Z')."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware time")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now_text() -> str:
-    """The current time as ledger text."""
-    return utc_text(datetime.now(UTC))
-
-
-def parse_utc_text(value: str | None) -> datetime | None:
-    """Parse ledger time text back into an aware datetime."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def as_date(value: Any) -> date:
-    """Normalise a DATE column value (a ``date`` on PostgreSQL, text on SQLite)."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-#: keys beyond a BIGINT are none (no database column could hold them)
-_BIGINT = 2**63
-
-
-def read_date(value: Any) -> date | None:
-    """Like :func:`as_date`, but None for a NULL or a value that is no date ('igår', 20261117, bytes)."""
-    if isinstance(value, date):
-        return as_date(value)
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        return None
-    try:
-        return as_date(value)
-    except ValueError:
-        return None
-
-
-def integer_id(value: Any) -> int | None:
-    """An ERP key (invoice_id, customer_id) as int, or None when it is NULL or not a whole number.
-
-    A view over a messy ERP may give 17, 17.0, Decimal('17') or '17' for the same key; 17.5, 'abc',
-    bytes or 1e20 are no key at all (17.5 is never rounded into another invoice's id 17).
-    """
-    if value is None or isinstance(value, bool | bytes | bytearray | memoryview):
-        return None
-    if isinstance(value, int):
-        return value if -_BIGINT <= value < _BIGINT else None
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    if not number.is_finite() or number != number.to_integral_value() or not -_BIGINT <= number < _BIGINT:
-        return None
-    return int(number)

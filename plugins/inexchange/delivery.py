@@ -23,6 +23,9 @@ from inexchange.states import LedgerState
 from inexchange.tracking import (
     MAX_EVENT_CHANGES,
     MAX_UNREADABLE_IDS,
+    DeliveryEvent,
+    EventStatus,
+    Unreadable,
     record_statuses,
     submission_window,
     unreadable_of,
@@ -96,7 +99,7 @@ class DeliveryRun:
         self._note_unreadable(unreadable_of(hook))
         return ledger.watch(), cursor
 
-    def _note_unreadable(self, found: dict[str, Any]) -> None:
+    def _note_unreadable(self, found: Unreadable) -> None:
         """Add the documents a listing skipped as unreadable to the try's tally (kept across deferrals)."""
         ids = found.get("unreadable") or []
         if not ids:
@@ -129,7 +132,7 @@ class DeliveryRun:
         return self._deferral(watch, cursor, datetime.now(UTC) + self.settings.delivery_timeout)
 
     def resume(
-        self, event: dict[str, Any], end_time: str | None, unreadable: list[str] | None = None
+        self, event: DeliveryEvent, end_time: str | None, unreadable: list[str] | None = None
     ) -> dict[str, Any] | Deferral:
         """Write the trigger's changes to the ledger; the summary when done, else the next deferral with
         the same deadline.
@@ -139,19 +142,19 @@ class DeliveryRun:
         :param unreadable: ids of unreadable documents skipped by the try's earlier listings.
         :raises DeliveryPollingFailed: the event says the trigger's polling failed.
         """
-        if event.get("status") == "error":
+        if event.get("status") == EventStatus.ERROR:
             raise DeliveryPollingFailed(event.get("message"))
         self.unreadable = list(unreadable or [])
         self._note_unreadable(event)
         ledger = self._ledger()
-        if event.get("status") == "changes":
+        if event.get("status") == EventStatus.CHANGES:
             changes = event.get("changes") or []
             # other documents in the window belong to other runs
             ours = ledger.watched_documents(change["id"] for change in changes)
             moved = ledger.apply_statuses([change for change in changes if change["id"] in ours])
             self.log.info("%d ledger rows changed from %d status updates", moved, len(changes))
         watch = ledger.watch()
-        if not watch.waiting or event.get("status") == "timeout":
+        if not watch.waiting or event.get("status") == EventStatus.TIMEOUT:
             return self._summary(ledger, timed_out=bool(watch.waiting))
         deadline = parse_time(end_time) or datetime.now(UTC) + self.settings.delivery_timeout
         # an event cut at its limit leaves changes behind: list them soon, not a whole interval later

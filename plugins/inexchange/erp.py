@@ -15,8 +15,8 @@ import pandas as pd
 from sqlalchemy import bindparam, inspect
 
 from inexchange import vat
-from inexchange.db import integer_id
 from inexchange.sql import SELECTION, selection, statement, with_columns
+from inexchange.values import integer_id
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

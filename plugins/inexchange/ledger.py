@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, TypedDict
 from sqlalchemy import String, bindparam, func, inspect, select, text
 
 from inexchange.api import parse_time
-from inexchange.db import integer_id, now_text, read_date, utc_text
 from inexchange.sql import (
     MAX_ROWS,
     SELECTION,
@@ -35,8 +34,8 @@ from inexchange.sql import (
     with_rows,
 )
 from inexchange.states import LedgerState, ledger_state_for
-from inexchange.times import TIMEZONE
-from inexchange.values import text_or_none
+from inexchange.times import TIMEZONE, now_text, utc_text
+from inexchange.values import integer_id, read_date, text_or_none
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -50,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 class IntervalText(TypedDict):
-    """A run's data interval as ledger text (UTC ISO, see :func:`inexchange.db.utc_text`)."""
+    """A run's data interval as ledger text (UTC ISO, see :func:`inexchange.times.utc_text`)."""
 
     data_interval_start: str
     data_interval_end: str
@@ -240,48 +239,6 @@ class RunScope:
     listed: bool = False
     timezone: str = TIMEZONE
 
-    @classmethod
-    def from_context(cls, context: Any, timezone: str = TIMEZONE) -> RunScope:
-        """Build the scope of the running task's DAG run.
-
-        Invoice dates are compared with the interval's dates in the ERP's time zone. The run's
-        params ``invoice_numbers``, ``retry_rejected`` and ``invoice_date`` (see the DAG) are read
-        when present. ``invoice_date`` (``YYYY-MM-DD``) makes the run own that invoice day whatever its
-        logical date: the interval of that day, at the scheduled interval's time of day.
-
-        :param context: the Airflow task context.
-        :param timezone: time zone of the ERP's invoice dates.
-        """
-        import pendulum
-
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        if start is None or end is None:
-            # a run triggered without a logical date (`airflow dags trigger`, the UI's Trigger) has none
-            start, end = unscheduled_interval(context)
-        tz = pendulum.timezone(timezone)
-        run_type = getattr(context.get("dag_run"), "run_type", None) or "scheduled"
-        params = context.get("params") or {}
-        day = invoice_day(params.get(INVOICE_DATE_PARAM))
-        if day is not None:
-            local = pendulum.instance(start).in_timezone(tz)
-            start = pendulum.datetime(day.year, day.month, day.day, local.hour, local.minute, local.second, tz=tz)
-            end = start.add(days=1)
-        scope = cls(
-            dag_run_id=context["run_id"],
-            start=start,
-            end=end,
-            start_date=pendulum.instance(start).in_timezone(tz).date(),
-            end_date=pendulum.instance(end).in_timezone(tz).date(),
-            run_type=str(getattr(run_type, "value", run_type)),
-            try_number=int(getattr(context.get("ti"), "try_number", None) or 1),
-            invoice_numbers=_invoice_numbers(params.get(INVOICE_NUMBERS_PARAM)),
-            retry_rejected=bool(params.get(RETRY_REJECTED_PARAM, True)),
-            listed=bool(params.get(INVOICE_NUMBERS_PARAM)),
-            timezone=timezone,
-        )
-        log.info("this run: %s (%s)", scope.describe(), timezone)
-        return scope
-
     def describe(self) -> str:
         """The run's invoices in words, for every log line: "invoices dated 2026-11-20" (the
         interval's invoice days, in the ERP's time zone), or the listed numbers."""
@@ -334,57 +291,6 @@ _ADDED_COLUMNS = {
 #: indexes later versions added (``ledger_schema.sql`` creates them when missing), per table
 _ADDED_INDEXES = {"inexchange_dispatch": ("ix_inexchange_dispatch_state_id",)}
 
-#: DAG params a manual run may set (read by :meth:`RunScope.from_context`)
-INVOICE_NUMBERS_PARAM = "invoice_numbers"
-RETRY_REJECTED_PARAM = "retry_rejected"
-INVOICE_DATE_PARAM = "invoice_date"
-
-
-def invoice_day(value: Any) -> date | None:
-    """The ``invoice_date`` param as a date (``YYYY-MM-DD``), or None when it is empty.
-
-    :raises ValueError: naming the param and the expected form, for any other text.
-    """
-    if value is None or not str(value).strip():
-        return None
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ValueError(f"param {INVOICE_DATE_PARAM} must be a date such as 2026-11-20, not {value!r}") from None
-
-
-def unscheduled_interval(context: Any) -> tuple[datetime, datetime]:
-    """The data interval of a run Airflow gave none (triggered without a logical date): the last whole
-    interval of the DAG's cron schedule before the run was due, the one a scheduled run then would own.
-
-    :raises ValueError: when the DAG's schedule is no cron data-interval timetable.
-    """
-    import pendulum
-    from airflow.sdk import CronDataIntervalTimetable as DeclaredCronTimetable
-
-    timetable = getattr(context.get("dag"), "timetable", None)
-    if not isinstance(timetable, DeclaredCronTimetable):
-        raise ValueError(
-            "this run has no data interval and the DAG's schedule gives none; give the run the param "
-            f"{INVOICE_DATE_PARAM} (YYYY-MM-DD) or {INVOICE_NUMBERS_PARAM}"
-        )
-    from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's own interval arithmetic
-
-    run_after = getattr(context.get("dag_run"), "run_after", None) or pendulum.now("UTC")
-    interval = CronDataIntervalTimetable(timetable.expression, timetable.timezone).infer_manual_data_interval(
-        run_after=pendulum.instance(run_after)
-    )
-    return interval.start, interval.end
-
-
-def _invoice_numbers(value: Any) -> tuple[str, ...]:
-    """The listed invoice numbers, trimmed, without blanks and repeats; a string may separate them by commas."""
-    if not value:
-        return ()
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
-
-
 #: how long another run's claim (``submitting``) is respected by default (SubmitInvoicesOperator's ``claim_lease``)
 CLAIM_LEASE = timedelta(minutes=15)
 #: how long after its claim a send may still be in flight by default (SubmitInvoicesOperator's ``settle_time``)
@@ -426,6 +332,19 @@ class Transition(NamedTuple):
     from_states: Sequence[LedgerState]
     to_state: LedgerState
     fields: TransitionFields
+
+
+class IdRange(NamedTuple):
+    """The invoice_ids of a run's rows in some states, as :meth:`Ledger.id_range` finds them.
+
+    :param first_id: the lowest invoice_id.
+    :param last_id: the highest invoice_id.
+    :param row_count: how many rows there are.
+    """
+
+    first_id: int
+    last_id: int
+    row_count: int
 
 
 def erp_document_id(invoice_id: int) -> str:
@@ -519,14 +438,14 @@ class Ledger:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         found = None if self.scope.by_number else self.id_range(*states)
-        if self.scope.by_number or (found is not None and found[2] <= chunk):
+        if self.scope.by_number or (found is not None and found.row_count <= chunk):
             rows = self.rows(*states)
             for start in range(0, len(rows), chunk):
                 yield rows[start : start + chunk]
             return
         if found is None:
             return
-        from_id, to_id, _ = found
+        from_id, to_id = found.first_id, found.last_id
         while True:
             page = self.rows_page(*states, from_id=from_id, to_id=to_id, limit=chunk)
             if page:
@@ -535,7 +454,7 @@ class Ledger:
                 return
             from_id = int(page[-1]["invoice_id"]) + 1
 
-    def id_range(self, *states: LedgerState) -> tuple[int, int, int] | None:
+    def id_range(self, *states: LedgerState) -> IdRange | None:
         """The lowest and highest invoice_id of the run's rows in the given states and how many there
         are, or None when there are none."""
         query = statement("ledger_select_id_range").bindparams(bindparam("states", expanding=True), SELECTION)
@@ -543,7 +462,7 @@ class Ledger:
             found = conn.execute(query, {"states": [s.value for s in states], **self.scope.bounds}).one()
         if not found.row_count:
             return None
-        return int(found.first_id), int(found.last_id), int(found.row_count)
+        return IdRange(first_id=int(found.first_id), last_id=int(found.last_id), row_count=int(found.row_count))
 
     def rows_page(self, *states: LedgerState, from_id: int, to_id: int, limit: int) -> list[LedgerRow]:
         """The first ``limit`` of the run's rows in the given states whose invoice_id lies in
@@ -890,8 +809,7 @@ class Ledger:
     def transition_many(self, changes: Iterable[Transition], *, source: str) -> list[bool]:
         """Apply several compare-and-set changes in one transaction; return which rows moved.
 
-        :param changes: the changes, as for :meth:`transition` (a plain ``(invoice_id, from_states,
-            to_state, fields)`` tuple is read as a :class:`Transition`).
+        :param changes: the changes, as for :meth:`transition`.
         """
         with self.engine.begin() as conn:
             return self._transitions(conn, list(changes), source)
@@ -901,7 +819,7 @@ class Ledger:
         and the history rows of those that moved are inserted together."""
         now = now_text()
         values: list[dict[str, Any]] = []
-        for change in map(Transition._make, changes):
+        for change in changes:
             fields, from_states = change.fields, change.from_states
             unknown = set(fields) - set(_TRANSITION_DEFAULTS)
             if unknown:

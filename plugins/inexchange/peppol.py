@@ -108,14 +108,12 @@ def rules_in(folder: str) -> PeppolRules:
     return PeppolRules(Path(folder))
 
 
-def configured_rules() -> PeppolRules:
-    """The rules of the folder ``[inexchange] peppol_rules`` names, compiled once per process.
+def configured_rules(folder: str | None) -> PeppolRules:
+    """The rules of the folder the option ``[inexchange] peppol_rules`` names, compiled once per process.
 
+    :param folder: the option's value (read by the submit operator); None or empty when it is not set.
     :raises InExchangeConfigError: the option is not set, or the folder is not usable.
     """
-    from airflow.sdk import conf
-
-    folder = conf.get("inexchange", RULES_OPTION, fallback=None)
     if not folder:
         raise InExchangeConfigError(
             f"check_peppol is on but [inexchange] {RULES_OPTION} is not set: set it (or the environment "

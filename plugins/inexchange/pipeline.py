@@ -17,14 +17,16 @@ from operator import itemgetter
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from inexchange.db import erp_engine, integer_id, read_date, reporting_engine
+from inexchange.db import erp_engine, reporting_engine
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, ErpReader
+from inexchange.exceptions import InExchangeError
 from inexchange.ledger import Ledger, LedgerRow, ReportRow, RunScope, Transition, ledger_text
 from inexchange.states import ACTION_STATES, MAX_ATTEMPTS, LedgerState
-from inexchange.times import TIMEZONE, local_time
+from inexchange.times import TIMEZONE, local_time, utc_text
 from inexchange.tracking import record_statuses
 from inexchange.validation import ValidationTally, customer_label, shown
 from inexchange.validation import validate as validate_invoices
+from inexchange.values import integer_id, one_line, read_date, text_or_none
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +78,6 @@ def _look_up_in_doubt(ledger: Ledger, hook: Any, rows: list[LedgerRow]) -> int:
 
     Nothing is sent: an invoice InExchange does not show stays ``in_doubt`` for a person.
     """
-    from inexchange.db import utc_text
-    from inexchange.exceptions import InExchangeError
-
     settled = 0
     for row in rows:
         try:
@@ -388,7 +387,7 @@ def report(
                 "last_day": scope.last_date.isoformat(),
                 "interval_start": scope.interval["data_interval_start"],
                 "count": count,
-                "invoices": [{key: None if row[key] is None else str(row[key]) for key in columns} for row in listed],
+                "invoices": [{key: text_or_none(row[key]) for key in columns} for row in listed],
                 "without_id": [str(message) for message in without_id],
             },
         )
@@ -491,12 +490,12 @@ def format_report(rows: list[ReportRow], timezone: str = TIMEZONE) -> str:
             r["document_type"],
             r["invoice_number"],
             r["customer_number"],
-            _one_line(r["customer_name"]),
+            one_line(r["customer_name"]),
             r["delivery_method"] or "",
             r["state"],
             r["inexchange_status"] or "",
             local_time(r["sent_at"], timezone),
-            _one_line(r["message"]),
+            one_line(r["message"]),
         ]
         for r in rows
     ]
@@ -507,8 +506,3 @@ def format_report(rows: list[ReportRow], timezone: str = TIMEZONE) -> str:
 #: the report table's widest name and message columns; longer texts wrap onto more lines
 NAME_WIDTH = 28
 MESSAGE_WIDTH = 72
-
-
-def _one_line(text: Any) -> str:
-    """``text`` with its line breaks as spaces (the table wraps it itself); empty for ``None``."""
-    return "" if text is None else " ".join(str(text).split())

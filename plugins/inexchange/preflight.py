@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -40,13 +41,26 @@ OUTAGE_SIGNS = (
     "timeout expired",
     "connection timed out",
 )
+#: what a problem of the pool check offers besides fixing it
+POOL_UNSET = "or unset [inexchange] api_pool (the submit tasks then run in default_pool, 4 at a time)"
 
 
-def read_seller_variable() -> Any:
-    """The Variable :data:`SELLER_VARIABLE`, deserialized from JSON (the submit task reads it too)."""
-    from airflow.sdk import Variable
+@dataclass(frozen=True)
+class ApiConnection:
+    """The fields of the ``http`` connection to Airflow's REST API the pool is read through (see
+    :func:`pool_problems`).
 
-    return Variable.get(SELLER_VARIABLE, deserialize_json=True)
+    :param conn_id: the connection's id, for the problems.
+    :param host: the api-server's URL, or its name (completed by ``schema`` and ``port``).
+    :param login: a user who may read pools; None: the token is asked for without credentials.
+    """
+
+    conn_id: str = AIRFLOW_API_CONN_ID
+    host: str | None = None
+    schema: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -183,7 +197,7 @@ def api_problems(inexchange_conn_id: str) -> list[str]:
     return []
 
 
-def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_ID) -> list[str]:
+def pool_problems(pool: str | None, read_connection: Callable[[], ApiConnection]) -> list[str]:
     """Problems with the pool the submit tasks take slots of (``[inexchange] api_pool``).
 
     A task in a pool that does not exist is never scheduled, and a task cannot read pools through
@@ -196,25 +210,22 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
     An api-server that cannot be reached or refuses the login is a problem to name (the task reaches
     its own api-server, so the URL or the user is wrong); one failing (5xx) or timing out is raised,
     so the task is retried like in any outage.
+
+    :param pool: the pool named in ``[inexchange] api_pool``, if any.
+    :param read_connection: returns the connection's fields (called only when a pool is named); it
+        raises :class:`PreflightFailed` naming what to define when the connection cannot be read.
     """
     if not pool:
         return []
     import httpx
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
     from airflow.sdk.log import mask_secret
 
-    unset = "or unset [inexchange] api_pool (the submit tasks then run in default_pool, 4 at a time)"
     try:
-        conn = BaseHook.get_connection(airflow_api_conn_id)
-    except AirflowNotFoundException:
-        return [
-            f"[inexchange] api_pool names the pool {pool!r}, which a task can read only through Airflow's REST "
-            f"API: define the connection {airflow_api_conn_id!r} (host: the api-server's URL; login and "
-            f"password: a user who may read pools), {unset}"
-        ]
+        conn = read_connection()
+    except PreflightFailed as exc:
+        return exc.problems
     base = airflow_api_url(conn.host, conn.schema, conn.port)
-    where = f"connection {airflow_api_conn_id!r} (Airflow's REST API at {base or 'no host'})"
+    where = f"connection {conn.conn_id!r} (Airflow's REST API at {base or 'no host'})"
     if not base:
         return [f"{where}: set its host to the api-server's URL, e.g. http://airflow-apiserver:8080"]
     try:
@@ -235,7 +246,7 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
             if reply.status_code == 404:
                 return [
                     f"the pool {pool!r} named in [inexchange] api_pool does not exist, so the submit tasks would "
-                    f"never be scheduled: create it (airflow pools set {pool} 4 'InExchange API') {unset}"
+                    f"never be scheduled: create it (airflow pools set {pool} 4 'InExchange API') {POOL_UNSET}"
                 ]
             if reply.status_code in (401, 403):
                 return [
@@ -257,7 +268,7 @@ def pool_problems(pool: str | None, airflow_api_conn_id: str = AIRFLOW_API_CONN_
     if slots == 0:
         return [
             f"the pool {pool!r} named in [inexchange] api_pool has no slots, so the submit tasks would never "
-            f"run: give it slots (airflow pools set {pool} 4 'InExchange API') {unset}"
+            f"run: give it slots (airflow pools set {pool} 4 'InExchange API') {POOL_UNSET}"
         ]
     log.info("preflight: the pool %r has %s slots", pool, "unlimited" if slots < 0 else slots)
     return []
@@ -302,20 +313,23 @@ def preflight(
     inexchange_conn_id: str,
     read_seller: Callable[[], Any],
     pool: str | None = None,
-    airflow_api_conn_id: str = AIRFLOW_API_CONN_ID,
+    read_api_connection: Callable[[], ApiConnection] | None = None,
 ) -> dict[str, Any]:
     """Run every check; raise :class:`PreflightFailed` naming every problem at once.
 
     :param read_seller: returns the seller Variable's value (deserialized JSON).
     :param pool: the pool of the submit tasks, if they take slots of one (see :func:`pool_problems`).
-    :param airflow_api_conn_id: the connection to Airflow's REST API the pool is read through.
+    :param read_api_connection: returns the fields of the connection to Airflow's REST API the pool is
+        read through; needed only with ``pool``.
     """
+    if pool and read_api_connection is None:
+        raise ValueError(f"the pool {pool!r} is read through Airflow's REST API: give read_api_connection")
     problems = [
         *seller_problems(read_seller),
         *erp_problems(erp_conn_id),
         *reporting_problems(reporting_conn_id),
         *api_problems(inexchange_conn_id),
-        *pool_problems(pool, airflow_api_conn_id),
+        *(pool_problems(pool, read_api_connection) if read_api_connection is not None else []),
     ]
     if problems:
         failed = PreflightFailed(problems)

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from airflow.sdk import DagRunState
 
 from inexchange.api import SendMethod
-from inexchange.db import erp_engine, reporting_engine, utc_text
+from inexchange.db import erp_engine, reporting_engine
 from inexchange.exceptions import InExchangeApiError, InExchangeError, SystematicFailure
 from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.peppol import PeppolRules, configured_rules, rejection
 from inexchange.states import LedgerState
+from inexchange.times import parse_utc, utc_text
 from inexchange.values import TaskLog, TaskSettings, text_or_empty
 
 if TYPE_CHECKING:
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
 SOURCE = "submit"
 #: Dag run states after which nothing of the run is in flight
-FINISHED_RUN_STATES = frozenset({"success", "failed"})
+FINISHED_RUN_STATES = frozenset({DagRunState.SUCCESS, DagRunState.FAILED})
 #: other runs with claims left whose state is asked for, per task
 MAX_CLAIMING_RUNS = 50
 #: the message of a row whose send may or may not have reached InExchange
@@ -105,6 +108,17 @@ TRIP_AFTER = 5
 MIN_SAME_REFUSALS = 3
 
 
+class RefusalCause(NamedTuple):
+    """A failure that may be systematic, as :func:`refusal_cause` names it.
+
+    :param cause: one line naming the cause.
+    :param needed: how many same refusals, with nothing else happening, prove it the task's.
+    """
+
+    cause: str
+    needed: int
+
+
 @dataclass(frozen=True)
 class _Refusal:
     """An invoice that failed before anything of it was sent, for a cause that may not be its own.
@@ -128,7 +142,7 @@ class _Refusal:
     change: Transition
 
 
-def refusal_cause(exc: Exception) -> tuple[str, int] | None:
+def refusal_cause(exc: Exception) -> RefusalCause | None:
     """The cause of a failure that may be systematic, and how many same refusals prove it; None for a passing fault.
 
     401 (a client token refused: a wrong API key or ERP id, or a token refused again after renewal)
@@ -141,9 +155,9 @@ def refusal_cause(exc: Exception) -> tuple[str, int] | None:
     if not isinstance(exc, InExchangeApiError):
         return None
     if exc.status_code == 401 or exc.status_code < 400:
-        return exc.describe(), 1
+        return RefusalCause(cause=exc.describe(), needed=1)
     if exc.permanent:
-        return exc.describe(), MIN_SAME_REFUSALS
+        return RefusalCause(cause=exc.describe(), needed=MIN_SAME_REFUSALS)
     return None
 
 
@@ -213,6 +227,8 @@ class SubmitSettings(TaskSettings):
     dry_run: bool
     #: run the official Peppol BIS 3 rules over each document and reject one that breaks a fatal rule
     check_peppol: bool = False
+    #: the folder of the Peppol rules (the option ``[inexchange] peppol_rules``), needed with ``check_peppol``
+    peppol_rules: str | None = None
 
 
 @dataclass(eq=False)
@@ -252,7 +268,7 @@ class Submission:
         settings = self.settings
         seller = Seller.from_config(settings.seller)
         if settings.check_peppol:
-            self.peppol = configured_rules()
+            self.peppol = configured_rules(settings.peppol_rules)
         ledger = Ledger(reporting_engine(settings.reporting_conn_id), self.scope)
         ledger.ensure_schema()
         rows = self._due_rows(ledger, settle=settings.settle_time, finished_runs=self._finished_runs(ledger))
@@ -347,7 +363,7 @@ class Submission:
             if found is None:
                 self.log.warning("could not create a client token yet (%s); the sends try again", exc)
                 return
-            raise SystematicFailure(found[0], due, _hint(found[0], self.settings.inexchange_conn_id)) from None
+            raise SystematicFailure(found.cause, due, _hint(found.cause, self.settings.inexchange_conn_id)) from None
 
     async def _pass(self, rows: list[LedgerRow], shared: _Shared, *, settled: bool = True) -> None:
         """Reconcile the rows left ``submitting`` (resending those InExchange never got, when ``settled``),
@@ -375,8 +391,6 @@ class Submission:
         (sends in doubt again and again, look-ups failing) stays for the next try, or for the next
         run, which reconciles it the same way once this run has ended (or after the lease).
         """
-        from inexchange.db import parse_utc_text
-
         settings = self.settings
 
         async def in_doubt() -> list[LedgerRow]:
@@ -392,7 +406,7 @@ class Submission:
             now = _now()
             # updated_at is always set: when the doubt arose
             ready_at = {
-                int(r["invoice_id"]): cast("datetime", parse_utc_text(r["updated_at"])) + settings.settle_time
+                int(r["invoice_id"]): cast("datetime", parse_utc(r["updated_at"])) + settings.settle_time
                 for r in remaining
             }
             if round_ == settings.settle_rounds:
@@ -535,8 +549,8 @@ class Submission:
             )
         moved = ledger.transition_many(changes, source=SOURCE)
         results = list(zip(changes, moved, strict=True))
-        claimed = {change[0] for change, ok in results if ok and change[2] is LedgerState.SUBMITTING}
-        counts[Outcome.REJECTED] = sum(ok for change, ok in results if change[2] is LedgerState.REJECTED)
+        claimed = {change.invoice_id for change, ok in results if ok and change.to_state is LedgerState.SUBMITTING}
+        counts[Outcome.REJECTED] = sum(ok for change, ok in results if change.to_state is LedgerState.REJECTED)
         jobs = [job for job in candidates if int(job.row["invoice_id"]) in claimed]
         counts[Outcome.SKIPPED] = len(candidates) - len(jobs)
         if counts[Outcome.SKIPPED]:
@@ -854,7 +868,7 @@ def _refusal_or(outcome: _Outcome, exc: Exception, job: _Job) -> _Outcome | _Ref
     key, change = outcome
     if found is None or change is None:
         return outcome
-    return _Refusal(cause=found[0], needed=found[1], job=job, key=key, change=change)
+    return _Refusal(cause=found.cause, needed=found.needed, job=job, key=key, change=change)
 
 
 def in_doubt_message(row: Mapping[str, Any], exc: Exception, lookups: int) -> str:

@@ -1,6 +1,7 @@
-"""Ledger times as people read them: the ledger stores UTC ISO text ('2026-11-20T08:12:00.000000Z'),
-people read it in the company's zone with its abbreviation ('2026-11-20 09:12 CET'). Used by the
-run's report table, the dispatch page and the e-mail alike."""
+"""Ledger times: the ledger stores UTC ISO text ('2026-11-20T08:12:00.000000Z', :func:`utc_text`, read
+back by :func:`parse_utc`), people read it in the company's zone with its abbreviation ('2026-11-20
+09:12 CET', :func:`local_time`). Used by the ledger, the run's report table, the dispatch page and the
+e-mail alike (a leaf module: it imports nothing of the project)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def parse_utc(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def utc_text(moment: datetime) -> str:
+    """Format a time as the sortable UTC text the ledger stores ('...T06:00:00.000000Z')."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: pass an aware time")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_text() -> str:
+    """The current time as ledger text."""
+    return utc_text(datetime.now(UTC))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from itertools import islice
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Required, TypedDict, cast
 
 from inexchange.api import OutboundDocument
-from inexchange.db import parse_utc_text
 from inexchange.ledger import Watch
+from inexchange.times import parse_utc
 
 if TYPE_CHECKING:
     from inexchange.hooks.inexchange import InExchangeHook
@@ -25,6 +26,38 @@ CREATED_MARGIN = timedelta(minutes=5)
 MAX_EVENT_CHANGES = 2000
 #: listed documents read and written to the ledger at a time by a synchronous poll
 RECORD_CHUNK = 5000
+
+
+class EventStatus(StrEnum):
+    """What a delivery trigger's event reports (its ``status``; the values are the serialized event's)."""
+
+    #: documents changed status: the event carries the changes and the cursor after them
+    CHANGES = "changes"
+    #: the deadline passed with no change
+    TIMEOUT = "timeout"
+    #: a listing failed: the event carries the error's message
+    ERROR = "error"
+
+
+class Unreadable(TypedDict, total=False):
+    """The documents a hook's listings skipped as unreadable (:func:`unreadable_of`): none, or their ids and count."""
+
+    unreadable: list[str]
+    unreadable_count: int
+
+
+class DeliveryEvent(Unreadable, total=False):
+    """The payload of a :class:`~inexchange.triggers.delivery.DeliveryStatusTrigger` event, as the delivery
+    sensor resumes with it.
+
+    ``changes`` comes with :attr:`EventStatus.CHANGES`, ``message`` with :attr:`EventStatus.ERROR`, ``cursor``
+    (ISO time of the latest change seen, or None) with the others.
+    """
+
+    status: Required[EventStatus]
+    changes: list[StatusChange]
+    cursor: str | None
+    message: str
 
 
 def status_changes(
@@ -75,7 +108,7 @@ def _status_time(document: OutboundDocument) -> datetime:
 MAX_UNREADABLE_IDS = 100
 
 
-def unreadable_of(hook: InExchangeHook) -> dict[str, Any]:
+def unreadable_of(hook: InExchangeHook) -> Unreadable:
     """The documents the hook's listings skipped as unreadable, for an event: their count and ids.
 
     A document listed again by every poll counts once.
@@ -124,13 +157,13 @@ def creation_window(rows: Iterable[LedgerRow]) -> tuple[datetime, datetime]:
 
     Documents of other runs outside it are never listed; the margin covers clock skew.
     """
-    known = [t for t in (parse_utc_text(row.get("submitted_at")) for row in rows) if t is not None]
+    known = [t for t in (parse_utc(row.get("submitted_at")) for row in rows) if t is not None]
     return _window(min(known, default=None), max(known, default=None))
 
 
 def submission_window(first: str | None, last: str | None) -> tuple[datetime, datetime]:
     """:func:`creation_window` of rows whose first and last submission (UTC text) the database found."""
-    return _window(parse_utc_text(first), parse_utc_text(last))
+    return _window(parse_utc(first), parse_utc(last))
 
 
 def _window(first: datetime | None, last: datetime | None) -> tuple[datetime, datetime]:

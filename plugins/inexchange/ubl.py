@@ -20,11 +20,11 @@ import pandas as pd
 from lxml import etree
 
 from inexchange import vat
-from inexchange.db import as_date
 from inexchange.exceptions import InExchangeConfigError
 from inexchange.identifiers import EU_COUNTRIES, buyer_endpoint, endpoint_refusal, in_eu, vat_in_document
 from inexchange.units import UNIT_CODES
 from inexchange.validation import TEXT_FIELDS, flag, money, number
+from inexchange.values import as_date, text_or_empty
 
 if TYPE_CHECKING:
     from inexchange.erp import InvoiceBatch
@@ -125,12 +125,10 @@ def _q(ns: str, tag: str) -> str:
 class _Builder:
     """Appends UBL elements in schema order."""
 
-    def __init__(self, root: etree._Element, currency: str, reverse_charge: bool = False, export: bool = False) -> None:
+    def __init__(self, root: etree._Element, currency: str, reverse_charge: bool = False) -> None:
         self.root = root
         self.currency = currency
         self.reverse_charge = reverse_charge
-        #: the buyer is outside the EU: a sale without Swedish VAT is an export (G)
-        self.export = export
 
     def cbc(self, parent: etree._Element, tag: str, text: Any, **attrib: str) -> etree._Element:
         element = etree.SubElement(parent, _q(NS_CBC, tag), attrib)
@@ -149,28 +147,25 @@ class _Builder:
         return self.cbc(parent, tag, f"{value.quantize(_CENT, ROUND_HALF_UP):.2f}", currencyID=self.currency)
 
 
-def _text(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
-
-
 def _digits(value: Any) -> str:
-    return "".join(ch for ch in _text(value) if ch.isdigit())
+    return "".join(ch for ch in text_or_empty(value) if ch.isdigit())
 
 
 def _category(b: _Builder, rate: Decimal) -> str:
     """VAT category of a line that states none: S for a rate above 0; at 0 %, AE (reverse charge) for an
-    EU buyer abroad, G (export) for a buyer outside the EU, else Z."""
+    EU buyer abroad with a VAT number, else Z (a buyer outside the EU included: an export is G only where
+    the ERP states it, with its reason)."""
     if rate > 0:
         return "S"
-    if b.reverse_charge:
-        return "AE"
-    return "G" if b.export else "Z"
+    return "AE" if b.reverse_charge else "Z"
 
 
 def buyer_reference(invoice: pd.Series, customer: pd.Series) -> str:
     """BuyerReference: Märkning, else your reference, else the customer number (PEPPOL-EN16931-R003)."""
     return (
-        _text(customer.get("marking")) or _text(invoice.get("your_reference")) or _text(customer.get("customer_number"))
+        text_or_empty(customer.get("marking"))
+        or text_or_empty(invoice.get("your_reference"))
+        or text_or_empty(customer.get("customer_number"))
     )
 
 
@@ -193,7 +188,7 @@ def build_document(
     try:
         return _document(invoice, lines, customer, seller, attachments)
     except DocumentError as exc:
-        raise DocumentError(f"Faktura {_text(invoice.get('invoice_number'))[:40]}: {exc}") from None
+        raise DocumentError(f"Faktura {text_or_empty(invoice.get('invoice_number'))[:40]}: {exc}") from None
 
 
 def _document(
@@ -203,35 +198,30 @@ def _document(
     seller: Seller,
     attachments: pd.DataFrame | list[dict[str, Any]] | None,
 ) -> bytes:
-    credit = _text(invoice["invoice_type"]) == "credit"
+    credit = text_or_empty(invoice["invoice_type"]) == "credit"
     sign = Decimal(-1) if credit else Decimal(1)
-    currency = _text(invoice["currency"]) or "SEK"
+    currency = text_or_empty(invoice["currency"]) or "SEK"
     root_ns, root_tag = (NS_CREDIT_NOTE, "CreditNote") if credit else (NS_INVOICE, "Invoice")
     root = etree.Element(_q(root_ns, root_tag), nsmap={None: root_ns, "cac": NS_CAC, "cbc": NS_CBC})
-    country = (_text(customer.get("country_code")) or "SE").upper()
-    # reverse charge is for a buyer in another EU country only: outside the EU a sale is an export
+    country = (text_or_empty(customer.get("country_code")) or "SE").upper()
+    # reverse charge is for a buyer in another EU country only
     intra_eu = country != "SE" and in_eu(country)
-    b = _Builder(
-        root,
-        currency,
-        reverse_charge=intra_eu and bool(_text(customer.get("vat_number"))),
-        export=country != "SE" and not intra_eu,
-    )
-    number_text = _text(invoice["invoice_number"])
+    b = _Builder(root, currency, reverse_charge=intra_eu and bool(text_or_empty(customer.get("vat_number"))))
+    number_text = text_or_empty(invoice["invoice_number"])
 
     b.cbc(root, "CustomizationID", CUSTOMIZATION_ID)
     b.cbc(root, "ProfileID", PROFILE_ID)
     b.cbc(root, "ID", number_text)
     b.cbc(root, "IssueDate", as_date(invoice["invoice_date"]).isoformat())
-    if not credit and _text(invoice.get("due_date")):
+    if not credit and text_or_empty(invoice.get("due_date")):
         b.cbc(root, "DueDate", as_date(invoice["due_date"]).isoformat())
     b.cbc(root, "CreditNoteTypeCode" if credit else "InvoiceTypeCode", "381" if credit else "380")
     b.cbc(root, "DocumentCurrencyCode", currency)
     b.cbc(root, "BuyerReference", buyer_reference(invoice, customer))
-    if _text(invoice.get("order_number")):
-        b.cbc(b.cac(root, "OrderReference"), "ID", _text(invoice["order_number"]))
+    if text_or_empty(invoice.get("order_number")):
+        b.cbc(b.cac(root, "OrderReference"), "ID", text_or_empty(invoice["order_number"]))
     if credit:
-        credited = _text(invoice.get("credited_invoice_number"))
+        credited = text_or_empty(invoice.get("credited_invoice_number"))
         if not credited:
             raise DocumentError("kreditfakturan anger inte vilken faktura den krediterar (BR-55)")
         b.cbc(b.cac(b.cac(root, "BillingReference"), "InvoiceDocumentReference"), "ID", credited)
@@ -292,7 +282,7 @@ def build_from_batch(batch: InvoiceBatch, invoice_id: int, seller: Seller) -> by
         raise
     except (ArithmeticError, ValueError, TypeError) as exc:  # a value validation let through by mistake
         raise DocumentError(
-            f"Faktura {_text(invoice.get('invoice_number'))[:40]}: ERP-raden kan inte läsas "
+            f"Faktura {text_or_empty(invoice.get('invoice_number'))[:40]}: ERP-raden kan inte läsas "
             f"({type(exc).__name__}: {str(exc)[:200]})"
         ) from exc
 
@@ -324,14 +314,14 @@ def _attachments(b: _Builder, attachments: pd.DataFrame) -> None:
                 f"{MAX_ATTACHMENT_BYTES} byte per bilaga"
             )
         reference = b.cac(b.root, "AdditionalDocumentReference")
-        b.cbc(reference, "ID", _text(row.file_name))
+        b.cbc(reference, "ID", text_or_empty(row.file_name))
         attachment = b.cac(reference, "Attachment")
         b.cbc(
             attachment,
             "EmbeddedDocumentBinaryObject",
             base64.b64encode(content).decode("ascii"),
-            mimeCode=_text(row.mime_type) or "application/pdf",
-            filename=_text(row.file_name),
+            mimeCode=text_or_empty(row.mime_type) or "application/pdf",
+            filename=text_or_empty(row.file_name),
         )
 
 
@@ -359,32 +349,32 @@ def _supplier(b: _Builder, seller: Seller) -> None:
 
 def _customer(b: _Builder, customer: pd.Series) -> None:
     party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
-    org, vat_number = _digits(customer.get("org_number")), _text(customer.get("vat_number"))
-    country = (_text(customer.get("country_code")) or "SE").upper()
-    buyer = (country, _text(customer.get("org_number")), vat_number, _digits(customer.get("gln")))
-    endpoint = buyer_endpoint(*buyer, _text(customer.get("peppol_id")))
+    org, vat_number = _digits(customer.get("org_number")), text_or_empty(customer.get("vat_number"))
+    country = (text_or_empty(customer.get("country_code")) or "SE").upper()
+    buyer = (country, text_or_empty(customer.get("org_number")), vat_number, _digits(customer.get("gln")))
+    endpoint = buyer_endpoint(*buyer, text_or_empty(customer.get("peppol_id")))
     if endpoint is None:  # validation refuses these first; the reason in its words
-        problem = endpoint_refusal(*buyer, _text(customer.get("peppol_id")))
-        raise DocumentError(f"kunden {_text(customer.get('customer_number'))}: {problem} (BT-49)")
+        problem = endpoint_refusal(*buyer, text_or_empty(customer.get("peppol_id")))
+        raise DocumentError(f"kunden {text_or_empty(customer.get('customer_number'))}: {problem} (BT-49)")
     b.cbc(party, "EndpointID", endpoint.identifier, schemeID=endpoint.scheme)
-    b.cbc(b.cac(party, "PartyName"), "Name", _text(customer["name"]))
+    b.cbc(b.cac(party, "PartyName"), "Name", text_or_empty(customer["name"]))
     _address(
         b,
         party,
-        _text(customer.get("street")),
-        _text(customer.get("city")),
-        _text(customer.get("postal_code")),
-        _text(customer.get("country_code")) or "SE",
+        text_or_empty(customer.get("street")),
+        text_or_empty(customer.get("city")),
+        text_or_empty(customer.get("postal_code")),
+        text_or_empty(customer.get("country_code")) or "SE",
     )
     if vat_number:  # outside the EU as the document needs it: with its country prefix (BR-CO-09)
         abroad = country != "SE" and not in_eu(country)
         _tax_scheme(b, party, (abroad and vat_in_document(vat_number, country)) or vat_number.replace(" ", ""), "VAT")
     legal = b.cac(party, "PartyLegalEntity")
-    b.cbc(legal, "RegistrationName", _text(customer["name"]))
-    if org and (_text(customer.get("country_code")) or "SE") == "SE":
+    b.cbc(legal, "RegistrationName", text_or_empty(customer["name"]))
+    if org and (text_or_empty(customer.get("country_code")) or "SE") == "SE":
         b.cbc(legal, "CompanyID", org, schemeID="0007")
-    if _text(customer.get("invoice_email")):
-        b.cbc(b.cac(party, "Contact"), "ElectronicMail", _text(customer["invoice_email"]))
+    if text_or_empty(customer.get("invoice_email")):
+        b.cbc(b.cac(party, "Contact"), "ElectronicMail", text_or_empty(customer["invoice_email"]))
 
 
 def _address(b: _Builder, party: etree._Element, street: str, city: str, postal: str, country: str) -> None:
@@ -432,7 +422,7 @@ def _breakdown(b: _Builder, rows: list[dict[str, Any]], customer: Mapping[str, A
 
     A line without a stated category gets the one its rate and the buyer give (:func:`_category`). A
     category that needs an exemption reason (BR-E-10, BR-AE-10, BR-IC-10, BR-G-10, BR-O-10) takes the
-    one its lines state; a derived AE or G takes its reason of :data:`~inexchange.vat.DERIVED_REASONS`.
+    one its lines state; a derived AE takes its reason of :data:`~inexchange.vat.DERIVED_REASONS`.
     """
     for row in rows:
         if not row["category"]:
@@ -440,10 +430,12 @@ def _breakdown(b: _Builder, rows: list[dict[str, Any]], customer: Mapping[str, A
     categories = {row["category"] for row in rows}
     if "O" in categories and len(categories) > 1:
         raise DocumentError(vat.not_subject_mixed(sorted(categories - {"O"})))
-    without_vat = [c for c in sorted(vat.BUYER_VAT_RULES) if c in categories and not _text(customer.get("vat_number"))]
+    without_vat = [
+        c for c in sorted(vat.BUYER_VAT_RULES) if c in categories and not text_or_empty(customer.get("vat_number"))
+    ]
     if without_vat:
         raise DocumentError(vat.buyer_vat_missing(without_vat))
-    country = (_text(customer.get("country_code")) or "SE").upper()
+    country = (text_or_empty(customer.get("country_code")) or "SE").upper()
     if "K" in categories and country not in EU_COUNTRIES - {"SE"}:
         raise DocumentError(vat.not_intra_community(country[:10]))
     reasons: dict[str, tuple[str, str]] = {}
@@ -486,7 +478,9 @@ def _delivery(b: _Builder, invoice: Mapping[str, Any], customer: Mapping[str, An
     delivery = etree.Element(_q(NS_CAC, "Delivery"))
     b.cbc(delivery, "ActualDeliveryDate", as_date(invoice["invoice_date"]).isoformat())
     address = b.cac(b.cac(delivery, "DeliveryLocation"), "Address")
-    b.cbc(b.cac(address, "Country"), "IdentificationCode", (_text(customer.get("country_code")) or "SE").upper())
+    b.cbc(
+        b.cac(address, "Country"), "IdentificationCode", (text_or_empty(customer.get("country_code")) or "SE").upper()
+    )
     b.root.find(_q(NS_CAC, "PaymentMeans")).addprevious(delivery)
 
 
@@ -503,7 +497,7 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> list[dict[str, Any]]:
     if len(lines) == 0:
         raise DocumentError("fakturan saknar rader (BR-16)")
     for line in (SimpleNamespace(**record) for record in _records(lines)):
-        unit = _text(line.unit).lower()
+        unit = text_or_empty(line.unit).lower()
         if unit not in UNIT_CODES:
             raise DocumentError(
                 f"rad {line.line_number}: enheten '{line.unit}' saknar kod i UN/ECE rek. 20; "
@@ -528,12 +522,12 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> list[dict[str, Any]]:
                 "som negativt antal till positivt pris"
             )
         quantity, amount = quantity * sign, amount * sign
-        name = _text(line.description) or _text(line.article_number)
+        name = text_or_empty(line.description) or text_or_empty(line.article_number)
         if len(name) > _MAX_ITEM_NAME:
             raise DocumentError(
                 f"rad {line.line_number}: radtexten har {len(name)} tecken, högst {_MAX_ITEM_NAME} skickas"
             )
-        category, reason_code, reason = (_text(getattr(line, column, None)) for column in vat.LINE_COLUMNS)
+        category, reason_code, reason = (text_or_empty(getattr(line, column, None)) for column in vat.LINE_COLUMNS)
         category, reason_code = category.upper(), reason_code.upper()
         problem = vat.line_problem(category, rate, reason_code, reason)
         if problem:
@@ -547,7 +541,7 @@ def _lines(lines: pd.DataFrame, sign: Decimal) -> list[dict[str, Any]]:
                 "price": price,
                 "rate": rate,
                 "name": name,
-                "article": _text(line.article_number),
+                "article": text_or_empty(line.article_number),
                 "category": category,
                 "derived": False,
                 "reason_code": reason_code,
@@ -581,11 +575,11 @@ _MAX_ITEM_NAME = TEXT_FIELDS["description"][1]
 def _line_id(value: Any) -> str:
     """A line's ID (BT-126): its whole line number ('2' also for 2.0)."""
     try:
-        line_number = Decimal(_text(value))
+        line_number = Decimal(text_or_empty(value))
     except ArithmeticError:
         line_number = Decimal("NaN")
     if not line_number.is_finite() or line_number != line_number.to_integral_value():
-        raise DocumentError(f"radnumret {_text(value)[:40]!r} är inget heltal (BT-126)")
+        raise DocumentError(f"radnumret {text_or_empty(value)[:40]!r} är inget heltal (BT-126)")
     return str(int(line_number))
 
 

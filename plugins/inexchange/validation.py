@@ -34,11 +34,10 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from inexchange import vat
-from inexchange.db import integer_id
 from inexchange.erp import INEXCHANGE_BILLING_METHOD, InvoiceBatch
 from inexchange.identifiers import EU_COUNTRIES, endpoint_problem, in_eu, peppol_id_problem, vat_in_document
 from inexchange.units import UNIT_CODES
-from inexchange.values import BINARY, is_null, text_or_empty
+from inexchange.values import BINARY, integer_id, is_null, text_or_empty
 
 #: longest Märkning / your reference accepted (Peppol BuyerReference has no limit; InExchange's
 #: portal and the ERP's field cut at 200 characters)

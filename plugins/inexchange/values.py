@@ -1,5 +1,5 @@
-"""Values as the project reads them: database and ERP values as text, task arguments given as values
-or as rendered templates' text, and the settings every InExchange task shares. The ledger,
+"""Values as the project reads them: database and ERP values as text, dates and keys, task arguments
+given as values or as rendered templates' text, and the settings every InExchange task shares. The ledger,
 validation, the notifier, the operators, the sensor and their run-time modules read them here (a
 leaf module: it imports nothing of the project).
 
@@ -11,10 +11,12 @@ as it is (``None`` for NULL, nothing removed). Both decode bytes as UTF-8.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, Self, TypedDict
 
 #: what a text column may hold instead of text: raw bytes (decoded as UTF-8 when read as text)
@@ -58,6 +60,60 @@ def text_or_none(value: Any) -> str | None:
     For texts that are stored or passed on (the ledger's columns, the notifier's list).
     """
     return None if is_null(value) else _decoded(value)
+
+
+def one_line(value: Any) -> str:
+    """A text on one line: its line breaks and runs of white space as one space, none around it; ``''``
+    for ``None``.
+
+    For texts shown in a table cell or a line of their own (the run's report table, the notifier's e-mail).
+    """
+    return "" if value is None else " ".join(str(value).split())
+
+
+def as_date(value: Any) -> date:
+    """Normalise a DATE column value (a ``date`` on PostgreSQL, text on SQLite)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: keys beyond a BIGINT are none (no database column could hold them)
+_BIGINT = 2**63
+
+
+def read_date(value: Any) -> date | None:
+    """Like :func:`as_date`, but None for a NULL or a value that is no date ('igår', 20261117, bytes)."""
+    if isinstance(value, date):
+        return as_date(value)
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        return None
+    try:
+        return as_date(value)
+    except ValueError:
+        return None
+
+
+def integer_id(value: Any) -> int | None:
+    """An ERP key (invoice_id, customer_id) as int, or None when it is NULL or not a whole number.
+
+    A view over a messy ERP may give 17, 17.0, Decimal('17') or '17' for the same key; 17.5, 'abc',
+    bytes or 1e20 are no key at all (17.5 is never rounded into another invoice's id 17).
+    """
+    if value is None or isinstance(value, bool | bytes | bytearray | memoryview):
+        return None
+    if isinstance(value, int):
+        return value if -_BIGINT <= value < _BIGINT else None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or not -_BIGINT <= number < _BIGINT:
+        return None
+    return int(number)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import httpx
 from hypothesis import strategies as st
 
 from inexchange.api import BuyerParty, DocumentError, LookupResult, OutboundDocument, OutboundPage
-from inexchange.db import utc_text
+from inexchange.times import utc_text
 
 if TYPE_CHECKING:
     from inexchange.hooks.inexchange import InExchangeHook

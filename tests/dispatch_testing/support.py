@@ -1,4 +1,4 @@
-"""Helpers shared by tests (importable as ``support``: tests/ is on sys.path through conftest.py)."""
+"""Helpers shared by tests (the package ``dispatch_testing``: tests/ is on sys.path through conftest.py)."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ CENT = Decimal("0.01")
 
 def interval_of(day: date) -> tuple[str, str]:
     """The data interval (ledger text) of the run that owns the invoices dated ``day``."""
-    from inexchange.db import utc_text
+    from inexchange.times import utc_text
 
     start, end = day_interval(day)
     return utc_text(start), utc_text(end)
@@ -429,7 +429,7 @@ def dry_run_logical_dates(deployment: Deployment, from_date: str, to_date: str) 
 
 # ---- the test --------------------------------------------------------------------------------
 def test_backfill_with_failures_then_reprocess(deployment: Deployment, summary: Any) -> None:
-    from inexchange.db import now_text
+    from inexchange.times import now_text
 
     sim = deployment.simulator
     invoices = inexchange_invoices(deployment)

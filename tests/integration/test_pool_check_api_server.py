@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 
 import httpx
 import pytest
 
 from inexchange_devkit.services import AirflowStack, airflow_env, free_port
 
+from inexchange.operators.airflow_reads import airflow_api_connection
 from inexchange.preflight import pool_problems
 
 pytestmark = [pytest.mark.system, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -58,31 +60,36 @@ def _connect(monkeypatch: pytest.MonkeyPatch, url: str, user: str, password: str
         {"conn_type": "http", "host": url, "login": user, "password": password}))
 
 
+def check(pool: str) -> list[str]:
+    """The pool check as the preflight task makes it: the connection ``airflow_api`` read by the operator layer."""
+    return pool_problems(pool, partial(airflow_api_connection, "airflow_api", pool))
+
+
 def test_a_viewer_reads_the_pool(api_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _connect(monkeypatch, api_url, *VIEWER)
-    assert pool_problems("inexchange_api") == []
+    assert check("inexchange_api") == []
 
 
 def test_a_pool_that_does_not_exist_is_named(api_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _connect(monkeypatch, api_url, *VIEWER)
-    (problem,) = pool_problems("inexchange_apj")
+    (problem,) = check("inexchange_apj")
     assert problem.startswith("the pool 'inexchange_apj' named in [inexchange] api_pool does not exist")
 
 
 def test_a_pool_without_slots_is_named(api_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _connect(monkeypatch, api_url, *ADMIN)
-    (problem,) = pool_problems("closed_pool")
+    (problem,) = check("closed_pool")
     assert "has no slots" in problem
 
 
 def test_a_wrong_password_is_named_without_it(api_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _connect(monkeypatch, api_url, VIEWER[0], "wrong-pw-3")
-    (problem,) = pool_problems("inexchange_api")
+    (problem,) = check("inexchange_api")
     assert "gave no token (HTTP 401)" in problem and "wrong-pw-3" not in problem
 
 
 def test_an_api_server_that_is_not_there_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}/"
     _connect(monkeypatch, url, *VIEWER)
-    (problem,) = pool_problems("inexchange_api")
+    (problem,) = check("inexchange_api")
     assert "cannot be reached (ConnectError" in problem and url in problem

@@ -76,12 +76,12 @@ def erp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Erp]:
 def ready_for(erp: Erp, sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point ``inexchange_default`` at the simulator; extract and validate the day."""
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
 
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
         "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "f"}}))
-    pipeline.extract(RunScope.from_context(erp.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
-    erp.ready = pipeline.validate(RunScope.from_context(erp.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
+    pipeline.extract(run_scope(erp.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    erp.ready = pipeline.validate(run_scope(erp.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
     assert erp.ready >= 20
 
 
@@ -192,7 +192,7 @@ def test_worker_killed_then_rerun_sends_each_invoice_once(
 def test_customer_deleted_between_validation_and_submission_is_rejected(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
     from inexchange_devkit.erpgen import generate
     from inexchange.operators.submit import SubmitInvoicesOperator
     from inexchange_devkit.simulator.testing import run_simulator
@@ -206,8 +206,8 @@ def test_customer_deleted_between_validation_and_submission_is_rejected(
     with run_simulator(peppol_rules=official_rules_folder_or_none()) as sim:
         monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
             "conn_type": "inexchange", "host": sim.base_url, "password": sim.api_key, "extra": {"erp_id": "d"}}))
-        pipeline.extract(RunScope.from_context(context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
-        pipeline.validate(RunScope.from_context(context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+        pipeline.extract(run_scope(context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+        pipeline.validate(run_scope(context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
         with engine.begin() as conn:
             victim = conn.execute(text("SELECT customer_id, customer_number FROM inexchange_dispatch "
                                        "WHERE state = 'ready' ORDER BY invoice_id")).first()

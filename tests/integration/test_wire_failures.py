@@ -68,12 +68,12 @@ def day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Day]:
 def prepare(day: Day, monkeypatch: pytest.MonkeyPatch, base_url: str, api_key: str) -> None:
     """Point ``inexchange_default`` at ``base_url``; extract and validate the day."""
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
 
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", json.dumps({
         "conn_type": "inexchange", "host": base_url, "password": api_key, "extra": {"erp_id": "w"}}))
-    pipeline.extract(RunScope.from_context(day.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
-    day.ready = pipeline.validate(RunScope.from_context(day.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
+    pipeline.extract(run_scope(day.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+    day.ready = pipeline.validate(run_scope(day.context), erp_conn_id="erp_default", reporting_conn_id="erp_default")["ready"]
     assert day.ready >= 5
 
 
@@ -229,7 +229,7 @@ def _send_in_doubt(request: Request, conn: socket.socket) -> bool:
 def test_a_doubt_that_never_settles_ends_in_doubt_for_a_person_and_is_never_resent(
         day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
 
     with raw_server(_send_in_doubt) as server:
         prepare(day, monkeypatch, server.base_url, "key")
@@ -237,7 +237,7 @@ def test_a_doubt_that_never_settles_ends_in_doubt_for_a_person_and_is_never_rese
         sends = server.count("documents/outbound")
         again = operator(max_doubt_lookups=3).execute(day.context)  # the next try: nothing left to do
         sends_after = server.count("documents/outbound")
-        summary = pipeline.report(RunScope.from_context(day.context), reporting_conn_id="erp_default",
+        summary = pipeline.report(run_scope(day.context), reporting_conn_id="erp_default",
                                   fail_on_action_needed=False)
 
     rows = day.rows()
@@ -257,7 +257,7 @@ def test_a_doubt_that_never_settles_ends_in_doubt_for_a_person_and_is_never_rese
 def test_an_invoice_in_doubt_found_later_is_recorded_by_the_next_runs_recheck(
         day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
 
     found: dict[str, Any] = {}
 
@@ -275,7 +275,7 @@ def test_an_invoice_in_doubt_found_later_is_recorded_by_the_next_runs_recheck(
         assert {r["state"] for r in day.rows()} == {"in_doubt"}
         found["now"] = True
         next_run = {**day.context, "run_id": "wire-next"}
-        result = pipeline.recheck_waiting(RunScope.from_context(next_run), reporting_conn_id="erp_default",
+        result = pipeline.recheck_waiting(run_scope(next_run), reporting_conn_id="erp_default",
                                           inexchange_conn_id="inexchange_default")
         lookups = [r for r in server.requests if r.path.startswith("invoices/outbound/byerpid/")]
 
@@ -287,14 +287,14 @@ def test_an_invoice_in_doubt_found_later_is_recorded_by_the_next_runs_recheck(
 
 def test_a_person_sends_an_invoice_in_doubt_again_by_listing_it(day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
     from inexchange import pipeline
-    from inexchange.ledger import RunScope
+    from inexchange.operators.scope import run_scope
 
     with raw_server(_send_in_doubt) as server:
         prepare(day, monkeypatch, server.base_url, "key")
         operator(max_doubt_lookups=1, settle_rounds=0).execute(day.context)
         number = day.rows()[0]["invoice_number"]
         manual = {**day.context, "run_id": "manual-resend", "params": {"invoice_numbers": number}}
-        counts = pipeline.extract(RunScope.from_context(manual), erp_conn_id="erp_default", reporting_conn_id="erp_default")
+        counts = pipeline.extract(run_scope(manual), erp_conn_id="erp_default", reporting_conn_id="erp_default")
 
     assert counts["rechecked"] == 1
     states = {r["invoice_number"]: r["state"] for r in day.rows()}

@@ -38,8 +38,8 @@ DOMAIN = (
     "times",
     "exceptions",
 )
-#: the Airflow modules the domain may import: the Task SDK's public parts and the scheduler's timetables
-AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.sdk.log", "airflow.timetables.interval")
+#: the Airflow modules the domain may import: the Task SDK's public parts
+AIRFLOW_FOR_THE_DOMAIN = ("airflow.sdk", "airflow.sdk.exceptions", "airflow.sdk.log")
 
 
 def modules() -> list[str]:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from inexchange.db import engine_for, integer_id, read_date
+from inexchange.db import engine_for
 from inexchange.erp import ErpReader
+from inexchange.values import integer_id, read_date
 from inexchange_devkit.erpgen import create_tables
 
 

@@ -375,7 +375,8 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
     from dispatch_testing.unit_fixtures import sqlite_connection_json
     from inexchange.operators.stages import DispatchReportOperator
     from inexchange.states import LedgerState
-    from inexchange.ledger import Ledger, RunScope
+    from inexchange.ledger import Ledger
+    from inexchange.operators.scope import run_scope
 
     path = tmp_path / "ledger.db"
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_connection_json(path))
@@ -395,7 +396,7 @@ def test_the_report_pushes_the_list_before_it_fails(tmp_path: Path, monkeypatch:
     context = {"data_interval_start": pendulum.datetime(2026, 11, 17, 5, tz="UTC"),
                "data_interval_end": pendulum.datetime(2026, 11, 18, 5, tz="UTC"),
                "run_id": "scheduled__2026-11-18T05:00:00+00:00", "ti": ti}
-    ledger = Ledger(create_engine(f"sqlite:///{path}"), RunScope.from_context(context))
+    ledger = Ledger(create_engine(f"sqlite:///{path}"), run_scope(context))
     ledger.ensure_schema()
     ledger.register([
         {"invoice_id": i, "invoice_number": f"{10070 + i}", "invoice_type": "Debet", "customer_id": 500 + i,

@@ -26,6 +26,7 @@ import tenacity
 from airflow.sdk import BaseHook
 
 from inexchange.exceptions import InExchangeConfigError
+from inexchange.get_provider_info import CONNECTION_FORM
 from inexchange.hooks import endpoints
 from inexchange.hooks.protocol import (
     IO_ERRORS,
@@ -209,8 +210,6 @@ class InExchangeHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Relabel the connection form's fields for InExchange (the ERP id is a provider conn-field)."""
-        from inexchange.get_provider_info import CONNECTION_FORM
-
         return dict(CONNECTION_FORM)
 
     def test_connection(self) -> tuple[bool, str]:

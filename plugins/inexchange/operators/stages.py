@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, TaskInstanceState
 
 from inexchange.times import TIMEZONE
 from inexchange.values import LedgerConnections, as_flag
@@ -55,9 +55,9 @@ class _LedgerStageOperator(BaseOperator):
 
     def _scope(self, context: Context) -> RunScope:
         """The run's scope: its interval (or invoice day, or listed invoices) in the ERP's time zone."""
-        from inexchange.ledger import RunScope
+        from inexchange.operators.scope import run_scope
 
-        return RunScope.from_context(context, self.timezone)
+        return run_scope(context, self.timezone)
 
 
 class PreflightOperator(_LedgerStageOperator):
@@ -96,18 +96,22 @@ class PreflightOperator(_LedgerStageOperator):
         self.airflow_api_conn_id = airflow_api_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from functools import partial
+
         from airflow.sdk.exceptions import AirflowFailException
 
-        from inexchange.preflight import PreflightFailed, preflight, read_seller_variable
+        from inexchange.operators.airflow_reads import airflow_api_connection, read_seller_variable
+        from inexchange.preflight import PreflightFailed, preflight
 
+        pool = self.api_pool or None
         try:
             return preflight(
                 erp_conn_id=self.erp_conn_id,
                 reporting_conn_id=self.reporting_conn_id,
                 inexchange_conn_id=self.inexchange_conn_id,
                 read_seller=read_seller_variable,
-                pool=self.api_pool or None,
-                airflow_api_conn_id=self.airflow_api_conn_id,
+                pool=pool,
+                read_api_connection=partial(airflow_api_connection, self.airflow_api_conn_id, pool) if pool else None,
             )
         except PreflightFailed as exc:  # logged as one block by preflight
             raise AirflowFailException(str(exc)) from None
@@ -220,7 +224,7 @@ class RunStateWatcherOperator(BaseOperator):
 
     ui_color = "#fde8e8"
     #: states of an upstream stage that make the run red
-    FAILED_STATES = frozenset({"failed", "upstream_failed"})
+    FAILED_STATES = frozenset({TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED})
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "one_failed")

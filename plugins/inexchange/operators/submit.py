@@ -160,18 +160,19 @@ class SubmitInvoicesOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, int]:
-        from inexchange.ledger import RunScope
-        from inexchange.preflight import read_seller_variable
+        from inexchange.operators.airflow_reads import peppol_rules_folder, read_seller_variable
+        from inexchange.operators.scope import run_scope
         from inexchange.submission import Submission, SubmitSettings
 
         settings = SubmitSettings.of(
             self,
             seller=self.seller if self.seller is not None else read_seller_variable(),
             check_peppol=as_flag(self.check_peppol, "check_peppol"),
+            peppol_rules=peppol_rules_folder(),
         )
         submission = Submission(
             settings,
-            RunScope.from_context(context, settings.timezone),
+            run_scope(context, settings.timezone),
             get_hook=lambda: self.hook,
             log=self.log,
             run_state=_dag_run_state(context),

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from inexchange.delivery import Deferral, DeliveryRun
     from inexchange.hooks.inexchange import InExchangeHook
+    from inexchange.tracking import DeliveryEvent
 
 #: ``InExchangeHook.default_conn_name``, written out so that declaring the sensor does not import the hook
 DEFAULT_INEXCHANGE_CONN_ID = "inexchange_default"
@@ -143,14 +144,12 @@ class DeliveryStatusSensor(BaseSensorOperator):
 
     def _run(self, context: Context) -> DeliveryRun:
         from inexchange.delivery import DeliveryRun, DeliverySettings
-        from inexchange.ledger import RunScope
+        from inexchange.operators.scope import run_scope
 
         settings = DeliverySettings.of(
             self, poll_interval=float(self.poll_interval), delivery_timeout=as_delivery_timeout(self.delivery_timeout)
         )
-        return DeliveryRun(
-            settings, RunScope.from_context(context, settings.timezone), get_hook=lambda: self.hook, log=self.log
-        )
+        return DeliveryRun(settings, run_scope(context, settings.timezone), get_hook=lambda: self.hook, log=self.log)
 
     def poke(self, context: Context) -> PokeReturnValue:
         summary = self._run(context).poke(context["ti"].get_first_reschedule_date(context))
@@ -163,7 +162,7 @@ class DeliveryStatusSensor(BaseSensorOperator):
         return self._finish_or_defer(self._run(context).start())
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], end_time: str | None = None, unreadable: list[str] | None = None
+        self, context: Context, event: DeliveryEvent, end_time: str | None = None, unreadable: list[str] | None = None
     ) -> dict[str, Any]:
         """Write the trigger's changes to the ledger, then finish or defer again (until ``end_time``).
 

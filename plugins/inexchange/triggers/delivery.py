@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from inexchange.api import parse_time
 from inexchange.hooks.inexchange import InExchangeHook
-from inexchange.tracking import MAX_EVENT_CHANGES, status_changes, unreadable_of
+from inexchange.tracking import MAX_EVENT_CHANGES, DeliveryEvent, EventStatus, status_changes, unreadable_of
 
 
 class DeliveryStatusTrigger(BaseTrigger):
@@ -80,7 +80,7 @@ class DeliveryStatusTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TriggerEvent(await self._next_event())
 
-    async def _next_event(self) -> dict[str, Any]:
+    async def _next_event(self) -> DeliveryEvent:
         """Poll until something changed, the deadline passed or a call failed; the hook is closed
         before the event is yielded (a consumer need not close the generator for it)."""
         hook = InExchangeHook(self.inexchange_conn_id)
@@ -99,17 +99,17 @@ class DeliveryStatusTrigger(BaseTrigger):
                 changes, new_cursor = status_changes(documents, cursor, limit=self.max_changes)
                 if changes:
                     return {
-                        "status": "changes",
+                        "status": EventStatus.CHANGES,
                         "changes": changes,
                         **unreadable_of(hook),
                         "cursor": new_cursor.isoformat() if new_cursor else None,
                     }
                 now = datetime.now(UTC)
                 if end_time is not None and now >= end_time:
-                    return {"status": "timeout", "cursor": self.updated_after, **unreadable_of(hook)}
+                    return {"status": EventStatus.TIMEOUT, "cursor": self.updated_after, **unreadable_of(hook)}
                 left = (end_time - now).total_seconds() if end_time is not None else self.poll_interval
                 await asyncio.sleep(max(0.0, min(self.poll_interval, left)))
         except Exception as exc:
-            return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
+            return {"status": EventStatus.ERROR, "message": f"{type(exc).__name__}: {exc}"}
         finally:
             await hook.aclose()

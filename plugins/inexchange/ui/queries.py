@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Integer, String, TextClause, bindparam
 
-from inexchange.db import utc_text
 from inexchange.ledger import HistoryChange, ReportRow
 from inexchange.sql import statement
 from inexchange.states import MAX_ATTEMPTS, LedgerState
+from inexchange.times import utc_text
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import DEFAULTS, Client
+from dispatch_testing.sim_client import DEFAULTS, Client
 
 
 @pytest.fixture(scope="module")

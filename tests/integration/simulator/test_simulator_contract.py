@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, iso, micros, order_key, send_body, ubl, uid, wait_for
+from dispatch_testing.sim_client import Client, iso, micros, order_key, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import FUZZ_SHAPES, Client, send_body, ubl, uid, wait_for
+from dispatch_testing.sim_client import FUZZ_SHAPES, Client, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, iso, micros, order_key, send_body, ubl, uid
+from dispatch_testing.sim_client import Client, iso, micros, order_key, send_body, ubl, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
 

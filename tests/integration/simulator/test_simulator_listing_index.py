@@ -24,7 +24,7 @@ from inexchange_devkit.simulator.store import (
     Store,
 )
 from inexchange_devkit.simulator.testing import SimulatorHandle
-from sim_client import Client, order_key, uid
+from dispatch_testing.sim_client import Client, order_key, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
 

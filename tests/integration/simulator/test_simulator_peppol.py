@@ -22,7 +22,7 @@ from lxml import etree
 from dispatch_testing.peppol_rules import official_rules_folder, stand_in_rules
 from inexchange_devkit.simulator.config import SimulatorConfig
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, send_body, ubl, uid, wait_for
+from dispatch_testing.sim_client import Client, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 

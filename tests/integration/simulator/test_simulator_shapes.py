@@ -18,7 +18,7 @@ import pytest
 from inexchange_devkit.simulator.config import SimulatorConfig
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
 from inexchange_devkit.simulator.times import STYLES, format_time
-from sim_client import Client, iso, micros, notation, send_body, ubl, uid, wait_for
+from dispatch_testing.sim_client import Client, iso, micros, notation, send_body, ubl, uid, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle, run_simulator
-from sim_client import Client, status_times, uid, wait_for
+from dispatch_testing.sim_client import Client, status_times, uid, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("documented")]
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from inexchange_devkit.simulator.testing import SimulatorHandle
-from sim_client import DEFAULTS, Client, micros, notation
+from dispatch_testing.sim_client import DEFAULTS, Client, micros, notation
 
 pytestmark = pytest.mark.integration
 

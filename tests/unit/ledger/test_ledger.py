@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from inexchange.ledger import Ledger, RunScope, Transition, erp_document_id
+from inexchange.operators.scope import run_scope
 from inexchange.states import LedgerState
 
 SCOPE = RunScope(
@@ -259,7 +260,7 @@ def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledg
 
     moved = ledger.transition_many([
         Transition(1, [LedgerState.PENDING], LedgerState.READY, {}),
-        (2, [LedgerState.PENDING], LedgerState.READY, {}),  # a plain tuple too; no longer pending: untouched
+        Transition(2, [LedgerState.PENDING], LedgerState.READY, {}),  # no longer pending: untouched
     ], source="validate")
 
     assert moved == [True, False]
@@ -483,8 +484,8 @@ def test_a_list_of_blanks_selects_nothing_rather_than_the_interval(ledger: Ledge
                                                                     listed: object) -> None:
     ledger.register([invoice(1), invoice(2)])
     ledger.transition(1, [LedgerState.PENDING], LedgerState.READY, source="validate")
-    scope = RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
-                                   "run_id": "manual__blanks", "params": {"invoice_numbers": listed}})
+    scope = run_scope({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                       "run_id": "manual__blanks", "params": {"invoice_numbers": listed}})
     assert scope.by_number and scope.start_date == SCOPE.start_date
     run = Ledger(engine, scope)
     assert run.rows(*LedgerState) == [] and run.due_rows(max_attempts=5) == []
@@ -492,8 +493,8 @@ def test_a_list_of_blanks_selects_nothing_rather_than_the_interval(ledger: Ledge
 
 
 def test_no_list_is_the_interval() -> None:
-    scope = RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
-                                   "run_id": "scheduled__x", "params": {"invoice_numbers": []}})
+    scope = run_scope({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                       "run_id": "scheduled__x", "params": {"invoice_numbers": []}})
     assert not scope.by_number and scope.bounds["selected"] == 0
 
 
@@ -503,9 +504,9 @@ def test_invoice_date_owns_that_day_whatever_the_logical_date() -> None:
     tz = pendulum.timezone("Europe/Stockholm")
     # a run whose data interval covers 2026-11-18 (06:00 to 06:00), told to send the invoices of the 20th
     start = pendulum.datetime(2026, 11, 18, 6, tz=tz)
-    scope = RunScope.from_context({"data_interval_start": start.in_timezone("UTC"),
-                                   "data_interval_end": start.add(days=1).in_timezone("UTC"),
-                                   "run_id": "manual__day", "params": {"invoice_date": "2026-11-20"}})
+    scope = run_scope({"data_interval_start": start.in_timezone("UTC"),
+                       "data_interval_end": start.add(days=1).in_timezone("UTC"),
+                       "run_id": "manual__day", "params": {"invoice_date": "2026-11-20"}})
 
     assert (scope.start_date, scope.end_date) == (date(2026, 11, 20), date(2026, 11, 21))
     assert scope.start == pendulum.datetime(2026, 11, 20, 6, tz=tz)  # the scheduled run of that day's interval
@@ -513,19 +514,19 @@ def test_invoice_date_owns_that_day_whatever_the_logical_date() -> None:
     assert scope.bounds["start_date"] == "2026-11-20" and scope.bounds["end_date"] == "2026-11-21"
     assert scope.describe() == "invoices dated 2026-11-20"
 
-    without = RunScope.from_context({"data_interval_start": start, "data_interval_end": start.add(days=1),
-                                     "run_id": "scheduled__x", "params": {"invoice_date": ""}})
+    without = run_scope({"data_interval_start": start, "data_interval_end": start.add(days=1),
+                         "run_id": "scheduled__x", "params": {"invoice_date": ""}})
     assert without.start_date == date(2026, 11, 18) and without.describe() == "invoices dated 2026-11-18"
-    week = RunScope.from_context({"data_interval_start": start, "data_interval_end": start.add(days=7),
-                                  "run_id": "backfill__x", "params": {}})
+    week = run_scope({"data_interval_start": start, "data_interval_end": start.add(days=7),
+                      "run_id": "backfill__x", "params": {}})
     assert week.describe() == "invoices dated 2026-11-18 to 2026-11-24"
 
 
 @pytest.mark.parametrize("value", ["20/11/2026", "2026-13-01", "yesterday"])
 def test_an_invoice_date_that_is_no_date_is_named(value: str) -> None:
     with pytest.raises(ValueError, match=r"param invoice_date must be a date such as 2026-11-20, not"):
-        RunScope.from_context({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
-                               "run_id": "manual__bad", "params": {"invoice_date": value}})
+        run_scope({"data_interval_start": SCOPE.start, "data_interval_end": SCOPE.end,
+                   "run_id": "manual__bad", "params": {"invoice_date": value}})
 
 
 def _triggered(params: dict, run_after: object, timetable: object = None) -> dict:
@@ -547,7 +548,7 @@ def _triggered(params: dict, run_after: object, timetable: object = None) -> dic
 def test_a_run_triggered_without_a_logical_date_owns_the_last_whole_day(run_after: str, day: date) -> None:
     import pendulum
 
-    scope = RunScope.from_context(_triggered({}, pendulum.parse(run_after)))
+    scope = run_scope(_triggered({}, pendulum.parse(run_after)))
     assert (scope.start_date, scope.end_date) == (day, day + timedelta(days=1))
     assert pendulum.instance(scope.start).in_timezone("Europe/Stockholm").hour == 6
     assert scope.describe() == f"invoices dated {day.isoformat()}"
@@ -556,7 +557,7 @@ def test_a_run_triggered_without_a_logical_date_owns_the_last_whole_day(run_afte
 def test_a_run_triggered_without_a_logical_date_takes_its_invoice_date() -> None:
     import pendulum
 
-    scope = RunScope.from_context(_triggered({"invoice_date": "2026-11-17"}, pendulum.parse("2026-12-03T14:00:00Z")))
+    scope = run_scope(_triggered({"invoice_date": "2026-11-17"}, pendulum.parse("2026-12-03T14:00:00Z")))
     tz = pendulum.timezone("Europe/Stockholm")
     assert (scope.start, scope.end) == (pendulum.datetime(2026, 11, 17, 6, tz=tz), pendulum.datetime(2026, 11, 18, 6, tz=tz))
 
@@ -567,4 +568,4 @@ def test_without_an_interval_or_a_cron_schedule_the_run_names_what_to_give() -> 
 
     context = _triggered({}, pendulum.parse("2026-12-03T14:00:00Z"), DeltaDataIntervalTimetable(timedelta(days=1)))
     with pytest.raises(ValueError, match="give the run the param invoice_date .* or invoice_numbers"):
-        RunScope.from_context(context)
+        run_scope(context)

@@ -14,7 +14,8 @@ from sqlalchemy import create_engine
 
 from dispatch_testing.unit_fixtures import sqlite_connection_json
 from inexchange.states import LedgerState
-from inexchange.ledger import Ledger, RunScope
+from inexchange.ledger import Ledger
+from inexchange.operators.scope import run_scope
 from inexchange.operators.stages import (
     DispatchReportOperator,
     ExtractInvoicesOperator,
@@ -36,7 +37,7 @@ def ready_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
     """A SQLite ledger (the reporting connection) with five invoices of the interval ``ready``."""
     path = tmp_path / "ledger.db"
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_connection_json(path))
-    ledger = Ledger(create_engine(f"sqlite:///{path}"), RunScope.from_context(CONTEXT))
+    ledger = Ledger(create_engine(f"sqlite:///{path}"), run_scope(CONTEXT))
     ledger.ensure_schema()
     ledger.register([
         {"invoice_id": i, "invoice_number": f"{10000 + i}", "invoice_type": "Debet", "customer_id": 500 + i,

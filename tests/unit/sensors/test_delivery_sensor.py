@@ -19,7 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 from dispatch_testing.unit_fixtures import STOPPED_ERROR, outbound_document, outbound_list, sqlite_connection_json
 from inexchange.states import LedgerState
 from inexchange.exceptions import InExchangeApiError
-from inexchange.ledger import Ledger, RunScope
+from inexchange.ledger import Ledger
+from inexchange.operators.scope import run_scope
 from inexchange.sensors.delivery import DeliveryStatusSensor
 from inexchange.triggers.delivery import DeliveryStatusTrigger
 
@@ -89,7 +90,7 @@ def ledger_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
     path = tmp_path / "ledger.db"
     monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", sqlite_connection_json(path))
     engine = create_engine(f"sqlite:///{path}")
-    ledger = Ledger(engine, RunScope.from_context(make_context()))
+    ledger = Ledger(engine, run_scope(make_context()))
     ledger.ensure_schema()
     ledger.register([invoice(1), invoice(2)])
     for invoice_id, (document_id, submitted_at, status) in SUBMITTED.items():
@@ -197,7 +198,7 @@ def test_execute_returns_when_the_first_poll_finds_all_final(api: respx.MockRout
 
 
 def test_execute_ignores_rows_of_other_intervals_and_runs(api: respx.MockRouter, ledger_db: Engine) -> None:
-    ledger = Ledger(ledger_db, replace(RunScope.from_context(make_context()), dag_run_id="scheduled__2026-11-19"))
+    ledger = Ledger(ledger_db, replace(run_scope(make_context()), dag_run_id="scheduled__2026-11-19"))
     ledger.register([invoice(3, invoice_date="2026-11-20")])
     submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")  # by that day's own run
     listed = api.post(LIST).respond(200, json=outbound_list([
@@ -214,7 +215,7 @@ def test_execute_ignores_rows_of_other_intervals_and_runs(api: respx.MockRouter,
 
 def test_execute_follows_a_row_of_another_interval_that_this_run_sent(api: respx.MockRouter,
                                                                       ledger_db: Engine) -> None:
-    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+    ledger = Ledger(ledger_db, run_scope(make_context()))
     ledger.register([invoice(3, invoice_date="2026-11-20")])
     submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")  # an earlier day's invoice, sent again
     listed = api.post(LIST).respond(200, json=outbound_list([
@@ -496,7 +497,7 @@ def test_without_the_reporting_connection_the_sensor_fails_without_retry(
 def test_recheck_records_statuses_of_earlier_intervals_only(api: respx.MockRouter, ledger_db: Engine) -> None:
     from inexchange import pipeline
 
-    ledger = Ledger(ledger_db, RunScope.from_context(make_context()))
+    ledger = Ledger(ledger_db, run_scope(make_context()))
     ledger.register([invoice(3, "2026-11-20")])  # an earlier day whose sensor timed out
     submit(ledger, 3, "d3", "2026-11-20T06:00:00.000000Z", "Pending")
     listed = api.post(LIST).respond(200, json=outbound_list([
@@ -504,7 +505,7 @@ def test_recheck_records_statuses_of_earlier_intervals_only(api: respx.MockRoute
         outbound_document("d3", "Delivered", "2026-11-25T07:05:00Z"),
     ]))
 
-    result = pipeline.recheck_waiting(RunScope.from_context(make_context()), reporting_conn_id="inexchange_reporting",
+    result = pipeline.recheck_waiting(run_scope(make_context()), reporting_conn_id="inexchange_reporting",
                                       inexchange_conn_id="inexchange_default")
 
     assert result == {"rechecked": 1, "still_waiting": 0}
