@@ -81,15 +81,26 @@ def dag_connection_ids() -> set[str]:
 
 def required_variables() -> set[str]:
     """Airflow Variables the provider reads without a default (``Variable.get(name)`` with no ``default``);
-    the name is a string or a module constant of the same file."""
+    the name is a string, or a module constant of the same file or of the provider module it is imported from."""
     import ast
 
+    def constants_of(tree: ast.Module) -> dict[str, object]:
+        return {target.id: node.value.value for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+
+    package = ROOT / "plugins"
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in (package / "inexchange").rglob("*.py")}
+    by_module = {".".join(path.relative_to(package).with_suffix("").parts): constants_of(tree)
+                 for path, tree in trees.items()}
     names = set()
-    for path in (ROOT / "plugins" / "inexchange").rglob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        constants = {target.id: node.value.value for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                     for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                     if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+    for path, tree in trees.items():
+        constants = dict(constants_of(tree))
+        for node in tree.body:  # from inexchange.x import NAME: the constant of module x
+            if isinstance(node, ast.ImportFrom) and node.module in by_module:
+                for alias in node.names:
+                    if alias.name in by_module[node.module]:
+                        constants[alias.asname or alias.name] = by_module[node.module][alias.name]
         for call in ast.walk(tree):
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
                     and isinstance(call.func.value, ast.Name) and call.func.value.id == "Variable"):
