@@ -132,6 +132,12 @@ def hostile(rules: PeppolRules, tmp_path_factory: pytest.TempPathFactory) -> tup
         return checked(rules, "hostile corpus", documents(path, RUN_DAY, RUN_DAY + timedelta(days=1), monkeypatch)), sent
 
 
+#: the EU's member states (ISO 3166 codes; Greece as GR, the code of its postal address)
+EU_COUNTRIES = frozenset(
+    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+)
+
+
 def features(document: bytes) -> set[str]:
     """What a document exercises of the builder."""
     root = etree.fromstring(document)
@@ -144,6 +150,8 @@ def features(document: bytes) -> set[str]:
     country = root.xpath("cac:AccountingCustomerParty//cac:PostalAddress/cac:Country/cbc:IdentificationCode/text()",
                          namespaces=NS)
     found |= {"foreign buyer" for code in country if code != "SE"}
+    found |= {"buyer outside the EU" for code in country if code not in EU_COUNTRIES}
+    found |= {"EU buyer abroad" for code in country if code != "SE" and code in EU_COUNTRIES}
     if root.xpath("cac:AdditionalDocumentReference/cac:Attachment", namespaces=NS):
         found.add("attachment")
     if len(root.xpath("cac:TaxTotal/cac:TaxSubtotal", namespaces=NS)) > 1:
@@ -165,7 +173,8 @@ def test_every_document_of_a_generated_erp_passes_the_official_rules(
     covered: set[str] = set().union(*(features(document) for _, document in generated.built))
     wanted = {"Invoice", "CreditNote", "endpoint 0088", "endpoint 0007", "endpoint 0192", "endpoint 9930",
               "foreign buyer", "attachment", "mixed rates", "rounding", "long text"}
-    wanted |= {f"category {code}" for code in ("S", "Z", "E", "AE", "K", "G")}
+    wanted |= {"buyer outside the EU", "EU buyer abroad"}
+    wanted |= {f"category {code}" for code in ("S", "Z", "E", "AE", "K", "G", "O")}
     wanted |= {f"unit {code}" for code in UNIT_CODES.values()}
     assert wanted <= covered, f"not covered: {sorted(wanted - covered)}"
 
