@@ -15,7 +15,10 @@ Printed per configuration:
 - every task's peak resident memory (VmHWM of its process, sampled every 0.2 s), and its ratio to
   the baseline: the peak of ``plan_batches``, a task process of the same run that holds no invoices;
 - how cost grows: seconds per 1,000 invoices of the run and of each stage, as a ratio to the smallest
-  N of the same backend (1.0 is linear, below 1 better than linear).
+  N of the same backend (1.0 is linear, below 1 better than linear);
+- the run's checks: documents the simulator got and how many of them more than once, ledger rows
+  left in a state that is not final, and the report's rows against the ledger's (a run that fails
+  a check, or does not end in success, keeps its logs and the script exits non-zero).
 
 Never passes or fails on figures. Usage (from the repository root)::
 
@@ -61,6 +64,8 @@ DAY = date(2026, 11, 16)
 #: the order the stages run in
 STAGES = ("recheck_waiting", "extract", "validate", "plan_batches", "submit", "await_delivery", "report")
 BASELINE_TASK = "plan_batches"
+#: ledger states an invoice must not be left in when the run ends
+OPEN_STATES = ("pending", "ready", "submitting", "waiting")
 
 
 @dataclass
@@ -72,6 +77,8 @@ class Result:
     batches: int = 0
     peak_mib: dict[str, float] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
+    #: documents the simulator got, those it got more than once, ledger rows not final, report rows
+    checks: dict[str, int] = field(default_factory=dict)
     ok: bool = True
 
 
@@ -138,9 +145,22 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
         result.peak_mib = {task: kib / 1024 for task, kib in sampler.peak_kib.items()}
         result.states = {row["state"]: int(row["n"]) for row in deployment.rows(
             "SELECT state, COUNT(*) AS n FROM inexchange_dispatch GROUP BY state")}
+        stats = sim.stats()
+        twice = {document for document, sends in stats["sends"].items() if sends > 1} | set(stats["duplicates"])
+        result.checks = {
+            "documents at the simulator": len(stats["sends"]),
+            "sent more than once": len(twice),
+            "ledger rows not final": sum(result.states.get(s, 0) for s in OPEN_STATES),
+            "ledger rows": sum(result.states.values()),
+            "report rows": int(deployment.rows("SELECT COUNT(*) AS n FROM inexchange_report")[0]["n"]),
+        }
+        if twice or result.checks["ledger rows not final"] or result.checks["report rows"] != result.checks["ledger rows"]:
+            result.ok = False
         if state != "success":
             result.ok = False
             print(f"  run {run_id} ended {state}; logs in {home}")
+        elif not result.ok:
+            print(f"  run {run_id} failed a check ({result.checks}); logs in {home}")
         return result
 
 
@@ -154,6 +174,9 @@ def show(results: list[Result]) -> None:
             per_k = r.wall_s / r.invoices * 1000
             print(f"{r.invoices:>9} {r.wall_s:>8.1f} {r.invoices / r.wall_s:>7.0f} {per_k:>7.2f} "
                   f"{per_k / (base.wall_s / base.invoices * 1000):>7.2f}  {r.states}")
+        print("checks (none sent twice, every ledger row final, the report complete)")
+        for r in rows:
+            print(f"{r.invoices:>9}  " + ", ".join(f"{name} {count:,}" for name, count in r.checks.items()))
         print("time per stage, s (x base: seconds per 1k invoices against the smallest run)")
         print(f"{'invoices':>9} " + " ".join(f"{s[:14]:>14}" for s in STAGES))
         for r in rows:
@@ -196,6 +219,8 @@ def main() -> None:
             if result.ok:  # a run that went wrong keeps its logs (the path is printed)
                 shutil.rmtree(tmp, ignore_errors=True)
     show(results)
+    if not all(r.ok for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
