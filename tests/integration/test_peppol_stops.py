@@ -78,6 +78,25 @@ def simulator(request: pytest.FixtureRequest, flagged: str, tmp_path: Path) -> I
         yield sim
 
 
+def assert_reported_for_a_person(
+    engine: Any, dag_run: Any, flagged: str, row: dict[str, Any], failed_state: str, texts: list[str]
+) -> dict[str, Any]:
+    """The invoice ``flagged`` is in the report table as in the ledger (``row``), and in the report task's
+    list of the invoices that need a person with a message holding every one of ``texts``; return that
+    list (invoice number -> entry)."""
+    reported = {str(r["invoice_number"]): r for r in _rows(engine, "SELECT * FROM inexchange_report")}
+    assert (reported[flagged]["state"], reported[flagged]["message"]) == (failed_state, row["message"])
+
+    report_ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "report")
+    needs_person = report_ti.xcom_pull(task_ids="report", key="needs_person")
+    listed = {entry["invoice_number"]: entry for entry in needs_person["invoices"]}
+    assert flagged in listed, needs_person
+    assert listed[flagged]["state"] == failed_state
+    assert all(text in listed[flagged]["message"] for text in texts), listed[flagged]["message"]
+    assert flagged in report_ti.xcom_pull(task_ids="report")["action_needed"]
+    return listed
+
+
 def test_a_document_inexchange_stops_on_a_peppol_rule_ends_with_a_person(
         dispatch_dag: Any, erp: Erp, simulator: Any, flagged: str) -> None:
     dag_run = _run(dispatch_dag)
@@ -100,18 +119,7 @@ def test_a_document_inexchange_stops_on_a_peppol_rule_ends_with_a_person(
     assert f"{RULE}: {rule_text}" in row["message"], row["message"]
     assert row["message"].startswith("ValidationFailed: "), row["message"]
 
-    # in the report table
-    reported = {str(r["invoice_number"]): r for r in _rows(erp.engine, "SELECT * FROM inexchange_report")}
-    assert (reported[flagged]["state"], reported[flagged]["message"]) == (failed_state, row["message"])
-
-    # in the report task's list of the invoices that need a person
-    report_ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "report")
-    needs_person = report_ti.xcom_pull(task_ids="report", key="needs_person")
-    listed = {entry["invoice_number"]: entry for entry in needs_person["invoices"]}
-    assert flagged in listed, needs_person
-    assert listed[flagged]["state"] == failed_state and RULE in listed[flagged]["message"]
-    assert rule_text in listed[flagged]["message"]
-    assert flagged in report_ti.xcom_pull(task_ids="report")["action_needed"]
+    listed = assert_reported_for_a_person(erp.engine, dag_run, flagged, row, failed_state, [RULE, rule_text])
 
     # every other invoice that passed the validation was sent once and delivered; none needs a person
     others = {n: r for n, r in ledger.items() if n != flagged and r["state"] != "rejected"}
@@ -188,18 +196,7 @@ def test_a_document_that_breaks_the_official_rules_ends_with_a_person(
     assert row["message"] == f"{error['status']}: {error['message']}", row["message"]
     assert all(text in row["message"] for text in described), row["message"]
 
-    # in the report table
-    reported = {str(r["invoice_number"]): r for r in _rows(erp.engine, "SELECT * FROM inexchange_report")}
-    assert (reported[flagged]["state"], reported[flagged]["message"]) == (failed_state, row["message"])
-
-    # in the report task's list of the invoices that need a person
-    report_ti = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "report")
-    needs_person = report_ti.xcom_pull(task_ids="report", key="needs_person")
-    listed = {entry["invoice_number"]: entry for entry in needs_person["invoices"]}
-    assert flagged in listed, needs_person
-    assert listed[flagged]["state"] == failed_state
-    assert all(text in listed[flagged]["message"] for text in described), listed[flagged]["message"]
-    assert flagged in report_ti.xcom_pull(task_ids="report")["action_needed"]
+    listed = assert_reported_for_a_person(erp.engine, dag_run, flagged, row, failed_state, described)
 
     # every other invoice that passed the validation was sent once and delivered (its document passed
     # the official rules at InExchange); none needs a person
