@@ -373,12 +373,12 @@ def compose(
     verb = "needs" if count == 1 else "need"
     values = {"count": count, "run": action["run"], "first_day": action["first_day"], "last_day": action["last_day"]}
     title = subject.format(**values) if subject else f"InExchange: {count} {invoices} {scope} {verb} a person"
-    title = one_line(_clean(title))
+    title = _one_line(title)
     if len(title) > MAX_SUBJECT:
         title = title[: MAX_SUBJECT - 1] + "…"
 
-    intro = f"{count} {invoices} {one_line(_clean(scope))} {verb} a person in the ERP or in InExchange."
-    run_line = f"Run: {one_line(_clean(run_id))}" if run_id else ""
+    intro = f"{count} {invoices} {_one_line(scope)} {verb} a person in the ERP or in InExchange."
+    run_line = f"Run: {_one_line(run_id)}" if run_id else ""
     more = f"... and {count - listed} more: see the report page." if count > listed else ""
     page_note = "" if full_link else " (set page_url in the Variable inexchange_notify for a full link)"
 
@@ -400,8 +400,8 @@ def compose(
 
     e = html.escape
     cells = "".join(
-        f"<tr><td>{e(one_line(_clean(row['invoice_number'] or '')))}</td><td>{e(_customer(row))}</td>"
-        f"<td>{e(one_line(_clean(row['state'] or '')))}</td><td>{e(one_line(_clean(row['inexchange_status'] or '')))}</td>"
+        f"<tr><td>{e(_one_line(row['invoice_number'] or ''))}</td><td>{e(_customer(row))}</td>"
+        f"<td>{e(_one_line(row['state'] or ''))}</td><td>{e(_one_line(row['inexchange_status'] or ''))}</td>"
         f'<td style="white-space:pre-wrap">{e(_clean(row["message"] or ""))}</td></tr>'
         for row in action["invoices"]
     )
@@ -426,25 +426,27 @@ def compose(
 
 
 def _row_heading(row: ActionRow) -> str:
-    return f"Invoice {one_line(_clean(row['invoice_number'] or '(no number)'))}, customer {_customer(row)}"
+    return f"Invoice {_one_line(row['invoice_number'] or '(no number)')}, customer {_customer(row)}"
 
 
 def _customer(row: ActionRow) -> str:
-    return (
-        one_line(_clean(" ".join(part for part in (row["customer_number"], row["customer_name"]) if part)))
-        or "(unknown)"
-    )
+    return _one_line(" ".join(part for part in (row["customer_number"], row["customer_name"]) if part)) or "(unknown)"
 
 
 def _state(row: ActionRow) -> str:
-    state = one_line(_clean(row["state"] or ""))
-    return f"{state} (InExchange: {one_line(_clean(row['inexchange_status']))})" if row["inexchange_status"] else state
+    state = _one_line(row["state"] or "")
+    return f"{state} (InExchange: {_one_line(row['inexchange_status'])})" if row["inexchange_status"] else state
 
 
 def _clean(value: Any) -> str:
     """Untrusted text with its control characters (but line breaks and tabs) as spaces."""
     text = str(value).replace("\r\n", "\n").replace("\r", "\n")
     return "".join(ch if ch in "\n\t" or ch.isprintable() else " " for ch in text)
+
+
+def _one_line(value: Any) -> str:
+    """Untrusted text on one line (:func:`~inexchange.values.one_line` of :func:`_clean`)."""
+    return one_line(_clean(value))
 
 
 # ---- sending -----------------------------------------------------------------------------------
