@@ -14,6 +14,8 @@ Printed per configuration:
   of batches), i.e. the time per stage;
 - every task's peak resident memory (VmHWM of its process, sampled every 0.2 s), and its ratio to
   the baseline: the peak of ``plan_batches``, a task process of the same run that holds no invoices;
+- every task's CPU seconds (all its processes: a mapped task's batches, every try) and how many
+  processes it took: ``plan_batches``'s is about what starting one task process costs;
 - how cost grows: seconds per 1,000 invoices of the run and of each stage, as a ratio to the smallest
   N of the same backend (1.0 is linear, below 1 better than linear);
 - the run's checks: documents the simulator got and how many of them more than once, ledger rows
@@ -23,7 +25,7 @@ Printed per configuration:
 Never passes or fails on figures. Usage (from the repository root)::
 
     .venv/bin/python bench/bench_scale.py [N ...] [--backends sqlite,postgres] [--latency-ms 20]
-        [--sizes BACKEND=N,N ...]
+        [--sizes BACKEND=N,N ...] [--conf '{"batch_size": 5000}']
 
 ``--sizes postgres=10000,100000,1000000`` gives one backend its own sizes (the issue's run:
 ``--sizes sqlite=10000,100000 --sizes postgres=10000,100000,1000000``).
@@ -34,6 +36,7 @@ Default N: 1000 10000 100000. The machine's PostgreSQL at 127.0.0.1:5432 must be
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -76,6 +79,9 @@ class Result:
     stages: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     peak_mib: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of each task's processes (all its batches and tries), and how many processes it took
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    processes: dict[str, int] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
     #: documents the simulator got, those it got more than once, ledger rows not final, report rows
     checks: dict[str, int] = field(default_factory=dict)
@@ -95,7 +101,7 @@ def _sample(deployment: Any, sampler: MemorySampler, stop: threading.Event) -> N
         stop.wait(0.2)
 
 
-def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
+def run(backend: str, n: int, latency_ms: float, workdir: Path, conf: dict[str, Any] | None = None) -> Result:
     """One deployment, one day of ``n`` invoices, one run; return its figures."""
     from inexchange_devkit.erpgen import generate
     from inexchange_devkit.simulator.testing import run_simulator
@@ -122,7 +128,7 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
         sampling = threading.Thread(target=_sample, args=(deployment, sampler, stop), daemon=True)
         sampling.start()
         started = time.monotonic()
-        run_id = deployment.trigger(DAY, {"fail_on_action_needed": False}, run_id=f"bench__{n}")
+        run_id = deployment.trigger(DAY, {"fail_on_action_needed": False, **(conf or {})}, run_id=f"bench__{n}")
         while True:
             deployment.stack.check_running()
             state = deployment.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s",
@@ -143,6 +149,7 @@ def run(backend: str, n: int, latency_ms: float, workdir: Path) -> Result:
         result.stages = {task: (max(e for _, e in times) - min(s for s, _ in times)).total_seconds()
                          for task, times in spans.items()}
         result.peak_mib = {task: kib / 1024 for task, kib in sampler.peak_kib.items()}
+        result.cpu_s, result.processes = sampler.cpu_s, sampler.processes
         result.states = {row["state"]: int(row["n"]) for row in deployment.rows(
             "SELECT state, COUNT(*) AS n FROM inexchange_dispatch GROUP BY state")}
         stats = sim.stats()
@@ -193,6 +200,11 @@ def show(results: list[Result]) -> None:
             baseline = r.peak_mib.get(BASELINE_TASK) or 1.0
             print(f"{r.invoices:>9} " + " ".join(
                 f"{r.peak_mib.get(s, 0):>7.0f} x{r.peak_mib.get(s, 0) / baseline:<5.2f}" for s in STAGES))
+        print(f"CPU s per task, all its processes (/n: per process; {BASELINE_TASK}'s is what starting a task costs)")
+        print(f"{'invoices':>9} " + " ".join(f"{s[:14]:>14}" for s in STAGES))
+        for r in rows:
+            print(f"{r.invoices:>9} " + " ".join(
+                f"{r.cpu_s.get(s, 0):>7.1f} /{r.processes.get(s, 0):<5}" for s in STAGES))
 
 
 def main() -> None:
@@ -202,6 +214,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--sizes", dest="backend_sizes", action="append", default=[], metavar="BACKEND=N,N",
                         help="sizes for one backend instead of the positional ones, e.g. postgres=10000,1000000")
+    parser.add_argument("--conf", type=json.loads, default={}, metavar="JSON",
+                        help='more of the run\'s conf (its params), e.g. \'{"batch_size": 5000}\'')
     args = parser.parse_args()
     sizes = {backend: list(args.sizes) for backend in args.backends.split(",")}
     for item in args.backend_sizes:
@@ -214,7 +228,7 @@ def main() -> None:
         for n in backend_sizes:
             print(f"{backend}, {n} invoices ...", flush=True)
             tmp = Path(tempfile.mkdtemp(dir=workdir))
-            result = run(backend, n, args.latency_ms, tmp)
+            result = run(backend, n, args.latency_ms, tmp, args.conf)
             results.append(result)
             if result.ok:  # a run that went wrong keeps its logs (the path is printed)
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -1185,14 +1185,33 @@ class TaskProcesses:
 
 
 class MemorySampler:
-    """Keeps the peak resident memory (VmHWM, a high-water mark) of every task process seen, per task id.
+    """Keeps the peak resident memory (VmHWM, a high-water mark) of every task process seen, per task id,
+    and the CPU time each task instance's process used.
 
     Sampling a high-water mark loses nothing between two samples, only what a process reaches after
-    the last one.
+    the last one; a process's CPU time is its last sample's (what it uses after that is lost).
     """
 
     def __init__(self) -> None:
         self.peak_kib: dict[str, int] = defaultdict(int)
+        #: task instance id -> (task id, CPU seconds, user and system, at the last sample)
+        self.cpu_by_ti: dict[str, tuple[str, float]] = {}
+
+    @property
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds per task id: the sum over its task instances (a mapped task's batches, its tries)."""
+        totals: dict[str, float] = defaultdict(float)
+        for task, seconds in self.cpu_by_ti.values():
+            totals[task] += seconds
+        return dict(totals)
+
+    @property
+    def processes(self) -> dict[str, int]:
+        """Task processes seen per task id."""
+        counts: dict[str, int] = defaultdict(int)
+        for task, _ in self.cpu_by_ti.values():
+            counts[task] += 1
+        return dict(counts)
 
     def sample(self, processes: dict[str, Any], task_of: dict[str, str]) -> None:
         """Read the mark of each process in ``processes`` (ti id -> process) named in ``task_of``."""
@@ -1207,3 +1226,8 @@ class MemorySampler:
             match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
             if match:
                 self.peak_kib[task] = max(self.peak_kib[task], int(match.group(1)))
+            try:
+                times = process.cpu_times()
+            except Exception:  # noqa: BLE001 - the process ended between two reads
+                continue
+            self.cpu_by_ti[ti_id] = (task, times.user + times.system)

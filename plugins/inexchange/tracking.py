@@ -26,6 +26,8 @@ CREATED_MARGIN = timedelta(minutes=5)
 MAX_EVENT_CHANGES = 2000
 #: listed documents read and written to the ledger at a time by a synchronous poll
 RECORD_CHUNK = 5000
+#: pages of a synchronous poll's listing asked for at once (:meth:`InExchangeHook.iter_outbound`)
+LIST_WORKERS = 4
 
 
 class EventStatus(StrEnum):
@@ -124,16 +126,19 @@ def record_statuses(
     *,
     page_size: int = 100,
     source: str = "status poll",
+    workers: int = LIST_WORKERS,
 ) -> datetime | None:
     """Poll the documents of ``rows`` once and write their status changes to the ledger.
 
     The synchronous twin of one :class:`~inexchange.triggers.delivery.DeliveryStatusTrigger` cycle:
-    the same listing (the hook's paging of ``documents/outbound/list`` over the rows' creation
-    window) and the same :func:`status_changes`. The listing is read and written
-    :data:`RECORD_CHUNK` documents at a time, so a day's window costs a chunk of memory, not the
-    day. Returns the cursor after the changes seen.
+    the same listing (``documents/outbound/list`` over the rows' creation window) and the same
+    :func:`status_changes`. The listing is read ``workers`` pages at a time
+    (:meth:`~inexchange.hooks.inexchange.InExchangeHook.iter_outbound`) and written
+    :data:`RECORD_CHUNK` documents at a time, so a day's window costs a few pages and a chunk of
+    memory, not the day. Returns the cursor after the changes seen.
 
     :param rows: the rows followed, or the sensor's :class:`~inexchange.ledger.Watch` of them.
+    :param workers: the listing's pages asked for at once.
     """
     if isinstance(rows, Watch):  # counted by the database
         created_from, created_to = submission_window(rows.first_submitted, rows.last_submitted)
@@ -142,7 +147,9 @@ def record_statuses(
         created_from, created_to = creation_window(rows)
         ids = {str(row["inexchange_document_id"]) for row in rows}
         followed = ids.intersection
-    documents = iter(hook.all_outbound(page_size=page_size, created_from=created_from, created_to=created_to))
+    documents = hook.iter_outbound(
+        page_size=page_size, workers=workers, created_from=created_from, created_to=created_to
+    )
     cursor: datetime | None = None
     while chunk := list(islice(documents, RECORD_CHUNK)):
         changes, after = status_changes(chunk, None)

@@ -8,7 +8,7 @@ them, synchronously or async.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -120,27 +120,42 @@ def list_body(
     return body
 
 
+class ListingCheck:
+    """What a listing remembers while it pages: the ids listed so far.
+
+    A page that lists only documents already listed (a server that ignores ``skip``) fails instead
+    of paging forever. A document that cannot be read goes to ``unreadable`` and is left out; the
+    rest of its page counts.
+    """
+
+    def __init__(self, unreadable: Callable[[UnreadableDocument], None]) -> None:
+        self._unreadable = unreadable
+        self._seen: set[str] = set()
+
+    def accept(self, page: OutboundPage, skip: int) -> Sequence[OutboundDocument]:
+        """The readable documents of the page listed at ``skip``; raise when it repeats the listing."""
+        if self._seen and page.documents and self._seen.issuperset(d.id for d in page.documents):
+            raise InExchangeApiError(200, f"the page at skip={skip} repeats documents already listed", path=_LIST)
+        for item in page.unreadable:
+            self._unreadable(item)
+        self._seen.update(d.id for d in page.documents)
+        return page.documents
+
+
 def all_outbound(
     page_size: int, filters: dict[str, Any], unreadable: Callable[[UnreadableDocument], None]
 ) -> Generator[Call, Any, list[OutboundDocument]]:
     """Every document matching the filters, page by page (``take``/``skip``) up to ``totalCount``.
 
-    Yields the call of each page and is sent back its :class:`~inexchange.api.OutboundPage`. A page
-    that lists only documents already listed (a server that ignores ``skip``) fails instead of paging
-    forever. A document that cannot be read goes to ``unreadable`` and is left out; the rest of its
-    page counts.
+    Yields the call of each page and is sent back its :class:`~inexchange.api.OutboundPage`; each
+    page goes through a :class:`ListingCheck`.
     """
     documents: list[OutboundDocument] = []
-    seen: set[str] = set()
+    check = ListingCheck(unreadable)
     listed = 0  # items stepped over, readable or not
     while True:
         page: OutboundPage = yield list_outbound(take=page_size, skip=listed, **filters)
-        if documents and page.documents and seen.issuperset(d.id for d in page.documents):
-            raise InExchangeApiError(200, f"the page at skip={listed} repeats documents already listed", path=_LIST)
-        for item in page.unreadable:
-            unreadable(item)
-        documents.extend(page.documents)
-        seen.update(d.id for d in page.documents)
+        documents.extend(check.accept(page, listed))
         listed += page.size
         if not page.size or listed >= page.total_count:
             return documents

@@ -17,8 +17,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -483,6 +487,54 @@ class InExchangeHook(BaseHook):
         A document that cannot be read is logged with its id, left out and kept in :attr:`unreadable`.
         """
         return self._drive(endpoints.all_outbound(page_size, filters, self._skipped))
+
+    def iter_outbound(self, *, page_size: int = 100, workers: int = 4, **filters: Any) -> Iterator[OutboundDocument]:
+        """Every document matching the filters, as :meth:`all_outbound` lists them, read ``workers`` pages at a time.
+
+        The first page gives ``totalCount`` and the page length the server keeps to; the pages after
+        it are asked for at once, at most ``workers`` in flight and ``2 * workers`` ahead of the
+        reader, and their documents are yielded in listing order as the reader takes them, so a long
+        listing costs a few pages of memory and one round trip per ``workers`` pages. A page shorter
+        than the first (documents gone while listing) has what it left out read one call at a time;
+        a listing that grew while read is read on to its new ``totalCount``. Every page goes through
+        the same :class:`~inexchange.hooks.endpoints.ListingCheck` as :meth:`all_outbound`'s.
+        """
+        check = endpoints.ListingCheck(self._skipped)
+
+        def read(skip: int, take: int = page_size) -> OutboundPage:
+            return self.list_outbound(take=take, skip=skip, **filters)
+
+        first = read(0)  # creates the client and the token before any thread shares them
+        yield from check.accept(first, 0)
+        step, total = first.size, first.total_count
+        if not step:
+            return
+        offsets = iter(range(step, total, step))
+        listed = step
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inexchange-list") as pool:
+            try:
+                ahead = deque((skip, pool.submit(read, skip)) for skip in islice(offsets, 2 * max(1, workers)))
+                while ahead:
+                    skip, future = ahead.popleft()
+                    page = future.result()
+                    if (following := next(offsets, None)) is not None:
+                        ahead.append((following, pool.submit(read, following)))
+                    yield from check.accept(page, skip)
+                    total, listed = max(total, page.total_count), skip + page.size
+                    end = min(skip + step, first.total_count)
+                    while page.size and listed < end:  # a short page: read the gap it left
+                        page = read(listed, end - listed)
+                        yield from check.accept(page, listed)
+                        listed += page.size
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        while listed < total:  # the listing grew while it was read
+            page = read(listed)
+            yield from check.accept(page, listed)
+            if not page.size:
+                return
+            listed += page.size
+            total = page.total_count
 
     async def aall_outbound(self, *, page_size: int = 100, **filters: Any) -> list[OutboundDocument]:
         """Async twin of :meth:`all_outbound`."""
