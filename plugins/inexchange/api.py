@@ -115,12 +115,49 @@ def _participant_ids(value: Any) -> tuple[str, ...]:
 RECEIVING_CAPABILITY = "ReceivingElectronicInvoices"
 
 
+class InvoiceCheck(enum.StrEnum):
+    """A reference a buyer demands on every invoice (a key of a party's ``invoiceChecks``).
+
+    InExchange stops an invoice sent to the party that lacks it.
+    """
+
+    #: a buyer reference (Peppol BuyerReference)
+    BUYER_REFERENCE_NO = "buyerReferenceNo"
+    #: the buyer's reference person by name (the buyer's contact name)
+    BUYER_REFERENCE_NAME = "buyerReferenceName"
+    #: the buyer's order number (Peppol OrderReference)
+    BUYER_ORDER_NO = "buyerOrderNo"
+    #: the buyer's name exactly as InExchange has it
+    BUYER_NAME = "buyerName"
+
+
+def _invoice_checks(data: dict[str, Any]) -> frozenset[InvoiceCheck]:
+    """The checks a party turns on: each key of ``invoiceChecks`` that is ``true``, unless ``hasInvoiceChecks``
+    is ``false``.
+
+    Read loosely, never failing: ``invoiceChecks`` that is no object is no check, a flag that is not
+    ``true`` (``false``, ``null``, missing, another type) is off. ``hasInvoiceChecks`` ``false`` turns
+    them all off (the flags of a buyer who switched its checks off may stay stored); absent or of
+    another type, the flags decide.
+    """
+    if data.get("hasInvoiceChecks") is False:
+        return frozenset()
+    flags = data.get("invoiceChecks")
+    if not isinstance(flags, dict):
+        return frozenset()
+    return frozenset(check for check in InvoiceCheck if flags.get(check.value) is True)
+
+
 @dataclass(frozen=True)
 class BuyerParty:
     """One party from ``buyerparties/lookup``.
 
-    The pipeline uses ``company_id`` (the e-invoice recipient) and ``can_receive_einvoice``; the
-    other fields are kept for logs and read loosely (None when absent or of another type).
+    The pipeline uses ``company_id`` (the e-invoice recipient), ``can_receive_einvoice`` and the
+    ``invoice_checks`` the party demands (with ``name`` when the buyer's name is checked); the other
+    fields are kept for logs. All but ``company_id`` are read loosely (None, or no check, when absent
+    or of another type).
+
+    :param has_invoice_checks: ``hasInvoiceChecks`` as the reply has it (None unless a boolean).
     """
 
     company_id: str | None
@@ -130,6 +167,8 @@ class BuyerParty:
     gln: str | None
     peppol_ids: tuple[str, ...]
     can_receive_einvoice: bool
+    invoice_checks: frozenset[InvoiceCheck] = frozenset()
+    has_invoice_checks: bool | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BuyerParty:
@@ -146,6 +185,8 @@ class BuyerParty:
             gln=_loose_text(data, "gln"),
             peppol_ids=_participant_ids(data.get("peppolParticipantIdentifiers")),
             can_receive_einvoice=data.get("receiveElectronicInvoiceCapability") == RECEIVING_CAPABILITY,
+            invoice_checks=_invoice_checks(data),
+            has_invoice_checks=flag if isinstance(flag := data.get("hasInvoiceChecks"), bool) else None,
         )
 
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from airflow.sdk import DagRunState
 
-from inexchange.api import SendMethod
+from inexchange.api import InvoiceCheck, SendMethod
 from inexchange.db import erp_engine, reporting_engine
 from inexchange.exceptions import InExchangeApiError, InExchangeError, SystematicFailure
+from inexchange.invoice_checks import failed_checks, refusal
 from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.peppol import PeppolRules, configured_rules, rejection
 from inexchange.states import LedgerState
@@ -31,6 +32,7 @@ from inexchange.times import parse_utc, utc_text
 from inexchange.values import TaskLog, TaskSettings, text_or_empty
 
 if TYPE_CHECKING:
+    from inexchange.api import BuyerParty
     from inexchange.erp import InvoiceBatch
     from inexchange.hooks.inexchange import InExchangeHook
     from inexchange.ledger import LedgerRow
@@ -92,11 +94,12 @@ COUNTED = (
 
 @dataclass(frozen=True)
 class _Job:
-    """A claimed invoice, its document and its customer, ready to go out."""
+    """A claimed invoice, its document, its customer and its ERP row, ready to go out."""
 
     row: LedgerRow
     document: bytes
     customer: dict[str, Any]
+    invoice: dict[str, Any] = field(default_factory=dict)
 
 
 #: what became of one invoice: its outcome and the ledger change to record (None: none)
@@ -596,6 +599,8 @@ class Submission:
         row, invoice_id = job.row, int(job.row["invoice_id"])
         try:
             recipient = await self._recipient(job.customer, recipients)
+            if (refused := self._refused_by_checks(job, recipient)) is not None:
+                return refused
             document_uri = await self.hook.aupload_document(job.document)
         except InExchangeApiError as exc:
             outcome = self._rejected(invoice_id, exc) if exc.permanent else (Outcome.FAILED, self._failed(row, exc))
@@ -709,6 +714,29 @@ class Submission:
             },
         )
 
+    def _refused_by_checks(self, job: _Job, recipient: Mapping[str, Any]) -> _Outcome | None:
+        """The rejection of an invoice that its recipient's invoice checks would stop, or None when it passes.
+
+        Nothing of it has been uploaded: its claim's attempt is undone, and it is sent once the ERP is
+        fixed and a run takes it again (a rerun of its day, or a manual run listing it).
+        """
+        checks = recipient.get("checks") or ()
+        failed = failed_checks(checks, job.invoice, job.customer, recipient.get("party_name"))
+        message = refusal(failed, job.invoice, job.customer, recipient.get("party_name"))
+        if message is None:
+            return None
+        self.log.warning(
+            "invoice %s: refused before upload, it fails the recipient's invoice checks %s",
+            job.row["invoice_number"],
+            ", ".join(check.value for check in failed),
+        )
+        return Outcome.REJECTED, Transition(
+            int(job.row["invoice_id"]),
+            [LedgerState.SUBMITTING],
+            LedgerState.REJECTED,
+            {"message": message, "attempt": -1},
+        )
+
     @staticmethod
     def _rejected(invoice_id: int, exc: InExchangeApiError) -> _Outcome:
         return Outcome.REJECTED, Transition(
@@ -734,7 +762,8 @@ class Submission:
     async def _recipient(
         self, customer: Mapping[str, Any], cache: dict[int, asyncio.Future[dict[str, Any]]]
     ) -> dict[str, Any]:
-        """The customer's delivery method, resolved once per run (concurrent invoices share the look-up)."""
+        """The customer's delivery method and its recipient's invoice checks, resolved once per run (concurrent
+        invoices share the look-up)."""
         key = int(customer["customer_id"])
         future = cache.get(key)
         if future is None:
@@ -743,11 +772,18 @@ class Submission:
         return await asyncio.shield(future)
 
     async def _resolve(self, customer: Mapping[str, Any]) -> dict[str, Any]:
-        """Choose how InExchange delivers to a customer: e-invoice, PDF by e-mail, or paper."""
+        """Choose how InExchange delivers to a customer (e-invoice, PDF by e-mail, or paper) and what the
+        recipient checks.
+
+        A GLN, else the org number, is looked up; an exact hit that can receive e-invoices is the
+        e-invoice recipient, and its invoice checks (``checks``, with the party's name as
+        ``party_name``) are what each invoice to it must pass. With ``let_inexchange_choose`` the
+        type is left to InExchange, which delivers an e-invoice to such a party: it is looked up all
+        the same, for its checks. A PDF or paper delivery reaches no party's checks.
+        """
         email = text_or_empty(customer.get("invoice_email"))
-        if self.settings.let_inexchange_choose:
-            return {"method": SendMethod.AUTO.value, "email": email}
         gln, org = text_or_empty(customer.get("gln")), text_or_empty(customer.get("org_number"))
+        party = None
         if gln or org:
             result = await self.hook.alookup_buyer(
                 party_id=text_or_empty(customer["customer_number"]),
@@ -755,11 +791,40 @@ class Submission:
                 org_no=None if gln else org or None,
             )
             party = next((p for p in result.parties if p.can_receive_einvoice), None) if result.exact_hit else None
-            if party is not None and party.company_id:
-                return {"method": SendMethod.ELECTRONIC.value, "recipient_id": party.company_id}
+            if party is not None and not party.company_id:
+                party = None
+        checks = self._checks(customer, party)
+        if self.settings.let_inexchange_choose:
+            return {"method": SendMethod.AUTO.value, "email": email, **checks}
+        if party is not None:
+            return {"method": SendMethod.ELECTRONIC.value, "recipient_id": party.company_id, **checks}
         if email:
             return {"method": SendMethod.PDF.value, "email": email}
         return {"method": SendMethod.PAPER.value}
+
+    def _checks(self, customer: Mapping[str, Any], party: BuyerParty | None) -> dict[str, Any]:
+        """The invoice checks of the customer's e-invoice recipient, for the recipient's cache entry."""
+        if party is None:
+            return {}
+        checks = sorted(check.value for check in party.invoice_checks)
+        if party.has_invoice_checks and not checks:
+            self.log.warning(
+                "customer %s: InExchange says the recipient has invoice checks but names none that can be read; "
+                "its invoices go out unchecked",
+                customer["customer_number"],
+            )
+        if InvoiceCheck.BUYER_NAME.value in checks and not (party.name or "").strip():
+            self.log.warning(
+                "customer %s: the recipient checks the buyer's name, but InExchange gives no name to compare with",
+                customer["customer_number"],
+            )
+        if checks:
+            self.log.info(
+                "customer %s: the recipient demands on every invoice: %s",
+                customer["customer_number"],
+                ", ".join(checks),
+            )
+        return {"checks": checks, "party_name": party.name}
 
 
 @dataclass(frozen=True)
@@ -911,7 +976,7 @@ def _built(batch: InvoiceBatch, row: LedgerRow, seller: Seller, peppol: PeppolRu
         broken = rejection(row["invoice_number"], peppol.check(document))
         if broken is not None:
             return broken
-    return _Job(row, document, batch.customer(invoice["customer_id"]))
+    return _Job(row, document, batch.customer(invoice["customer_id"]), invoice)
 
 
 def _split_stuck(rows: list[LedgerRow]) -> tuple[list[LedgerRow], list[LedgerRow]]:

@@ -228,7 +228,7 @@ def _document(
     if attachments is not None and flag(customer.get("attach_documents")):
         _attachments(b, attachments)
     _supplier(b, seller)
-    _customer(b, customer)
+    _customer(b, customer, invoice)
     _payment_means(b, seller, number_text)
 
     line_rows = _lines(lines, sign)
@@ -347,7 +347,9 @@ def _supplier(b: _Builder, seller: Seller) -> None:
                 b.cbc(contact, tag, value)
 
 
-def _customer(b: _Builder, customer: pd.Series) -> None:
+def _customer(b: _Builder, customer: pd.Series, invoice: Mapping[str, Any]) -> None:
+    """AccountingCustomerParty; its Contact names the buyer's reference person ("Er referens", BT-56),
+    where a buyer's invoice check on the reference name reads it, and the invoice e-mail."""
     party = b.cac(b.cac(b.root, "AccountingCustomerParty"), "Party")
     org, vat_number = _digits(customer.get("org_number")), text_or_empty(customer.get("vat_number"))
     country = (text_or_empty(customer.get("country_code")) or "SE").upper()
@@ -373,8 +375,13 @@ def _customer(b: _Builder, customer: pd.Series) -> None:
     b.cbc(legal, "RegistrationName", text_or_empty(customer["name"]))
     if org and (text_or_empty(customer.get("country_code")) or "SE") == "SE":
         b.cbc(legal, "CompanyID", org, schemeID="0007")
-    if text_or_empty(customer.get("invoice_email")):
-        b.cbc(b.cac(party, "Contact"), "ElectronicMail", text_or_empty(customer["invoice_email"]))
+    contact_name, email = text_or_empty(invoice.get("your_reference")), text_or_empty(customer.get("invoice_email"))
+    if contact_name or email:
+        contact = b.cac(party, "Contact")
+        if contact_name:
+            b.cbc(contact, "Name", contact_name)
+        if email:
+            b.cbc(contact, "ElectronicMail", email)
 
 
 def _address(b: _Builder, party: etree._Element, street: str, city: str, postal: str, country: str) -> None:

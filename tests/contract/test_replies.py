@@ -129,20 +129,37 @@ def page_view(page: OutboundPage) -> dict[str, Any]:
     }
 
 
+#: the checks a party may carry in ``invoiceChecks`` (DOMAIN.md: bools), each a reference every invoice must have
+INVOICE_CHECKS = ("buyerReferenceNo", "buyerReferenceName", "buyerOrderNo", "buyerName")
+
+
+def expected_checks(party: dict[str, Any]) -> list[str]:
+    """The checks a party turns on: each documented flag that is ``true``; none when ``hasInvoiceChecks``
+    is ``false`` or ``invoiceChecks`` is no object (the reader is tolerant there: never a failure)."""
+    flags = party.get("invoiceChecks")
+    if party.get("hasInvoiceChecks") is False or not isinstance(flags, dict):
+        return []
+    return sorted(check for check in INVOICE_CHECKS if flags.get(check) is True)
+
+
 def expected_lookup(raw: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "exact_hit": raw["exactHit"],
-        "parties": [(party["companyId"], party.get("receiveElectronicInvoiceCapability") == RECEIVING)
-                    for party in raw["parties"] or []],
-    }
+    parties = []
+    for party in raw["parties"] or []:
+        checks = expected_checks(party)
+        # the name is used when the buyer's name is checked: it must be exactly InExchange's
+        name = party["name"] if "buyerName" in checks else None
+        parties.append((party["companyId"], party.get("receiveElectronicInvoiceCapability") == RECEIVING, checks, name))
+    return {"exact_hit": raw["exactHit"], "parties": parties}
 
 
 def lookup_view(result: LookupResult) -> dict[str, Any]:
     assert isinstance(result, LookupResult)
-    return {
-        "exact_hit": result.exact_hit,
-        "parties": [(party.company_id, party.can_receive_einvoice) for party in result.parties],
-    }
+    parties = []
+    for party in result.parties:
+        checks = sorted(check.value for check in party.invoice_checks)
+        name = party.name if "buyerName" in checks else None
+        parties.append((party.company_id, party.can_receive_einvoice, checks, name))
+    return {"exact_hit": result.exact_hit, "parties": parties}
 
 
 def body_of(request: httpx.Request) -> Any:
@@ -254,6 +271,68 @@ def test_lookup_peppol_ids_typed_as_objects(api: respx.MockRouter, hook: InExcha
     assert lookup_view(result) == expected_lookup(raw)
     assert result.parties[0].can_receive_einvoice is True
     assert all(isinstance(text, str) for text in result.parties[0].peppol_ids)
+
+
+def test_lookup_party_with_invoice_checks(api: respx.MockRouter, hook: InExchangeHook) -> None:
+    raw = load("buyerparties_lookup.invoice_checks")
+    raw_party = raw["parties"][0]
+    assert raw_party["hasInvoiceChecks"] is True
+    lookup = api.post(LOOKUP).mock(return_value=reply(200, raw))
+
+    result = hook.lookup_buyer(party_id="10042", org_no=raw_party["orgNo"])
+
+    assert lookup_view(result) == expected_lookup(raw)
+    checks = {check.value for check in result.parties[0].invoice_checks}
+    assert checks == {name for name, on in raw_party["invoiceChecks"].items() if on}
+    assert checks == {"buyerReferenceNo", "buyerReferenceName", "buyerOrderNo"}
+    assert result.parties[0].has_invoice_checks is True
+    assert lookup.call_count == 1
+
+
+def test_lookup_exact_hit_checks_the_reference_and_the_name(api: respx.MockRouter, hook: InExchangeHook) -> None:
+    raw = load("buyerparties_lookup.exact_hit")
+    api.post(LOOKUP).mock(return_value=reply(200, raw))
+
+    party = hook.lookup_buyer(party_id="10042").parties[0]
+
+    assert {check.value for check in party.invoice_checks} == {"buyerReferenceNo", "buyerName"}
+    assert party.name == raw["parties"][0]["name"]
+
+
+def test_lookup_checks_turned_on_but_not_named_are_none(api: respx.MockRouter, hook: InExchangeHook) -> None:
+    raw = load("buyerparties_lookup.invoice_checks_null")
+    assert raw["parties"][0]["hasInvoiceChecks"] is True and raw["parties"][0]["invoiceChecks"] is None
+    api.post(LOOKUP).mock(return_value=reply(200, raw))
+
+    result = hook.lookup_buyer(party_id="10042")
+
+    assert lookup_view(result) == expected_lookup(raw)
+    assert result.parties[0].invoice_checks == frozenset()
+    assert result.parties[0].has_invoice_checks is True
+    assert result.parties[0].can_receive_einvoice is True
+
+
+@pytest.mark.parametrize(("has", "checks"), [
+    (True, "buyerReferenceNo"),
+    (True, ["buyerReferenceNo", "buyerOrderNo"]),
+    (True, 15),
+    ("true", {"buyerReferenceNo": "true", "buyerReferenceName": 1, "buyerOrderNo": None, "buyerName": {}}),
+    (1, {"buyerReferenceNo": True, "buyerOrderNo": False}),
+    (None, {"buyerOrderNo": True}),
+    (False, {"buyerReferenceNo": True, "buyerReferenceName": True, "buyerOrderNo": True, "buyerName": True}),
+    (True, {"buyerName": True, "buyerReferenceNo": [True], "somethingNew": True}),
+], ids=repr)
+def test_lookup_invoice_checks_of_unexpected_types_never_fail_the_call(
+        api: respx.MockRouter, hook: InExchangeHook, has: Any, checks: Any) -> None:
+    raw = load("buyerparties_lookup.invoice_checks")
+    raw["parties"][0]["hasInvoiceChecks"] = has
+    raw["parties"][0]["invoiceChecks"] = checks
+    api.post(LOOKUP).mock(return_value=reply(200, raw))
+
+    result = hook.lookup_buyer(party_id="10042")
+
+    assert lookup_view(result) == expected_lookup(raw)
+    assert result.parties[0].company_id == raw["parties"][0]["companyId"]
 
 
 # ---- documents/outbound/list -----------------------------------------------------------------
@@ -516,7 +595,16 @@ def document_field_used(document: Any, relative: Path) -> bool:
 def lookup_used(raw: Any, path: Path) -> bool:
     if path in (("parties",), ("exactHit",)):
         return True
-    return len(path) == 3 and path[0] == "parties" and path[2] in ("companyId", "receiveElectronicInvoiceCapability")
+    if len(path) < 3 or path[0] != "parties":
+        return False
+    party = raw["parties"][path[1]]
+    if len(path) == 3 and path[2] in ("companyId", "receiveElectronicInvoiceCapability", "hasInvoiceChecks",
+                                      "invoiceChecks"):
+        return True
+    if len(path) == 4 and path[2] == "invoiceChecks" and path[3] in INVOICE_CHECKS:
+        return True
+    # the party's name, when its name is checked: an invoice's buyer name must be exactly it
+    return len(path) == 3 and path[2] == "name" and "buyerName" in expected_checks(party)
 
 
 def list_used(raw: Any, path: Path) -> bool:
@@ -597,6 +685,8 @@ CALLS: dict[str, Call] = {
     "clientTokens_create": Call("POST", "clientTokens/create", 200, _token_sent, _check_token,
                                 lambda raw, path: path == ("token",), fresh_hook=True),
     "buyerparties_lookup.exact_hit": _LOOKUP,
+    "buyerparties_lookup.invoice_checks": _LOOKUP,
+    "buyerparties_lookup.invoice_checks_null": _LOOKUP,
     "buyerparties_lookup.no_match": _LOOKUP,
     "buyerparties_lookup.not_receiving": _LOOKUP,
     "buyerparties_lookup.peppol_ids_as_objects": _LOOKUP,
@@ -679,6 +769,11 @@ def test_unused_fields_never_change_the_outcome(api: respx.MockRouter, make_hook
     ("buyerparties_lookup.exact_hit", ("parties", 0, "companyId"), "another-company"),
     ("buyerparties_lookup.exact_hit", ("exactHit",), False),
     ("buyerparties_lookup.not_receiving", ("parties", 0, "receiveElectronicInvoiceCapability"), RECEIVING),
+    ("buyerparties_lookup.invoice_checks", ("parties", 0, "invoiceChecks", "buyerOrderNo"), False),
+    ("buyerparties_lookup.invoice_checks", ("parties", 0, "invoiceChecks", "buyerName"), True),
+    ("buyerparties_lookup.invoice_checks", ("parties", 0, "hasInvoiceChecks"), False),
+    ("buyerparties_lookup.invoice_checks_null", ("parties", 0, "invoiceChecks"), {"buyerOrderNo": True}),
+    ("buyerparties_lookup.exact_hit", ("parties", 0, "name"), "Byggbolaget Norr AB"),
     ("invoices_outbound_byerpid.found", ("id",), "another-id"),
 ], ids=lambda value: shown(value) if isinstance(value, tuple) else None)
 def test_the_variant_check_notices_a_change_in_a_used_field(

@@ -408,6 +408,14 @@ def check_party(party: Any, raw: Any) -> None:
         loose_text(getattr(party, attribute), raw.get(key))
     assert all(isinstance(item, str) for item in party.peppol_ids)
     assert party.can_receive_einvoice is (raw.get("receiveElectronicInvoiceCapability") == "ReceivingElectronicInvoices")
+    # invoice checks: read loosely, each one on only where the reply says true (and does not switch them off)
+    flags = raw.get("invoiceChecks")
+    on = set() if raw.get("hasInvoiceChecks") is False or not isinstance(flags, dict) else {
+        name for name, value in flags.items() if value is True}
+    assert {check.value for check in party.invoice_checks} == on & {
+        "buyerReferenceNo", "buyerReferenceName", "buyerOrderNo", "buyerName"}
+    has = raw.get("hasInvoiceChecks")
+    assert party.has_invoice_checks is (has if isinstance(has, bool) else None)
 
 
 def check_page(page: Any, raw: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ DOMAIN = (
     "tracking",
     "ubl",
     "peppol",
+    "invoice_checks",
     "validation",
     "ledger",
     "attention",

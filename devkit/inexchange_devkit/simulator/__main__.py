@@ -76,8 +76,9 @@ reply variants (--reply-variant; its default is ${VARIANT_ENV} when set, else do
   extra       extra fields of every JSON type in replies, parties, documents, statuses and errors
   mixed       one of the four above, drawn for each reply
 The fields the client uses (token, parties, exactHit, companyId, receiveElectronicInvoiceCapability,
-documents, totalCount, id, erpDocumentId, currentStatus.status/time, error.status/message, the
-Location headers, the byerpid 404 message) keep their documented shape in every variant.
+a party's hasInvoiceChecks and invoiceChecks, and its name when it checks the buyer's name, documents,
+totalCount, id, erpDocumentId, currentStatus.status/time, error.status/message, the Location headers,
+the byerpid 404 message) keep their documented shape in every variant.
 """
 
 
@@ -157,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="share of documents passing through an undocumented, never final status before their final one"
         " (default 0.05)",
+    )
+    parser.add_argument(
+        "--invoice-check-rate",
+        type=float,
+        default=0.0,
+        help="share of the derived receiving parties that demand references on every invoice (invoice checks,"
+        " drawn per GLN or org number); a document sent to one without the reference ends Stopped (default 0)",
     )
     parser.add_argument("--api-key", default="sim-api-key", help="the APIKey that may create client tokens")
     parser.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of a client token")
@@ -259,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reply_variant=args.reply_variant or default_reply_variant(),
                 unknown_type_rate=args.unknown_type_rate,
                 unknown_status_rate=args.unknown_status_rate,
+                invoice_check_rate=args.invoice_check_rate,
                 peppol_rules=args.peppol_rules,
             )
         except ValueError as exc:

@@ -11,7 +11,9 @@ own notation (see :mod:`inexchange_devkit.simulator.times`), and request times a
 ``invoices/outbound/byerpid/{erpId}`` answers ``POST`` only, with an optional JSON body
 ``{"includeFileInfo": false}``; ``document.attachments`` of a send lists the URIs of earlier uploads.
 With Peppol rules (``peppol_rules``) a send waits for its upload's check, and a document that breaks
-a fatal rule is accepted and then ends ``Error`` (see :mod:`inexchange_devkit.simulator.peppol`).
+a fatal rule is accepted and then ends ``Error`` (see :mod:`inexchange_devkit.simulator.peppol`). A
+document sent to a party whose invoice checks it fails is accepted and then ends ``Stopped`` (see
+:mod:`inexchange_devkit.simulator.registry`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,13 @@ async def _json_object(request: Request, *, optional: bool = False) -> dict[str,
     if not isinstance(body, dict):
         raise BadRequest({"request": ["The request body must be a JSON object."]})
     return body
+
+
+def _recipient_id(body: Mapping[str, Any]) -> str:
+    """``sendDocumentAs.electronic.recipientId`` of a send request, ``""`` when it has none."""
+    send_as = _field(body, "sendDocumentAs")
+    electronic = _field(send_as, "electronic") if isinstance(send_as, dict) else None
+    return _text(_field(electronic, "recipientId")) if isinstance(electronic, dict) else ""
 
 
 def _optional_time(body: Mapping[str, Any], name: str, errors: dict[str, list[str]]) -> int | None:
@@ -337,6 +346,7 @@ class SimulatorApi:
             send_as=delivery,
             pdf_email=pdf_email,
             recipient_information={name: _field(recipient or {}, name) for name in RECIPIENT_FIELDS},
+            recipient_id=_recipient_id(body) if delivery == "Electronic" else "",
         )
         location = f"{request.base_url}v1/api/documents/outbound/{outbound.id}"
         return Response(status_code=201, headers={"Location": location})

@@ -77,6 +77,7 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "reply_variant",
     "unknown_type_rate",
     "unknown_status_rate",
+    "invoice_check_rate",
 )
 
 
@@ -179,6 +180,11 @@ class SimulatorConfig:
     status outside the documented ones (never final) between ``Pending`` and its final status; both
     are drawn per ``erpDocumentId`` from the seed when a document is sent.
 
+    ``invoice_check_rate`` is the share of the derived parties that receive e-invoices and demand
+    references on every invoice (invoice checks, drawn per GLN or org number from the seed; see
+    :mod:`inexchange_devkit.simulator.registry`): 0 by default, so only parties registered with
+    ``invoiceChecks`` have checks. A document sent to such a party without the reference ends ``Stopped``.
+
     ``peppol_rules`` names the folder of the Peppol BIS 3 validation artefacts (``CEN-EN16931-UBL.xsl``
     and ``PEPPOL-EN16931-UBL.xsl``): every uploaded document is then checked against them, and a sent
     document that breaks a fatal rule ends in ``Error`` (see :mod:`inexchange_devkit.simulator.peppol`).
@@ -206,6 +212,7 @@ class SimulatorConfig:
     reply_variant: str = field(default_factory=default_reply_variant)
     unknown_type_rate: float = 0.05
     unknown_status_rate: float = 0.05
+    invoice_check_rate: float = 0.0
     peppol_rules: Path | None = None
 
     def __post_init__(self) -> None:
@@ -227,6 +234,7 @@ class SimulatorConfig:
         self.reply_variant = parse_reply_variant(self.reply_variant)
         self.unknown_type_rate = _rate("unknown_type_rate", self.unknown_type_rate)
         self.unknown_status_rate = _rate("unknown_status_rate", self.unknown_status_rate)
+        self.invoice_check_rate = _rate("invoice_check_rate", self.invoice_check_rate)
         self.data_dir = Path(self.data_dir)
         if not isinstance(self.upload_files, bool):
             raise ValueError("upload_files must be true or false")

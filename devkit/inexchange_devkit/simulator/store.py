@@ -17,6 +17,11 @@ it is sent), so that every notation denotes the exact stored instant. Every docu
 a time later than any time the clock gave before, so no two share a creation time and a listing's
 ``updatedAfter`` at the time of an earlier listing never misses a document sent in between.
 
+A document delivered electronically (or with the type left to InExchange) to a party with invoice
+checks (see :mod:`inexchange_devkit.simulator.registry`) that lacks a reference the party demands
+has ``Stopped`` as its fixed outcome, with the missing references in ``error.message``, as InExchange
+stops it.
+
 With a Peppol rules folder (``config.peppol_rules``) every upload is checked in the background as it
 arrives (see :mod:`inexchange_devkit.simulator.peppol`), and a sent document that breaks a fatal rule
 has ``Error`` as its fixed outcome, with the rules in ``error.message``.
@@ -51,12 +56,23 @@ from lxml import etree
 from inexchange_devkit.simulator.config import FAULT_KINDS, FUZZ_SHAPES, SimulatorConfig
 from inexchange_devkit.simulator.holds import Holds
 from inexchange_devkit.simulator.peppol import PeppolCheck
-from inexchange_devkit.simulator.registry import PartyRegistry
+from inexchange_devkit.simulator.registry import CHECK_DEMANDS, PartyRegistry, missing_references
 from inexchange_devkit.simulator.seeded import unit
 from inexchange_devkit.simulator.times import ceil_ms, format_time, parse_time, time_style, utc_iso, whole_milliseconds
 from inexchange_devkit.simulator.variants import Shaper
 
 UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+UBL_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+#: where a UBL document carries each reference a buyer's invoice checks read (paths below the root)
+_REFERENCE_PATHS = {
+    "buyer_reference": f"{{{UBL_CBC}}}BuyerReference",
+    "contact_name": f"{{{UBL_CAC}}}AccountingCustomerParty/{{{UBL_CAC}}}Party/{{{UBL_CAC}}}Contact/{{{UBL_CBC}}}Name",
+    "order_reference": f"{{{UBL_CAC}}}OrderReference/{{{UBL_CBC}}}ID",
+}
+_BUYER_NAMES = (
+    f"{{{UBL_CAC}}}AccountingCustomerParty/{{{UBL_CAC}}}Party/{{{UBL_CAC}}}PartyLegalEntity/{{{UBL_CBC}}}RegistrationName",
+    f"{{{UBL_CAC}}}AccountingCustomerParty/{{{UBL_CAC}}}Party/{{{UBL_CAC}}}PartyName/{{{UBL_CBC}}}Name",
+)
 DOCUMENT_TYPES = ("Invoice", "CreditNote")
 #: ``documentType`` values outside the documented ones that a share of the documents shows.
 UNKNOWN_DOCUMENT_TYPES = ("EInvoice", "SelfBillingInvoice")
@@ -142,6 +158,8 @@ class Upload:
     invoice_number: str | None
     verdict: Future[dict[str, Any] | None] | None = None
     peppol_error: dict[str, Any] | None = None
+    #: the references the file carries, which a recipient's invoice checks read (see :func:`read_references`)
+    references: dict[str, str | None] | None = None
 
     def settle(self, verdict: Future[dict[str, Any] | None]) -> None:
         """Keep the result of a finished check and let go of its future."""
@@ -323,14 +341,36 @@ def read_ubl(content: bytes) -> tuple[str, str | None]:
 
     Content that is not a UBL Invoice or CreditNote counts as an invoice without a number.
     """
+    document_type, number, _ = read_document(content)
+    return document_type, number
+
+
+def read_document(content: bytes) -> tuple[str, str | None, dict[str, str | None]]:
+    """Return the document type, the invoice number and the references (:func:`read_references`) of a UBL file."""
     try:
         root = etree.fromstring(content, parser=_XML_PARSER)
     except etree.XMLSyntaxError:
-        return "Invoice", None
+        return "Invoice", None, dict.fromkeys((*_REFERENCE_PATHS, "buyer_name"))
     local_name = etree.QName(root).localname
     document_type = local_name if local_name in DOCUMENT_TYPES else "Invoice"
     number = root.findtext(f"{{{UBL_CBC}}}ID")
-    return document_type, (number.strip() or None) if number else None
+    return document_type, (number.strip() or None) if number else None, read_references(root)
+
+
+def read_references(root: etree._Element) -> dict[str, str | None]:
+    """The references a buyer's invoice checks read in a UBL document (None: not there, or empty).
+
+    ``buyer_reference`` (BuyerReference), ``contact_name`` (the buyer's Contact Name),
+    ``order_reference`` (OrderReference ID) and ``buyer_name`` (the buyer's RegistrationName, else its
+    PartyName), each stripped of surrounding spaces.
+    """
+    found: dict[str, str | None] = {}
+    for name, path in _REFERENCE_PATHS.items():
+        found[name] = (root.findtext(path) or "").strip() or None
+    found["buyer_name"] = next(
+        (text for path in _BUYER_NAMES if (text := (root.findtext(path) or "").strip())), None
+    )
+    return found
 
 
 class Store:
@@ -340,7 +380,7 @@ class Store:
         """Create empty state that stores uploaded files under ``config.data_dir/documents``."""
         self.config = config
         self.clock = Clock()
-        self.registry = PartyRegistry(config.seed)
+        self.registry = PartyRegistry(config.seed, lambda: self.config.invoice_check_rate)
         self.tokens: dict[str, Token] = {}
         self.holds = Holds()
         self.stopping = asyncio.Event()
@@ -376,6 +416,7 @@ class Store:
         self.unknown_types = 0
         self.unknown_statuses = 0
         self.peppol_errors: list[str] = []
+        self.invoice_check_stops: list[str] = []
         if self.peppol is not None:
             self.peppol.reset()
 
@@ -449,8 +490,8 @@ class Store:
         """
         guid = str(uuid.uuid4())
         path = self.documents_dir / f"{guid}.xml" if self.config.upload_files else None
-        document_type, number = read_ubl(content)
-        upload = Upload(guid, path, len(content), document_type, number)
+        document_type, number, references = read_document(content)
+        upload = Upload(guid, path, len(content), document_type, number, references=references)
         if self.peppol is not None:
             upload.verdict = verdict = self.peppol.submit(content)
             verdict.add_done_callback(upload.settle)
@@ -473,6 +514,7 @@ class Store:
         send_as: str | None,
         pdf_email: str | None,
         recipient_information: dict[str, Any],
+        recipient_id: str = "",
     ) -> OutboundDocument:
         """Create an outbound document, count the send and fix its outcome.
 
@@ -480,9 +522,12 @@ class Store:
         (with Peppol rules only; this waits for the upload's check, which :class:`SimulatorApi`
         awaits first); ``Error`` when the same owner sent a document of the
         same type with the same invoice number within a year (an earlier document that itself ended
-        in ``Error`` does not count); otherwise a seeded draw on ``erpDocumentId`` gives ``Stopped``
-        with probability ``stop_rate``, ``Error`` with probability ``error_rate``, else ``Delivered``
-        for electronic delivery and ``Sent`` for the others. The timeline is drawn the same way:
+        in ``Error`` does not count); ``Stopped`` when it goes electronically (or with the type left
+        to InExchange) to a party whose invoice checks it fails (:meth:`PartyRegistry.recipient`,
+        found by ``recipient_id`` or the ``recipient_information``); otherwise a seeded draw on
+        ``erpDocumentId`` gives ``Stopped`` with probability ``stop_rate``, ``Error`` with
+        probability ``error_rate``, else ``Delivered`` for electronic delivery and ``Sent`` for the
+        others. The timeline is drawn the same way:
         slow with probability ``slow_rate``, stuck with probability ``stuck_rate``, an undocumented
         status before the final one with probability ``unknown_status_rate``; and so are an
         undocumented ``documentType`` (probability ``unknown_type_rate``) and the notation of the
@@ -504,7 +549,10 @@ class Store:
             final_status, error = "Error", dict(invalid)
             self.peppol_errors.append(erp_document_id)
         else:
-            final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate)
+            missing = self._missing_references(upload, send_as, recipient_id, recipient_information)
+            if missing and not duplicate:
+                self.invoice_check_stops.append(erp_document_id)
+            final_status, error = self._outcome(erp_document_id, send_as, pdf_email, number, duplicate, missing)
         slow = unit(config.seed, "slow", erp_document_id) < config.slow_rate
         stuck = unit(config.seed, "stuck", erp_document_id) < config.stuck_rate
         step_us = round(config.status_step_ms * 1000 * (config.slow_factor if slow else 1.0))
@@ -557,12 +605,34 @@ class Store:
             self.stuck.append(document)
         return document
 
+    def _missing_references(
+        self, upload: Upload, send_as: str | None, recipient_id: str, recipient_information: dict[str, Any]
+    ) -> list[str]:
+        """The invoice checks of the document's electronic recipient that the upload fails (none by PDF or paper)."""
+        if send_as not in ("Electronic", None):
+            return []
+        party = self.registry.recipient(recipient_id, recipient_information)
+        if party is None:
+            return []
+        return missing_references(party, upload.references or {})
+
     def _outcome(
-        self, erp_document_id: str, send_as: str | None, pdf_email: str | None, number: str, duplicate: bool
+        self,
+        erp_document_id: str,
+        send_as: str | None,
+        pdf_email: str | None,
+        number: str,
+        duplicate: bool,
+        missing: list[str] | None = None,
     ) -> tuple[str, dict[str, Any] | None]:
         seed = self.config.seed
         if duplicate:
             return "Error", _error("DuplicateInvoiceNumber", f"Duplicate invoice number {number}")
+        if missing:
+            demanded = "; ".join(CHECK_DEMANDS[check] for check in missing)
+            return "Stopped", _error(
+                "InvoiceCheckFailed", f"The recipient requires on every invoice what this one lacks: {demanded}"
+            )
         draw = unit(seed, "outcome", erp_document_id)
         if draw < self.config.stop_rate:
             if unit(seed, "stop-reason", erp_document_id) < 0.5:
@@ -762,6 +832,8 @@ class Store:
         uploads ``checked``, how many ``failed``, the CPU time spent (``cpu_ms``, and
         ``cpu_ms_per_document``), and the sends that ended ``Error`` by the rules (``errors``);
         ``peppol_errors`` lists those sends' erpDocumentIds, in order (empty without the rules).
+        ``invoice_check_stops`` lists, in order, the erpDocumentIds of the sends stopped because they
+        lacked a reference their recipient's invoice checks demand.
 
         :param per_document: include ``sends`` (per erpDocumentId) and ``statuses`` (counted over
             every document), the parts whose cost grows with the number of documents.
@@ -791,6 +863,7 @@ class Store:
             "dripping": self.dripping,
             "peppol": None if self.peppol is None else {**self.peppol.stats(), "errors": len(self.peppol_errors)},
             "peppol_errors": list(self.peppol_errors),
+            "invoice_check_stops": list(self.invoice_check_stops),
             "holds": self.holds.keys(),
             "held": self.holds.waiting(),
         }

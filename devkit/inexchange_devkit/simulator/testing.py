@@ -69,8 +69,8 @@ class SimulatorHandle:
         Accepted (see ``python -m inexchange_devkit.simulator --help``): ``fault_rate``, ``faults``,
         ``latency_ms``, ``timeout_ms``, ``status_step_ms``, ``stop_rate``, ``error_rate``,
         ``slow_rate``, ``slow_factor``, ``stuck_rate``, ``stuck_ms``, ``fuzz_shapes``,
-        ``drip_max_s``, ``token_ttl_s``, ``reply_variant``, ``unknown_type_rate`` and
-        ``unknown_status_rate``.
+        ``drip_max_s``, ``token_ttl_s``, ``reply_variant``, ``unknown_type_rate``,
+        ``unknown_status_rate`` and ``invoice_check_rate``.
         """
         return dict(self._sim("POST", "config", json=settings))
 
@@ -122,7 +122,12 @@ class SimulatorHandle:
             time.sleep(0.02)
 
     def register_parties(self, parties: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Register buyer parties that lookups return before the seed-derived registry."""
+        """Register buyer parties that lookups return before the seed-derived registry.
+
+        A party may carry ``invoiceChecks`` (``buyerReferenceNo``, ``buyerReferenceName``, ``buyerOrderNo``,
+        ``buyerName``: booleans) and ``hasInvoiceChecks`` (by default whether any check is on): a document
+        sent to it that lacks a demanded reference ends ``Stopped``.
+        """
         return list(self._sim("POST", "parties", json=list(parties))["parties"])
 
 

@@ -11,7 +11,8 @@ documented shape and then passed through the variant in force (``reply_variant``
     nothing is found, ``documentType`` a string, and so on.
 ``sparse``
     fields the client does not use are ``null`` or missing (each one drawn): ``potentialMatches``;
-    a party's ``name``, ``orgNo``, ``vatNo``, ``gln`` and ``peppolParticipantIdentifiers``; a
+    a party's ``name`` (unless the party checks the buyer's name), ``orgNo``, ``vatNo``, ``gln`` and
+    ``peppolParticipantIdentifiers``; a
     document's ``documentType``, ``statusHistory``, ``created``, ``sendDocumentAs`` and
     ``recipientInformation``, and its ``error`` when it has none.
 ``loose``
@@ -23,14 +24,15 @@ documented shape and then passed through the variant in force (``reply_variant``
 ``extra``
     extra fields of every JSON type everywhere: in the reply object, each party, each document,
     its ``currentStatus``, ``statusHistory`` items, ``recipientInformation`` and ``error``
-    (``altName``, ``connectionStatus``, ``hasInvoiceChecks: false``, ``invoiceChecks`` all false,
-    ``fileInfo``, ``links``, ``_meta``, nulls, nested lists, numbers).
+    (``altName``, ``connectionStatus``, ``hasInvoiceChecks: false`` and ``invoiceChecks`` all false on
+    a party without checks, ``fileInfo``, ``links``, ``_meta``, nulls, nested lists, numbers).
 ``mixed``
     for each reply, one of the four above, drawn.
 
 Whatever the variant, the fields the client uses keep their documented shape: the token; the
-lookup's ``parties`` (a list, or ``null`` when none) and ``exactHit``; each party's ``companyId``
-and ``receiveElectronicInvoiceCapability``; a page's ``documents`` and ``totalCount``; each
+lookup's ``parties`` (a list, or ``null`` when none) and ``exactHit``; each party's ``companyId``,
+``receiveElectronicInvoiceCapability``, ``hasInvoiceChecks`` and ``invoiceChecks`` (when it has
+them), and its ``name`` when it checks the buyer's name; a page's ``documents`` and ``totalCount``; each
 document's ``id``, ``erpDocumentId``, ``currentStatus.status`` and ``currentStatus.time`` (in the
 document's own notation, see :mod:`inexchange_devkit.simulator.times`), and ``error.status`` and
 ``error.message`` of a document that shows an error. Error answers (400, 401, 404) are never varied.
@@ -188,19 +190,21 @@ class Shaper:
     def _party(self, party: dict[str, Any]) -> None:
         variant = self.variant
         if variant == "sparse":
-            self._sparse(party, SPARSE_PARTY_FIELDS)
+            checks = party.get("invoiceChecks")
+            name_checked = party.get("hasInvoiceChecks") and isinstance(checks, dict) and checks.get("buyerName")
+            self._sparse(party, tuple(f for f in SPARSE_PARTY_FIELDS if not (name_checked and f == "name")))
         elif variant == "loose":
             self._change(party, "peppolParticipantIdentifiers",
                          lambda ids: [_peppol_object(item) for item in ids] if isinstance(ids, list) else ids)
             self._change(party, "orgNo", _org_number)
         elif variant == "extra":
             name = party.get("name") or "Buyer"
+            if "hasInvoiceChecks" not in party and "invoiceChecks" not in party:  # a party's own checks stay
+                party.update(hasInvoiceChecks=False, invoiceChecks={
+                    "buyerReferenceNo": False, "buyerReferenceName": False, "buyerOrderNo": False, "buyerName": False})
             party.update(
                 altName=f"{name} (alt)",
                 connectionStatus=self.rng.choice(("Connected", "NotConnected", "Unknown")),
-                hasInvoiceChecks=False,
-                invoiceChecks={"buyerReferenceNo": False, "buyerReferenceName": False, "buyerOrderNo": False,
-                               "buyerName": False},
                 streetName="Storgatan 1",
                 postBox=None,
                 city="Stockholm",

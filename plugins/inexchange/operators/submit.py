@@ -48,7 +48,8 @@ class SubmitInvoicesOperator(BaseOperator):
     :param inexchange_conn_id: ``inexchange`` connection (API base URL, API key, ERP id).
     :param seller: seller configuration; by default the Airflow Variable ``inexchange_seller``.
     :param let_inexchange_choose: send ``sendDocumentAs.type`` empty and let InExchange pick
-        e-invoice, PDF or paper, instead of resolving the recipient here.
+        e-invoice, PDF or paper, instead of choosing here. The buyer is looked up all the same, once
+        per customer and run, for the invoice checks of the party InExchange would deliver to.
     :param max_attempts: attempts per invoice before it stays ``failed`` for a person.
     :param retry_delay_base: wait before the first retry of a failed invoice; doubles per attempt.
     :param timezone: time zone of the ERP's invoice dates.
