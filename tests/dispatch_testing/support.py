@@ -26,6 +26,27 @@ def sqlite_conn_env(path: Path) -> str:
     return json.dumps({"conn_type": "sqlite", "host": str(path)})
 
 
+def erp_database(backend: str, tmp_path: Path, schema: str | None = None) -> tuple[Any, str]:
+    """A test ERP's engine and its AIRFLOW_CONN_* value: a SQLite file in ``tmp_path``, or ``schema`` of
+    the PostgreSQL test database."""
+    from sqlalchemy import create_engine
+
+    if backend == "sqlite":
+        path = tmp_path / "erp.db"
+        return create_engine(f"sqlite:///{path}"), sqlite_conn_env(path)
+    assert schema is not None, "a PostgreSQL ERP needs its schema"
+    return create_engine(pg_url(), connect_args=pg_connect_args(schema)), postgres_conn_env(schema)
+
+
+def bound(value: Any) -> Any:
+    """A value as a bound parameter of any backend: decimals and dates as text (sqlite3 adapts neither)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
 def postgres_conn_env(schema: str) -> str:
     """AIRFLOW_CONN_* value of the test database, working in ``schema``."""
     return json.dumps({"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER,
@@ -104,9 +125,8 @@ SELLER = {
 
 def generated_erp(path: Path, **settings: Any) -> Any:
     """Generate an ERP into the SQLite file ``path`` (``inexchange_devkit.erpgen.generate`` settings); return its summary."""
-    from sqlalchemy import create_engine
-
     from inexchange_devkit.erpgen import generate
+    from sqlalchemy import create_engine
 
     engine = create_engine(f"sqlite:///{path}")
     try:

@@ -22,11 +22,10 @@ from typing import Any
 import httpx
 import pendulum
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
-
 from dispatch_testing.peppol_rules import official_rules_folder_or_none
-from dispatch_testing.support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from dispatch_testing.support import SELLER, erp_database
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -73,13 +72,8 @@ class Erp:
 def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
     from inexchange_devkit.erpgen import generate
 
-    if request.param == "sqlite":
-        path = tmp_path / "erp.db"
-        engine, conn_env = create_engine(f"sqlite:///{path}"), sqlite_conn_env(path)
-    else:
-        schema = request.getfixturevalue("pg_schema")
-        engine = create_engine(pg_url(), connect_args=pg_connect_args(schema))
-        conn_env = postgres_conn_env(schema)
+    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+    engine, conn_env = erp_database(request.param, tmp_path, schema)
     summary = generate(engine, seed=11, customers=40, invoices=90, start_date=START, days=3, drafts=9)
     yield Erp(engine, conn_env, summary)
     engine.dispose()
@@ -257,10 +251,10 @@ def test_the_sensor_defers_although_default_deferrable_is_off(
         dispatch_dag: Any, erp: Erp, simulator: Any, inline_triggers: list[Any]) -> None:
     """The DAG asks for deferral itself: a generated airflow.cfg (default_deferrable False) changes nothing."""
     from airflow.models.taskreschedule import TaskReschedule
+    from airflow.sdk import conf
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
 
-    from airflow.sdk import conf
     from inexchange.triggers.delivery import DeliveryStatusTrigger
 
     assert conf.getboolean("operators", "default_deferrable") is False

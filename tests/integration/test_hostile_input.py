@@ -28,17 +28,12 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pendulum
 import pytest
 from airflow.listeners import hookimpl
-from lxml import etree
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
-
 from dispatch_testing.hostile_corpus import (
     CASES,
     CUSTOMER_NULLS,
@@ -55,8 +50,10 @@ from dispatch_testing.hostile_corpus import (
     cases_for,
     iter_rows,
 )
-from inexchange.sql import statement
-from dispatch_testing.support import COLUMNS, SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from dispatch_testing.support import COLUMNS, SELLER, bound, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
+from lxml import etree
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from test_dispatch_e2e import CUSTOMER_PROBLEM, INVOICE_PROBLEM, SIM_TO_LEDGER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -118,15 +115,6 @@ def permissive_ddl(backend: str) -> list[str]:
     return statements
 
 
-def _bind(value: Any) -> Any:
-    """Decimals and dates as text (sqlite3 adapts neither); everything else as the case has it."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
 def write_cases(engine: Engine, cases: list[Case]) -> None:
     """Store the cases' rows in the permissive copy of the contract (:func:`permissive_ddl`)."""
     from inexchange_devkit.erpgen.generator import insert_statement
@@ -134,7 +122,7 @@ def write_cases(engine: Engine, cases: list[Case]) -> None:
     with engine.begin() as conn:
         inserts = {table: insert_statement(conn, table) for table in INSERTS}
         for table, row in iter_rows(cases):
-            conn.execute(inserts[table], {k: _bind(v) for k, v in row.items()})
+            conn.execute(inserts[table], {k: bound(v) for k, v in row.items()})
         for case in cases:
             for table, column in case.raw_text:  # bytes stored as TEXT: not valid UTF-8
                 assert table == "customer" and case.customer is not None

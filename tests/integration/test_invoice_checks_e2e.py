@@ -15,20 +15,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pendulum
 import pytest
-from sqlalchemy import create_engine, text
+from dispatch_testing.erp_rows import customer_row, invoice_rows
+from dispatch_testing.support import SELLER, bound, erp_database
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from stdnum import luhn
-
-from dispatch_testing.erp_rows import customer_row, invoice_rows
-from inexchange import vat
-from dispatch_testing.support import SELLER, pg_connect_args, pg_url, postgres_conn_env, sqlite_conn_env
 from test_dispatch_e2e import RUN_DAY, Erp, _rows, dispatch_dag  # noqa: F401
+
+from inexchange import vat
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -94,14 +93,6 @@ FIX_ALL_CHECKS = [
 ]
 
 
-def _bind(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
 def write_erp(engine: Engine) -> None:
     """The buyers and their invoices, all dated the run day, in the contract's tables."""
     from inexchange_devkit.erpgen.generator import create_tables, insert_statement
@@ -124,18 +115,13 @@ def write_erp(engine: Engine) -> None:
         inserts = {table: insert_statement(conn, table) for table in ("customer", "customer_invoice",
                                                                       "customer_invoice_line")}
         for table, row in rows:
-            conn.execute(inserts[table], {key: _bind(value) for key, value in row.items()})
+            conn.execute(inserts[table], {key: bound(value) for key, value in row.items()})
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def erp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Erp]:
-    if request.param == "sqlite":
-        path = tmp_path / "erp.db"
-        engine, conn_env = create_engine(f"sqlite:///{path}"), sqlite_conn_env(path)
-    else:
-        schema = request.getfixturevalue("pg_schema")
-        engine = create_engine(pg_url(), connect_args=pg_connect_args(schema))
-        conn_env = postgres_conn_env(schema)
+    schema = request.getfixturevalue("pg_schema") if request.param == "postgres" else None
+    engine, conn_env = erp_database(request.param, tmp_path, schema)
     write_erp(engine)
     yield Erp(engine, conn_env, None)
     engine.dispose()
