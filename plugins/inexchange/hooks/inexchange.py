@@ -510,24 +510,24 @@ class InExchangeHook(BaseHook):
         if not step:
             return
         offsets = iter(range(step, total, step))
-        listed = step
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inexchange-list") as pool:
-            try:
-                ahead = deque((skip, pool.submit(read, skip)) for skip in islice(offsets, 2 * max(1, workers)))
-                while ahead:
-                    skip, future = ahead.popleft()
-                    page = future.result()
-                    if (following := next(offsets, None)) is not None:
-                        ahead.append((following, pool.submit(read, following)))
-                    yield from check.accept(page, skip)
-                    total, listed = max(total, page.total_count), skip + page.size
-                    end = min(skip + step, first.total_count)
-                    while page.size and listed < end:  # a short page: read the gap it left
-                        page = read(listed, end - listed)
-                        yield from check.accept(page, listed)
-                        listed += page.size
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        listed, workers = step, max(1, workers)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inexchange-list")
+        try:
+            ahead = deque((skip, pool.submit(read, skip)) for skip in islice(offsets, 2 * workers))
+            while ahead:
+                skip, future = ahead.popleft()
+                page = future.result()
+                if (following := next(offsets, None)) is not None:
+                    ahead.append((following, pool.submit(read, following)))
+                yield from check.accept(page, skip)
+                total, listed = max(total, page.total_count), skip + page.size
+                end = min(skip + step, first.total_count)
+                while page.size and listed < end:  # a short page: read the gap it left
+                    page = read(listed, end - listed)
+                    yield from check.accept(page, listed)
+                    listed += page.size
+        finally:  # a reader that stops early, or a failed page: the calls not yet started never start
+            pool.shutdown(wait=True, cancel_futures=True)
         while listed < total:  # the listing grew while it was read
             page = read(listed)
             yield from check.accept(page, listed)
