@@ -6,7 +6,8 @@ and records the result in the ledger:
 
 - operator: ``SubmitInvoicesOperator`` with 32 concurrent slots (one connection pool of 32);
 - operator on httpx's engine: the same, with httpx's own async transport (httpcore) under the hook's
-  async client instead of aiohttp's: the figure that shows what the aiohttp transport is worth;
+  async client instead of aiohttp's, every request through the httpx client: the figure that shows
+  what the aiohttp transport and the hook's direct POSTs to it are worth;
 - sequential: the same work as a plain loop over a synchronous httpx client (the hook's sync
   methods), one invoice after the other;
 - one task per invoice: the operator mapped over as many shards as there are invoices (dynamic

@@ -453,13 +453,15 @@ def endless(request: Request, conn: socket.socket) -> bool:
     return False
 
 
-#: name -> (handler, endpoint, what the error says; None: the call succeeds)
-SHAPES: dict[str, tuple[Callable[[Request, socket.socket], bool], str, str | None]] = {
+#: name -> (handler, endpoint, what the error says, or says in each mode; None: the call succeeds)
+SHAPES: dict[str, tuple[Callable[[Request, socket.socket], bool], str, str | dict[str, str] | None]] = {
     "gzip-bomb": (written(reply(200, GZIP_BOMB, (("Content-Encoding", "gzip"),))), "list", "refused"),
     "corrupt-gzip": (written(reply(200, b"\x1f\x8bnot really", (("Content-Encoding", "gzip"),))), "list",
                      "not valid gzip"),
     "unasked-coding": (written(reply(200, PAGE, (("Content-Encoding", "br"),))), "list", "not asked for"),
-    "redirect-to-urn": (written(reply(301, b"", (("Location", "urn:inexchangedocument:x"),))), "send", "InvalidURL"),
+    # httpx's client refuses the Location before the status is read; the async POSTs skip that layer
+    "redirect-to-urn": (written(reply(301, b"", (("Location", "urn:inexchangedocument:x"),))), "send",
+                        {"sync": "InvalidURL", "async": "a redirect (check the API base URL)"}),
     "redirect-to-login": (written(reply(302, b"", (("Location", "https://login.example/"),))), "send", "a redirect"),
     "continue-then-nothing": (written(b"HTTP/1.1 100 Continue\r\n\r\n"), "list", "RemoteProtocolError"),
     "switching-protocols": (written(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -486,6 +488,8 @@ CALLS: dict[str, tuple[Call, ACall, str]] = {
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_a_raw_hostile_reply_fails_cleanly_or_is_read(shape: str, mode: str, raw: RawServer) -> None:
     handler, call, expected = SHAPES[shape]
+    if isinstance(expected, dict):
+        expected = expected[mode]
     sync, asynchronous, path = CALLS[call]
     raw.handler = handler
     hook = raw_hook(deadline=10.0)

@@ -15,6 +15,7 @@ This module holds what is Airflow's: the connection, and the hook that runs the 
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from collections import deque
@@ -352,7 +353,7 @@ class InExchangeHook(BaseHook):
                     index = min(range(len(clients)), key=self._busy.__getitem__)
                     self._busy[index] += 1
                     try:
-                        drive.reply = await clients[index].request(step.method, step.path, **step.options)
+                        drive.reply = await self._asend(clients[index], step)
                     except IO_ERRORS as exc:
                         drive.error = exc
                     finally:
@@ -363,6 +364,28 @@ class InExchangeHook(BaseHook):
                         self._token = await self._anew_token()
                 drive.reply = self._token
         return drive.result
+
+    async def _asend(self, client: httpx.AsyncClient, step: Send) -> httpx.Response:
+        """Perform one request with ``client``.
+
+        A request the client's aiohttp engine takes (a POST) goes to it straight from the step's
+        parts: the client's headers under the step's, the URL joined to the client's base, the body
+        encoded as httpx encodes it. The wire request is the same; what is skipped is the httpx
+        client's request layer (URL merging, ``httpx.Request``, cookies, auth and redirect hooks,
+        none of which the API uses), which costs more CPU than aiohttp's whole request. Any other
+        request, or a client with another engine (httpx's own, a test's mock), goes through the client.
+        """
+        engine = client._transport_for_url(client.base_url)  # what the client sends through, a mock included
+        if not (isinstance(engine, AiohttpTransport) and engine.takes(step.method)):
+            return await client.request(step.method, step.path, **step.options)
+        headers = dict(client.headers.items())  # lower-case names, as httpx sends them
+        headers.update((name.lower(), value) for name, value in step.headers)
+        body = step.content
+        if body is None and step.json is not None:
+            body = json.dumps(step.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            headers.setdefault("content-type", "application/json")
+        url = f"{client.base_url}{step.path.lstrip('/')}"
+        return await engine.send(step.method, url, list(headers.items()), body or None, client.timeout.as_dict())
 
     def _new_token(self) -> str:
         """Create a client token with the API key (after its own retries, the enclosing call gives up too)."""

@@ -4,7 +4,9 @@ httpx's own async engine (httpcore) spends about a millisecond of CPU per small 
 loopback, most of the submit task's CPU on a small worker. aiohttp's engine (C HTTP parser, one
 connector per pool) does the same request for a fraction of that. :class:`AiohttpTransport` keeps
 everything above the transport as it is (``httpx.AsyncClient``, its timeouts, requests, responses
-and error classes) and hands the bytes to aiohttp.
+and error classes) and hands the bytes to aiohttp. The client's own request layer (``httpx.Request``,
+URL merging, cookies, auth and redirect hooks) costs about as much again, so the hook hands its POSTs
+to :meth:`AiohttpTransport.send` from the request's parts and gets an ``httpx.Response`` back.
 
 The error mapping decides whether a failed ``POST documents/outbound`` may be retried, so it
 separates what failed before the request left (connecting, waiting for a pooled connection: the
@@ -25,6 +27,7 @@ import contextlib
 import contextvars
 import ssl
 import time
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -72,6 +75,12 @@ def httpx_error(exc: BaseException) -> httpx.TransportError | None:
         if isinstance(exc, source):
             return target(f"{type(exc).__name__}: {exc}")
     return None
+
+
+def _proxy_of(url: str) -> str | None:
+    """:func:`proxy_for` an absolute URL."""
+    parts = urllib.parse.urlsplit(url)
+    return proxy_for(parts.scheme, parts.hostname or "")
 
 
 @lru_cache(maxsize=64)
@@ -126,6 +135,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
         self._httpx: httpx.AsyncHTTPTransport | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _pool(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -138,30 +148,59 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import aiohttp
-
         if request.method in _REPEATED_BY_AIOHTTP:
             return await self._without_aiohttp(request)
-        timeout = request.extensions.get("timeout", {})
+        return await self.send(
+            request.method,
+            str(request.url),
+            request.headers.multi_items(),
+            await request.aread() or None,
+            request.extensions.get("timeout", {}),
+        )
+
+    def takes(self, method: str) -> bool:
+        """Whether :meth:`send` may carry a request of ``method`` (one aiohttp never sends twice by itself)."""
+        return method not in _REPEATED_BY_AIOHTTP
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: dict[str, float | None],
+    ) -> httpx.Response:
+        """Send one request with aiohttp and return the whole reply as an ``httpx.Response``.
+
+        The engine of :meth:`handle_async_request`, open to a caller that has the request's parts
+        already and has no use for an ``httpx.Request`` (building one, with the client's URL
+        merging, cookies and hooks, costs more CPU than aiohttp's whole request on loopback). The
+        reply carries no ``request``. Errors are mapped as for any request (:func:`httpx_error`).
+
+        :param method: a method :meth:`takes`.
+        :param url: the absolute URL.
+        :param headers: every header to send; aiohttp adds only ``Host`` and ``Content-Length``.
+        :param body: the body, or None.
+        :param timeout: httpx's timeout extension (``connect``, ``read``, ``write``, ``pool``).
+        """
+        import aiohttp
+
+        if not self.takes(method):
+            raise ValueError(f"{method} goes through httpx's engine (handle_async_request), not send")
         try:
             async with self._pool().request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=await request.aread() or None,
+                method,
+                url,
+                headers=headers,
+                data=body,
                 allow_redirects=False,
-                proxy=proxy_for(request.url.scheme, request.url.host),
+                proxy=_proxy_of(url),
                 skip_auto_headers=_AS_HTTPX_SENDS,  # no Content-Type where httpx sends none
-                timeout=aiohttp.ClientTimeout(
-                    total=self._deadline,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._timeout(timeout.get("pool"), timeout.get("connect"), timeout.get("read")),
             ) as reply:
                 raw = await _read_capped(reply, self._max_reply_bytes)
-                headers = [(name, value) for name, value in reply.raw_headers if name.lower() != b"content-encoding"]
-                body = decoded(reply.headers.getall("Content-Encoding", []), raw, self._max_reply_bytes)
+                kept = [(name, value) for name, value in reply.raw_headers if name.lower() != b"content-encoding"]
+                content = decoded(reply.headers.getall("Content-Encoding", []), raw, self._max_reply_bytes)
         except aiohttp.ClientError as exc:
             error = httpx_error(exc)
             assert error is not None
@@ -170,14 +209,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(f"no complete reply within the deadline of {self._deadline} s") from exc
         return httpx.Response(
             reply.status,
-            headers=headers,
-            stream=httpx.ByteStream(body),
-            request=request,
+            headers=kept,
+            content=content,
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": (reply.reason or "").encode("utf-8", "surrogateescape"),
             },
         )
+
+    def _timeout(self, pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for httpx's (one object per distinct set: a client has one)."""
+        key = (pool, connect, read)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            import aiohttp
+
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=self._deadline, connect=pool, sock_connect=connect, sock_read=read
+            )
+        return timeout
 
     async def _without_aiohttp(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through httpx's own engine, read whole within the deadline and the bounds."""

@@ -211,3 +211,69 @@ def test_the_sync_client_goes_through_the_environments_proxy(monkeypatch: pytest
 
     assert token == "via-proxy"
     assert seen[0].startswith(b"POST http://inexchange.invalid/v1/api/clientTokens/create HTTP/1.1\r\n")
+
+
+async def answer_as_inexchange(request: bytes, writer: asyncio.StreamWriter) -> None:
+    """A token for ``clientTokens/create``, a document URN for an upload, a document's address for a send."""
+    target = request.split(b"\r\n", 1)[0].split(b" ")[1]
+    guid = b"0b6e4d39-8f0a-4a6e-9c35-5d3f2b8e7a10"
+    if target.endswith(b"clientTokens/create"):
+        head, body = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", b'{"token": "a-token"}'
+    elif target.endswith(b"/documents"):
+        head, body = b"HTTP/1.1 201 Created\r\nLocation: urn:inexchangedocument:" + guid + b"\r\n", b""
+    else:
+        head, body = b"HTTP/1.1 201 Created\r\nLocation: https://api.example/v1/api/documents/outbound/" + guid + b"\r\n", b""
+    writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    await writer.drain()
+
+
+def _head_and_body(request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """The request line, the headers by lower-case name (but Host, whose port differs) and the body."""
+    head, body = request.split(b"\r\n\r\n", 1)
+    line, *fields = head.decode().split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, value in (field.split(":", 1) for field in fields)}
+    headers.pop("host")
+    return line.encode(), headers, body
+
+
+async def test_the_hooks_posts_go_on_the_wire_as_httpxs_client_sends_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook hands its POSTs to aiohttp without the httpx client's request layer: the same request leaves.
+
+    The reference is the same calls through an httpx client on httpx's own engine, which encodes the
+    URL, the headers and the JSON body itself.
+    """
+    document = "<Invoice>Åkessons El &amp; Tele</Invoice>".encode()
+    send = {"erpDocumentId": "Faktura 10001 Åkesson", "recipientInformation": {"gln": None}, "amount": 1.5}
+
+    async def calls(hook: InExchangeHook) -> tuple[str, str]:
+        try:
+            return await hook.aupload_document(document), await hook.asend_outbound(send)
+        finally:
+            await hook.aclose()
+
+    async with server(answer_as_inexchange) as (url, requests):
+        monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_DEFAULT", connection_json(host=url))
+        lean = await calls(InExchangeHook())
+        sent_lean = list(requests)
+        requests.clear()
+        monkeypatch.setattr(
+            InExchangeHook, "_async_transport",
+            lambda hook, max_connections: httpx.AsyncHTTPTransport(retries=0),
+        )
+        through_client = await calls(InExchangeHook())
+
+    assert lean == through_client == (
+        "urn:inexchangedocument:0b6e4d39-8f0a-4a6e-9c35-5d3f2b8e7a10", "0b6e4d39-8f0a-4a6e-9c35-5d3f2b8e7a10"
+    )
+    posts = [r for r in sent_lean if b"clientTokens/revoke" not in r.split(b"\r\n", 1)[0]]
+    assert [r.split(b"\r\n", 1)[0] for r in posts] == [
+        b"POST /v1/api/clientTokens/create HTTP/1.1",
+        b"POST /v1/api/documents HTTP/1.1",
+        b"POST /v1/api/documents/outbound HTTP/1.1",
+    ]
+    assert [_head_and_body(r) for r in sent_lean] == [_head_and_body(r) for r in requests]
+    _, upload_headers, upload_body = _head_and_body(posts[1])
+    assert upload_body == document and upload_headers["content-type"] == "application/xml"
+    assert upload_headers["clienttoken"] == "a-token" and upload_headers["accept"] == "application/json"
+    _, send_headers, send_body = _head_and_body(posts[2])
+    assert json.loads(send_body) == send and send_headers["content-type"] == "application/json"
