@@ -25,13 +25,11 @@ from inexchange.api import parse_time
 from inexchange.sql import (
     MAX_ROWS,
     SELECTION,
-    padded_count,
     row_counts,
-    row_params,
+    rows_statement,
     script,
     selection,
     statement,
-    with_rows,
 )
 from inexchange.states import LedgerState, ledger_state_for
 from inexchange.times import TIMEZONE, now_text, utc_text
@@ -750,10 +748,8 @@ class Ledger:
         with self.engine.begin() as conn:
             for run in _sets(params, "invoice_id"):
                 for rows in _pieces(run):
-                    conn.execute(
-                        with_rows("ledger_register", _REGISTER_ROW, len(rows)),
-                        {**row_params(_REGISTER_ROW, rows), **shared},
-                    )
+                    query, bound = _rows(conn, "ledger_register", _REGISTER_ROW, rows)
+                    conn.execute(query, {**bound, **shared})
             _insert_history(conn, history)
         return counts
 
@@ -845,11 +841,8 @@ class Ledger:
         # an invoice changed twice in one batch: its changes go in order, in separate statements
         for rows in _sets(values, "invoice_id"):
             # padded to a power of two with changes of no invoice (they match no row): few statements to prepare
-            count = padded_count(len(rows))
-            query = with_rows("ledger_transition", _CHANGE_ROW, count)
-            padding = [_NO_CHANGE] * (count - len(rows))
-            bound = {**row_params(_CHANGE_ROW, [*rows, *padding]), **shared}
-            moved_ids = {int(found) for found in conn.execute(query, bound).scalars()}
+            query, bound = _rows(conn, "ledger_transition", _CHANGE_ROW, rows, padded=True)
+            moved_ids = {int(found) for found in conn.execute(query, {**bound, **shared}).scalars()}
             for row in rows:
                 ok = row["invoice_id"] in moved_ids
                 moved.append(ok)
@@ -1004,7 +997,22 @@ def _id_or(value: int | None, default: int) -> int:
 def _insert_history(conn: Connection, history: Sequence[HistoryRow]) -> None:
     """Insert history rows, in statements of :func:`~inexchange.sql.row_counts` rows."""
     for rows in _pieces(history):
-        conn.execute(with_rows("ledger_insert_history", _HISTORY_ROW, len(rows)), row_params(_HISTORY_ROW, rows))
+        conn.execute(*_rows(conn, "ledger_insert_history", _HISTORY_ROW, rows))
+
+
+#: the PostgreSQL types of the ledger's values that are not text (see :func:`~inexchange.sql.rows_statement`)
+_NOT_TEXT = {
+    "invoice_id": "BIGINT", "customer_id": "BIGINT", "total_amount": "NUMERIC", "attempts": "INTEGER",
+    "attempt": "INTEGER", "stays_submitting": "INTEGER", "doubt_lookup": "INTEGER", "check_status": "INTEGER",
+    "try_number": "INTEGER",
+}  # fmt: skip
+
+
+def _rows(
+    conn: Connection, name: str, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]], *, padded: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`~inexchange.sql.rows_statement` of the ledger's statement ``name`` on ``conn``'s database."""
+    return rows_statement(name, columns, rows, dialect=conn.dialect.name, types=_NOT_TEXT, padded=padded)
 
 
 def _pieces(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -1014,10 +1022,6 @@ def _pieces(rows: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for count in row_counts(len(rows)):
         yield rows[start : start + count]
         start += count
-
-
-#: a change of no invoice: pads a statement of ``ledger_transition.sql`` to its prepared size
-_NO_CHANGE: dict[str, Any] = dict.fromkeys(_CHANGE_ROW)
 
 
 def _sets(rows: Sequence[Mapping[str, Any]], key: str) -> Iterable[Sequence[Mapping[str, Any]]]:

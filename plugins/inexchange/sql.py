@@ -153,6 +153,48 @@ def row_params(columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> d
     return {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
 
 
+def rows_statement(
+    name: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    dialect: str,
+    types: Mapping[str, str],
+    padded: bool = False,
+) -> tuple[TextClause, dict[str, Any]]:
+    """``include/sql/<name>.sql`` with ``rows`` as its rows of values, and their bind parameters.
+
+    On PostgreSQL the rows go as one array per column, unnested in place of ``VALUES`` (a handful of
+    bound values, however many rows): psycopg parses the placeholders of a statement holding more
+    than 50 of them in Python, every time, which cost as much as the rest of a write of 512 rows.
+    Elsewhere they are a multi-row ``VALUES`` (:func:`with_rows`, :func:`row_params`).
+
+    :param columns: the names of the values of a row, in the order the statement lists them.
+    :param rows: 1 to :data:`MAX_ROWS` mappings holding ``columns``.
+    :param dialect: the SQLAlchemy dialect's name.
+    :param types: the PostgreSQL type of each column whose values are not text (``BIGINT``...).
+    :param padded: fill a ``VALUES`` up to :func:`padded_count` rows of NULLs (for a statement
+        whose rows match existing ones, where a row of NULLs matches none).
+    """
+    if dialect == "postgresql":
+        arrays = {column: [row[column] for row in rows] for column in dict.fromkeys(columns)}
+        return _with_arrays(name, columns, tuple(sorted(types.items()))), {f"{c}_rows": v for c, v in arrays.items()}
+    count = padded_count(len(rows)) if padded else len(rows)
+    filled = [*rows, *[dict.fromkeys(columns)] * (count - len(rows))]
+    return with_rows(name, columns, count), row_params(columns, filled)
+
+
+@lru_cache(maxsize=16)
+def _with_arrays(name: str, columns: tuple[str, ...], types: tuple[tuple[str, str], ...]) -> TextClause:
+    body = _read(name)
+    marked = f"VALUES {ROWS_MARK}"
+    if body.count(marked) != 1:
+        raise ValueError(f"{name}.sql must hold {marked!r} once, where its rows go")
+    typed = dict(types)
+    arrays = ", ".join(f"CAST(:{column}_rows AS {typed.get(column, 'TEXT')}[])" for column in columns)
+    return text(body.replace(marked, f"SELECT * FROM unnest({arrays})", 1))
+
+
 def script(name: str) -> list[TextClause]:
     """Split a multi-statement file (DDL) on ``;`` at line ends into separate clauses.
 

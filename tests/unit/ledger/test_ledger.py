@@ -569,3 +569,42 @@ def test_without_an_interval_or_a_cron_schedule_the_run_names_what_to_give() -> 
     context = _triggered({}, pendulum.parse("2026-12-03T14:00:00Z"), DeltaDataIntervalTimetable(timedelta(days=1)))
     with pytest.raises(ValueError, match="give the run the param invoice_date .* or invoice_numbers"):
         run_scope(context)
+
+
+def test_set_writes_keep_awkward_values_and_bind_few_values_on_postgresql(ledger: Ledger, engine: Engine) -> None:
+    """Rows go as arrays on PostgreSQL: values an array literal would have to escape, NULL-only columns,
+    the largest ids and exact amounts come back as written, and no statement binds a value per row."""
+    from sqlalchemy import event
+
+    bound: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if "INSERT INTO inexchange_dispatch" in statement or "UPDATE inexchange_dispatch" in statement:
+            bound.append(len(parameters))
+
+    awkward = 'Bolaget {"AB"}, \\ \'citat\' NULL\nrad två'
+    rows = [{**invoice(2**63 - 1 - n), "customer_number": None, "customer_name": awkward,
+             "total_amount": Decimal("-1234567.89") + n} for n in range(300)]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert ledger.register(rows)["new"] == 300
+        moved = ledger.transition_many(
+            [Transition(row["invoice_id"], [LedgerState.PENDING], LedgerState.REJECTED, {"message": awkward})
+             for row in rows], source="validate")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert moved == [True] * 300
+    with engine.connect() as conn:
+        stored = conn.execute(text(
+            "SELECT invoice_id, customer_number, customer_name, total_amount, message FROM inexchange_dispatch "
+            "ORDER BY invoice_id DESC")).all()
+        moves = conn.execute(text(
+            "SELECT COUNT(*) FROM inexchange_dispatch_history WHERE to_state = 'rejected' AND message = :m"),
+            {"m": awkward}).scalar()
+    assert [(*r[:3], Decimal(str(r[3])), r[4]) for r in stored] == [  # SQLite reads NUMERIC as a float
+        (row["invoice_id"], None, awkward, row["total_amount"], awkward) for row in rows]
+    assert moves == 300
+    assert len(bound) >= 3  # the rows, their move and the history rows
+    if engine.dialect.name == "postgresql":  # psycopg parses a statement of more than 50 values every time
+        assert max(bound) <= 50, bound
