@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 import pandas as pd
-from sqlalchemy import bindparam, inspect
+from sqlalchemy import inspect
 
 from inexchange import vat
-from inexchange.sql import SELECTION, selection, statement, with_columns
+from inexchange.sql import SELECTION, listing, selection, statement, with_columns
 from inexchange.values import integer_id
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class ErpReader:
 
     def duplicate_invoice_numbers(self, numbers: Iterable[str]) -> set[str]:
         """Invoice numbers among ``numbers`` that more than one ERP invoice uses."""
-        query = statement("erp_duplicate_invoice_numbers").bindparams(bindparam("numbers", expanding=True))
+        query = listing(statement("erp_duplicate_invoice_numbers"), "numbers", self.engine.dialect.name)
         found: set[str] = set()
         numbers = sorted({str(n) for n in numbers})
         with self.engine.connect() as conn:
@@ -177,7 +177,7 @@ class ErpReader:
 
     def _frame(self, name: str, ids: Sequence[int]) -> pd.DataFrame:
         extra = self.optional_columns(name)
-        query = (with_columns(name, extra) if extra else statement(name)).bindparams(bindparam("ids", expanding=True))
+        query = listing(with_columns(name, extra) if extra else statement(name), "ids", self.engine.dialect.name)
         frames = []
         with self.engine.connect() as conn:
             for start in range(0, max(len(ids), 1), _CHUNK):

@@ -25,6 +25,7 @@ from inexchange.api import parse_time
 from inexchange.sql import (
     MAX_ROWS,
     SELECTION,
+    listing,
     row_counts,
     rows_statement,
     script,
@@ -523,9 +524,7 @@ class Ledger:
         query = (
             select(text("inexchange_document_id"))
             .select_from(watched)
-            .where(
-                text("inexchange_document_id IN :document_ids").bindparams(bindparam("document_ids", expanding=True))
-            )
+            .where(listing(text("inexchange_document_id IN :document_ids"), "document_ids", self.engine.dialect.name))
         )
         found: set[str] = set()
         with self.engine.connect() as conn:
@@ -916,7 +915,7 @@ class Ledger:
     def _states(self, invoice_ids: list[int]) -> dict[int, str]:
         if not invoice_ids:
             return {}
-        query = statement("ledger_select_states").bindparams(bindparam("ids", expanding=True))
+        query = listing(statement("ledger_select_states"), "ids", self.engine.dialect.name)
         found: dict[int, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(invoice_ids, 900):
@@ -924,7 +923,7 @@ class Ledger:
         return found
 
     def _by_document(self, document_ids: list[str], conn: Connection) -> dict[str, DocumentState]:
-        query = statement("ledger_select_by_document").bindparams(bindparam("document_ids", expanding=True))
+        query = listing(statement("ledger_select_by_document"), "document_ids", conn.dialect.name)
         found: dict[str, DocumentState] = {}
         for chunk in _chunks(document_ids, 900):
             for row in _records(conn.execute(query, {"document_ids": chunk})):

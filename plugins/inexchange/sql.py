@@ -81,6 +81,30 @@ OPTIONAL_COLUMNS_MARK = "/* optional columns */"
 
 
 @cache
+def listing(query: TextClause, name: str, dialect: str) -> TextClause:
+    """``query`` whose ``IN :<name>`` takes a list of values.
+
+    On PostgreSQL the list is one array (``= ANY(:<name>)``), elsewhere an expanding parameter (one
+    bound value an item): psycopg parses the placeholders of a statement holding more than 50 of them
+    in Python, every time.
+
+    :param query: a statement holding ``IN :<name>``.
+    :param name: the list's parameter.
+    :param dialect: the SQLAlchemy dialect's name.
+    """
+    if dialect == "postgresql":
+        return _as_array(query.text, name)
+    return query.bindparams(bindparam(name, expanding=True))
+
+
+@lru_cache(maxsize=64)
+def _as_array(body: str, name: str) -> TextClause:
+    marked = f"IN :{name}"
+    if marked not in body:
+        raise ValueError(f"the statement holds no {marked!r}")
+    return text(body.replace(marked, f"= ANY(:{name})"))
+
+
 def with_columns(name: str, columns: tuple[str, ...]) -> TextClause:
     """``include/sql/<name>.sql`` with ``columns`` added to its select list at :data:`OPTIONAL_COLUMNS_MARK`.
 
