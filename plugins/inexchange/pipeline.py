@@ -500,7 +500,17 @@ def format_report(rows: list[ReportRow], timezone: str = TIMEZONE) -> str:
         for r in rows
     ]
     widths = [None, None, None, NAME_WIDTH, None, None, None, None, MESSAGE_WIDTH]
-    return tabulate(table, headers=headers, tablefmt="simple", maxcolwidths=widths)
+    # numbers right-aligned, as tabulate would find them, without its number parsing of every cell (half its time)
+    align = ["right" if _all_digits(column) else "left" for column in zip(*table, strict=True)] if table else None
+    return tabulate(
+        table, headers=headers, tablefmt="simple", maxcolwidths=widths, disable_numparse=True, colalign=align
+    )
+
+
+def _all_digits(column: Iterable[Any]) -> bool:
+    """Whether a column holds numbers only (whole ones, as invoice and customer numbers are), blanks aside."""
+    filled = [str(value) for value in column if value not in (None, "")]
+    return bool(filled) and all(value.isascii() and value.isdigit() for value in filled)
 
 
 #: the report table's widest name and message columns; longer texts wrap onto more lines

@@ -59,3 +59,18 @@ def test_a_message_without_spaces_is_broken_to_its_width_and_kept_whole() -> Non
 def test_line_breaks_in_a_message_do_not_break_the_table() -> None:
     table = format_report([_row(state="rejected", message="first line\nsecond  line")])
     assert [cell for cell in _column(table, "Meddelande") if cell] == ["first line second line"]
+
+
+def test_numbers_are_right_aligned_and_a_column_with_other_text_left_aligned() -> None:
+    import re
+
+    table = format_report([_row(invoice_number="7", customer_number="K-12"),
+                           _row(invoice_number="10072", customer_number=None),
+                           _row(invoice_number="0012", customer_number="1015")])
+    lines = table.splitlines()
+    spans = [match.span() for match in re.finditer(r"-+", lines[1])]  # the rule under the headers
+    number, customer = spans[1], spans[2]
+    numbers = [line[slice(*number)] for line in lines[2:]]
+    customers = [line[slice(*customer)] for line in lines[2:]]
+    assert [cell.lstrip(" ") for cell in numbers] == ["7", "10072", "0012"]  # right-aligned, as the ERP wrote them
+    assert [cell.rstrip(" ") for cell in customers] == ["K-12", "", "1015"]  # left-aligned
