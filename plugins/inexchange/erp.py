@@ -182,7 +182,8 @@ class ErpReader:
         with self.engine.connect() as conn:
             for start in range(0, max(len(ids), 1), _CHUNK):
                 result = conn.execute(query, {"ids": list(ids[start : start + _CHUNK])})
-                frames.append(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
+                # plain tuples: pandas probes each SQLAlchemy Row for namedtuple fields, a failed lookup a row
+                frames.append(pd.DataFrame(list(map(tuple, result)), columns=list(result.keys())))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

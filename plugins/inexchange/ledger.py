@@ -11,6 +11,7 @@ so a batch costs a few round trips to the database, not two per invoice.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -152,6 +153,10 @@ _HISTORY_ROW = (
     "history_id", "invoice_id", "from_state", "to_state", "inexchange_status", "message", "source", "now",
     "dag_run_id", "run_type", "try_number",
 )  # fmt: skip
+#: the values of a row of ``ledger_save_recipients.sql``
+_RECIPIENT_ROW = ("dag_run_id", "customer_id", "inputs", "resolved", "now")
+#: how long the recipients another run resolved are kept (its submit tasks have ended long before)
+RECIPIENTS_KEPT = timedelta(days=2)
 #: the values of a change of ``ledger_transition.sql``, in the order of its ``change`` columns
 _CHANGE_ROW = (
     "invoice_id", "from_state", "other_from_state", "to_state", "message", "delivery_method", "document_uri",
@@ -281,7 +286,7 @@ class RunScope:
 
 
 #: the tables ``ledger_schema.sql`` creates
-LEDGER_TABLES = ("inexchange_dispatch", "inexchange_dispatch_history", "inexchange_report")
+LEDGER_TABLES = ("inexchange_dispatch", "inexchange_dispatch_history", "inexchange_report", "inexchange_recipient")
 #: columns added to tables after their first release, for ledgers created before: table -> name -> type
 _ADDED_COLUMNS = {
     "inexchange_dispatch_history": {"run_type": "VARCHAR(20)", "try_number": "INTEGER"},
@@ -910,6 +915,42 @@ class Ledger:
             if not read_back:
                 return []
             return _records(conn.execute(statement("report_select"), self.scope.interval))
+
+    # ---- recipients ------------------------------------------------------------------------
+    def recipients(self, customer_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+        """The recipients this run resolved already (:meth:`remember_recipients`), of ``customer_ids``:
+        per customer, the inputs the resolution read and what it resolved. A row that cannot be read
+        is left out (resolved again)."""
+        ids = sorted({int(i) for i in customer_ids})
+        query = listing(statement("ledger_select_recipients"), "ids", self.engine.dialect.name)
+        found: dict[int, tuple[str, dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids, 900):
+                for row in conn.execute(query, {"dag_run_id": self.scope.dag_run_id, "ids": list(chunk)}):
+                    try:
+                        resolved = json.loads(row.resolved)
+                    except ValueError:
+                        continue
+                    if isinstance(resolved, dict):
+                        found[int(row.customer_id)] = (str(row.inputs), resolved)
+        return found
+
+    def remember_recipients(self, resolved: Mapping[int, tuple[str, Mapping[str, Any]]]) -> None:
+        """Keep the recipients this run resolved, per customer: the inputs the resolution read and what
+        it resolved (JSON values); forget other runs' older than :data:`RECIPIENTS_KEPT`."""
+        if not resolved:
+            return
+        now = now_text()
+        rows = [
+            {"dag_run_id": self.scope.dag_run_id, "customer_id": int(customer_id), "inputs": inputs,
+             "resolved": json.dumps(value, sort_keys=True), "now": now}
+            for customer_id, (inputs, value) in sorted(resolved.items())
+        ]  # fmt: skip
+        cutoff = utc_text(datetime.now(UTC) - RECIPIENTS_KEPT)
+        with self.engine.begin() as conn:
+            conn.execute(statement("ledger_prune_recipients"), {"dag_run_id": self.scope.dag_run_id, "cutoff": cutoff})
+            for piece in _pieces(rows):
+                conn.execute(*_rows(conn, "ledger_save_recipients", _RECIPIENT_ROW, piece))
 
     # ---- helpers ---------------------------------------------------------------------------
     def _states(self, invoice_ids: list[int]) -> dict[int, str]:

@@ -10,6 +10,7 @@ what it asks of Airflow as plain functions.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +30,11 @@ from inexchange.ledger import Ledger, RunScope, Transition
 from inexchange.peppol import PeppolRules, configured_rules, rejection
 from inexchange.states import LedgerState
 from inexchange.times import parse_utc, utc_text
-from inexchange.values import TaskLog, TaskSettings, text_or_empty
+from inexchange.values import TaskLog, TaskSettings, integer_id, text_or_empty
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from inexchange.api import BuyerParty
     from inexchange.erp import InvoiceBatch
     from inexchange.hooks.inexchange import InExchangeHook
@@ -454,7 +457,14 @@ class Submission:
         reader = ErpReader(erp_engine(self.settings.erp_conn_id))
         batch = await in_ledger_thread(reader.load, [r["invoice_id"] for r in rows])
         jobs: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.settings.claim_batch)
+        inputs = self._recipient_inputs(batch.customers)
+        known = await in_ledger_thread(ledger.recipients, inputs)
         recipients: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        for customer_id, (read, resolved) in known.items():
+            if read == inputs[customer_id]:  # the customer's values are those the run resolved
+                recipients[customer_id] = asyncio.get_running_loop().create_future()
+                recipients[customer_id].set_result(resolved)
+        reused = set(recipients)
         breaker = _Breaker(len(rows))
         unclaimed = len(rows)
 
@@ -494,6 +504,7 @@ class Submission:
             group.create_task(produce())
             for _ in range(self.settings.concurrency):
                 group.create_task(work())
+        await self._remember_recipients(shared, inputs, {k: f for k, f in recipients.items() if k not in reused})
         await self._settle_refusals(breaker, counts, recorder, unclaimed)
 
     async def _settle_refusals(
@@ -759,6 +770,34 @@ class Submission:
         )
 
     # ---- recipients ---------------------------------------------------------------------------
+    def _recipient_inputs(self, customers: pd.DataFrame) -> dict[int, str]:
+        """Per customer of a batch, the values :meth:`_resolve` reads (and the setting that changes its
+        choice), as the key of the run's resolved recipients (:meth:`Ledger.recipients`)."""
+        columns = ["customer_id", *(c for c in _RESOLVED_FROM if c in customers.columns)]
+        inputs: dict[int, str] = {}
+        for customer in customers[columns].to_dict("records"):
+            customer_id = integer_id(customer["customer_id"])
+            if customer_id is not None and customer_id not in inputs:
+                values = [text_or_empty(customer.get(column)) for column in _RESOLVED_FROM]
+                inputs[customer_id] = json.dumps([*values, self.settings.let_inexchange_choose])
+        return inputs
+
+    async def _remember_recipients(
+        self, shared: _Shared, inputs: Mapping[int, str], resolved: Mapping[int, asyncio.Future[dict[str, Any]]]
+    ) -> None:
+        """Keep the recipients this pass resolved for the run's other batches; losing them costs look-ups only."""
+        found = {
+            key: (inputs[key], future.result())
+            for key, future in resolved.items()
+            if key in inputs and future.done() and not future.cancelled() and future.exception() is None
+        }
+        try:
+            await shared.in_ledger_thread(shared.ledger.remember_recipients, found)
+        except Exception as exc:  # the sends are recorded; the other batches look the customers up again
+            self.log.warning(
+                "could not keep %d resolved recipients for the run's other batches: %s", len(found), type(exc).__name__
+            )
+
     async def _recipient(
         self, customer: Mapping[str, Any], cache: dict[int, asyncio.Future[dict[str, Any]]]
     ) -> dict[str, Any]:
@@ -825,6 +864,10 @@ class Submission:
                 ", ".join(checks),
             )
         return {"checks": checks, "party_name": party.name}
+
+
+#: the customer's values a recipient is resolved from (:meth:`Submission._resolve`)
+_RESOLVED_FROM = ("customer_number", "gln", "org_number", "invoice_email")
 
 
 @dataclass(frozen=True)

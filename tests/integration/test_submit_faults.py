@@ -265,3 +265,35 @@ def test_sends_in_doubt_are_settled_before_the_task_ends(settle_rounds: int, erp
         assert all(r["state"] == "failed" for r in rows if not r["inexchange_document_id"])
     else:
         assert counts["in doubt"] == erp.count("SELECT COUNT(*) FROM inexchange_dispatch WHERE state = 'submitting'") > 0
+
+
+def test_the_runs_batches_look_each_customer_up_once(erp: Erp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapped submit tasks of one run share the recipients they resolved: a customer whose invoices
+    fall in several batches is looked up by the first only, unless its values changed in the ERP since."""
+    from inexchange.operators.submit import SubmitInvoicesOperator
+    from inexchange_devkit.simulator.testing import run_simulator
+
+    def submit(shard: int) -> int:
+        SubmitInvoicesOperator(task_id="submit", erp_conn_id="erp_default", reporting_conn_id="erp_default",
+                               seller=SELLER, shard=shard, shards=2).execute(erp.context)
+        return int(sim.stats()["lookups"])
+
+    with run_simulator() as sim:
+        ready_for(erp, sim, monkeypatch)
+        with erp.engine.connect() as conn:
+            rows = conn.execute(text(  # the ready invoices of customers with a GLN or an org number: looked up
+                "SELECT d.invoice_id % 2 AS shard, d.customer_id FROM inexchange_dispatch d "
+                "JOIN customer c ON c.customer_id = d.customer_id WHERE d.state = 'ready' "
+                "AND (COALESCE(c.gln, '') <> '' OR COALESCE(c.org_number, '') <> '')")).all()
+        shards = [{r.customer_id for r in rows if r.shard == shard} for shard in (0, 1)]
+        both = shards[0] & shards[1]
+        assert len(both) >= 3, "the day must have customers in both batches"
+        changed = min(both)
+        first = submit(0)
+        with erp.engine.begin() as conn:  # a customer's e-mail changes between the batches
+            conn.execute(text("UPDATE customer SET invoice_email = 'ny@example.se' WHERE customer_id = :id"),
+                         {"id": changed})
+        second = submit(1) - first
+        assert_each_sent_once(erp, sim.stats())
+    assert first == len(shards[0])
+    assert second == len(shards[1] - shards[0]) + 1  # its own customers, and the one that changed

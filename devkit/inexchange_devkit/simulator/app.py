@@ -229,6 +229,7 @@ class SimulatorApi:
         body = await _json_object(request)
         if not _text(_field(body, "PartyId")):
             raise BadRequest({"PartyId": ["The PartyId field is required."]})
+        self.store.lookups += 1
         result = self.store.registry.lookup(
             org_no=_text(_field(body, "orgNo")),
             vat_no=_text(_field(body, "vatNo")),

@@ -401,6 +401,7 @@ class Store:
         self.sends: Counter[str] = Counter()
         self.duplicates: set[str] = set()
         self.requests = 0
+        self.lookups = 0
         self.tokens_created = 0
         self.list_requests = 0
         self.list_examined = 0
@@ -852,6 +853,7 @@ class Store:
             "stuck_documents": len(self.stuck),
             "stuck_pending": sorted(stuck_pending),
             "requests": self.requests,
+            "lookups": self.lookups,
             "list_requests": self.list_requests,
             "list_examined": self.list_examined,
             "list_builds": self.list_builds,

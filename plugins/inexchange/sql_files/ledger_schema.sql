@@ -67,3 +67,14 @@ CREATE TABLE IF NOT EXISTS inexchange_report (
     dag_run_id              VARCHAR(250),
     PRIMARY KEY (invoice_id, data_interval_start)
 );
+-- each customer's InExchange recipient as one run resolved it (look-up, delivery method, invoice
+-- checks), so that the run's other submit batches do not look it up again; `inputs` holds the
+-- customer's values the resolution read, and a row whose inputs differ is resolved again
+CREATE TABLE IF NOT EXISTS inexchange_recipient (
+    dag_run_id              VARCHAR(250) NOT NULL,
+    customer_id             BIGINT       NOT NULL,
+    inputs                  TEXT         NOT NULL,
+    resolved                TEXT         NOT NULL,
+    resolved_at             VARCHAR(32)  NOT NULL,
+    PRIMARY KEY (dag_run_id, customer_id)
+);

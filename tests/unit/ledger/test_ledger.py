@@ -610,3 +610,27 @@ def test_set_writes_keep_awkward_values_and_bind_few_values_on_postgresql(ledger
     assert {"INSERT INTO inexchange_dispatch ", "UPDATE inexchange_dispatch", "history"} <= set(writes)
     if engine.dialect.name == "postgresql":  # psycopg parses a statement of more than 50 values every time
         assert max(bound) <= 50, bound
+
+
+def test_a_runs_resolved_recipients_are_kept_for_the_run_and_other_runs_old_ones_forgotten(
+        ledger: Ledger, engine: Engine) -> None:
+    other = Ledger(engine, replace(SCOPE, dag_run_id="manual__2026-11-17"))
+    other.remember_recipients({7: ('["4367"]', {"method": "PDF"})})
+    ledger.remember_recipients({7: ('["4367", "7300009054790"]', {"method": "Electronic", "recipient_id": "r-7"}),
+                                8: ('["4368"]', {"method": "Paper"})})
+    ledger.remember_recipients({8: ('["4368", "ny"]', {"method": "PDF", "email": "ny@example.se"})})  # resolved again
+
+    assert ledger.recipients([7, 8, 9]) == {
+        7: ('["4367", "7300009054790"]', {"method": "Electronic", "recipient_id": "r-7"}),
+        8: ('["4368", "ny"]', {"method": "PDF", "email": "ny@example.se"}),
+    }
+    assert other.recipients([7, 8]) == {7: ('["4367"]', {"method": "PDF"})}  # each run its own
+    assert ledger.recipients([]) == {}
+
+    with engine.begin() as conn:  # the other run's row is days old; an unreadable row of ours is skipped
+        conn.execute(text("UPDATE inexchange_recipient SET resolved_at = '2020-01-01T00:00:00+00:00' "
+                          "WHERE dag_run_id = 'manual__2026-11-17'"))
+        conn.execute(text("UPDATE inexchange_recipient SET resolved = 'not json' WHERE customer_id = 8"))
+    ledger.remember_recipients({9: ('["4369"]', {"method": "Paper"})})
+    assert other.recipients([7]) == {}
+    assert set(ledger.recipients([7, 8, 9])) == {7, 9}
