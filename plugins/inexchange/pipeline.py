@@ -24,7 +24,7 @@ from inexchange.ledger import Ledger, LedgerRow, ReportRow, RunScope, Transition
 from inexchange.states import ACTION_STATES, MAX_ATTEMPTS, LedgerState
 from inexchange.times import TIMEZONE, local_time, utc_text
 from inexchange.tracking import record_statuses
-from inexchange.validation import ValidationTally, customer_label, shown
+from inexchange.validation import CheckedCustomers, ValidationTally, customer_label, shown
 from inexchange.validation import validate as validate_invoices
 from inexchange.values import integer_id, one_line, read_date, text_or_none
 
@@ -256,11 +256,12 @@ def validate(scope: RunScope, *, erp_conn_id: str, reporting_conn_id: str) -> di
     tally = ValidationTally()
     checked, rejected = 0, 0
     listed: list[str] = []  # at most a page of the rejected invoices' numbers for XCom; the log has every one
+    seen = CheckedCustomers()  # each customer checked once, in the first chunk holding one of its invoices
     for chunk in chunks:
         reader = reader or ErpReader(erp_engine(erp_conn_id))
         batch = reader.load([row["invoice_id"] for row in chunk])
         duplicates = reader.duplicate_invoice_numbers(row["invoice_number"] for row in chunk)
-        report = validate_invoices(batch, start=start, end=end, duplicate_numbers=duplicates)
+        report = validate_invoices(batch, start=start, end=end, duplicate_numbers=duplicates, checked=seen)
         del batch
         tally.add(report)
         changes = []

@@ -1118,17 +1118,35 @@ _REASON_LABELS = {
 }
 
 
+@dataclass
+class CheckedCustomers:
+    """The customers one validation task has checked, for the task's later chunks: per customer id, a
+    hash of its ERP row (and how many rows it had), the rules it failed and its part of a message.
+
+    A customer whose invoices fall in several chunks is checked in the first only, unless its row
+    differs in a later one (an ERP edit meanwhile).
+    """
+
+    found: dict[Any, tuple[tuple[int, int], list[str], str]] = field(default_factory=dict)
+
+
 def validate(
-    batch: InvoiceBatch, *, start: date, end: date, duplicate_numbers: set[str] | None = None
+    batch: InvoiceBatch,
+    *,
+    start: date,
+    end: date,
+    duplicate_numbers: set[str] | None = None,
+    checked: CheckedCustomers | None = None,
 ) -> ValidationReport:
     """Check every invoice of the batch and its customer, and explain every failure.
 
-    Customers are checked once each, not once per invoice.
+    Customers are checked once each, not once per invoice (nor once per chunk, given ``checked``).
 
     :param batch: invoices with customers and lines, from :meth:`ErpReader.load`.
     :param start: first invoice date of the run's data interval.
     :param end: first invoice date after the interval.
     :param duplicate_numbers: invoice numbers the ERP uses more than once.
+    :param checked: the customers earlier chunks of the same task checked; updated with this batch's.
     """
     # a view without keys may repeat a customer or an invoice (a join too many): checked on its
     # first row, and rejected as ambiguous
@@ -1140,9 +1158,26 @@ def validate(
             lines=batch.lines,
             attachments=batch.attachments,
         )
-    customers = customer_facts(batch.customers)
+    checked = checked if checked is not None else CheckedCustomers()
+    # each customer's row as a number (NaN and None hash alike), with how many rows it had
+    hashes = pd.util.hash_pandas_object(batch.customers, index=True)
+    fingerprints = [(int(h), customer_rows.get(i, 1)) for i, h in zip(batch.customers.index, hashes, strict=True)]
+    ids = list(batch.customers.index)
+    fresh = [checked.found.get(i, (None,))[0] != f for i, f in zip(ids, fingerprints, strict=True)]
+    customers = customer_facts(batch.customers[fresh])
     customers["row_count"] = [customer_rows.get(i, 1) for i in customers.index] if customer_rows else 1
     customer_failures = _failures(customers, customer_schema())
+    customer_parts: dict[Any, str] = {}
+    for customer_id, names in customer_failures.items():
+        row = customers.loc[customer_id]
+        problems = "; ".join(CUSTOMER_MESSAGES[name](row) for name in names)
+        customer_parts[customer_id] = f"{customer_label(customer_id, row.customer_number, row['name'])}: {problems}"
+    for customer_id, fingerprint, new in zip(ids, fingerprints, fresh, strict=True):
+        if new:
+            found = (fingerprint, customer_failures.get(customer_id, []), customer_parts.get(customer_id, ""))
+            checked.found[customer_id] = found
+        elif checked.found[customer_id][1]:  # failed in an earlier chunk: its invoices here fail alike
+            _, customer_failures[customer_id], customer_parts[customer_id] = checked.found[customer_id]
     lines = line_facts(batch.lines)
     facts = invoice_facts(batch, duplicate_numbers or set(), lines)
     facts["row_count"] = [invoice_rows.get(i, 1) for i in facts.index] if invoice_rows else 1
@@ -1151,7 +1186,7 @@ def validate(
         if "duplicate_row" in names:  # which row's values are wrong cannot be said
             invoice_failures[invoice_id] = ["duplicate_row"]
 
-    known_customers = set(customers.index)
+    known_customers = set(batch.customers.index)
     customer_ids = facts["customer_id"]
     missing = facts.index[customer_ids.notna() & ~customer_ids.isin(known_customers)]
     rejected_invoices = set(invoice_failures) | set(missing)
@@ -1163,12 +1198,6 @@ def validate(
         return ValidationReport(messages)
     details = _line_details(lines, batch.lines, rejected_invoices)
     formats = _invoice_messages(start, end)
-    customer_parts: dict[Any, str] = {}
-    for customer_id, names in customer_failures.items():
-        row = customers.loc[customer_id]
-        problems = "; ".join(CUSTOMER_MESSAGES[name](row) for name in names)
-        customer_parts[customer_id] = f"{customer_label(customer_id, row.customer_number, row['name'])}: {problems}"
-
     rejected_ids = [i for i in facts.index if i in rejected_invoices]
     missing_ids = set(missing)
     raw_rows = batch.invoices.loc[rejected_ids, [*list(_RAW_COLUMN.values()), "due_date"]].to_dict("records")

@@ -378,3 +378,33 @@ def test_foreign_vat_number_must_belong_to_the_customers_country() -> None:
     assert message_of(customer_row(**danish, vat_number="DK13585628")) is None
     assert message_of(customer_row(**danish, vat_number="FI01120389")) == (
         CUSTOMER + "VAT-nummer FI01120389 är inte ett giltigt EU-momsnummer för DK")
+
+
+# ---- customers across chunks ------------------------------------------------------------------------
+@pytest.mark.parametrize("sqlite", [False, True], ids=["postgresql-types", "sqlite-types"])
+def test_a_customer_is_checked_in_its_first_chunk_and_again_only_when_its_row_changed(
+        sqlite: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked_rows: list[int] = []
+    customer_facts = validation.customer_facts
+
+    def counting(customers: Any) -> Any:
+        checked_rows.append(len(customers))
+        return customer_facts(customers)
+
+    monkeypatch.setattr(validation, "customer_facts", counting)
+    bad, good = customer_row(1, vat_number=None), customer_row(2, customer_number="4368")
+    seen = validation.CheckedCustomers()
+
+    def chunk(customers: list[dict[str, Any]], invoice_ids: list[int], customer_ids: list[int]) -> dict:
+        invoices = [invoice_rows(i, c) for i, c in zip(invoice_ids, customer_ids, strict=True)]
+        batch = make_batch(customers, invoices, sqlite=sqlite)
+        return validation.validate(batch, start=START, end=END, checked=seen).messages
+
+    first = chunk([bad, good], [101, 102], [1, 2])
+    second = chunk([bad, good], [103, 104], [1, 2])  # the same rows: nobody checked again
+    fixed = chunk([customer_row(1), good], [105, 106], [1, 2])  # the ERP fixed customer 1 meanwhile
+
+    assert checked_rows == [2, 0, 1]
+    assert first[101] and "VAT-nummer saknas" in first[101] and first[102] is None
+    assert second[103] == first[101].replace("10001", "10003") and second[104] is None
+    assert fixed == {105: None, 106: None}
