@@ -80,7 +80,6 @@ def _clause(name: str) -> TextClause:
 OPTIONAL_COLUMNS_MARK = "/* optional columns */"
 
 
-@cache
 def listing(query: TextClause, name: str, dialect: str) -> TextClause:
     """``query`` whose ``IN :<name>`` takes a list of values.
 
@@ -105,6 +104,7 @@ def _as_array(body: str, name: str) -> TextClause:
     return text(body.replace(marked, f"= ANY(:{name})"))
 
 
+@cache
 def with_columns(name: str, columns: tuple[str, ...]) -> TextClause:
     """``include/sql/<name>.sql`` with ``columns`` added to its select list at :data:`OPTIONAL_COLUMNS_MARK`.
 
