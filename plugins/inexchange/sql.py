@@ -11,6 +11,8 @@ in the wheel and in a copied or mounted plugins folder alike, and need no settin
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from importlib.resources import files
@@ -18,6 +20,8 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from sqlalchemy import String, TextClause, bindparam, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 #: the package folder holding the ``.sql`` files
 SQL_FILES = "sql_files"
@@ -83,25 +87,56 @@ OPTIONAL_COLUMNS_MARK = "/* optional columns */"
 def listing(query: TextClause, name: str, dialect: str) -> TextClause:
     """``query`` whose ``IN :<name>`` takes a list of values.
 
-    On PostgreSQL the list is one array (``= ANY(:<name>)``), elsewhere an expanding parameter (one
-    bound value an item): psycopg parses the placeholders of a statement holding more than 50 of them
-    in Python, every time.
+    On PostgreSQL the list is one array (``= ANY(:<name>)``), on SQLite one JSON array read with
+    ``json_each`` (:class:`JsonList`), elsewhere an expanding parameter (one bound value an item):
+    psycopg parses the placeholders of a statement holding more than 50 of them in Python, every
+    time, and SQLAlchemy renders and binds each of an expanding list's values, every time.
 
     :param query: a statement holding ``IN :<name>``.
     :param name: the list's parameter.
     :param dialect: the SQLAlchemy dialect's name.
     """
-    if dialect == "postgresql":
-        return _as_array(query.text, name)
+    if dialect in ("postgresql", "sqlite"):
+        return _as_one_value(query.text, name, dialect)
     return query.bindparams(bindparam(name, expanding=True))
 
 
+class JsonList(TypeDecorator[Sequence[Any]]):
+    """A list bound as the text of one JSON array (for SQLite's ``json_each``)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> str | None:
+        return None if value is None else _json(list(value))
+
+
 @lru_cache(maxsize=64)
-def _as_array(body: str, name: str) -> TextClause:
+def _as_one_value(body: str, name: str, dialect: str) -> TextClause:
     marked = f"IN :{name}"
     if marked not in body:
         raise ValueError(f"the statement holds no {marked!r}")
-    return text(body.replace(marked, f"= ANY(:{name})"))
+    if dialect == "postgresql":
+        return text(body.replace(marked, f"= ANY(:{name})"))
+    return text(body.replace(marked, f"IN (SELECT value FROM json_each(:{name}))")).bindparams(
+        bindparam(name, type_=JsonList())
+    )
+
+
+#: a NUL in JSON text: ``\u0000`` not itself escaped (after an even number of backslashes)
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _json(values: list[Any]) -> str:
+    """``values`` as JSON text for SQLite's JSON functions (numbers stay numbers, None null).
+
+    :raises ValueError: for a text holding NUL, which SQLite's JSON functions cut short (the ledger
+        stores none: PostgreSQL refuses it too).
+    """
+    encoded = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+    if "\\u0000" in encoded and _NUL.search(encoded):
+        raise ValueError("a value holds NUL, which SQLite's JSON functions cannot carry")
+    return encoded
 
 
 @cache
@@ -188,10 +223,13 @@ def rows_statement(
 ) -> tuple[TextClause, dict[str, Any]]:
     """``include/sql/<name>.sql`` with ``rows`` as its rows of values, and their bind parameters.
 
-    On PostgreSQL the rows go as one array per column, unnested in place of ``VALUES`` (a handful of
-    bound values, however many rows): psycopg parses the placeholders of a statement holding more
-    than 50 of them in Python, every time, which cost as much as the rest of a write of 512 rows.
-    Elsewhere they are a multi-row ``VALUES`` (:func:`with_rows`, :func:`row_params`).
+    The rows take a handful of bound values, however many they are: on PostgreSQL one array per
+    column, unnested in place of ``VALUES``; on SQLite one JSON array of rows, read with
+    ``json_each`` (``:rows_json``). A bound value per row and column cost as much as the rest of a
+    write of 512 rows: psycopg parses the placeholders of a statement holding more than 50 of them
+    in Python, every time, and SQLAlchemy compiles a statement of thousands of placeholders once per
+    shape and binds each value, every time. Elsewhere the rows are a multi-row ``VALUES``
+    (:func:`with_rows`, :func:`row_params`).
 
     :param columns: the names of the values of a row, in the order the statement lists them.
     :param rows: 1 to :data:`MAX_ROWS` mappings holding ``columns``.
@@ -203,20 +241,35 @@ def rows_statement(
     if dialect == "postgresql":
         arrays = {column: [row[column] for row in rows] for column in dict.fromkeys(columns)}
         return _with_arrays(name, columns, tuple(sorted(types.items()))), {f"{c}_rows": v for c, v in arrays.items()}
+    if dialect == "sqlite":
+        return _with_json(name, len(columns)), {"rows_json": _json([[row[c] for c in columns] for row in rows])}
     count = padded_count(len(rows)) if padded else len(rows)
     filled = [*rows, *[dict.fromkeys(columns)] * (count - len(rows))]
     return with_rows(name, columns, count), row_params(columns, filled)
 
 
-@lru_cache(maxsize=16)
-def _with_arrays(name: str, columns: tuple[str, ...], types: tuple[tuple[str, str], ...]) -> TextClause:
+def _values_replaced(name: str, rows: str) -> str:
+    """``include/sql/<name>.sql`` with ``rows`` (a query) in place of its ``VALUES /* rows */``."""
     body = _read(name)
     marked = f"VALUES {ROWS_MARK}"
     if body.count(marked) != 1:
         raise ValueError(f"{name}.sql must hold {marked!r} once, where its rows go")
+    return body.replace(marked, rows, 1)
+
+
+@lru_cache(maxsize=16)
+def _with_json(name: str, width: int) -> TextClause:
+    # WHERE true: an INSERT taking a SELECT's rows reads a following ON CONFLICT as the SELECT's join
+    # constraint without it (SQLite's documented parsing ambiguity of UPSERT)
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
+    return text(_values_replaced(name, f"SELECT {values} FROM json_each(:rows_json) WHERE true"))
+
+
+@lru_cache(maxsize=16)
+def _with_arrays(name: str, columns: tuple[str, ...], types: tuple[tuple[str, str], ...]) -> TextClause:
     typed = dict(types)
     arrays = ", ".join(f"CAST(:{column}_rows AS {typed.get(column, 'TEXT')}[])" for column in columns)
-    return text(body.replace(marked, f"SELECT * FROM unnest({arrays})", 1))
+    return text(_values_replaced(name, f"SELECT * FROM unnest({arrays})"))
 
 
 def script(name: str) -> list[TextClause]:
