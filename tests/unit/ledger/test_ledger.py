@@ -571,10 +571,10 @@ def test_without_an_interval_or_a_cron_schedule_the_run_names_what_to_give() -> 
         run_scope(context)
 
 
-def test_set_writes_keep_awkward_values_and_bind_few_values_on_postgresql(ledger: Ledger, engine: Engine) -> None:
-    """Rows and lists of ids go as arrays on PostgreSQL: values an array literal would have to escape,
-    NULL-only columns, the largest ids and exact amounts come back as written, and no statement binds
-    a value per row."""
+def test_set_writes_keep_awkward_values_and_bind_few_values(ledger: Ledger, engine: Engine) -> None:
+    """Rows and lists of ids go as arrays on PostgreSQL and as JSON text on SQLite: values an array
+    literal or JSON would have to escape, NULL-only columns, the largest ids and exact amounts come back
+    as written, and no statement binds a value per row."""
     from sqlalchemy import event
 
     bound: list[int] = []
@@ -584,7 +584,7 @@ def test_set_writes_keep_awkward_values_and_bind_few_values_on_postgresql(ledger
         bound.append(len(parameters))
         writes.extend(s for s in ("INSERT INTO inexchange_dispatch ", "UPDATE inexchange_dispatch", "history") if s in statement)
 
-    awkward = 'Bolaget {"AB"}, \\ \'citat\' NULL\nrad två'
+    awkward = 'Bolaget {"AB"}, \\ \'citat\' NULL\nrad två [1, null] \\u0000 \\"x\\" 😀\t'
     rows = [{**invoice(2**63 - 1 - n), "customer_number": None, "customer_name": awkward,
              "total_amount": Decimal("-1234567.89") + n} for n in range(300)]
     event.listen(engine, "before_cursor_execute", count)
@@ -608,8 +608,24 @@ def test_set_writes_keep_awkward_values_and_bind_few_values_on_postgresql(ledger
         (row["invoice_id"], None, awkward, row["total_amount"], awkward) for row in rows]
     assert moves == 300
     assert {"INSERT INTO inexchange_dispatch ", "UPDATE inexchange_dispatch", "history"} <= set(writes)
-    if engine.dialect.name == "postgresql":  # psycopg parses a statement of more than 50 values every time
-        assert max(bound) <= 50, bound
+    # psycopg parses a statement of more than 50 values every time; SQLAlchemy compiles and binds each
+    assert max(bound) <= 50, bound
+
+
+def test_a_nul_is_refused_rather_than_cut_short_in_sqlites_json() -> None:
+    """SQLite's JSON functions end a text at an escaped NUL: a row holding one is refused, not stored
+    shorter (the ledger stores NUL as U+FFFD), while an escaped-looking backslash text is no NUL."""
+    from inexchange.sql import rows_statement
+
+    def rows(value: str) -> dict[str, object]:
+        return rows_statement("ledger_insert_history", ("message",), [{"message": value}], dialect="sqlite",
+                              types={})[1]
+
+    with pytest.raises(ValueError, match="NUL"):
+        rows("ok\x00cut")
+    with pytest.raises(ValueError, match="NUL"):
+        rows("\\\x00")
+    assert rows("\\u0000") == {"rows_json": '[["\\\\u0000"]]'}
 
 
 def test_a_runs_resolved_recipients_are_kept_for_the_run_and_other_runs_old_ones_forgotten(
