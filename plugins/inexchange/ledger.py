@@ -525,12 +525,8 @@ class Ledger:
     def watched_documents(self, document_ids: Iterable[str]) -> set[str]:
         """Which of ``document_ids`` are documents of the rows the run's sensor follows (:meth:`watched`);
         read by the document index, so the cost follows the ids asked about, not the day."""
-        watched = self._watched_rows()
-        query = (
-            select(text("inexchange_document_id"))
-            .select_from(watched)
-            .where(listing(text("inexchange_document_id IN :document_ids"), "document_ids", self.engine.dialect.name))
-        )
+        query = listing(statement("ledger_select_watched_documents"), "document_ids", self.engine.dialect.name)
+        query = query.bindparams(SELECTION)
         found: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(document_ids)), 900):

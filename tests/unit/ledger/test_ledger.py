@@ -254,6 +254,32 @@ def test_the_sensors_watch_is_counted_by_the_database(ledger: Ledger, engine: En
     assert ledger.watch() == (0, None, None)
 
 
+def test_which_documents_the_sensor_follows_is_read_by_the_document_index_on_sqlite(tmp_path) -> None:  # noqa: ANN001
+    """SQLite's planner, without statistics, prefers the state index: each list of documents would walk
+    every waiting row of the day (quadratic in the day's size over a run's status events)."""
+    from sqlalchemy import event
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    ledger = Ledger(engine, SCOPE)
+    ledger.ensure_schema()
+    ledger.register([invoice(i) for i in range(1, 201)])
+    ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.WAITING,
+                                       {"inexchange_document_id": f"doc-{i}"}) for i in range(1, 201)], source="t")
+    seen: list[tuple] = []
+    listener = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert ledger.watched_documents(["doc-3", "doc-150", "doc-none"]) == {"doc-3", "doc-150"}
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    (statement, parameters), = seen
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+    engine.dispose()
+    assert "USING INDEX ix_inexchange_dispatch_document" in plan, plan
+    assert "ix_inexchange_dispatch_state" not in plan, plan
+
+
 def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledger, engine: Engine) -> None:
     ledger.register([invoice(1), invoice(2)])
     ledger.transition(2, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="bad")
