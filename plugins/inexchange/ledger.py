@@ -840,7 +840,8 @@ class Ledger:
         history: list[HistoryRow] = []
         # an invoice changed twice in one batch: its changes go in order, in separate statements
         for rows in _sets(values, "invoice_id"):
-            # padded to a power of two with changes of no invoice (they match no row): few statements to prepare
+            # a VALUES list (on neither PostgreSQL nor SQLite) is padded to a power of two with changes of no
+            # invoice (they match no row): few statements to prepare
             query, bound = _rows(conn, "ledger_transition", _CHANGE_ROW, rows, padded=True)
             moved_ids = {int(found) for found in conn.execute(query, {**bound, **shared}).scalars()}
             for row in rows:
