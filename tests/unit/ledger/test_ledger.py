@@ -162,7 +162,7 @@ def test_batches_of_any_size_write_every_row_and_its_history(ledger: Ledger, eng
     ids = list(range(1, 1200))
     ledger.register([invoice(i) for i in ids])  # 1,199 rows: statements of 512, 512, 128, 32, 8, 4, 2 and 1 rows
     done = 0
-    for size in (1, 2, 3, 5, 17, 100, 600, 471):  # padded to 1, 2, 4, 8, 32, 128 and 512 changes
+    for size in (1, 2, 3, 5, 17, 100, 600, 471):  # a VALUES list pads them to 1, 2, 4, 8, 32, 128 and 512
         moved = ledger.transition_many(
             [Transition(i, [LedgerState.PENDING], LedgerState.READY, {}) for i in ids[done : done + size]], source="t")
         assert moved == [True] * size
@@ -172,6 +172,26 @@ def test_batches_of_any_size_write_every_row_and_its_history(ledger: Ledger, eng
     with engine.connect() as conn:
         history = conn.execute(text("SELECT to_state, COUNT(*) FROM inexchange_dispatch_history GROUP BY to_state"))
         assert dict(history.tuples().all()) == {"pending": len(ids), "ready": len(ids)}
+
+
+def test_a_database_without_arrays_or_json_takes_rows_as_a_padded_values_list(ledger: Ledger, engine: Engine) -> None:
+    """The portable form of a set write (a multi-row VALUES, padded with rows of NULLs that match no
+    invoice) for any other database, run here on the test's own: every change moves its row, no other."""
+    from inexchange.ledger import _CHANGE_ROW, _NOT_TEXT
+    from inexchange.sql import rows_statement
+
+    ledger.register([invoice(i) for i in (1, 2, 3, 4)])
+    changes = [{**dict.fromkeys(_CHANGE_ROW), "invoice_id": i, "from_state": "pending", "other_from_state": "pending",
+                "to_state": "ready", "attempt": 0, "stays_submitting": 0, "doubt_lookup": 0, "check_status": 0}
+               for i in (1, 2, 4)]
+    query, bound = rows_statement("ledger_transition", _CHANGE_ROW, changes, dialect="other", types=_NOT_TEXT,
+                                  padded=True)
+    assert len(bound) == 4 * len(_CHANGE_ROW)  # 3 changes padded to 4 rows
+    with engine.begin() as conn:
+        moved = conn.execute(query, {**bound, "now": "2026-11-17T06:00:00Z", "dag_run_id": SCOPE.dag_run_id})
+        assert sorted(moved.scalars()) == [1, 2, 4]
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.READY)] == [1, 2, 4]
+    assert [r["invoice_id"] for r in ledger.rows(LedgerState.PENDING)] == [3]
 
 
 def test_row_counts_are_few_powers_of_two() -> None:
