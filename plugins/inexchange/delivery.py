@@ -87,10 +87,16 @@ class DeliveryRun:
         return ledger
 
     def _poll(self, ledger: Ledger) -> tuple[Watch, datetime | None]:
-        """The rows still waiting (counted) and the cursor, after one synchronous poll written to the ledger."""
+        """The rows still waiting (counted) and the cursor, after one synchronous poll written to the ledger.
+
+        The ledger's statistics are refreshed first when they lag behind its changes: the first poll
+        comes right after the submit stage gave the day's rows their document ids, which the poll
+        reads them by.
+        """
         watch = ledger.watch()
         if not watch.waiting:
             return watch, None
+        ledger.refresh_statistics()
         hook = self.get_hook()
         try:
             cursor = record_statuses(ledger, hook, watch, page_size=self.settings.page_size)

@@ -134,8 +134,9 @@ def record_statuses(
     the same listing (``documents/outbound/list`` over the rows' creation window) and the same
     :func:`status_changes`. The listing is read ``workers`` pages at a time
     (:meth:`~inexchange.hooks.inexchange.InExchangeHook.iter_outbound`) and written
-    :data:`RECORD_CHUNK` documents at a time, so a day's window costs a few pages and a chunk of
-    memory, not the day. Returns the cursor after the changes seen.
+    :data:`RECORD_CHUNK` documents at a time, so a day's window costs a few pages and two chunks of
+    memory, not the day: while one chunk is written, the listing reads on, up to a chunk ahead.
+    Returns the cursor after the changes seen.
 
     :param rows: the rows followed, or the sensor's :class:`~inexchange.ledger.Watch` of them.
     :param workers: the listing's pages asked for at once.
@@ -148,7 +149,11 @@ def record_statuses(
         ids = {str(row["inexchange_document_id"]) for row in rows}
         followed = ids.intersection
     documents = hook.iter_outbound(
-        page_size=page_size, workers=workers, created_from=created_from, created_to=created_to
+        page_size=page_size,
+        workers=workers,
+        ahead=-(-RECORD_CHUNK // page_size),
+        created_from=created_from,
+        created_to=created_to,
     )
     cursor: datetime | None = None
     while chunk := list(islice(documents, RECORD_CHUNK)):

@@ -511,13 +511,17 @@ class InExchangeHook(BaseHook):
         """
         return self._drive(endpoints.all_outbound(page_size, filters, self._skipped))
 
-    def iter_outbound(self, *, page_size: int = 100, workers: int = 4, **filters: Any) -> Iterator[OutboundDocument]:
+    def iter_outbound(
+        self, *, page_size: int = 100, workers: int = 4, ahead: int | None = None, **filters: Any
+    ) -> Iterator[OutboundDocument]:
         """Every document matching the filters, as :meth:`all_outbound` lists them, read ``workers`` pages at a time.
 
         The first page gives ``totalCount`` and the page length the server keeps to; the pages after
-        it are asked for at once, at most ``workers`` in flight and ``2 * workers`` ahead of the
-        reader, and their documents are yielded in listing order as the reader takes them, so a long
-        listing costs a few pages of memory and one round trip per ``workers`` pages. A page shorter
+        it are asked for at once, at most ``workers`` in flight and ``ahead`` pages (``2 * workers``
+        unless given) ahead of the reader, and their documents are yielded in listing order as the
+        reader takes them, so a long listing costs ``ahead`` pages of memory and one round trip per
+        ``workers`` pages; a reader that stops to write what it took finds up to ``ahead`` pages
+        listed meanwhile. A page shorter
         than the first (documents gone while listing) has what it left out read one call at a time;
         a listing that grew while read is read on to its new ``totalCount``. Every page goes through
         the same :class:`~inexchange.hooks.endpoints.ListingCheck` as :meth:`all_outbound`'s.
@@ -536,12 +540,13 @@ class InExchangeHook(BaseHook):
         listed, workers = step, max(1, workers)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inexchange-list")
         try:
-            ahead = deque((skip, pool.submit(read, skip)) for skip in islice(offsets, 2 * workers))
-            while ahead:
-                skip, future = ahead.popleft()
+            depth = max(workers, ahead or 2 * workers)
+            pending = deque((skip, pool.submit(read, skip)) for skip in islice(offsets, depth))
+            while pending:
+                skip, future = pending.popleft()
                 page = future.result()
                 if (following := next(offsets, None)) is not None:
-                    ahead.append((following, pool.submit(read, following)))
+                    pending.append((following, pool.submit(read, following)))
                 yield from check.accept(page, skip)
                 total, listed = max(total, page.total_count), skip + page.size
                 end = min(skip + step, first.total_count)

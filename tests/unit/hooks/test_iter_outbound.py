@@ -82,6 +82,27 @@ def test_pages_are_asked_for_at_once_up_to_workers(api: respx.MockRouter, hook: 
     assert elapsed < 12 * 0.15  # one page at a time would take 12 delays
 
 
+@pytest.mark.parametrize(("ahead", "read_meanwhile"), [(None, 2 * 2), (6, 6), (1, 2)], ids=["default", "6", "workers"])
+def test_a_reader_that_pauses_finds_ahead_pages_read_and_no_more(
+    api: respx.MockRouter, hook: InExchangeHook, ahead: int | None, read_meanwhile: int
+) -> None:
+    """While the reader is busy elsewhere (writing what it took), the listing reads on: ``ahead``
+    pages past the one the reader is in (``2 * workers`` unless given, never fewer than ``workers``)."""
+    answer, _ = listing(DOCUMENTS)
+    listed = api.post(LIST).mock(side_effect=answer)
+
+    documents = hook.iter_outbound(page_size=2, workers=2, ahead=ahead)
+    assert [next(documents).id for _ in range(3)] == IDS[:3]  # the reader is in the second page
+    deadline = time.monotonic() + 5
+    while listed.call_count < 2 + read_meanwhile and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # time for a page too many to be asked for
+
+    assert listed.call_count == 2 + read_meanwhile  # the first two pages, then those read ahead
+    assert [d.id for d in documents] == IDS[3:]
+    assert listed.call_count == 12
+
+
 def test_the_servers_page_length_is_the_step(api: respx.MockRouter, hook: InExchangeHook) -> None:
     """A server that answers fewer than ``take`` (its own page cap) is paged by what it answers."""
     answer, _ = listing(DOCUMENTS, page_cap=4)

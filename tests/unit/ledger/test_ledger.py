@@ -300,6 +300,105 @@ def test_which_documents_the_sensor_follows_is_read_by_the_document_index_on_sql
     assert "ix_inexchange_dispatch_state" not in plan, plan
 
 
+def _analysed(engine: Engine) -> tuple[datetime | None, int]:
+    """When the ledger table was last analysed by hand, and its changes since (PostgreSQL's view)."""
+    with engine.connect() as conn:
+        last, changed = conn.execute(text(
+            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables "
+            "WHERE relid = CAST('inexchange_dispatch' AS REGCLASS)")).one()
+    return last, int(changed)
+
+
+def _a_day_given_document_ids(engine: Engine, n: int) -> Ledger:
+    """A ledger of ``n`` invoices waiting with their document ids, its changes counted by the server."""
+    import time
+
+    ledger = Ledger(engine, SCOPE)
+    ledger.ensure_schema()
+    ledger.register([invoice(i) for i in range(1, n + 1)])
+    ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.WAITING,
+                                       {"inexchange_document_id": f"doc-{i}"}) for i in range(1, n + 1)], source="t")
+    engine.dispose()  # a server process hands its table statistics over as it ends
+    deadline = time.monotonic() + 10
+    while _analysed(engine)[1] < 2 * n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ledger
+
+
+@pytest.mark.postgres
+def test_postgres_statistics_are_refreshed_once_they_lag_behind_the_days_changes(pg_schema: str) -> None:
+    """A day's rows get their document ids minutes before the sensor reads them by id, before
+    autovacuum analyses the table: the sensor's poll has the table analysed, so that PostgreSQL's
+    planner reads each list of ids by the document index."""
+    from sqlalchemy import event
+
+    engine = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
+    ledger = _a_day_given_document_ids(engine, 3000)
+    assert _analysed(engine) == (None, 6000)  # 3,000 rows inserted, then each updated
+
+    assert ledger.refresh_statistics() is True
+    last, changed = _analysed(engine)
+    assert last is not None and changed == 0
+    assert ledger.refresh_statistics() is False  # fresh statistics: not analysed again
+    assert _analysed(engine)[0] == last
+
+    seen: list[tuple] = []
+    listener = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert ledger.watched_documents(["doc-3", "doc-1500", "doc-none"]) == {"doc-3", "doc-1500"}
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    (statement, parameters), = seen
+    with engine.connect() as conn:
+        plan = " ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    engine.dispose()
+    assert "ix_inexchange_dispatch_document" in plan, plan
+
+
+@pytest.mark.postgres
+def test_postgres_statistics_not_refreshed_in_time_leave_a_warning(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another session holding the table's maintenance lock (an ANALYZE or VACUUM by hand) keeps the
+    statistics as they are: the poll goes on after the lock timeout, with a warning."""
+    import inexchange.ledger as ledger_module
+
+    engine = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
+    ledger = _a_day_given_document_ids(engine, 100)
+    monkeypatch.setattr(ledger_module, "ANALYZE_LOCK_TIMEOUT", "200ms")
+    other = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
+    try:
+        with other.begin() as conn:
+            conn.execute(text("LOCK TABLE inexchange_dispatch IN SHARE UPDATE EXCLUSIVE MODE"))
+            with caplog.at_level("WARNING", logger="inexchange.ledger"):
+                assert ledger.refresh_statistics() is False
+        assert "the ledger's statistics were not refreshed" in caplog.text
+        assert "lock timeout" in caplog.text
+        assert _analysed(engine)[0] is None
+        assert ledger.refresh_statistics() is True  # the lock released
+    finally:
+        other.dispose()
+        engine.dispose()
+
+
+def test_other_databases_keep_their_own_statistics(tmp_path) -> None:  # noqa: ANN001
+    """SQLite's planner keeps to the document index without statistics (the query is written so);
+    ANALYZE there reads the whole table, so nothing is run."""
+    from sqlalchemy import event
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine, SCOPE)
+    ledger.ensure_schema()
+    seen: list[str] = []
+    listener = lambda conn, cursor, statement, parameters, context, many: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    assert ledger.refresh_statistics() is False
+    event.remove(engine, "before_cursor_execute", listener)
+    engine.dispose()
+    assert seen == []
+
+
 def test_transition_many_commits_together_and_says_which_rows_moved(ledger: Ledger, engine: Engine) -> None:
     ledger.register([invoice(1), invoice(2)])
     ledger.transition(2, [LedgerState.PENDING], LedgerState.REJECTED, source="validate", message="bad")
