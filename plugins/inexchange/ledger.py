@@ -409,11 +409,12 @@ class Ledger:
     def refresh_statistics(self) -> bool:
         """On PostgreSQL, analyse the ledger table when its statistics miss more of its changes than
         autovacuum lets pass (``ledger_statistics_stale.sql``), so that the planner reads document ids
-        by their index; nothing on other databases. Returns whether the table was analysed.
+        by their index; nothing on other databases. Returns whether ANALYZE was run.
 
         Waits at most :data:`ANALYZE_LOCK_TIMEOUT` for the table's maintenance lock (an autovacuum
         gives it up to a waiting ANALYZE); a lock not had in time leaves the statistics as they were,
-        with a warning, and a user who may not analyse the table gets PostgreSQL's own warning.
+        with a warning. A user who may not analyse the table leaves them too: PostgreSQL skips the
+        table with a warning in its own log.
         """
         if self.engine.dialect.name != "postgresql":
             return False

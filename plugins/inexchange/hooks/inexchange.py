@@ -517,14 +517,15 @@ class InExchangeHook(BaseHook):
         """Every document matching the filters, as :meth:`all_outbound` lists them, read ``workers`` pages at a time.
 
         The first page gives ``totalCount`` and the page length the server keeps to; the pages after
-        it are asked for at once, at most ``workers`` in flight and ``ahead`` pages (``2 * workers``
-        unless given) ahead of the reader, and their documents are yielded in listing order as the
-        reader takes them, so a long listing costs ``ahead`` pages of memory and one round trip per
-        ``workers`` pages; a reader that stops to write what it took finds up to ``ahead`` pages
-        listed meanwhile. A page shorter
-        than the first (documents gone while listing) has what it left out read one call at a time;
-        a listing that grew while read is read on to its new ``totalCount``. Every page goes through
-        the same :class:`~inexchange.hooks.endpoints.ListingCheck` as :meth:`all_outbound`'s.
+        it are asked for at once, at most ``workers`` in flight and ``ahead`` pages ahead of the
+        reader, and their documents are yielded in listing order as the reader takes them, so a long
+        listing costs ``ahead`` pages of memory and one round trip per ``workers`` pages. A page
+        shorter than the first (documents gone while listing) has what it left out read one call at a
+        time; a listing that grew while read is read on to its new ``totalCount``. Every page goes
+        through the same :class:`~inexchange.hooks.endpoints.ListingCheck` as :meth:`all_outbound`'s.
+
+        :param ahead: the pages read ahead of the reader: ``2 * workers`` unless given, never fewer
+            than ``workers``. A reader that stops to write what it took finds that many listed meanwhile.
         """
         check = endpoints.ListingCheck(self._skipped)
 

@@ -274,28 +274,38 @@ def test_the_sensors_watch_is_counted_by_the_database(ledger: Ledger, engine: En
     assert ledger.watch() == (0, None, None)
 
 
+def _watched_documents_plan(ledger: Ledger, asked: list[str], found: set[str], *, explain: str, column: int) -> str:
+    """Ask :meth:`Ledger.watched_documents` about ``asked`` (expecting ``found``), then the database's
+    plan of the statement it ran (``explain`` prefixed, each plan row's ``column`` joined); the
+    ledger's engine is disposed of."""
+    from sqlalchemy import event
+
+    engine = ledger.engine
+    seen: list[tuple] = []
+    listener = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert ledger.watched_documents(asked) == found
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    (statement, parameters), = seen
+    with engine.connect() as conn:
+        plan = " ".join(str(row[column]) for row in conn.exec_driver_sql(f"{explain} {statement}", parameters))
+    engine.dispose()
+    return plan
+
+
 def test_which_documents_the_sensor_follows_is_read_by_the_document_index_on_sqlite(tmp_path) -> None:  # noqa: ANN001
     """SQLite's planner, without statistics, prefers the state index: each list of documents would walk
     every waiting row of the day (quadratic in the day's size over a run's status events)."""
-    from sqlalchemy import event
-
     engine = create_engine(f"sqlite:///{tmp_path / 'plan.db'}")
     ledger = Ledger(engine, SCOPE)
     ledger.ensure_schema()
     ledger.register([invoice(i) for i in range(1, 201)])
     ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.WAITING,
                                        {"inexchange_document_id": f"doc-{i}"}) for i in range(1, 201)], source="t")
-    seen: list[tuple] = []
-    listener = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        assert ledger.watched_documents(["doc-3", "doc-150", "doc-none"]) == {"doc-3", "doc-150"}
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
-    (statement, parameters), = seen
-    with engine.connect() as conn:
-        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
-    engine.dispose()
+    plan = _watched_documents_plan(ledger, ["doc-3", "doc-150", "doc-none"], {"doc-3", "doc-150"},
+                                   explain="EXPLAIN QUERY PLAN", column=-1)
     assert "USING INDEX ix_inexchange_dispatch_document" in plan, plan
     assert "ix_inexchange_dispatch_state" not in plan, plan
 
@@ -330,8 +340,6 @@ def test_postgres_statistics_are_refreshed_once_they_lag_behind_the_days_changes
     """A day's rows get their document ids minutes before the sensor reads them by id, before
     autovacuum analyses the table: the sensor's poll has the table analysed, so that PostgreSQL's
     planner reads each list of ids by the document index."""
-    from sqlalchemy import event
-
     engine = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
     ledger = _a_day_given_document_ids(engine, 3000)
     assert _analysed(engine) == (None, 6000)  # 3,000 rows inserted, then each updated
@@ -342,17 +350,8 @@ def test_postgres_statistics_are_refreshed_once_they_lag_behind_the_days_changes
     assert ledger.refresh_statistics() is False  # fresh statistics: not analysed again
     assert _analysed(engine)[0] == last
 
-    seen: list[tuple] = []
-    listener = lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters))  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        assert ledger.watched_documents(["doc-3", "doc-1500", "doc-none"]) == {"doc-3", "doc-1500"}
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
-    (statement, parameters), = seen
-    with engine.connect() as conn:
-        plan = " ".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
-    engine.dispose()
+    plan = _watched_documents_plan(ledger, ["doc-3", "doc-1500", "doc-none"], {"doc-3", "doc-1500"},
+                                   explain="EXPLAIN", column=0)
     assert "ix_inexchange_dispatch_document" in plan, plan
 
 
@@ -380,6 +379,34 @@ def test_postgres_statistics_not_refreshed_in_time_leave_a_warning(
     finally:
         other.dispose()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_user_who_may_not_analyse_the_ledger_polls_on(pg_schema: str) -> None:
+    """A reporting user that writes the ledger but does not own it (created by another user):
+    PostgreSQL skips the table with a warning of its own; nothing fails, nothing is analysed."""
+    import uuid
+
+    from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT
+
+    owner = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
+    _a_day_given_document_ids(owner, 100)
+    role = f"rw_{uuid.uuid4().hex[:10]}"
+    with owner.begin() as conn:  # identifiers made here, not user input
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{role}"'))
+        conn.execute(text(f'GRANT SELECT, UPDATE ON inexchange_dispatch TO "{role}"'))
+    writer = create_engine(f"postgresql+psycopg2://{role}@{PG_HOST}:{PG_PORT}/{PG_DB}",
+                           connect_args=pg_connect_args(pg_schema))
+    try:
+        assert Ledger(writer, SCOPE).refresh_statistics() is True  # ANALYZE was run, and skipped the table
+        assert _analysed(owner)[0] is None
+    finally:
+        writer.dispose()
+        with owner.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        owner.dispose()
 
 
 def test_other_databases_keep_their_own_statistics(tmp_path) -> None:  # noqa: ANN001
