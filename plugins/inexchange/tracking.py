@@ -6,6 +6,7 @@ the next run's recheck of waiting invoices, so all of them see and record change
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -151,7 +152,7 @@ def record_statuses(
     documents = hook.iter_outbound(
         page_size=page_size,
         workers=workers,
-        ahead=-(-RECORD_CHUNK // page_size),
+        ahead=math.ceil(RECORD_CHUNK / page_size),
         created_from=created_from,
         created_to=created_to,
     )

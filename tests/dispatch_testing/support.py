@@ -53,6 +53,36 @@ def postgres_conn_env(schema: str) -> str:
                        "schema": PG_DB, "extra": {"search_path": schema}})
 
 
+
+def ledger_statistics(engine: Any) -> tuple[Any, int]:
+    """When PostgreSQL last analysed the ledger table by hand (None: never), and its changes since."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        last, changed = conn.execute(text(
+            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables "
+            "WHERE relid = CAST('inexchange_dispatch' AS REGCLASS)")).one()
+    return last, int(changed)
+
+
+def without_autovacuum(engine: Any) -> None:
+    """Keep autovacuum off the ledger table, so that it cannot analyse it between a test's writes and checks."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE inexchange_dispatch SET (autovacuum_enabled = false)"))
+
+
+def counted_changes(engine: Any, at_least: int) -> None:
+    """Close the engine's connections (a server process hands its table statistics over as it ends)
+    and wait, up to 10 s, until PostgreSQL counts at least ``at_least`` changes of the ledger table."""
+    import time
+
+    engine.dispose()
+    deadline = time.monotonic() + 10
+    while ledger_statistics(engine)[1] < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+
 #: the ERP adapter contract: columns per table, keys, and columns by kind of value
 COLUMNS = {
     "customer": (

@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from dispatch_testing.support import pg_connect_args, pg_url
+from dispatch_testing.support import (
+    counted_changes,
+    ledger_statistics,
+    pg_connect_args,
+    pg_url,
+    without_autovacuum,
+)
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
@@ -310,30 +316,15 @@ def test_which_documents_the_sensor_follows_is_read_by_the_document_index_on_sql
     assert "ix_inexchange_dispatch_state" not in plan, plan
 
 
-def _analysed(engine: Engine) -> tuple[datetime | None, int]:
-    """When the ledger table was last analysed by hand, and its changes since (PostgreSQL's view)."""
-    with engine.connect() as conn:
-        last, changed = conn.execute(text(
-            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables "
-            "WHERE relid = CAST('inexchange_dispatch' AS REGCLASS)")).one()
-    return last, int(changed)
-
-
 def _a_day_given_document_ids(engine: Engine, n: int) -> Ledger:
     """A ledger of ``n`` invoices waiting with their document ids, its changes counted by the server."""
-    import time
-
     ledger = Ledger(engine, SCOPE)
     ledger.ensure_schema()
-    with engine.begin() as conn:  # no autovacuum of the test's table between the writes and the checks
-        conn.execute(text("ALTER TABLE inexchange_dispatch SET (autovacuum_enabled = false)"))
+    without_autovacuum(engine)
     ledger.register([invoice(i) for i in range(1, n + 1)])
     ledger.transition_many([Transition(i, [LedgerState.PENDING], LedgerState.WAITING,
                                        {"inexchange_document_id": f"doc-{i}"}) for i in range(1, n + 1)], source="t")
-    engine.dispose()  # a server process hands its table statistics over as it ends
-    deadline = time.monotonic() + 10
-    while _analysed(engine)[1] < 2 * n and time.monotonic() < deadline:
-        time.sleep(0.05)
+    counted_changes(engine, 2 * n)
     return ledger
 
 
@@ -344,13 +335,13 @@ def test_postgres_statistics_are_refreshed_once_they_lag_behind_the_days_changes
     planner reads each list of ids by the document index."""
     engine = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
     ledger = _a_day_given_document_ids(engine, 3000)
-    assert _analysed(engine) == (None, 6000)  # 3,000 rows inserted, then each updated
+    assert ledger_statistics(engine) == (None, 6000)  # 3,000 rows inserted, then each updated
 
     assert ledger.refresh_statistics() is True
-    last, changed = _analysed(engine)
+    last, changed = ledger_statistics(engine)
     assert last is not None and changed == 0
     assert ledger.refresh_statistics() is False  # fresh statistics: not analysed again
-    assert _analysed(engine)[0] == last
+    assert ledger_statistics(engine)[0] == last
 
     plan = _watched_documents_plan(ledger, ["doc-3", "doc-1500", "doc-none"], {"doc-3", "doc-1500"},
                                    explain="EXPLAIN", column=0)
@@ -376,7 +367,7 @@ def test_postgres_statistics_not_refreshed_in_time_leave_a_warning(
                 assert ledger.refresh_statistics() is False
         assert "the ledger's statistics were not refreshed" in caplog.text
         assert "lock timeout" in caplog.text
-        assert _analysed(engine)[0] is None
+        assert ledger_statistics(engine)[0] is None
         assert ledger.refresh_statistics() is True  # the lock released
     finally:
         other.dispose()
@@ -402,7 +393,7 @@ def test_a_user_who_may_not_analyse_the_ledger_polls_on(pg_schema: str) -> None:
                            connect_args=pg_connect_args(pg_schema))
     try:
         assert Ledger(writer, SCOPE).refresh_statistics() is True  # ANALYZE was run, and skipped the table
-        assert _analysed(owner)[0] is None
+        assert ledger_statistics(owner)[0] is None
     finally:
         writer.dispose()
         with owner.begin() as conn:

@@ -257,40 +257,32 @@ def test_the_first_poll_has_postgresql_analyse_a_ledger_whose_statistics_lag(
 ) -> None:
     """The day's rows were given their document ids just before (the submit stage), before autovacuum
     came round: the sensor has the ledger table analysed before it reads them by id."""
-    import time
+    from dispatch_testing.support import (
+        counted_changes,
+        ledger_statistics,
+        pg_connect_args,
+        pg_url,
+        postgres_conn_env,
+        without_autovacuum,
+    )
 
-    from dispatch_testing.support import PG_DB, PG_HOST, PG_PORT, PG_USER, pg_connect_args, pg_url
-
-    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", json.dumps({
-        "conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": PG_DB,
-        "extra": {"search_path": pg_schema}}))
+    monkeypatch.setenv("AIRFLOW_CONN_INEXCHANGE_REPORTING", postgres_conn_env(pg_schema))
     engine = create_engine(pg_url(), connect_args=pg_connect_args(pg_schema))
     ledger = Ledger(engine, run_scope(make_context()))
     ledger.ensure_schema()
-    with engine.begin() as conn:  # no autovacuum of the test's table between the writes and the checks
-        conn.execute(text("ALTER TABLE inexchange_dispatch SET (autovacuum_enabled = false)"))
+    without_autovacuum(engine)
     ids = range(1, 101)
     ledger.register([invoice(i) for i in ids])
     for i in ids:
         submit(ledger, i, f"d{i}", f"2026-11-25T06:{i % 60:02d}:00.000000Z", "PendingInPlatform")
-    engine.dispose()  # a server process hands its table statistics over as it ends
-
-    def analysed() -> tuple[Any, int]:
-        with engine.connect() as conn:
-            return tuple(conn.execute(text(
-                "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables "
-                "WHERE relid = CAST('inexchange_dispatch' AS REGCLASS)")).one())
-
-    deadline = time.monotonic() + 10
-    while analysed()[1] < 200 and time.monotonic() < deadline:  # 100 rows inserted, then each updated
-        time.sleep(0.05)
+    counted_changes(engine, 200)  # 100 rows inserted, then each updated
     api.post(LIST).respond(200, json=outbound_list(
         [outbound_document(f"d{i}", "Pending", "2026-11-25T07:00:00Z") for i in ids]))
     try:
-        assert analysed() == (None, 200)
+        assert ledger_statistics(engine) == (None, 200)
         with pytest.raises(TaskDeferred):
             make_sensor().execute(make_context())
-        assert analysed()[0] is not None
+        assert ledger_statistics(engine)[0] is not None
         assert [row["inexchange_status"] for row in dispatch(engine).values()] == ["Pending"] * 100
     finally:
         engine.dispose()
